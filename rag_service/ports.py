@@ -1,0 +1,135 @@
+"""Ports: the small protocols through which services reach the outside world.
+
+Services depend only on these; adapters (``SentenceTransformerEmbedder``, ``ChromaStore``,
+``OpenAICompatibleUpstream``) implement them, and tests substitute fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from rag_service.upstream_events import ChatRequest, UpstreamEvent
+
+MetadataValue = str | int | float | bool
+Vector = list[float]
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors; one model per process, loaded once."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """Embed ``texts`` (batched internally); raises ``EmbedderUnavailable``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved piece of catalog text."""
+
+    id: str
+    doc_id: str
+    title: str
+    text: str
+    score: float
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CatalogInfo:
+    """The live catalog as readers see it."""
+
+    version: int
+    document_count: int
+    chunk_count: int
+    sources: Mapping[str, int]
+    updated_at: str | None
+    embedding_model: str | None
+
+
+class PassageSearch(Protocol):
+    """The read side of the vector store that retrieval needs."""
+
+    def live_version(self) -> int:
+        """The live catalog version (0: nothing ingested yet); raises VectorStoreUnavailable."""
+        ...
+
+    def search(
+        self,
+        vector: Vector,
+        *,
+        top_k: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+    ) -> list[Passage]:
+        """Nearest passages of the live catalog, best first; raises VectorStoreUnavailable."""
+        ...
+
+    def catalog_info(self) -> CatalogInfo: ...
+
+
+class ChatUpstream(Protocol):
+    """An OpenAI-compatible chat model that streams its answer."""
+
+    def ensure_available(self) -> None:
+        """Raise ``CircuitOpen`` (with a jittered retry_after_s) when requests would fail fast."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
+        """Yield typed items until exactly one terminal item (``Completed`` or ``Failed``)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Monotonic seconds; tests pass a controllable one."""
+
+    def __call__(self) -> float: ...
+
+
+JSON = dict[str, Any]
+
+
+class ContextState(StrEnum):
+    fresh = "fresh"  # served from the freshness cache
+    refreshed = "refreshed"  # retrieved now
+    stale = "stale"  # retrieval failed; the last known context is served
+    fallback = "fallback"  # the configured fallback context
+
+
+@dataclass(frozen=True)
+class ResolvedContext:
+    """The context an answer is grounded in, and how it was obtained (the `meta` event's body)."""
+
+    context_id: str
+    state: ContextState
+    passages: tuple[Passage, ...]
+    age_s: float
+    catalog_version: int
+    fallback_text: str | None = None  # set when state is `fallback`
+
+
+class ContextResolver(Protocol):
+    """Finds the context for one question in a conversation (freshness cache + retrieval)."""
+
+    async def resolve(
+        self,
+        context_id: str,
+        query: str,
+        *,
+        filters: Mapping[str, MetadataValue] | None = None,
+        top_k: int | None = None,
+        refresh: bool = False,
+    ) -> ResolvedContext: ...
+
+    def invalidate(self, context_id: str) -> bool:
+        """Drop one context; True when it was cached."""
+        ...

