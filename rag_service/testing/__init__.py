@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: fault-injecting servers, proxies, local model runners."""
