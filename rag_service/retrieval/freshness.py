@@ -1,0 +1,245 @@
+"""The freshness cache: one retrieved context per conversation (contextId), reused while fresh.
+
+A context is *fresh* while it is younger than ``ttl_seconds``, came from the live catalog version
+and was retrieved with the same ``top_k`` and filters; then it is served without embedding or
+searching. Otherwise it is retrieved again (single flight per contextId). When retrieval fails,
+the last known context is served as *stale* (up to ``stale_max_age_s`` old), else the configured
+fallback text. See docs/freshness.md for the whole policy and its numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cachetools import LRUCache, TTLCache
+
+from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
+from rag_service.ports import (
+    Clock,
+    ContextState,
+    MetadataValue,
+    Passage,
+    PassageSearch,
+    ResolvedContext,
+)
+from rag_service.retrieval.catalog_version import CatalogVersionWatch
+from rag_service.retrieval.retriever import Retriever
+from rag_service.retrieval.single_flight import SingleFlight
+from rag_service.settings import FreshnessSettings
+
+RETRIEVAL_FAILURES = (VectorStoreUnavailable, EmbedderUnavailable)
+
+FilterKey = tuple[tuple[str, MetadataValue], ...]
+
+
+@dataclass(frozen=True)
+class _Params:
+    """What a retrieval was asked for; a cached context only answers the same request."""
+
+    top_k: int
+    filters: FilterKey
+
+    def filter_mapping(self) -> dict[str, MetadataValue] | None:
+        return dict(self.filters) or None
+
+
+@dataclass(frozen=True)
+class _CachedContext:
+    passages: tuple[Passage, ...]
+    retrieved_at: float  # clock time
+    catalog_version: int | None  # None: the live version was unknown when retrieving
+    params: _Params
+
+
+@dataclass
+class ContextStats:
+    """Counters for /metrics. hits + misses = resolves; refreshes + stale + fallback = misses."""
+
+    hits: int = 0  # served fresh from the cache
+    misses: int = 0  # needed retrieval (expired, missing, other version/params, forced refresh)
+    refreshes: int = 0  # served state `refreshed`
+    stale_served: int = 0
+    fallback_served: int = 0
+    retrievals: int = 0  # retrievals actually run (single flight: fewer than misses)
+    coalesced: int = 0  # resolves that joined a retrieval already running
+    retrieval_failures: int = 0
+    skipped_after_failure: int = 0  # misses answered from the negative cache, no retrieval
+    version_checks: int = 0
+    entries: int = 0  # fresh contexts held now
+    last_known_entries: int = 0
+    in_flight: int = 0  # retrievals running now
+
+
+class ContextService:
+    """Implements the ``ContextResolver`` port with a TTL cache, single flight and fallbacks."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        search: PassageSearch,
+        settings: FreshnessSettings,
+        fallback_text: str,
+        clock: Clock = time.monotonic,
+        version_check_interval_s: float = 1.0,
+        *,
+        failure_ttl_s: float = 2.0,
+        version_check_timeout_s: float = 2.0,
+    ) -> None:
+        self._retriever = retriever
+        self._settings = settings
+        self._fallback_text = fallback_text
+        self._clock = clock
+        self._fresh: TTLCache[str, _CachedContext] = TTLCache(
+            maxsize=settings.max_entries, ttl=settings.ttl_seconds, timer=clock
+        )
+        # Survives TTL expiry and admin invalidation: what stale-if-error serves.
+        self._last_known: LRUCache[str, _CachedContext] = LRUCache(maxsize=settings.max_entries)
+        # Negative cache: a contextId whose retrieval just failed is not retried for a moment.
+        self._recent_failures: TTLCache[str, str] = TTLCache(
+            maxsize=settings.max_entries, ttl=failure_ttl_s, timer=clock
+        )
+        self._flight: SingleFlight[tuple[str, _Params], _CachedContext | None] = SingleFlight()
+        self._versions = CatalogVersionWatch(
+            search,
+            clock=clock,
+            interval_s=version_check_interval_s,
+            timeout_s=version_check_timeout_s,
+        )
+        self._stats = ContextStats()
+
+    async def resolve(
+        self,
+        context_id: str,
+        query: str,
+        *,
+        filters: Mapping[str, MetadataValue] | None = None,
+        top_k: int | None = None,
+        refresh: bool = False,
+    ) -> ResolvedContext:
+        """The context for ``query`` in conversation ``context_id``; never raises for an outage.
+
+        Raises only for bad input (``InvalidInput`` from the retriever) or bugs.
+        """
+        params = self._params(top_k, filters)
+        # Awaits (a store call) only when the check interval has passed; otherwise no yield.
+        live = await self._versions.current()
+        cached = self._fresh.get(context_id)
+        if not refresh and cached is not None and self._answers(cached, params, live):
+            self._stats.hits += 1
+            return self._resolved(context_id, ContextState.fresh, cached)
+        self._stats.misses += 1
+        if context_id in self._recent_failures:
+            self._stats.skipped_after_failure += 1
+            return self._degraded(context_id, live)
+        key = (context_id, params)
+        if self._flight.is_running(key):
+            self._stats.coalesced += 1
+        try:
+            entry = await self._flight.run(
+                key, lambda: self._retrieve(context_id, query, params, live)
+            )
+        except RETRIEVAL_FAILURES:
+            return self._degraded(context_id, live)
+        if entry is None:
+            return self._fallback(context_id, live)
+        self._stats.refreshes += 1
+        return self._resolved(context_id, ContextState.refreshed, entry)
+
+    def invalidate(self, context_id: str) -> bool:
+        """Drop the fresh context (admin); the last known one stays for stale-if-error."""
+        self._recent_failures.pop(context_id, None)
+        return self._fresh.pop(context_id, None) is not None
+
+    def invalidate_all(self) -> int:
+        """Drop every fresh context and re-check the catalog version; returns how many."""
+        self._fresh.expire()
+        dropped = len(self._fresh)
+        self._fresh.clear()
+        self._recent_failures.clear()
+        self._versions.forget()
+        return dropped
+
+    def stats(self) -> ContextStats:
+        """A snapshot of the counters."""
+        self._fresh.expire()
+        return dataclasses.replace(
+            self._stats,
+            version_checks=self._versions.checks,
+            entries=len(self._fresh),
+            last_known_entries=len(self._last_known),
+            in_flight=len(self._flight),
+        )
+
+    async def aclose(self) -> None:
+        """Cancel retrievals still running (at shutdown)."""
+        await self._flight.aclose()
+        await self._versions.aclose()
+
+    def _params(self, top_k: int | None, filters: Mapping[str, MetadataValue] | None) -> _Params:
+        k = self._retriever.default_top_k if top_k is None else top_k
+        return _Params(top_k=k, filters=tuple(sorted((filters or {}).items())))
+
+    @staticmethod
+    def _answers(cached: _CachedContext, params: _Params, live: int | None) -> bool:
+        # An unknown live version (store never answered) cannot prove a context outdated.
+        same_catalog = live is None or cached.catalog_version == live
+        return same_catalog and cached.params == params
+
+    async def _retrieve(
+        self, context_id: str, query: str, params: _Params, version: int | None
+    ) -> _CachedContext | None:
+        """One retrieval; stores the result. None: nothing passed the relevance threshold."""
+        self._stats.retrievals += 1
+        try:
+            passages = await self._retriever.retrieve(
+                query, top_k=params.top_k, filters=params.filter_mapping()
+            )
+        except RETRIEVAL_FAILURES as error:
+            self._stats.retrieval_failures += 1
+            self._recent_failures[context_id] = error.code
+            raise
+        if not passages:
+            # Not cached: the conversation's next question may well find something.
+            return None
+        # Tagged with the version known *before* retrieving: if an ingest swapped the catalog
+        # meanwhile, the next version check marks this entry outdated (one extra retrieval)
+        # instead of serving old passages as current.
+        entry = _CachedContext(tuple(passages), self._clock(), version, params)
+        self._fresh[context_id] = entry
+        self._last_known[context_id] = entry
+        return entry
+
+    def _resolved(
+        self, context_id: str, state: ContextState, entry: _CachedContext
+    ) -> ResolvedContext:
+        return ResolvedContext(
+            context_id=context_id,
+            state=state,
+            passages=entry.passages,
+            age_s=max(0.0, self._clock() - entry.retrieved_at),
+            catalog_version=entry.catalog_version or 0,
+        )
+
+    def _degraded(self, context_id: str, live: int | None) -> ResolvedContext:
+        """Retrieval failed: the last known context if young enough, else the fallback."""
+        last = self._last_known.get(context_id)
+        if last is not None:
+            if self._clock() - last.retrieved_at <= self._settings.stale_max_age_s:
+                self._stats.stale_served += 1
+                return self._resolved(context_id, ContextState.stale, last)
+            del self._last_known[context_id]
+        return self._fallback(context_id, live)
+
+    def _fallback(self, context_id: str, live: int | None) -> ResolvedContext:
+        self._stats.fallback_served += 1
+        return ResolvedContext(
+            context_id=context_id,
+            state=ContextState.fallback,
+            passages=(),
+            age_s=0.0,
+            catalog_version=live or 0,
+            fallback_text=self._fallback_text,
+        )

@@ -1,0 +1,149 @@
+"""Prompt assembly: instructions, delimited catalog context, recent turns, then the question.
+
+The default model is small (SmolLM2-135M, 2048-token window, 256 answer tokens), so everything
+here is bounded: the instructions are a few sentences, the context has a character budget, the
+history keeps only the most recent turns that fit. Message layout:
+
+    system:  instructions + <context> [source: ID] Title / text ... </context>
+    (earlier user/assistant turns, oldest first)
+    user:    the question
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.upstream_events import ChatMessage, ChatRequest
+
+CONTEXT_OPEN = "<context>"
+CONTEXT_CLOSE = "</context>"
+ELLIPSIS = "…"
+
+INSTRUCTIONS = (
+    "You are the customer-service assistant of an online shop. "
+    "Answer only from the catalog context between <context> and </context>. "
+    "Never state or cite anything that is not in it; name the [source: ...] id you used. "
+    "If the context does not contain the answer, say plainly that you do not know. "
+    "Be brief."
+)
+FALLBACK_NOTE = (
+    "The catalog cannot be searched right now, so you cannot look up product details; "
+    "say so when asked for them."
+)
+NO_CONTEXT_TEXT = "(no catalog information available)"
+
+DEFAULT_HISTORY_CHAR_BUDGET = 1500
+DEFAULT_MAX_HISTORY_MESSAGES = 10
+# A sentence end at or after this share of the limit is a good cut; earlier ones waste too much.
+_MIN_CUT_SHARE = 0.5
+_DELIMITER_PATTERN = re.compile(r"<\s*(/?)\s*context\s*>", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def build_chat_request(
+    context: ResolvedContext,
+    query: str,
+    history: Sequence[ChatMessage],
+    *,
+    char_budget: int,
+    history_char_budget: int = DEFAULT_HISTORY_CHAR_BUDGET,
+    max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
+) -> ChatRequest:
+    """The upstream request for ``query`` grounded in ``context``.
+
+    ``char_budget`` bounds the text between the context delimiters. ``system`` messages in
+    ``history`` are dropped (clients must not replace the instructions), and so is a trailing
+    user message equal to ``query`` (OpenAI-style clients send the question inside the history).
+    """
+    instructions = INSTRUCTIONS
+    if context.state is ContextState.fallback:
+        instructions = f"{INSTRUCTIONS} {FALLBACK_NOTE}"
+    body = context_block(context, char_budget) or _truncate(NO_CONTEXT_TEXT, char_budget)
+    system = f"{instructions}\n\n{CONTEXT_OPEN}\n{body}\n{CONTEXT_CLOSE}"
+    turns = recent_turns(
+        history, query, char_budget=history_char_budget, max_messages=max_history_messages
+    )
+    messages = (
+        ChatMessage(role="system", content=system),
+        *turns,
+        ChatMessage(role="user", content=query),
+    )
+    return ChatRequest(messages=messages)
+
+
+def context_block(context: ResolvedContext, char_budget: int) -> str:
+    """The text between the delimiters: passages best first, never longer than the budget."""
+    if context.state is ContextState.fallback or not context.passages:
+        return _truncate(_neutralise(context.fallback_text or ""), char_budget)
+    blocks: list[str] = []
+    used = 0
+    separator = "\n\n"
+    ranked = sorted(context.passages, key=lambda p: p.score, reverse=True)
+    for passage in ranked:
+        gap = len(separator) if blocks else 0
+        block = _passage_block(passage)
+        if used + gap + len(block) <= char_budget:
+            blocks.append(block)
+            used += gap + len(block)
+            continue
+        if not blocks:
+            # Only the best passage may be cut: a part of it beats an empty context.
+            truncated = _passage_block(passage, char_budget)
+            if truncated:
+                blocks.append(truncated)
+        break
+    return separator.join(blocks)
+
+
+def recent_turns(
+    history: Sequence[ChatMessage], query: str, *, char_budget: int, max_messages: int
+) -> list[ChatMessage]:
+    """The most recent user/assistant turns (oldest first) within both bounds."""
+    turns = [m for m in history if m.role != "system" and m.content.strip()]
+    if turns and turns[-1].role == "user" and turns[-1].content.strip() == query.strip():
+        turns.pop()
+    kept: list[ChatMessage] = []
+    used = 0
+    # Newest first, stopping at the first that does not fit, so no gap opens in the dialogue.
+    for message in reversed(turns):
+        if len(kept) >= max_messages or used + len(message.content) > char_budget:
+            break
+        kept.append(message)
+        used += len(message.content)
+    kept.reverse()
+    return kept
+
+
+def _passage_block(passage: Passage, limit: int | None = None) -> str:
+    title = " ".join(passage.title.split())
+    header = f"[source: {passage.doc_id}] {title}".rstrip() + "\n"
+    text = _neutralise(passage.text.strip())
+    if limit is None:
+        return header + text
+    room = limit - len(header)
+    if room <= len(ELLIPSIS):
+        return ""
+    return header + _truncate(text, room)
+
+
+def _neutralise(text: str) -> str:
+    """Catalog text must not be able to close the context block and speak as instructions."""
+    return _DELIMITER_PATTERN.sub(lambda m: f"({m.group(1)}context)", text)
+
+
+def _truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a sentence end or else a word boundary."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(ELLIPSIS):
+        return ""
+    window = text[: limit - len(ELLIPSIS)]
+    floor = int(limit * _MIN_CUT_SHARE)
+    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(text[:limit]) if m.end() >= floor]
+    if sentence_ends:
+        return text[: sentence_ends[-1]].rstrip()
+    space = window.rfind(" ")
+    cut = space if space >= floor else len(window)
+    return window[:cut].rstrip() + ELLIPSIS

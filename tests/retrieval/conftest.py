@@ -1,0 +1,128 @@
+"""Fixtures for retrieval tests: a small seeded catalog, fakes, a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from rag_service.retrieval import ContextService, Retriever
+from rag_service.settings import FreshnessSettings, RetrievalSettings
+from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
+
+FALLBACK_TEXT = "Our shop sells outdoor gear. Opening hours: Mon-Fri 9-18."
+
+CATALOG = [
+    (
+        "TNT-00017",
+        "Trail tent for two",
+        "A two person trekking tent. The tent weighs 1.9 kg and is waterproof to 3000 mm.",
+        "tents",
+    ),
+    (
+        "TNT-00018",
+        "Family tent for six",
+        "A six person family tent with two rooms. The tent is waterproof to 2000 mm.",
+        "tents",
+    ),
+    (
+        "BOT-00003",
+        "Alpine hiking boots",
+        "Leather hiking boots with Vibram soles, sizes 38 to 47. The boots are waterproof.",
+        "boots",
+    ),
+    (
+        "BOT-00004",
+        "Trail running shoes",
+        "Light trail running shoes with a grippy sole, sizes 36 to 46.",
+        "boots",
+    ),
+    (
+        "SLP-00002",
+        "Down sleeping bag",
+        "A down sleeping bag for temperatures down to minus 10 degrees, weight 900 g.",
+        "sleeping",
+    ),
+]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` (cheaply) until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+# Async fixtures, so the gates open before the event loop waits for its worker threads.
+@pytest.fixture
+async def embedder() -> AsyncIterator[HashingEmbedder]:
+    fake = HashingEmbedder()
+    yield fake
+    fake.gate.open()
+
+
+@pytest.fixture
+async def store(embedder: HashingEmbedder) -> AsyncIterator[InMemoryPassageSearch]:
+    fake = InMemoryPassageSearch(embedder)
+    for doc_id, title, text, category in CATALOG:
+        fake.add(doc_id, text, title=title, metadata={"category": category})
+    yield fake
+    fake.gate.open()
+
+
+@pytest.fixture
+def retrieval_settings() -> RetrievalSettings:
+    return RetrievalSettings(top_k=3, min_score=0.2, timeout_s=5.0)
+
+
+@pytest.fixture
+def retriever(
+    embedder: HashingEmbedder, store: InMemoryPassageSearch, retrieval_settings: RetrievalSettings
+) -> Retriever:
+    return Retriever(embedder, store, retrieval_settings)
+
+
+ServiceFactory = Callable[..., ContextService]
+
+
+@pytest.fixture
+async def make_service(
+    retriever: Retriever, store: InMemoryPassageSearch, clock: ManualClock
+) -> AsyncIterator[ServiceFactory]:
+    """Builds ContextServices over the shared fakes; closes them at teardown."""
+    built: list[ContextService] = []
+
+    def factory(
+        settings: FreshnessSettings | None = None,
+        *,
+        retriever_: Retriever | None = None,
+        version_check_interval_s: float = 1.0,
+    ) -> ContextService:
+        service = ContextService(
+            retriever_ or retriever,
+            store,
+            settings or FreshnessSettings(),
+            FALLBACK_TEXT,
+            clock=clock,
+            version_check_interval_s=version_check_interval_s,
+        )
+        built.append(service)
+        return service
+
+    yield factory
+    for service in built:
+        await service.aclose()
+
+
+@pytest.fixture
+def service(make_service: ServiceFactory) -> ContextService:
+    return make_service()
