@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,9 +55,15 @@ class BreakerSettings(BaseModel):
     failure_threshold: int = Field(
         5, ge=1, description="Consecutive failures that open the circuit."
     )
-    open_s: float = Field(5.0, gt=0, description="How long the circuit stays open before a probe.")
+    # Short open periods: after an outage ends, the probe that notices comes <= ~max_open_s later.
+    open_s: float = Field(1.0, gt=0, description="How long the circuit stays open before a probe.")
     max_open_s: float = Field(
-        60.0, gt=0, description="Cap of the open period after repeated failed probes."
+        4.0, gt=0, description="Cap of the open period after repeated failed probes."
+    )
+    release_window_s: float = Field(
+        1.0,
+        ge=0,
+        description="Streams parked while the circuit was open resume spread over this window.",
     )
 
 
@@ -89,6 +95,10 @@ class UpstreamSettings(BaseModel):
     continuation: ContinuationStrategy = Field(
         ContinuationStrategy.replay,
         description="How a stream broken mid-answer continues: replay | prefix | none.",
+    )
+    prefix_style: Literal["deepseek", "vllm"] = Field(
+        "deepseek",
+        description="continuation=prefix: DeepSeek `prefix: true` or vLLM `continue_final_message`.",
     )
     retry: RetrySettings = Field(default_factory=RetrySettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)

@@ -1,0 +1,27 @@
+"""The backoff-protected streaming client of the upstream LLM (see docs/upstream.md)."""
+
+from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
+from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.upstream.budget import RetryBudget
+from rag_service.upstream.client import OpenAICompatibleUpstream
+from rag_service.upstream.metrics import (
+    NoopUpstreamMetrics,
+    PrometheusUpstreamMetrics,
+    UpstreamMetrics,
+)
+from rag_service.upstream.sse import SSEEvent, SSEParser
+
+__all__ = [
+    "BackoffPolicy",
+    "BackoffSchedule",
+    "BreakerState",
+    "CircuitBreaker",
+    "NoopUpstreamMetrics",
+    "OpenAICompatibleUpstream",
+    "Permit",
+    "PrometheusUpstreamMetrics",
+    "RetryBudget",
+    "SSEEvent",
+    "SSEParser",
+    "UpstreamMetrics",
+]

@@ -1,0 +1,376 @@
+"""``OpenAICompatibleUpstream``: the backoff-protected streaming client of the upstream LLM.
+
+One answer runs as a loop of attempts. Each attempt streams ``POST {base_url}/chat/completions``;
+when it fails with a retryable error the loop waits (full-jitter backoff, at least the upstream's
+``Retry-After``), within the answer's attempts, deadline and the process-wide retry budget, and
+tries again, continuing a cut answer without repeating or dropping text (``continuation``). While
+the circuit breaker is open, a stream that needs to retry parks instead of sending: it waits for
+the breaker's single probe to succeed and then resumes, spread over a short window. See
+docs/upstream.md for the reasoning behind each rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from rag_service.errors import (
+    CircuitOpen,
+    RagServiceError,
+    RetriesExhausted,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamRetryable,
+)
+from rag_service.settings import ContinuationStrategy, UpstreamSettings
+from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
+from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.upstream.budget import RetryBudget
+from rag_service.upstream.continuation import TextAligner, build_body
+from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
+from rag_service.upstream.wire import CompletionChunk, stream_completion
+from rag_service.upstream_events import (
+    ChatRequest,
+    Completed,
+    Failed,
+    Resumed,
+    RetryNotice,
+    TextDelta,
+    Timings,
+    UpstreamEvent,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Answer:
+    """The state of one answer across its attempts."""
+
+    request: ChatRequest
+    started_at: float
+    deadline: float
+    schedule: BackoffSchedule
+    parts: list[str] = field(default_factory=list)
+    made: int = 0  # requests sent for this answer
+    charged: int = 0  # of those, the ones counted against max_attempts (failed probes are not)
+    first_text_at: float | None = None
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    next_permit: Permit = Permit.normal
+    failure: RagServiceError | None = None
+
+    @property
+    def delivered(self) -> str:
+        return "".join(self.parts)
+
+    def note(self, chunk: CompletionChunk) -> None:
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+
+
+class OpenAICompatibleUpstream:
+    """Implements the ``ChatUpstream`` port against any OpenAI-compatible streaming server."""
+
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        budget: RetryBudget | None = None,
+        breaker: CircuitBreaker | None = None,
+        metrics: UpstreamMetrics | None = None,
+    ) -> None:
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        self._budget = budget or RetryBudget(settings.budget, clock=clock)
+        self._breaker = breaker or CircuitBreaker(settings.breaker, clock=clock, rng=self._rng)
+        self._metrics: UpstreamMetrics = metrics or NoopUpstreamMetrics()
+        self._breaker.subscribe(lambda state: self._metrics.on_breaker_state(state.value))
+        self._backoff = BackoffPolicy(settings.retry, self._rng)
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.connect_timeout_s,
+            pool=settings.connect_timeout_s,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self._timeout,
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+        )
+        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        self._secret = settings.api_key.get_secret_value()
+        self._headers = {**settings.extra_headers, "Accept": "text/event-stream"}
+        if self._secret:
+            self._headers["Authorization"] = f"Bearer {self._secret}"
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    def ensure_available(self) -> None:
+        wait = self._breaker.seconds_until_probe()
+        if wait is None or wait > 0:
+            raise self._circuit_open_error()
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[UpstreamEvent, None]:
+        now = self._clock()
+        answer = _Answer(
+            request=request,
+            started_at=now,
+            deadline=now + self._settings.retry.deadline_s,
+            schedule=self._backoff.schedule(),
+        )
+        permit = self._breaker.try_acquire()
+        if permit is Permit.denied:
+            yield self._failed(answer, self._circuit_open_error())
+            return
+        self._budget.record_request()
+        self._metrics.on_budget(self._budget.tokens)
+        while True:
+            error: UpstreamError | None = None
+            try:
+                async with aclosing(self._attempt(answer, permit)) as items:
+                    async for item in items:
+                        yield item
+            except UpstreamError as exc:
+                error = exc
+            if error is None:
+                yield self._completed(answer)
+                return
+            failure = self._refuse_retry(answer, error)
+            if failure is None and isinstance(error, UpstreamRetryable):
+                async with aclosing(self._prepare_retry(answer, error)) as notices:
+                    async for notice in notices:
+                        yield notice
+                failure = answer.failure
+            if failure is not None:
+                yield self._failed(answer, failure)
+                return
+            permit = answer.next_permit
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def _attempt(
+        self, answer: _Answer, permit: Permit
+    ) -> AsyncGenerator[TextDelta | Resumed, None]:
+        answer.made += 1
+        answer.charged += 1
+        self._metrics.on_attempt()
+        delivered = answer.delivered
+        strategy = self._settings.continuation
+        aligner = TextAligner(delivered, verify=strategy is ContinuationStrategy.replay)
+        resuming = bool(delivered)
+        judged = False
+        chunks = stream_completion(
+            self._http,
+            self._url,
+            body=build_body(self._settings, answer.request, delivered),
+            headers=self._headers,
+            timeouts=self._timeout,
+            secret=self._secret,
+        )
+        try:
+            async with aclosing(chunks) as stream:
+                async for chunk in stream:
+                    if not judged:  # the upstream answers: enough for the breaker
+                        judged = True
+                        self._breaker.record_success(permit)
+                    new_text = aligner.accept(chunk.text)
+                    answer.note(chunk)
+                    if new_text:
+                        if resuming:
+                            resuming = False
+                            yield Resumed(attempt=answer.made, strategy=strategy.value)
+                        self._deliver(answer, new_text)
+                        yield TextDelta(new_text)
+            aligner.finish()
+            if resuming:
+                yield Resumed(attempt=answer.made, strategy=strategy.value)
+        except UpstreamError as error:
+            if not judged:
+                judged = True
+                self._judge(answer, permit, error)
+            raise
+        finally:
+            if not judged:  # cancelled before any verdict: give a probe slot back
+                self._breaker.release(permit)
+
+    def _judge(self, answer: _Answer, permit: Permit, error: UpstreamError) -> None:
+        if isinstance(error, UpstreamRejected):  # a clear "no" still proves the upstream alive
+            self._breaker.record_success(permit)
+            return
+        self._breaker.record_failure(permit)
+        if permit is Permit.probe:
+            answer.charged -= 1  # the probe tested the upstream for everyone
+
+    def _refuse_retry(self, answer: _Answer, error: UpstreamError) -> RagServiceError | None:
+        """The error that ends the answer now, or None when another attempt may follow."""
+        if not isinstance(error, UpstreamRetryable):
+            return error
+        if answer.parts and self._settings.continuation is ContinuationStrategy.none:
+            return UpstreamRetryable(
+                f"the upstream answer was cut after {len(answer.delivered)} characters and "
+                f"continuation is off: {error.message}",
+                reason=error.reason,
+                status=error.status,
+            )
+        retry = self._settings.retry
+        if answer.charged >= retry.max_attempts:
+            return self._exhausted(
+                "max_attempts", f"gave up after {answer.made} attempts: {error.message}", error
+            )
+        if error.retry_after_s is not None and error.retry_after_s > retry.retry_after_cap_s:
+            return self._exhausted(
+                "retry_after_too_long",
+                f"the upstream asked to wait {error.retry_after_s:.0f} s, longer than the "
+                f"{retry.retry_after_cap_s:g} s this service waits",
+                error,
+                retry_after_s=error.retry_after_s,
+            )
+        return None
+
+    async def _prepare_retry(
+        self, answer: _Answer, error: UpstreamRetryable
+    ) -> AsyncGenerator[RetryNotice, None]:
+        """Wait for the next attempt; sets ``answer.next_permit`` or ``answer.failure``."""
+        delay = answer.schedule.next_delay(error.retry_after_s)
+        if self._clock() + delay > answer.deadline:
+            answer.failure = self._exhausted(
+                "deadline",
+                f"no time left for another attempt within the "
+                f"{self._settings.retry.deadline_s:g} s deadline: {error.message}",
+                error,
+            )
+            return
+        if self._breaker.state is BreakerState.closed:
+            spent = self._budget.try_spend()
+            self._metrics.on_budget(self._budget.tokens)
+            if not spent:
+                answer.failure = self._exhausted(
+                    "retry_budget_exhausted",
+                    f"retry budget exhausted, the upstream fails too often: {error.message}",
+                    error,
+                )
+                return
+            self._metrics.on_retry(error.reason)
+            yield self._notice(answer, delay, error.reason)
+            await self._sleep(delay)
+            answer.next_permit = self._breaker.try_acquire()
+            if answer.next_permit is not Permit.denied:
+                return
+        async with aclosing(self._park(answer)) as notices:
+            async for notice in notices:
+                yield notice
+
+    async def _park(self, answer: _Answer) -> AsyncGenerator[RetryNotice, None]:
+        """Wait without sending while the circuit is open; parked waits cost no attempts."""
+        announced = False
+        released = False
+        while True:
+            permit = self._breaker.try_acquire()
+            if permit is Permit.probe or (permit is Permit.normal and released):
+                answer.next_permit = permit  # a released retry spends no budget: the probe
+                return  # just proved the upstream healthy
+            remaining = answer.deadline - self._clock()
+            if permit is Permit.normal:  # closed again: come back spread over a short window
+                delay = self._rng.uniform(0.0, self._settings.breaker.release_window_s)
+                delay = min(delay, max(0.0, remaining))
+                yield self._notice(answer, delay, "circuit_closed")
+                await self._sleep(delay)
+                released = True
+                continue
+            released = False
+            if remaining <= 0:
+                answer.failure = self._exhausted(
+                    "circuit_open",
+                    "the upstream circuit breaker stayed open until the answer's deadline",
+                    None,
+                    retry_after_s=self._breaker.retry_after_s(),
+                )
+                return
+            wait = self._breaker.seconds_until_probe()
+            if not announced:
+                announced = True
+                self._metrics.on_retry("circuit_open")
+                estimate = wait if wait is not None else self._breaker.retry_after_s()
+                yield self._notice(answer, estimate, "circuit_open")
+            timeout = remaining if wait is None else min(wait, remaining)
+            await self._breaker.wait_for_change(timeout, self._sleep)
+
+    def _notice(self, answer: _Answer, delay_s: float, reason: str) -> RetryNotice:
+        uncharged = answer.made - answer.charged
+        return RetryNotice(
+            attempt=answer.made + 1,
+            max_attempts=self._settings.retry.max_attempts + uncharged,
+            delay_s=delay_s,
+            reason=reason,
+        )
+
+    def _deliver(self, answer: _Answer, text: str) -> None:
+        if answer.first_text_at is None:
+            answer.first_text_at = self._clock()
+            self._metrics.on_ttft(answer.first_text_at - answer.started_at)
+        answer.parts.append(text)
+
+    def _completed(self, answer: _Answer) -> Completed:
+        self._metrics.on_outcome("ok")
+        ttft = answer.first_text_at
+        return Completed(
+            finish_reason=answer.finish_reason,
+            usage=answer.usage,
+            timings=Timings(
+                ttft_ms=None if ttft is None else (ttft - answer.started_at) * 1000,
+                total_ms=(self._clock() - answer.started_at) * 1000,
+            ),
+            attempts=answer.made,
+        )
+
+    def _failed(self, answer: _Answer, error: RagServiceError) -> Failed:
+        self._metrics.on_outcome(error.code)
+        return Failed(error=error, attempts=answer.made)
+
+    def _circuit_open_error(self) -> CircuitOpen:
+        return CircuitOpen(
+            "the upstream LLM keeps failing; its circuit breaker is open",
+            retry_after_s=self._breaker.retry_after_s(),
+        )
+
+    @staticmethod
+    def _exhausted(
+        reason: str,
+        message: str,
+        last: UpstreamError | None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> RetriesExhausted:
+        details: dict[str, Any] = {"reason": reason}
+        if isinstance(last, UpstreamRetryable):
+            details["last_reason"] = last.reason
+        return RetriesExhausted(message, retry_after_s=retry_after_s, details=details)
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAICompatibleUpstream(base_url={self._settings.base_url!r}, "
+            f"model={self._settings.model!r})"
+        )

@@ -1,0 +1,119 @@
+"""An incremental Server-Sent Events parser: bytes in, events out.
+
+Follows the WHATWG event-stream rules: CR, LF and CRLF all end a line (also when a CRLF is split
+across two chunks), a leading BOM is dropped, ``:`` lines are comments, a single space after the
+field colon is stripped, ``data`` lines join with ``\\n``, and a blank line dispatches the event.
+UTF-8 is decoded incrementally, so a chunk may end inside a multi-byte character. An event that
+is not terminated by a blank line when the stream ends is never dispatched: for a chat stream that
+is a cut, not an event.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One dispatched event; ``event`` is ``"message"`` unless the stream named it."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry_ms: int | None = None
+
+
+class SSEParser:
+    """Feed raw bytes with :meth:`feed`; it returns every event completed by them."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._at_stream_start = True
+        self._skip_lf = False  # the previous chunk ended with CR: a leading LF belongs to it
+        self._partial_line = ""
+        self._data_lines: list[str] = []
+        self._event_type = ""
+        self._last_id: str | None = None
+        self._retry_ms: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._decoder.decode(chunk)
+        if self._at_stream_start and text:
+            self._at_stream_start = False
+            if text.startswith(_BOM):
+                text = text[1:]
+        events: list[SSEEvent] = []
+        for line in self._complete_lines(text):
+            event = self._process_line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    @property
+    def has_pending_data(self) -> bool:
+        """True when bytes of an event that was not yet dispatched have been seen."""
+        return bool(self._partial_line or self._data_lines)
+
+    def _complete_lines(self, text: str) -> list[str]:
+        if self._skip_lf and text:
+            if text.startswith("\n"):
+                text = text[1:]
+            self._skip_lf = False
+        buffer = self._partial_line + text
+        if "\r" not in buffer:  # the common case: LF-only streams
+            *lines, self._partial_line = buffer.split("\n")
+            return lines
+        lines = []
+        start = 0
+        length = len(buffer)
+        while True:
+            cr = buffer.find("\r", start)
+            lf = buffer.find("\n", start)
+            if cr == -1 and lf == -1:
+                break
+            if cr == -1 or (lf != -1 and lf < cr):
+                lines.append(buffer[start:lf])
+                start = lf + 1
+                continue
+            lines.append(buffer[start:cr])
+            if cr + 1 < length:
+                start = cr + 2 if buffer[cr + 1] == "\n" else cr + 1
+            else:
+                start = cr + 1
+                self._skip_lf = True  # the matching LF, if any, arrives with the next chunk
+        self._partial_line = buffer[start:]
+        return lines
+
+    def _process_line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data_lines.append(value)
+        elif name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self._retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        data_lines, self._data_lines = self._data_lines, []
+        event_type, self._event_type = self._event_type, ""
+        if not data_lines:
+            return None
+        return SSEEvent(
+            data="\n".join(data_lines),
+            event=event_type or "message",
+            id=self._last_id,
+            retry_ms=self._retry_ms,
+        )
