@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+
+from rag_service.errors import RagServiceError
+from rag_service.settings import Settings
 
 app = typer.Typer(
     name="rag-service",
@@ -14,6 +19,62 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _fail(console: Console, error: RagServiceError) -> typer.Exit:
+    console.print(f"[red]error[/] ({error.code}): {error.message}", highlight=False)
+    return typer.Exit(2 if error.http_status < 500 else 1)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Catalog files or folders.")],
+    dry_run: Annotated[bool, typer.Option(help="Show what would change; write nothing.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Abort on the first bad record; the live catalog stays as it was.")
+    ] = False,
+    append: Annotated[
+        bool, typer.Option(help="Keep documents missing from PATHS (default: delete them).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Ingest catalog files into the vector store: incremental, atomic, one at a time."""
+    from ingest.console import print_report, progress_bar
+    from ingest.service import ingest_catalog
+
+    console = Console(stderr=as_json)
+    try:
+        with progress_bar(console) as progress:
+            report = ingest_catalog(
+                Settings(), paths, strict=strict, dry_run=dry_run, append=append, progress=progress
+            )
+    except RagServiceError as error:
+        raise _fail(console, error) from None
+    if as_json:
+        typer.echo(json.dumps(_report_json(report)))
+    else:
+        print_report(console, report)
+
+
+@app.command()
+def catalog(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show the live catalog: version, document count, sources."""
+    from ingest.console import catalog_table
+    from ingest.service import read_catalog
+    from rag_service.adapters.chroma_client import describe
+
+    console = Console()
+    settings = Settings()
+    try:
+        info = read_catalog(settings)
+    except RagServiceError as error:
+        raise _fail(console, error) from None
+    if as_json:
+        typer.echo(json.dumps(info.__dict__, default=dict))
+    else:
+        console.print(catalog_table(info, describe(settings.chroma)))
 
 
 @app.command("local-llm")
@@ -30,6 +91,16 @@ def local_llm(
     from rag_service.local_llm import serve_local_llm
 
     raise typer.Exit(serve_local_llm(host=host, port=port, model_path=model_path))
+
+
+def _report_json(report: object) -> dict[str, object]:
+    from ingest.pipeline import IngestReport
+
+    assert isinstance(report, IngestReport)
+    data = {k: v for k, v in report.__dict__.items() if k != "failed"}
+    data["failed"] = [{"file": p.file, "line": p.line, "message": p.message} for p in report.failed]
+    data["documents_per_second"] = round(report.documents_per_second, 1)
+    return data
 
 
 def main() -> None:

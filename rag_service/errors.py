@@ -13,7 +13,8 @@ HTTP status it maps to before a stream has started, and whether a client may ret
     ├── NotFound                     404  unknown/expired stream, unknown ingest job
     ├── PayloadTooLarge              413
     ├── Conflict                     409
-    │   └── IngestInProgress         409  another ingest holds the catalog lock
+    │   ├── IngestInProgress         409  another ingest holds the catalog lock
+    │   └── StoreInUse               409  another process owns the embedded store
     ├── RateLimited                  429  (retry_after_s)
     ├── ServiceUnavailable           503  (retry_after_s)
     │   ├── CircuitOpen              503  the upstream breaker is open; fail fast
@@ -113,6 +114,10 @@ class Conflict(RagServiceError):
 class IngestInProgress(Conflict):
     code = "ingest_in_progress"
     retryable = True
+
+
+class StoreInUse(Conflict):
+    code = "store_in_use"
 
 
 class RateLimited(RagServiceError):

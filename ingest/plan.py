@@ -1,0 +1,74 @@
+"""The difference between the live catalog and a new one, at chunk and document level."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ingest.documents import Chunk
+from rag_service.adapters.chroma_store import LiveRecord
+
+
+@dataclass
+class IngestPlan:
+    """What a re-ingest must write: new chunk records, records to retire, and per-doc verdicts."""
+
+    to_write: list[Chunk] = field(default_factory=list)
+    to_retire: list[str] = field(default_factory=list)  # record ids
+    added_docs: set[str] = field(default_factory=set)
+    updated_docs: set[str] = field(default_factory=set)
+    unchanged_docs: set[str] = field(default_factory=set)
+    deleted_docs: set[str] = field(default_factory=set)
+    kept_docs: set[str] = field(default_factory=set)  # missing, but kept (append / load errors)
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.to_write or self.to_retire)
+
+
+def plan_ingest(
+    chunks: Sequence[Chunk],
+    live: Mapping[str, LiveRecord],
+    *,
+    delete_missing: bool,
+    protected_sources: set[str],
+) -> IngestPlan:
+    """Compare by chunk id and record hash; a document changes when any of its chunks does.
+
+    Live documents missing from the new catalog are deleted in sync mode, except those whose
+    source file had load errors: a malformed line must not silently delete a product.
+    """
+    plan = IngestPlan()
+    new_ids = {chunk.chunk_id for chunk in chunks}
+    live_by_doc: dict[str, list[LiveRecord]] = defaultdict(list)
+    for live_record in live.values():
+        live_by_doc[live_record.doc_id].append(live_record)
+    changed_docs: set[str] = set()
+    for chunk in chunks:
+        record = live.get(chunk.chunk_id)
+        if record is None or record.record_hash != chunk.record_hash:
+            plan.to_write.append(chunk)
+            changed_docs.add(chunk.doc_id)
+            if record is not None:
+                plan.to_retire.append(record.record_id)
+    new_docs = {chunk.doc_id for chunk in chunks}
+    for doc_id in new_docs:
+        old = live_by_doc.get(doc_id, [])
+        stale_chunks = [r.record_id for r in old if r.chunk_id not in new_ids]
+        plan.to_retire.extend(stale_chunks)  # a document that shrank drops its tail chunks
+        if not old:
+            plan.added_docs.add(doc_id)
+        elif doc_id in changed_docs or stale_chunks:
+            plan.updated_docs.add(doc_id)
+        else:
+            plan.unchanged_docs.add(doc_id)
+    for doc_id, records in live_by_doc.items():
+        if doc_id in new_docs:
+            continue
+        if delete_missing and not {r.source for r in records} & protected_sources:
+            plan.deleted_docs.add(doc_id)
+            plan.to_retire.extend(r.record_id for r in records)
+        else:
+            plan.kept_docs.add(doc_id)
+    return plan

@@ -1,0 +1,56 @@
+"""Ingest as a library call: open the store and the embedder, take the lock, run the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
+from rag_service.adapters.chroma_client import store_lock_path
+from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
+from rag_service.adapters.store_lock import StoreLock
+from rag_service.ports import CatalogInfo, Embedder
+from rag_service.settings import Settings
+
+
+def ingest_lock(settings: Settings) -> StoreLock:
+    """The lock that makes ingests exclusive (and, embedded, owns the store while it runs)."""
+    return StoreLock(store_lock_path(settings.chroma, settings.ingest.lock_file), purpose="ingest")
+
+
+def ingest_catalog(
+    settings: Settings,
+    paths: Sequence[Path],
+    *,
+    strict: bool = False,
+    dry_run: bool = False,
+    append: bool = False,
+    progress: ProgressCallback | None = None,
+    embedder: Embedder | None = None,
+) -> IngestReport:
+    """Ingest ``paths`` into the configured store; raises IngestInProgress / StoreInUse when
+    another process holds the lock, CatalogFormatError (strict) or InvalidInput on bad input."""
+    with ingest_lock(settings):
+        store = ChromaStore.open(settings.chroma)
+        pipeline = IngestPipeline(
+            store,
+            embedder or SentenceTransformerEmbedder(settings.embedding),
+            settings.ingest,
+            batch_size=settings.embedding.batch_size,
+        )
+        return pipeline.run(
+            paths,
+            strict=strict,
+            dry_run=dry_run,
+            append=append,
+            progress=progress,
+        )
+
+
+def read_catalog(settings: Settings) -> CatalogInfo:
+    """The live catalog's version and counts (takes the lock briefly for embedded stores)."""
+    if settings.chroma.host:
+        return ChromaStore.open(settings.chroma).catalog_info()
+    with StoreLock(store_lock_path(settings.chroma, settings.ingest.lock_file), purpose="catalog"):
+        return ChromaStore.open(settings.chroma).catalog_info()

@@ -1,0 +1,3 @@
+from rag_service.cli import main
+
+main()
