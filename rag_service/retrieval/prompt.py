@@ -33,6 +33,7 @@ FALLBACK_NOTE = (
     "say so when asked for them."
 )
 NO_CONTEXT_TEXT = "(no catalog information available)"
+_SEPARATOR = "\n\n"
 
 DEFAULT_HISTORY_CHAR_BUDGET = 1500
 DEFAULT_MAX_HISTORY_MESSAGES = 10
@@ -77,24 +78,34 @@ def context_block(context: ResolvedContext, char_budget: int) -> str:
     """The text between the delimiters: passages best first, never longer than the budget."""
     if context.state is ContextState.fallback or not context.passages:
         return _truncate(_neutralise(context.fallback_text or ""), char_budget)
-    blocks: list[str] = []
+    return _SEPARATOR.join(block for _, block in _fitting_blocks(context.passages, char_budget))
+
+
+def prompt_passages(context: ResolvedContext, char_budget: int) -> tuple[Passage, ...]:
+    """The passages that ``build_chat_request`` puts into the prompt (for listing sources)."""
+    if context.state is ContextState.fallback:
+        return ()
+    return tuple(p for p, _ in _fitting_blocks(context.passages, char_budget))
+
+
+def _fitting_blocks(passages: Sequence[Passage], char_budget: int) -> list[tuple[Passage, str]]:
+    """Whole passage blocks, best first, while they fit; only the best one may be cut."""
+    chosen: list[tuple[Passage, str]] = []
     used = 0
-    separator = "\n\n"
-    ranked = sorted(context.passages, key=lambda p: p.score, reverse=True)
-    for passage in ranked:
-        gap = len(separator) if blocks else 0
+    for passage in sorted(passages, key=lambda p: p.score, reverse=True):
+        gap = len(_SEPARATOR) if chosen else 0
         block = _passage_block(passage)
         if used + gap + len(block) <= char_budget:
-            blocks.append(block)
+            chosen.append((passage, block))
             used += gap + len(block)
             continue
-        if not blocks:
-            # Only the best passage may be cut: a part of it beats an empty context.
+        if not chosen:
+            # A part of the best passage beats an empty context.
             truncated = _passage_block(passage, char_budget)
             if truncated:
-                blocks.append(truncated)
+                chosen.append((passage, truncated))
         break
-    return separator.join(blocks)
+    return chosen
 
 
 def recent_turns(

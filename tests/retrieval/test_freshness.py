@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag_service.errors import InvalidInput
-from rag_service.ports import ContextState
+from rag_service.ports import ContextResolver, ContextState
 from rag_service.retrieval import ContextService, Retriever
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
@@ -426,3 +426,9 @@ async def test_stats_add_up(service: ContextService, store: InMemoryPassageSearc
     assert (stats.hits, stats.misses) == (1, 3)
     assert (stats.refreshes, stats.fallback_served, stats.stale_served) == (1, 1, 1)
     assert (stats.retrievals, stats.retrieval_failures, stats.in_flight) == (3, 1, 0)
+
+
+async def test_context_service_implements_the_port(service: ContextService) -> None:
+    resolver: ContextResolver = service  # checked by mypy
+
+    assert resolver.invalidate("nothing") is False
