@@ -1,0 +1,1 @@
+"""The HTTP layer: routers, request schemas and the app factory."""

@@ -1,0 +1,122 @@
+"""Starting one streamed answer: everything that may still fail with an HTTP status.
+
+``start_answer`` runs before the response's first byte, so its failures become ordinary JSON
+errors (503 + Retry-After for an open upstream circuit or a full registry). Once it returns, the
+answer's generation runs in the registry and every later failure arrives as an SSE ``error``.
+
+Order matters for cost: the cheap refusals (circuit open, registry full) come before the context
+lookup, and the session is opened only after the context is known, so its ``meta`` event is
+always its first.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rag_service.ports import ChatUpstream, Clock, ContextResolver, MetadataValue, ResolvedContext
+from rag_service.settings import Settings
+from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.session import StreamSession
+from rag_service.upstream_events import ChatMessage, ChatRequest
+
+
+class PromptBuilder(Protocol):
+    """Builds the upstream request (``rag_service.retrieval.prompt.build_chat_request``)."""
+
+    def __call__(
+        self,
+        context: ResolvedContext,
+        query: str,
+        history: Sequence[ChatMessage],
+        *,
+        char_budget: int,
+    ) -> ChatRequest: ...
+
+
+@dataclass(frozen=True)
+class StreamDeps:
+    """What the streaming routes need; built once in ``create_app`` and shared by all requests."""
+
+    resolver: ContextResolver
+    upstream: ChatUpstream
+    registry: StreamRegistry
+    settings: Settings
+    build_request: PromptBuilder
+    clock: Clock = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)  # jitters the `retry:` hint
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """A validated streaming request (see ``rag_service.api.schemas``)."""
+
+    context_id: str
+    query: str
+    history: tuple[ChatMessage, ...] = ()
+    filters: Mapping[str, MetadataValue] | None = None
+    top_k: int | None = None
+    refresh: bool = False
+
+
+async def start_answer(
+    deps: StreamDeps, request: AnswerRequest, *, principal: str | None
+) -> StreamSession:
+    """Open a session for ``request``, publish its ``meta`` event and start its generation.
+
+    The returned session has one reader attached: the caller's response must detach it.
+    Raises ``CircuitOpen`` / ``ServiceUnavailable`` (503) and whatever the resolver raises.
+    """
+    started_at = deps.clock()
+    deps.upstream.ensure_available()
+    deps.registry.check_capacity()
+    context = await deps.resolver.resolve(
+        request.context_id,
+        request.query,
+        filters=request.filters,
+        top_k=request.top_k,
+        refresh=request.refresh,
+    )
+    chat_request = deps.build_request(
+        context,
+        request.query,
+        request.history,
+        char_budget=deps.settings.retrieval.context_char_budget,
+    )
+    session = deps.registry.open(
+        context_id=request.context_id, principal=principal, started_at=started_at
+    )
+    session.publish_meta(meta_payload(session.stream_id, context))
+    deps.registry.start(session, lambda: deps.upstream.stream(chat_request))
+    return session
+
+
+def meta_payload(stream_id: str, context: ResolvedContext) -> dict[str, Any]:
+    """The ``meta`` event: which context grounds the answer and how fresh it is."""
+    return {
+        "stream_id": stream_id,
+        "context_id": context.context_id,
+        "context": {
+            "state": context.state.value,
+            "age_s": round(context.age_s, 3),
+            "catalog_version": context.catalog_version,
+            "sources": source_list(context),
+        },
+    }
+
+
+def source_list(context: ResolvedContext) -> list[dict[str, Any]]:
+    """One entry per source document, best passage score first (chunks of a document merge)."""
+    best: dict[str, tuple[str, float]] = {}
+    for passage in context.passages:
+        known = best.get(passage.doc_id)
+        if known is None or passage.score > known[1]:
+            best[passage.doc_id] = (passage.title, passage.score)
+    ranked = sorted(best.items(), key=lambda item: item[1][1], reverse=True)
+    return [
+        {"id": doc_id, "title": title, "score": round(score, 4)}
+        for doc_id, (title, score) in ranked
+    ]

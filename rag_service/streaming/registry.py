@@ -1,0 +1,218 @@
+"""Live stream sessions: their generation tasks, their readers, and when they expire.
+
+Generation is decoupled from delivery. Each answer runs as a task owned by this registry, not by
+the HTTP request that asked for it, so a client that drops its connection loses nothing: the task
+keeps appending to the session's replay buffer and a resume picks up where the client left off.
+
+Lifetime of a session (``grace`` = ``settings.stream.grace_period_s``):
+
+- it is kept while at least one reader is attached;
+- when its last reader detaches, a timer of ``grace`` starts; a reader attaching in time cancels
+  it. When it fires, a still-running generation is cancelled (which closes the upstream request)
+  and the session is removed, so a later resume answers 404;
+- a session whose generation has ended stays resumable for ``grace`` after its last reader left.
+
+Capacity: at most ``max_sessions`` sessions. When full, ended sessions nobody reads are evicted
+oldest first; only when none is left does ``open`` refuse with 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from rag_service.errors import (
+    Forbidden,
+    NotFound,
+    RagServiceError,
+    ServiceUnavailable,
+    UpstreamProtocolError,
+)
+from rag_service.ports import Clock
+from rag_service.settings import StreamSettings
+from rag_service.streaming.session import StreamSession
+from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
+from rag_service.upstream_events import Completed, Failed, UpstreamEvent
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SESSIONS = 20_000
+_CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    sessions: int  # held sessions: generating or resumable
+    generating: int  # sessions whose generation task still runs
+    readers: int  # attached HTTP responses
+
+
+class StreamRegistry:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._max_sessions = max_sessions
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sessions: dict[str, StreamSession] = {}
+        # Ended sessions without readers, oldest first (dicts keep insertion order): evictable.
+        self._idle_ended: dict[str, None] = {}
+        self._readers = 0
+        self._closed = False
+
+    # -- opening and finding sessions -------------------------------------------------------------
+
+    def check_capacity(self) -> None:
+        """Raise when ``open`` would refuse now (checked before the costly context lookup)."""
+        if self._closed:
+            raise ServiceUnavailable("the service is shutting down", retry_after_s=1.0)
+        if len(self._sessions) >= self._max_sessions and not self._idle_ended:
+            raise ServiceUnavailable(
+                "too many concurrent streams", retry_after_s=self._rng.uniform(1.0, 3.0)
+            )
+
+    def open(self, *, context_id: str, principal: str | None, started_at: float) -> StreamSession:
+        """A new session with one reader already attached (the response being prepared)."""
+        self.check_capacity()
+        if len(self._sessions) >= self._max_sessions:
+            self._remove(self._sessions[next(iter(self._idle_ended))])
+        session = StreamSession(
+            stream_id=new_stream_id(),
+            context_id=context_id,
+            principal=principal,
+            buffer_capacity=self._settings.replay_buffer_events,
+            clock=self._clock,
+            started_at=started_at,
+        )
+        self._sessions[session.stream_id] = session
+        self.attach(session)
+        return session
+
+    def start(
+        self, session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
+    ) -> None:
+        """Run the generation: consume ``items()`` into ``session`` in a task of its own."""
+        task = asyncio.get_running_loop().create_task(_generate(session, items))
+        session.task = task
+        task.add_done_callback(lambda _: self._on_generation_end(session))
+
+    def find(self, stream_id: str, principal: str | None) -> StreamSession:
+        """The session a resume asks for; NotFound when unknown/expired, Forbidden when foreign."""
+        session = self._sessions.get(stream_id) if is_well_formed_stream_id(stream_id) else None
+        if session is None:
+            raise NotFound("unknown or expired stream")
+        if not _same_principal(session.principal, principal):
+            raise Forbidden("this stream belongs to another client")
+        return session
+
+    # -- readers and expiry -----------------------------------------------------------------------
+
+    def attach(self, session: StreamSession) -> None:
+        session.readers += 1
+        self._readers += 1
+        self._idle_ended.pop(session.stream_id, None)
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+
+    def detach(self, session: StreamSession) -> None:
+        session.readers -= 1
+        self._readers -= 1
+        if session.readers == 0 and self._sessions.get(session.stream_id) is session:
+            self._start_grace(session)
+
+    def _start_grace(self, session: StreamSession) -> None:
+        if session.finished:
+            self._idle_ended[session.stream_id] = None
+        if session.expiry is not None:
+            session.expiry.cancel()
+        loop = asyncio.get_running_loop()
+        session.expiry = loop.call_later(self._settings.grace_period_s, self._expire, session)
+
+    def _expire(self, session: StreamSession) -> None:
+        session.expiry = None
+        if session.readers == 0:
+            self._remove(session)
+
+    def _remove(self, session: StreamSession) -> None:
+        if self._sessions.get(session.stream_id) is session:
+            del self._sessions[session.stream_id]
+        self._idle_ended.pop(session.stream_id, None)
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        if session.task is not None and not session.task.done():
+            session.task.cancel()  # closes the upstream request (its generator is aclose()d)
+
+    def _on_generation_end(self, session: StreamSession) -> None:
+        if not session.finished:
+            # Cancelled (expiry or shutdown): make sure readers still attached see an end.
+            session.fail(ServiceUnavailable("the answer was cancelled", retry_after_s=1.0))
+        if session.readers == 0 and self._sessions.get(session.stream_id) is session:
+            self._start_grace(session)
+
+    # -- metrics and shutdown ---------------------------------------------------------------------
+
+    def stats(self) -> StreamStats:
+        generating = sum(1 for s in self._sessions.values() if s.task and not s.task.done())
+        return StreamStats(
+            sessions=len(self._sessions), generating=generating, readers=self._readers
+        )
+
+    async def close(self) -> None:
+        """Refuse new streams, end every session with an ``error`` event, cancel generations."""
+        self._closed = True
+        sessions = list(self._sessions.values())
+        tasks = [s.task for s in sessions if s.task is not None and not s.task.done()]
+        for session in sessions:
+            session.fail(ServiceUnavailable("the service is shutting down", retry_after_s=1.0))
+            self._remove(session)
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
+
+
+async def _generate(
+    session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
+) -> None:
+    """Consume one upstream stream into ``session``; always ends it with ``done`` or ``error``."""
+    stream: AsyncIterator[UpstreamEvent] | None = None
+    try:
+        stream = items()
+        async for item in stream:
+            session.apply(item)
+            if isinstance(item, Completed | Failed):
+                return
+        session.fail(UpstreamProtocolError("the upstream stream ended without a final item"))
+    except RagServiceError as error:
+        session.fail(error)
+    except Exception:
+        logger.exception("generation of stream %s failed", session.stream_id)
+        session.fail(RagServiceError("the answer failed unexpectedly"))
+    finally:
+        if stream is not None:
+            await _close_stream(stream)
+
+
+async def _close_stream(stream: AsyncIterator[UpstreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+def _same_principal(owner: str | None, caller: str | None) -> bool:
+    if owner is None or caller is None:
+        return owner is caller
+    return hmac.compare_digest(owner.encode(), caller.encode())

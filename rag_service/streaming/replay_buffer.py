@@ -1,0 +1,95 @@
+"""A stream's numbered events, kept compactly so that thousands of live streams stay cheap.
+
+Most events of an answer are ``delta`` events of a few characters each. Storing each one as its
+own encoded ``bytes`` object would cost ~100 bytes per token (object header, the repeated
+``id:``/``event:`` lines), i.e. ~25 KB for a 256-token answer. Instead the buffer keeps:
+
+- the JSON string literals of all delta texts, back to back, in one ``bytearray``;
+- one 8-byte end offset per event in an ``array``;
+- the few other events (``meta``, ``retry``, ``resumed``, ``done``, ``error``) fully encoded in
+  a small dict keyed by seq.
+
+An event is re-encoded from these on every read, which is cheap next to a socket write. Seqs count
+from 1 without gaps. When more than ``capacity`` events are held, the oldest are dropped in
+batches (amortised O(1)), so at least the last ``capacity`` events stay replayable.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from rag_service.streaming.sse_format import encode_delta, encode_event, json_string, to_json
+
+_TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
+
+
+class ReplayBuffer:
+    __slots__ = ("_capacity", "_ends", "_first_seq", "_id_prefix", "_others", "_text", "_text_base")
+
+    def __init__(self, stream_id: str, capacity: int) -> None:
+        self._id_prefix = f"{stream_id}:".encode()
+        self._capacity = capacity
+        self._text = bytearray()
+        self._text_base = 0  # absolute offset of _text[0] (bytes dropped from the front)
+        self._ends = array("Q")  # absolute end offset of each held event's delta literal
+        self._others: dict[int, bytes] = {}
+        self._first_seq = 1
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest seq still held (``last_seq + 1`` when nothing was appended yet)."""
+        return self._first_seq
+
+    @property
+    def last_seq(self) -> int:
+        """The newest seq (0 before the first event)."""
+        return self._first_seq + len(self._ends) - 1
+
+    def append_delta(self, text: str) -> int:
+        self._text += json_string(text)
+        return self._append_end(self._text_base + len(self._text))
+
+    def append_event(self, event: str, payload: dict[str, object]) -> int:
+        seq = self.last_seq + 1
+        self._others[seq] = encode_event(self._id_prefix, seq, event, to_json(payload))
+        return self._append_end(self._text_base + len(self._text))
+
+    def read(self, after_seq: int, max_events: int) -> tuple[bytes, int]:
+        """Events ``after_seq+1 ..`` (at most ``max_events``) joined, and the last seq included.
+
+        Returns ``(b"", after_seq)`` when there is nothing new. Events before ``first_seq`` are
+        gone; asking for them is the caller's error (check ``first_seq`` first).
+        """
+        if after_seq + 1 < self._first_seq:
+            raise IndexError(f"seq {after_seq + 1} is no longer held")
+        stop = min(self.last_seq, after_seq + max_events)
+        chunk = b"".join(self.encode(seq) for seq in range(after_seq + 1, stop + 1))
+        return chunk, max(stop, after_seq)
+
+    def encode(self, seq: int) -> bytes:
+        """The complete SSE bytes of event ``seq``, which must be held."""
+        if not self._first_seq <= seq <= self.last_seq:
+            raise IndexError(f"seq {seq} is not held")
+        other = self._others.get(seq)
+        if other is not None:
+            return other
+        index = seq - self._first_seq
+        begin = self._ends[index - 1] if index > 0 else self._text_base
+        end = self._ends[index]
+        literal = bytes(self._text[begin - self._text_base : end - self._text_base])
+        return encode_delta(self._id_prefix, seq, literal)
+
+    def _append_end(self, end: int) -> int:
+        self._ends.append(end)
+        if len(self._ends) >= self._capacity + max(1, self._capacity // _TRIM_SLACK_DIVISOR):
+            self._trim(len(self._ends) - self._capacity)
+        return self.last_seq
+
+    def _trim(self, count: int) -> None:
+        cut = self._ends[count - 1]
+        del self._text[: cut - self._text_base]
+        self._text_base = cut
+        del self._ends[:count]
+        self._first_seq += count
+        for seq in [s for s in self._others if s < self._first_seq]:
+            del self._others[seq]

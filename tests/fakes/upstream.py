@@ -1,0 +1,130 @@
+"""A scriptable ``ChatUpstream``: plays given items with optional pauses, records what happened.
+
+Script steps are upstream items (``TextDelta``, ``RetryNotice``, ``Resumed``, ``Completed``,
+``Failed``) or controls:
+
+- ``Pause(seconds)``: sleep before the next step (a slow upstream);
+- ``Hold()``: wait until the test calls ``release()`` (deterministic "in the middle of an answer");
+- ``Raise(error)``: raise instead of yielding (an adapter that breaks its contract).
+
+The fake counts ``ensure_available``/``stream`` calls, keeps each request, and records a stream
+that was closed before its last step as ``closed_early`` (cancellation reached the upstream):
+``closed_event`` is set then, so a test can wait for it without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from rag_service.errors import RagServiceError
+from rag_service.upstream_events import (
+    ChatRequest,
+    Completed,
+    Failed,
+    TextDelta,
+    Timings,
+    UpstreamEvent,
+)
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Hold:
+    pass
+
+
+@dataclass(frozen=True)
+class Raise:
+    error: Exception
+
+
+Step = UpstreamEvent | Pause | Hold | Raise
+
+
+def completed(finish_reason: str = "stop", attempts: int = 1) -> Completed:
+    return Completed(
+        finish_reason=finish_reason,
+        usage={"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        timings=Timings(ttft_ms=1.0, total_ms=2.0),
+        attempts=attempts,
+    )
+
+
+def answer_script(pieces: Sequence[str], *, pause_s: float = 0.0) -> list[Step]:
+    """Deltas of ``pieces`` (each after ``pause_s``), then ``Completed``."""
+    steps: list[Step] = []
+    for piece in pieces:
+        if pause_s:
+            steps.append(Pause(pause_s))
+        steps.append(TextDelta(piece))
+    steps.append(completed())
+    return steps
+
+
+@dataclass
+class ScriptedUpstream:
+    script: Sequence[Step] = ()
+    unavailable: RagServiceError | None = None  # raised by ensure_available (e.g. CircuitOpen)
+    ensure_calls: int = 0
+    stream_calls: int = 0
+    requests: list[ChatRequest] = field(default_factory=list)
+    completed_streams: int = 0
+    closed_early: int = 0
+    closed_event: asyncio.Event = field(default_factory=asyncio.Event)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    aclosed: bool = False
+
+    def ensure_available(self) -> None:
+        self.ensure_calls += 1
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def release(self) -> None:
+        """Let every stream waiting at a ``Hold()`` continue."""
+        self._release.set()
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
+        self.stream_calls += 1
+        self.requests.append(request)
+        return self._play()
+
+    async def _play(self) -> AsyncIterator[UpstreamEvent]:
+        delivered_terminal = False
+        try:
+            for step in self.script:
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                elif isinstance(step, Hold):
+                    self.holding.set()
+                    await self._release.wait()
+                elif isinstance(step, Raise):
+                    raise step.error
+                else:
+                    if is_terminal(step):
+                        delivered_terminal = True
+                        self.completed_streams += 1
+                    yield step
+        except (GeneratorExit, asyncio.CancelledError):
+            # Closed or cancelled before the answer's end: the consumer let go of the upstream.
+            if not delivered_terminal:
+                self.closed_early += 1
+                self.closed_event.set()
+            raise
+
+    async def aclose(self) -> None:
+        self.aclosed = True
+
+
+def full_text(script: Sequence[Step]) -> str:
+    return "".join(step.text for step in script if isinstance(step, TextDelta))
+
+
+def is_terminal(step: Step) -> bool:
+    return isinstance(step, Completed | Failed)

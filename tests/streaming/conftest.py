@@ -1,0 +1,172 @@
+"""Fixtures of the streaming tests: a small FastAPI app around ``stream_router`` and fakes.
+
+The app registers a minimal ``RagServiceError`` handler with the mapping the real app uses
+(status = ``http_status``, body ``{"error": payload}``, ``Retry-After`` rounded up), so these
+tests do not depend on ``create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import socket
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from rag_service.api.stream_routes import stream_router
+from rag_service.errors import RagServiceError
+from rag_service.ports import ResolvedContext
+from rag_service.settings import Settings, StreamSettings
+from rag_service.streaming import StreamDeps, StreamRegistry
+from rag_service.streaming.registry import DEFAULT_MAX_SESSIONS
+from rag_service.upstream_events import ChatMessage, ChatRequest
+from tests.fakes.resolver import FakeResolver
+from tests.fakes.upstream import ScriptedUpstream, answer_script
+
+ANSWER_PIECES = ["Our ", "trail ", "boots ", "are ", "water", "proof", " — ", "größe 38-47."]
+SERVER_START_TIMEOUT_S = 5.0
+
+
+def simple_prompt(
+    context: ResolvedContext,
+    query: str,
+    history: Sequence[ChatMessage],
+    *,
+    char_budget: int,
+) -> ChatRequest:
+    """Stand-in for retrieval's prompt builder: context text, history, then the question."""
+    context_text = "\n".join(p.text for p in context.passages)[:char_budget]
+    return ChatRequest(
+        messages=(
+            ChatMessage(role="system", content=context_text),
+            *history,
+            ChatMessage(role="user", content=query),
+        )
+    )
+
+
+async def header_principal(request: Request) -> str | None:
+    """Test auth: the caller's identity is whatever ``X-Client`` says (None without it)."""
+    return request.headers.get("x-client")
+
+
+async def _error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RagServiceError)
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return JSONResponse({"error": exc.to_payload()}, status_code=exc.http_status, headers=headers)
+
+
+def build_app(deps: StreamDeps) -> FastAPI:
+    app = FastAPI()
+    app.add_exception_handler(RagServiceError, _error_handler)
+    app.state.stream_deps = deps
+    app.include_router(
+        stream_router(
+            get_deps=lambda request: request.app.state.stream_deps, principal=header_principal
+        )
+    )
+    return app
+
+
+def stream_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {"grace_period_s": 5.0, "ping_interval_s": 15.0} | overrides
+    return Settings(stream=StreamSettings.model_validate(values))
+
+
+@pytest.fixture
+def stream_overrides() -> dict[str, object]:
+    """StreamSettings fields a test changes: ``@pytest.mark.parametrize("stream_overrides", ...)``."""
+    return {}
+
+
+@pytest.fixture
+def registry_limit() -> int:
+    return DEFAULT_MAX_SESSIONS
+
+
+@pytest.fixture
+def settings(stream_overrides: dict[str, object]) -> Settings:
+    return stream_settings(**stream_overrides)
+
+
+@pytest.fixture
+def upstream() -> ScriptedUpstream:
+    return ScriptedUpstream(script=answer_script(ANSWER_PIECES))
+
+
+@pytest.fixture
+def resolver() -> FakeResolver:
+    return FakeResolver()
+
+
+@pytest.fixture
+async def registry(settings: Settings, registry_limit: int) -> AsyncIterator[StreamRegistry]:
+    registry = StreamRegistry(settings.stream, max_sessions=registry_limit, rng=random.Random(7))
+    yield registry
+    await registry.close()
+
+
+@pytest.fixture
+def deps(
+    settings: Settings,
+    upstream: ScriptedUpstream,
+    resolver: FakeResolver,
+    registry: StreamRegistry,
+) -> StreamDeps:
+    return StreamDeps(
+        resolver=resolver,
+        upstream=upstream,
+        registry=registry,
+        settings=settings,
+        build_request=simple_prompt,
+        rng=random.Random(11),
+    )
+
+
+@pytest.fixture
+def app(deps: StreamDeps) -> FastAPI:
+    return build_app(deps)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def live_server(app: FastAPI) -> AsyncIterator[str]:
+    """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
+            # uvicorn offers no event for "listening"; a bounded poll of its flag is all there is.
+            while not server.started:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+async def server_url(app: FastAPI) -> AsyncIterator[str]:
+    async with live_server(app) as url:
+        yield url
