@@ -41,6 +41,7 @@ def ingest(
     """Ingest catalog files into the vector store: incremental, atomic, one at a time."""
     from ingest.console import print_report, progress_bar
     from ingest.service import ingest_catalog
+    from rag_service.ingest_jobs import report_json
 
     console = Console(stderr=as_json)
     try:
@@ -51,7 +52,7 @@ def ingest(
     except RagServiceError as error:
         raise _fail(console, error) from None
     if as_json:
-        typer.echo(json.dumps(_report_json(report)))
+        typer.echo(json.dumps(report_json(report)))
     else:
         print_report(console, report)
 
@@ -75,6 +76,32 @@ def catalog(
         typer.echo(json.dumps(info.__dict__, default=dict))
     else:
         console.print(catalog_table(info, describe(settings.chroma)))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the HTTP service (POST /rag/stream, admin, health)."""
+    import uvicorn
+
+    from rag_service.app import create_app
+
+    console = Console(stderr=True)
+    try:
+        settings = Settings()
+    except ValueError as error:
+        console.print(f"[red]invalid configuration[/]: {error}", highlight=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command("local-llm")

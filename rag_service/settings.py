@@ -58,7 +58,7 @@ class BreakerSettings(BaseModel):
     # Short open periods: after an outage ends, the probe that notices comes <= ~max_open_s later.
     open_s: float = Field(1.0, gt=0, description="How long the circuit stays open before a probe.")
     max_open_s: float = Field(
-        4.0, gt=0, description="Cap of the open period after repeated failed probes."
+        3.0, gt=0, description="Cap of the open period after repeated failed probes."
     )
     release_window_s: float = Field(
         1.0,
@@ -131,6 +131,9 @@ class IngestSettings(BaseModel):
     catalog_dir: Path = Field(
         Path("data"), description="Directory the admin HTTP ingest may read catalogs from."
     )
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest catalog upload to POST /admin/ingest."
+    )
     lock_file: Path | None = Field(
         None,
         description="Lock file for one-ingest-at-a-time (default: next to the embedded store).",
@@ -191,13 +194,17 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated client keys; empty: no client auth."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated browser origins allowed to call the API (CORS); empty: none.",
+    )
     admin_api_key: SecretStr | None = Field(
         None, description="Key for /admin/*; unset: admin endpoints are disabled (403)."
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value

@@ -1,0 +1,60 @@
+"""LazyChromaStore: a ChromaStore that connects on first use and reconnects after failures.
+
+A Chroma server that is down when the service starts must not stop the service: answers fall
+back to stale or fallback context, readiness reports the store, and the first call after the
+server is back connects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+from rag_service.adapters.chroma_store import ChromaStore, LiveState, RecordSet
+from rag_service.ports import CatalogInfo, MetadataValue, Passage, Vector
+
+
+class LazyChromaStore:
+    def __init__(self, connect: Callable[[], ChromaStore]) -> None:
+        self._connect = connect
+        self._store: ChromaStore | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> ChromaStore:
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._connect()  # raises VectorStoreUnavailable while down
+                store = self._store
+        return store
+
+    def live_state(self) -> LiveState:
+        return self._get().live_state()
+
+    def live_version(self) -> int:
+        return self._get().live_version()
+
+    def catalog_info(self) -> CatalogInfo:
+        return self._get().catalog_info()
+
+    def search(
+        self,
+        vector: Vector,
+        *,
+        top_k: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+    ) -> list[Passage]:
+        return self._get().search(vector, top_k=top_k, filters=filters)
+
+    def records(self, name: str) -> RecordSet:
+        return self._get().records(name)
+
+    def new_collection_name(self, version: int) -> str:
+        return self._get().new_collection_name(version)
+
+    def publish(self, state: LiveState) -> None:
+        self._get().publish(state)
+
+    def drop_unused_collections(self, keep: set[str]) -> list[str]:
+        return self._get().drop_unused_collections(keep)

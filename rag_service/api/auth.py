@@ -1,0 +1,63 @@
+"""Bearer-key authentication: client keys for answers, one admin key for /admin."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+
+from fastapi import Request
+from pydantic import SecretStr
+
+from rag_service.errors import Forbidden, Unauthorized
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _matches(token: str, keys: Sequence[SecretStr]) -> bool:
+    # Compare against every key in constant time, so timing does not reveal which one is close.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(token.encode(), key.get_secret_value().encode())
+    return found
+
+
+def principal_of(token: str) -> str:
+    """A stable, non-secret identity for a key (owner of streams, label in logs)."""
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def client_principal(keys: Sequence[SecretStr]) -> Callable[[Request], str | None]:
+    """A FastAPI dependency: the caller's identity, or None when no client keys are set."""
+
+    def dependency(request: Request) -> str | None:
+        if not keys:
+            return None
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <key>)")
+        if not _matches(token, keys):
+            raise Unauthorized("invalid API key")
+        return principal_of(token)
+
+    return dependency
+
+
+def admin_principal(admin_key: SecretStr | None) -> Callable[[Request], str]:
+    """A FastAPI dependency guarding /admin: disabled (403) unless an admin key is set."""
+
+    def dependency(request: Request) -> str:
+        if admin_key is None or not admin_key.get_secret_value():
+            raise Forbidden("admin endpoints are disabled (set RAG_ADMIN_API_KEY)")
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <admin key>)")
+        if not _matches(token, [admin_key]):
+            raise Unauthorized("invalid admin key")
+        return "admin"
+
+    return dependency

@@ -1,0 +1,190 @@
+"""The composition root: ``create_app(settings)`` builds the whole object graph in the lifespan.
+
+Nothing here is a module-level global: every adapter is created per app, and tests replace any
+of them through ``Components``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+
+from ingest.pipeline import CatalogWriter, IngestPipeline, IngestReport, ProgressCallback
+from ingest.service import ingest_lock
+from rag_service import __version__
+from rag_service.adapters.chroma_client import store_lock_path
+from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.lazy_chroma_store import LazyChromaStore
+from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
+from rag_service.adapters.store_lock import StoreLock
+from rag_service.api.admin_routes import AdminDeps, admin_router
+from rag_service.api.auth import admin_principal, client_principal
+from rag_service.api.errors import install_error_handlers
+from rag_service.api.health_routes import HealthDeps, health_router
+from rag_service.api.stream_routes import stream_router
+from rag_service.ingest_jobs import IngestJobs, IngestOptions
+from rag_service.observability import ServiceCollector
+from rag_service.ports import ChatUpstream, Embedder, PassageSearch
+from rag_service.readiness import embedder_check, store_check, upstream_report
+from rag_service.retrieval import ContextService, Retriever, build_chat_request
+from rag_service.settings import Settings
+from rag_service.streaming.answer import StreamDeps
+from rag_service.streaming.registry import StreamRegistry
+from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
+
+log = logging.getLogger("rag_service")
+
+DEFAULT_FALLBACK = (
+    "Product details cannot be looked up right now. Apologise briefly, offer general help, "
+    "and suggest contacting customer support for specifics."
+)
+
+
+@dataclass
+class Components:
+    """Replaceable parts of the graph; ``None`` builds the default adapter from settings."""
+
+    embedder: Embedder | None = None
+    store: Any | None = None  # PassageSearch, and CatalogWriter for admin ingests
+    upstream: ChatUpstream | None = None
+
+
+def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:
+    settings = settings or Settings()
+    parts = components or Components()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await _build_graph(app, settings, parts, stack)
+            yield
+
+    app = FastAPI(
+        title="rag_service",
+        version=__version__,
+        summary="Streaming RAG answers over SSE with fresh context and atomic catalogs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Context-Id"],
+            expose_headers=["Retry-After"],
+        )
+    app.include_router(health_router(get_deps=lambda request: request.app.state.health_deps))
+    app.include_router(
+        stream_router(
+            get_deps=lambda request: request.app.state.stream_deps,
+            principal=client_principal(settings.api_keys),
+        )
+    )
+    app.include_router(
+        admin_router(
+            get_deps=lambda request: request.app.state.admin_deps,
+            admin=admin_principal(settings.admin_api_key),
+        )
+    )
+    return app
+
+
+async def _build_graph(
+    app: FastAPI, settings: Settings, parts: Components, stack: AsyncExitStack
+) -> None:
+    registry = CollectorRegistry()
+    owns_store = parts.store is None and not settings.chroma.host
+    if owns_store:  # embedded Chroma: this process is the store's only user while it runs
+        owner = StoreLock(
+            store_lock_path(settings.chroma, settings.ingest.lock_file), purpose="serve"
+        )
+        stack.enter_context(owner)
+    store = parts.store or LazyChromaStore(lambda: ChromaStore.open(settings.chroma))
+    embedder = parts.embedder or SentenceTransformerEmbedder(settings.embedding)
+    await _warm_up(embedder)
+    upstream = parts.upstream or OpenAICompatibleUpstream(
+        settings.upstream, metrics=PrometheusUpstreamMetrics(registry)
+    )
+    stack.push_async_callback(upstream.aclose)
+    contexts = ContextService(
+        Retriever(embedder, store, settings.retrieval),
+        store,
+        settings.freshness,
+        _fallback_text(settings.fallback_context_file),
+    )
+    stack.push_async_callback(contexts.aclose)
+    streams = StreamRegistry(settings.stream)
+    stack.push_async_callback(streams.close)
+    jobs = IngestJobs(_ingest_runner(settings, store, embedder, owns_store))
+    stack.push_async_callback(jobs.wait)
+    registry.register(ServiceCollector(streams.stats, contexts.stats, lambda: _safe_version(store)))
+    app.state.stream_deps = StreamDeps(
+        resolver=contexts,
+        upstream=upstream,
+        registry=streams,
+        settings=settings,
+        build_request=build_chat_request,
+    )
+    app.state.admin_deps = AdminDeps(settings=settings, jobs=jobs, catalog=store, contexts=contexts)
+    app.state.health_deps = HealthDeps(
+        checks={"vector_store": store_check(store), "embedder": embedder_check(embedder)},
+        reports={"upstream": upstream_report(upstream)},
+        registry=registry,
+    )
+
+
+async def _warm_up(embedder: Embedder) -> None:
+    """Load the model before the first request; a failure is reported by /readyz, not fatal."""
+    load = getattr(embedder, "load", None)
+    if load is None:
+        return
+    try:
+        await asyncio.to_thread(load)
+    except Exception as error:  # the service still answers from the fallback context
+        log.error("embedding model failed to load: %s", error)
+
+
+def _ingest_runner(
+    settings: Settings, store: CatalogWriter, embedder: Embedder, owns_store: bool
+) -> Any:
+    def run(paths: list[Path], options: IngestOptions, progress: ProgressCallback) -> IngestReport:
+        # With a shared (server) store, the lock file keeps CLI ingests on other hosts out.
+        with nullcontext() if owns_store else ingest_lock(settings):
+            pipeline = IngestPipeline(
+                store, embedder, settings.ingest, batch_size=settings.embedding.batch_size
+            )
+            return pipeline.run(
+                paths,
+                strict=options.strict,
+                append=options.append,
+                dry_run=options.dry_run,
+                progress=progress,
+            )
+
+    return run
+
+
+def _fallback_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        log.warning("fallback context %s unreadable (%s); using the built-in one", path, error)
+        return DEFAULT_FALLBACK
+    return text or DEFAULT_FALLBACK
+
+
+def _safe_version(store: PassageSearch) -> int | None:
+    try:
+        return store.live_version()
+    except Exception:  # metrics must not fail because the store is down
+        return None

@@ -1,0 +1,142 @@
+"""Admin ingest jobs: one ingest at a time, run in a worker thread, observable by job id.
+
+The HTTP layer submits a job and answers 202 at once; the job runs the same pipeline as the CLI
+against the service's own store and embedder (embedded Chroma allows only one process, so a
+running service ingests through itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ingest.pipeline import IngestReport, ProgressCallback
+from rag_service.errors import IngestInProgress, NotFound, RagServiceError
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    strict: bool = False
+    append: bool = False
+    dry_run: bool = False
+
+
+RunIngest = Callable[[list[Path], IngestOptions, ProgressCallback], IngestReport]
+
+
+@dataclass
+class IngestJob:
+    job_id: str
+    paths: list[str]
+    options: IngestOptions
+    status: JobStatus = "queued"
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "paths": self.paths,
+            "options": asdict(self.options),
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "progress": self.progress,
+            "report": self.report,
+            "error": self.error,
+        }
+
+
+def report_json(report: IngestReport) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(report).items() if k != "failed"}
+    data["failed"] = [{"file": p.file, "line": p.line, "reason": p.message} for p in report.failed]
+    data["documents_per_second"] = round(report.documents_per_second, 1)
+    return data
+
+
+class IngestJobs:
+    def __init__(
+        self,
+        run_ingest: RunIngest,
+        *,
+        keep_jobs: int = 50,
+        on_finished: Callable[[IngestJob], None] | None = None,
+    ) -> None:
+        self._run_ingest = run_ingest
+        self._keep = keep_jobs
+        self._on_finished = on_finished
+        self._jobs: OrderedDict[str, IngestJob] = OrderedDict()
+        self._running: asyncio.Task[None] | None = None
+
+    def submit(
+        self,
+        paths: list[Path],
+        options: IngestOptions,
+        *,
+        cleanup: Callable[[], None] | None = None,
+    ) -> IngestJob:
+        """Start a job now; ``IngestInProgress`` (409) while another one runs."""
+        if self._running is not None and not self._running.done():
+            raise IngestInProgress("another ingest is running; wait for it to finish")
+        job = IngestJob(job_id=secrets.token_hex(8), paths=[str(p) for p in paths], options=options)
+        self._jobs[job.job_id] = job
+        while len(self._jobs) > self._keep:
+            self._jobs.popitem(last=False)
+        self._running = asyncio.get_running_loop().create_task(
+            self._run(job, paths, cleanup), name=f"ingest-{job.job_id}"
+        )
+        return job
+
+    def get(self, job_id: str) -> IngestJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no ingest job {job_id!r}")
+        return job
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None and not self._running.done()
+
+    async def wait(self) -> None:
+        """Wait for the running job (tests, shutdown)."""
+        if self._running is not None:
+            await asyncio.shield(self._running)
+
+    async def _run(
+        self, job: IngestJob, paths: list[Path], cleanup: Callable[[], None] | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+
+        def progress(phase: str, done: int, total: int) -> None:
+            update = {"phase": phase, "done": done, "total": total}
+            loop.call_soon_threadsafe(job.progress.update, update)
+
+        job.status, job.started_at = "running", time.time()
+        try:
+            report = await asyncio.to_thread(self._run_ingest, paths, job.options, progress)
+        except RagServiceError as error:
+            job.status, job.error = "failed", error.to_payload()
+        except Exception as error:  # a bug must still end the job visibly
+            job.status = "failed"
+            job.error = {"code": "internal_error", "message": repr(error), "retryable": False}
+        else:
+            job.status, job.report = "succeeded", report_json(report)
+        finally:
+            job.finished_at = time.time()
+            if cleanup is not None:
+                cleanup()
+        if self._on_finished is not None:
+            self._on_finished(job)

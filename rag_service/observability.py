@@ -1,0 +1,51 @@
+"""Service metrics gathered at scrape time from the components' own counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rag_service.retrieval.freshness import ContextStats
+from rag_service.streaming.registry import StreamStats
+
+
+class ServiceCollector(Collector):
+    """Streams, freshness cache and catalog figures; read from the live objects on each scrape."""
+
+    def __init__(
+        self,
+        streams: Callable[[], StreamStats],
+        contexts: Callable[[], ContextStats],
+        catalog_version: Callable[[], int | None],
+    ) -> None:
+        self._streams = streams
+        self._contexts = contexts
+        self._catalog_version = catalog_version
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        streams = self._streams()
+        yield GaugeMetricFamily("rag_streams_sessions", "Held stream sessions", streams.sessions)
+        yield GaugeMetricFamily(
+            "rag_streams_generating", "Sessions still generating", streams.generating
+        )
+        yield GaugeMetricFamily("rag_streams_readers", "Attached SSE readers", streams.readers)
+        contexts = self._contexts()
+        served = CounterMetricFamily(
+            "rag_context_resolutions", "Contexts served, by state", labels=["state"]
+        )
+        served.add_metric(["fresh"], contexts.hits)
+        served.add_metric(["refreshed"], contexts.refreshes)
+        served.add_metric(["stale"], contexts.stale_served)
+        served.add_metric(["fallback"], contexts.fallback_served)
+        yield served
+        yield CounterMetricFamily(
+            "rag_context_retrievals", "Retrievals run (embed + search)", contexts.retrievals
+        )
+        yield GaugeMetricFamily(
+            "rag_context_cache_entries", "Contexts in the freshness cache", contexts.entries
+        )
+        version = self._catalog_version()
+        if version is not None:
+            yield GaugeMetricFamily("rag_catalog_version", "Live catalog version", version)
