@@ -12,12 +12,11 @@ always its first.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rag_service.ports import ChatUpstream, Clock, ContextResolver, MetadataValue, ResolvedContext
+from rag_service.ports import ChatUpstream, ContextResolver, MetadataValue, ResolvedContext
 from rag_service.settings import Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
@@ -46,7 +45,6 @@ class StreamDeps:
     registry: StreamRegistry
     settings: Settings
     build_request: PromptBuilder
-    clock: Clock = time.monotonic
     rng: random.Random = field(default_factory=random.Random)  # jitters the `retry:` hint
 
 
@@ -70,7 +68,7 @@ async def start_answer(
     The returned session has one reader attached: the caller's response must detach it.
     Raises ``CircuitOpen`` / ``ServiceUnavailable`` (503) and whatever the resolver raises.
     """
-    started_at = deps.clock()
+    started_at = deps.registry.now()
     deps.upstream.ensure_available()
     deps.registry.check_capacity()
     context = await deps.resolver.resolve(
@@ -89,8 +87,12 @@ async def start_answer(
     session = deps.registry.open(
         context_id=request.context_id, principal=principal, started_at=started_at
     )
-    session.publish_meta(meta_payload(session.stream_id, context))
-    deps.registry.start(session, lambda: deps.upstream.stream(chat_request))
+    try:
+        session.publish_meta(meta_payload(session.stream_id, context))
+        deps.registry.start(session, lambda: deps.upstream.stream(chat_request))
+    except BaseException:
+        deps.registry.abandon(session)  # no response will ever detach its reader
+        raise
     return session
 
 

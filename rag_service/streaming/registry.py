@@ -72,6 +72,10 @@ class StreamRegistry:
         self._readers = 0
         self._closed = False
 
+    def now(self) -> float:
+        """The registry's clock (monotonic seconds); answer timings are measured with it."""
+        return self._clock()
+
     # -- opening and finding sessions -------------------------------------------------------------
 
     def check_capacity(self) -> None:
@@ -107,6 +111,12 @@ class StreamRegistry:
         task = asyncio.get_running_loop().create_task(_generate(session, items))
         session.task = task
         task.add_done_callback(lambda _: self._on_generation_end(session))
+
+    def abandon(self, session: StreamSession) -> None:
+        """Drop a session whose response will never run (its start failed half-way)."""
+        self._readers -= session.readers
+        session.readers = 0
+        self._remove(session)
 
     def find(self, stream_id: str, principal: str | None) -> StreamSession:
         """The session a resume asks for; NotFound when unknown/expired, Forbidden when foreign."""

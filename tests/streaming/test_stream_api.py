@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import httpx
 import pytest
 
 from rag_service.errors import CircuitOpen, RetriesExhausted, UpstreamRetryable
 from rag_service.ports import ContextState
-from rag_service.streaming import StreamRegistry
+from rag_service.streaming import StreamRegistry, StreamStats
 from rag_service.upstream_events import Failed, Resumed, RetryNotice, TextDelta
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import Pause, Raise, ScriptedUpstream, completed
 from tests.streaming.conftest import ANSWER_PIECES
-from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
-
-
-async def post_stream(
-    client: httpx.AsyncClient,
-    body: dict[str, Any] | None = None,
-    *,
-    context: str | None = "shop:user-1",
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    params = {"context": context} if context is not None else {}
-    return await client.post(
-        "/rag/stream",
-        params=params,
-        json=body or {"query": "Are the boots waterproof?"},
-        headers=headers,
-    )
-
-
-def deltas(events: list[SseEvent]) -> str:
-    return "".join(e.json()["text"] for e in events if e.type == "delta")
-
-
-def stream_id_of(parsed: ParsedStream) -> str:
-    meta = parsed.events[0]
-    assert meta.type == "meta"
-    stream_id = meta.json()["stream_id"]
-    assert isinstance(stream_id, str)
-    return stream_id
+from tests.streaming.helpers import deltas, post_stream, stream_id_of
+from tests.streaming.sse_spec import parse_sse
 
 
 async def test_events_come_in_order_with_gapless_ids(client: httpx.AsyncClient) -> None:
@@ -247,12 +220,10 @@ async def test_context_id_from_body_and_query_parameter_precedence(
 async def test_fallback_context_state_is_reported(
     client: httpx.AsyncClient, resolver: FakeResolver
 ) -> None:
-    resolver.context = resolver.context.__class__(
-        context_id="",
+    resolver.context = replace(
+        resolver.context,
         state=ContextState.fallback,
         passages=(),
-        age_s=0.0,
-        catalog_version=0,
         fallback_text="We sell outdoor gear.",
     )
 
@@ -303,3 +274,15 @@ async def test_body_exactly_at_the_limit_is_accepted(
 
     assert response.status_code == 200
     assert [c.query for c in resolver.calls] == ["q"]
+
+
+async def test_a_start_that_fails_half_way_leaves_no_session(
+    client: httpx.AsyncClient, resolver: FakeResolver, registry: StreamRegistry
+) -> None:
+    """A bug after the session opened (here: an unencodable meta) must not leak the session."""
+    resolver.context = replace(resolver.context, catalog_version=object())  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError):
+        await post_stream(client)
+
+    assert registry.stats() == StreamStats(sessions=0, generating=0, readers=0)

@@ -10,21 +10,9 @@ import pytest
 
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import ScriptedUpstream
+from tests.streaming.helpers import assert_error_shape
 
 VALID_CONTEXT = "shop:user-1"
-
-
-def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert isinstance(error["code"], str)
-    assert error["code"]
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return dict(error)
 
 
 @pytest.fixture(autouse=True)

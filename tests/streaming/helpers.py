@@ -1,0 +1,62 @@
+"""Helpers shared by the streaming tests: requests, and reading their answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.streaming.sse_spec import ParsedStream, SseEvent
+
+
+async def post_stream(
+    client: httpx.AsyncClient,
+    body: dict[str, Any] | None = None,
+    *,
+    context: str | None = "shop:user-1",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    params = {"context": context} if context is not None else {}
+    return await client.post(
+        "/rag/stream",
+        params=params,
+        json=body or {"query": "Are the boots waterproof?"},
+        headers=headers,
+    )
+
+
+def deltas(events: list[SseEvent]) -> str:
+    return "".join(e.json()["text"] for e in events if e.type == "delta")
+
+
+def stream_id_of(parsed: ParsedStream) -> str:
+    meta = parsed.events[0]
+    assert meta.type == "meta"
+    stream_id = meta.json()["stream_id"]
+    assert isinstance(stream_id, str)
+    return stream_id
+
+
+def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert isinstance(error["code"], str)
+    assert error["code"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return dict(error)
+
+
+async def resume(
+    client: httpx.AsyncClient,
+    stream_id: str,
+    last_event_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    all_headers = dict(headers or {})
+    if last_event_id is not None:
+        all_headers["Last-Event-ID"] = last_event_id
+    return await client.get(f"/rag/stream/{stream_id}", headers=all_headers)

@@ -1,0 +1,178 @@
+"""StreamRegistry: generation tasks, grace periods, capacity, ownership, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from rag_service.errors import Forbidden, NotFound, ServiceUnavailable
+from rag_service.settings import StreamSettings
+from rag_service.streaming import StreamRegistry, StreamSession
+from rag_service.upstream_events import TextDelta
+from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed
+from tests.streaming.sse_spec import parse_sse
+
+WAIT_LIMIT_S = 5.0
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT_LIMIT_S):
+        while not condition():  # noqa: ASYNC110 - timer-driven state, no event to wait on
+            await asyncio.sleep(0.005)
+
+
+def make_registry(grace_s: float = 0.05, max_sessions: int = 100) -> StreamRegistry:
+    return StreamRegistry(StreamSettings(grace_period_s=grace_s), max_sessions=max_sessions)
+
+
+def event_types(session: StreamSession) -> list[str]:
+    chunk, _ = session.read(0, 10_000)
+    return [e.type for e in parse_sse(chunk).events]
+
+
+def start(registry: StreamRegistry, upstream: ScriptedUpstream) -> StreamSession:
+    session = registry.open(context_id="c", principal="alice", started_at=0.0)
+    session.publish_meta({"stream_id": session.stream_id})
+    registry.start(session, lambda: upstream.stream(None))  # type: ignore[arg-type]
+    return session
+
+
+async def test_generation_runs_to_the_end_without_any_reader() -> None:
+    registry = make_registry(grace_s=5.0)
+    upstream = ScriptedUpstream(script=answer_script(["a", "b", "c"]))
+    session = start(registry, upstream)
+    registry.detach(session)
+
+    assert session.task is not None
+    await session.task
+
+    assert event_types(session) == ["meta", "delta", "delta", "delta", "done"]
+    assert registry.find(session.stream_id, "alice") is session
+    await registry.close()
+
+
+async def test_expiry_cancels_a_running_generation_and_forgets_the_session() -> None:
+    registry = make_registry(grace_s=0.05)
+    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
+    session = start(registry, upstream)
+    await upstream.holding.wait()
+
+    registry.detach(session)
+    await asyncio.wait_for(upstream.closed_event.wait(), WAIT_LIMIT_S)
+
+    assert upstream.closed_early == 1
+    assert session.task is not None
+    await wait_until(session.task.done)
+    assert session.task.cancelled()
+    with pytest.raises(NotFound):
+        registry.find(session.stream_id, "alice")
+    assert registry.stats().sessions == 0
+
+
+async def test_a_reader_returning_within_grace_keeps_the_generation() -> None:
+    registry = make_registry(grace_s=0.2)
+    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), TextDelta("b"), completed()])
+    session = start(registry, upstream)
+    await upstream.holding.wait()
+
+    registry.detach(session)
+    registry.attach(session)  # the client reconnected
+    await asyncio.sleep(0.4)  # twice the grace period: expiry would have fired by now
+    upstream.release()
+    assert session.task is not None
+    await session.task
+
+    assert upstream.closed_early == 0
+    assert event_types(session)[-1] == "done"
+    await registry.close()
+
+
+async def test_finished_session_stays_resumable_for_the_grace_period_then_expires() -> None:
+    registry = make_registry(grace_s=0.1)
+    upstream = ScriptedUpstream(script=answer_script(["x"]))
+    session = start(registry, upstream)
+    assert session.task is not None
+    await session.task
+
+    registry.detach(session)
+    assert registry.find(session.stream_id, "alice") is session
+    await wait_until(lambda: registry.stats().sessions == 0)
+
+    with pytest.raises(NotFound):
+        registry.find(session.stream_id, "alice")
+
+
+async def test_only_the_creator_finds_its_stream() -> None:
+    registry = make_registry()
+    session = registry.open(context_id="c", principal="alice", started_at=0.0)
+    anonymous = registry.open(context_id="c", principal=None, started_at=0.0)
+
+    assert registry.find(session.stream_id, "alice") is session
+    assert registry.find(anonymous.stream_id, None) is anonymous
+    for owner, caller in [(session, "bob"), (session, None), (anonymous, "alice")]:
+        with pytest.raises(Forbidden):
+            registry.find(owner.stream_id, caller)
+    await registry.close()
+
+
+async def test_full_registry_evicts_ended_unread_sessions_before_refusing() -> None:
+    registry = make_registry(grace_s=60.0, max_sessions=2)
+    upstream = ScriptedUpstream(script=answer_script(["x"]))
+    ended = start(registry, upstream)
+    assert ended.task is not None
+    await ended.task
+    registry.detach(ended)
+    live = registry.open(context_id="c", principal=None, started_at=0.0)
+
+    newest = registry.open(context_id="c", principal=None, started_at=0.0)  # evicts `ended`
+
+    with pytest.raises(NotFound):
+        registry.find(ended.stream_id, "alice")
+    with pytest.raises(ServiceUnavailable) as refused:
+        registry.open(context_id="c", principal=None, started_at=0.0)
+    assert refused.value.retry_after_s is not None
+    assert refused.value.retry_after_s >= 1.0
+    assert registry.stats().sessions == 2
+    assert registry.find(live.stream_id, None) is live
+    assert registry.find(newest.stream_id, None) is newest
+    await registry.close()
+
+
+async def test_stats_count_sessions_generations_and_readers() -> None:
+    registry = make_registry(grace_s=5.0)
+    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
+    session = start(registry, upstream)
+    await upstream.holding.wait()
+    registry.attach(session)
+
+    stats = registry.stats()
+
+    assert (stats.sessions, stats.generating, stats.readers) == (1, 1, 2)
+    upstream.release()
+    assert session.task is not None
+    await session.task
+    registry.detach(session)
+    registry.detach(session)
+    assert registry.stats().readers == 0
+    assert registry.stats().generating == 0
+    await registry.close()
+
+
+async def test_close_ends_every_stream_and_refuses_new_ones() -> None:
+    registry = make_registry(grace_s=5.0)
+    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
+    session = start(registry, upstream)
+    await upstream.holding.wait()
+    waiter = session.change_waiter()
+
+    await registry.close()
+
+    assert waiter.done()  # attached readers wake up and see the end
+    assert session.finished
+    assert event_types(session) == ["meta", "delta", "error"]
+    assert upstream.closed_early == 1
+    assert registry.stats().sessions == 0
+    with pytest.raises(ServiceUnavailable):
+        registry.open(context_id="c", principal=None, started_at=0.0)

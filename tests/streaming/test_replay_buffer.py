@@ -1,0 +1,113 @@
+"""The compact replay buffer and the SSE formatting helpers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rag_service.errors import InvalidInput
+from rag_service.streaming.replay_buffer import ReplayBuffer
+from rag_service.streaming.sse_format import (
+    is_well_formed_stream_id,
+    new_stream_id,
+    parse_last_event_id,
+    retry_field,
+)
+from tests.streaming.sse_spec import parse_sse
+
+SID = "S" * 22
+
+
+def test_events_encode_with_ids_names_and_one_line_json() -> None:
+    buffer = ReplayBuffer(SID, capacity=16)
+    buffer.append_event("meta", {"stream_id": SID})
+    buffer.append_delta('He said "hi"\nthen\\left')
+    buffer.append_event("done", {"finish_reason": "stop"})
+
+    assert (
+        buffer.encode(1) == f'id: {SID}:1\nevent: meta\ndata: {{"stream_id":"{SID}"}}\n\n'.encode()
+    )
+    assert (
+        buffer.encode(2)
+        == (
+            f'id: {SID}:2\nevent: delta\ndata: {{"text":"He said \\"hi\\"\\nthen\\\\left"}}\n\n'
+        ).encode()
+    )
+    assert (
+        buffer.encode(3)
+        == f'id: {SID}:3\nevent: done\ndata: {{"finish_reason":"stop"}}\n\n'.encode()
+    )
+
+
+def test_read_joins_a_bounded_batch_and_reports_the_last_seq() -> None:
+    buffer = ReplayBuffer(SID, capacity=64)
+    for index in range(10):
+        buffer.append_delta(str(index))
+
+    chunk, last = buffer.read(after_seq=2, max_events=4)
+    nothing, same = buffer.read(after_seq=10, max_events=4)
+
+    assert last == 6
+    assert [e.json()["text"] for e in parse_sse(chunk).events] == [
+        "2",
+        "3",
+        "4",
+        "5",
+    ]  # seq n holds str(n - 1)
+    assert (nothing, same) == (b"", 10)
+
+
+def test_trimming_keeps_at_least_capacity_recent_events_intact() -> None:
+    buffer = ReplayBuffer(SID, capacity=16)
+    texts = [f"<{index}é>" for index in range(100)]
+    for index, text in enumerate(texts):
+        if index % 10 == 0:
+            buffer.append_event("retry", {"attempt": index})
+        buffer.append_delta(text)
+
+    assert buffer.last_seq == 110
+    assert buffer.last_seq - buffer.first_seq + 1 >= 16
+    assert buffer.first_seq > 1
+    held, _ = buffer.read(buffer.first_seq - 1, max_events=1000)
+    events = parse_sse(held).events
+    assert [e.last_event_id for e in events] == [
+        f"{SID}:{seq}" for seq in range(buffer.first_seq, 111)
+    ]
+    held_deltas = [e.json()["text"] for e in events if e.type == "delta"]
+    assert held_deltas == texts[-len(held_deltas) :]
+    with pytest.raises(IndexError):
+        buffer.read(buffer.first_seq - 2, max_events=1)
+
+
+def test_stream_ids_are_unguessable_and_fit_last_event_id() -> None:
+    ids = {new_stream_id() for _ in range(1000)}
+
+    assert len(ids) == 1000
+    assert all(len(i) == 22 and is_well_formed_stream_id(i) and ":" not in i for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("header", "seq"),
+    [(None, 0), ("", 0), ("  ", 0), (f"{SID}:0", 0), (f"{SID}:17", 17), (f" {SID}:5 ", 5)],
+)
+def test_last_event_id_parsing(header: str | None, seq: int) -> None:
+    assert parse_last_event_id(header, SID) == seq
+
+
+@pytest.mark.parametrize(
+    "header", [f"{'T' * 22}:1", f"{SID}", f"{SID}:x", f"{SID}:-1", f"{SID}:1.5", f"{SID}:١"]
+)
+def test_foreign_or_malformed_last_event_id_is_invalid(header: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_last_event_id(header, SID)
+
+
+def test_retry_hint_is_spread_around_the_base() -> None:
+    rng = random.Random(3)
+    hints = [int(retry_field(1000, rng).split()[1]) for _ in range(500)]
+
+    assert min(hints) >= 500
+    assert max(hints) <= 1500
+    assert len(set(hints)) > 100  # actually spread, not one value
+    assert retry_field(0, rng) == b"retry: 0\n\n"
