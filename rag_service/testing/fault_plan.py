@@ -36,6 +36,7 @@ class AnswerStyle:
     chunked: bool = True  # False: the body ends when the connection closes
     first_token_delay_s: float = 0.0
     inter_token_delay_s: float = 0.0
+    variant: int = 0  # another value: a different answer to the same request (a sampling model)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Status:
     message: str = "injected failure"
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    delay_s: float = 0.0  # wait this long before answering
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ Plan = Sequence[Fault] | Callable[[int, "dict[str, Any] | None"], Fault]
 
 def answer_pieces(messages: Sequence[Mapping[str, Any]], style: AnswerStyle) -> list[str]:
     """The text chunks of the answer to ``messages``: a pure function of roles and contents."""
-    key = json.dumps([[m.get("role"), m.get("content")] for m in messages], ensure_ascii=False)
+    key = json.dumps(
+        [style.variant, *([m.get("role"), m.get("content")] for m in messages)], ensure_ascii=False
+    )
     rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
     tokens = [(" " if i else "") + rng.choice(VOCABULARY) for i in range(style.words)]
     step = max(1, style.words_per_chunk)

@@ -97,7 +97,9 @@ class _Connection:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await self.writer.drain()
-        # The client sends nothing more on this connection: reading EOF means it went away.
+
+    def watch_for_disconnect(self) -> None:
+        """After the request the client sends nothing more: reading EOF means it went away."""
         self._watch = asyncio.ensure_future(self.reader.read(1))
 
     async def send(self, data: bytes) -> bool:
@@ -137,6 +139,8 @@ class _Connection:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await self._watch
         if self.gone:
             self.writer.transport.abort()
         else:
@@ -175,6 +179,7 @@ class FaultUpstream:
         self._chat_requests = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._connections: set[_Connection] = set()
 
     @property
     def port(self) -> int:
@@ -210,10 +215,14 @@ class FaultUpstream:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for connection in list(self._connections):
+            connection.writer.transport.abort()  # wakes every handler; it then ends normally
         handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        if handlers:
+            _, stuck = await asyncio.wait(handlers, timeout=2.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -237,12 +246,14 @@ class FaultUpstream:
         self.open_connections += 1
         self.max_open_connections = max(self.max_open_connections, self.open_connections)
         connection = _Connection(reader, writer)
+        self._connections.add(connection)
         try:
             await self._serve(connection)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away mid-request
         finally:
             await connection.close()
+            self._connections.discard(connection)
             self.open_connections -= 1
             if task is not None:
                 self._handlers.discard(task)
@@ -258,6 +269,7 @@ class FaultUpstream:
         length = int(headers.get("content-length", "0") or 0)
         raw_body = await connection.reader.readexactly(length) if length else b""
         body = _json_object(raw_body)
+        connection.watch_for_disconnect()
         self.requests.append(
             RecordedRequest(len(self.requests), method, path, headers, body, time.monotonic())
         )
@@ -283,6 +295,7 @@ class FaultUpstream:
             else:
                 connection.writer.close()
         elif isinstance(fault, Status):
+            await connection.pause(fault.delay_s)
             payload = fault.body or json.dumps(error_json(fault.message, fault.status)).encode()
             await self._send_bytes(
                 connection, fault.status, payload, "application/json", fault.headers

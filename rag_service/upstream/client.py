@@ -126,6 +126,10 @@ class OpenAICompatibleUpstream:
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
+    @property
+    def budget(self) -> RetryBudget:
+        return self._budget
+
     def ensure_available(self) -> None:
         wait = self._breaker.seconds_until_probe()
         if wait is None or wait > 0:

@@ -1,0 +1,107 @@
+"""Fixtures of the upstream client tests: fake time, a fault server, a client factory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from rag_service.settings import UpstreamSettings
+from rag_service.testing.fault_upstream import FaultUpstream
+from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
+from rag_service.upstream_events import (
+    ChatMessage,
+    ChatRequest,
+    Completed,
+    Failed,
+    TextDelta,
+    UpstreamEvent,
+)
+
+QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))
+QUESTION_MESSAGES = [{"role": "user", "content": "Do the boots come in size 46?"}]
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps; records every sleep."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def settings_for(base_url: str, **overrides: Any) -> UpstreamSettings:
+    """Settings aimed at ``base_url``; nested groups given as dicts update the defaults."""
+    base = UpstreamSettings(base_url=base_url, read_timeout_s=2.0, connect_timeout_s=2.0)
+    data = base.model_dump()
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return UpstreamSettings.model_validate(data)
+
+
+ClientFactory = Callable[..., OpenAICompatibleUpstream]
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def make_client(fake_time: FakeTime) -> AsyncIterator[ClientFactory]:
+    """Builds clients on fake time and a seeded rng; closes them after the test."""
+    clients: list[OpenAICompatibleUpstream] = []
+
+    def build(base_url: str, *, seed: int = 7, **overrides: Any) -> OpenAICompatibleUpstream:
+        settings = settings_for(base_url, **overrides)
+        client = OpenAICompatibleUpstream(
+            settings,
+            rng=random.Random(seed),
+            clock=fake_time.clock,
+            sleep=fake_time.sleep,
+            budget=RetryBudget(settings.budget, clock=fake_time.clock),
+            breaker=CircuitBreaker(
+                settings.breaker, clock=fake_time.clock, rng=random.Random(seed + 1)
+            ),
+        )
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FaultUpstream]:
+    async with FaultUpstream() as server:
+        yield server
+
+
+async def collect(stream: AsyncIterator[UpstreamEvent]) -> list[UpstreamEvent]:
+    return [item async for item in stream]
+
+
+def text_of(items: list[UpstreamEvent]) -> str:
+    return "".join(item.text for item in items if isinstance(item, TextDelta))
+
+
+def terminal(items: list[UpstreamEvent]) -> Completed | Failed:
+    last = items[-1]
+    assert isinstance(last, Completed | Failed)
+    assert sum(isinstance(item, Completed | Failed) for item in items) == 1
+    return last

@@ -1,0 +1,99 @@
+"""A consumer that stops (aclose, task cancelled) closes the upstream response at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator
+
+from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream, Status
+from rag_service.upstream import OpenAICompatibleUpstream
+from rag_service.upstream.breaker import BreakerState, Permit
+from rag_service.upstream_events import TextDelta, UpstreamEvent
+from tests.upstream.conftest import QUESTION, settings_for
+
+SLOW = AnswerStyle(words=200, inter_token_delay_s=0.05)
+
+
+async def wait_until(condition: object, timeout_s: float = 2.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if callable(condition) and condition():
+            return True
+        await asyncio.sleep(0.01)
+    return callable(condition) and bool(condition())
+
+
+async def read_deltas(stream: AsyncGenerator[UpstreamEvent, None], count: int) -> None:
+    seen = 0
+    async for item in stream:
+        if isinstance(item, TextDelta):
+            seen += 1
+            if seen == count:
+                return
+
+
+async def test_fifty_streams_stopped_mid_answer_leave_nothing_open() -> None:
+    baseline = asyncio.all_tasks()
+    async with FaultUpstream(style=SLOW) as upstream:
+        client = OpenAICompatibleUpstream(settings_for(upstream.base_url))
+        streams = [client.stream(QUESTION) for _ in range(50)]
+        await asyncio.gather(*(read_deltas(stream, 2) for stream in streams))
+        assert upstream.open_connections == 50
+        # half are closed by the consumer, half are consumed by tasks that get cancelled
+        await asyncio.gather(*(stream.aclose() for stream in streams[:25]))
+
+        async def consume(stream: AsyncGenerator[UpstreamEvent, None]) -> None:
+            async for _ in stream:
+                pass
+
+        tasks = [asyncio.create_task(consume(stream)) for stream in streams[25:]]
+        await asyncio.sleep(0.02)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+        assert await wait_until(lambda: upstream.open_connections == 0, timeout_s=2.0)
+        assert upstream.request_count == 50  # nothing was retried on the way out
+        await client.aclose()
+    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=1.0)
+
+
+async def test_cancelling_a_parked_stream_leaves_no_waiter_tasks() -> None:
+    baseline = asyncio.all_tasks()
+    async with FaultUpstream(default=Status(503)) as upstream:
+        settings = settings_for(upstream.base_url, breaker={"failure_threshold": 1, "open_s": 30.0})
+        client = OpenAICompatibleUpstream(settings)
+        stream = client.stream(QUESTION)
+        notice = await anext(stream)  # parked: circuit_open
+        assert getattr(notice, "reason", None) == "circuit_open"
+        task = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await stream.aclose()
+        await client.aclose()
+    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=1.0)
+
+
+async def test_cancelled_probe_gives_its_slot_back() -> None:
+    # the 503 opens the circuit; the parked stream becomes the probe, which gets no answer
+    async with FaultUpstream([Status(503), Status(503, delay_s=30.0)]) as upstream:
+        settings = settings_for(
+            upstream.base_url,
+            breaker={"failure_threshold": 1, "open_s": 0.01, "max_open_s": 0.01},
+        )
+        client = OpenAICompatibleUpstream(settings, rng=random.Random(1))
+        stream = client.stream(QUESTION)
+        first = await anext(stream)
+        assert getattr(first, "reason", None) == "circuit_open"
+        probe = asyncio.create_task(anext(stream))
+        assert await wait_until(lambda: upstream.request_count == 2)
+        assert client.breaker.state is BreakerState.half_open
+        assert client.breaker.try_acquire() is Permit.denied  # the probe is out
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
+        await stream.aclose()
+        assert client.breaker.try_acquire() is Permit.probe
+        assert await wait_until(lambda: upstream.open_connections == 0)
+        await client.aclose()

@@ -1,0 +1,297 @@
+"""Every fault class of the fault server through the real client: exact text, exact attempts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rag_service.errors import (
+    RetriesExhausted,
+    UpstreamProtocolError,
+    UpstreamRejected,
+)
+from rag_service.testing.fault_plan import answer_pieces
+from rag_service.testing.fault_upstream import (
+    AnswerStyle,
+    CutAfter,
+    Drop,
+    ErrorEvent,
+    FaultUpstream,
+    MalformedJson,
+    Stall,
+    Status,
+    TruncatedJson,
+    WrongContentType,
+    answer_text,
+)
+from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
+from tests.upstream.conftest import (
+    QUESTION,
+    QUESTION_MESSAGES,
+    ClientFactory,
+    FakeTime,
+    collect,
+    terminal,
+    text_of,
+)
+
+ANSWER = answer_text(QUESTION_MESSAGES)
+PIECES = answer_pieces(QUESTION_MESSAGES, AnswerStyle())
+
+
+def first_backoff(seed: int = 7, base: float = 0.5) -> float:
+    return random.Random(seed).uniform(0, base)
+
+
+async def test_complete_answer_with_request_shape(
+    upstream: FaultUpstream, make_client: ClientFactory
+) -> None:
+    client = make_client(
+        upstream.base_url,
+        api_key="sk-test-123",
+        extra_headers={"X-Tenant": "shop"},
+        params={"temperature": 0, "seed": 42, "max_tokens": 64},
+    )
+    items = await collect(client.stream(QUESTION))
+    assert items[:-1] == [TextDelta(piece) for piece in PIECES]
+    done = terminal(items)
+    assert isinstance(done, Completed)
+    assert (done.finish_reason, done.attempts) == ("stop", 1)
+    assert done.usage == {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}
+    assert done.timings.ttft_ms is not None
+    [request] = upstream.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-test-123"
+    assert request.headers["x-tenant"] == "shop"
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.body == {
+        "model": "smollm2",
+        "temperature": 0,
+        "seed": 42,
+        "max_tokens": 64,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": QUESTION_MESSAGES,
+    }
+    assert "sk-test-123" not in repr(client)
+
+
+async def test_no_authorization_header_without_a_key(
+    upstream: FaultUpstream, make_client: ClientFactory
+) -> None:
+    await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert "authorization" not in upstream.requests[0].headers
+
+
+async def test_503_then_success(make_client: ClientFactory, fake_time: FakeTime) -> None:
+    async with FaultUpstream([Status(503)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    delay = first_backoff()
+    assert items[0] == RetryNotice(attempt=2, max_attempts=5, delay_s=delay, reason="status_503")
+    assert text_of(items) == ANSWER
+    done = terminal(items)
+    assert isinstance(done, Completed)
+    assert done.attempts == 2
+    assert upstream.request_count == 2
+    assert fake_time.sleeps == [delay]
+
+
+@pytest.mark.parametrize(
+    ("headers", "asked"),
+    [({"Retry-After": "3"}, 3.0), ({"retry-after-ms": "2500"}, 2.5)],
+)
+async def test_429_retry_after_is_honoured(
+    make_client: ClientFactory, fake_time: FakeTime, headers: dict[str, str], asked: float
+) -> None:
+    async with FaultUpstream([Status(429, "slow down", headers=headers)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    rng = random.Random(7)
+    backoff = rng.uniform(0, 0.5)
+    expected = max(backoff, asked + rng.uniform(0, 0.1 * asked))
+    assert fake_time.sleeps == [expected]
+    assert asked <= expected <= asked * 1.1
+    assert items[0] == RetryNotice(2, 5, expected, "status_429")
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+
+
+async def test_retry_after_above_the_cap_fails_at_once(make_client: ClientFactory) -> None:
+    async with FaultUpstream([Status(503, headers={"Retry-After": "120"})]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, RetriesExhausted)
+    assert "asked to wait 120 s" in failed.error.message
+    assert failed.error.retry_after_s == 120
+    assert failed.error.details["reason"] == "retry_after_too_long"
+    assert (failed.attempts, upstream.request_count) == (1, 1)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_client_errors_fail_at_once_with_the_upstream_message(
+    make_client: ClientFactory, status: int
+) -> None:
+    async with FaultUpstream([Status(status, "model 'x' does not exist")]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamRejected)
+    assert failed.error.status == status
+    assert f"({status}): model 'x' does not exist" in failed.error.message
+    assert (failed.attempts, upstream.request_count) == (1, 1)
+
+
+async def test_echoed_api_key_is_redacted(make_client: ClientFactory) -> None:
+    async with FaultUpstream([Status(401, "Incorrect API key provided: sk-secret-9")]) as upstream:
+        items = await collect(
+            make_client(upstream.base_url, api_key="sk-secret-9").stream(QUESTION)
+        )
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert "sk-secret-9" not in failed.error.message
+    assert "Incorrect API key provided: ***" in failed.error.message
+
+
+async def test_x_should_retry_overrides_the_status(make_client: ClientFactory) -> None:
+    plan = [Status(400, "flaky", headers={"x-should-retry": "true"})]
+    async with FaultUpstream(plan) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+    async with FaultUpstream(
+        [Status(503, "do not", headers={"x-should-retry": "false"})]
+    ) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamRejected)
+    assert upstream.request_count == 1
+
+
+async def test_non_sse_content_type_is_a_protocol_error(make_client: ClientFactory) -> None:
+    async with FaultUpstream([WrongContentType()]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamProtocolError)
+    assert "text/html" in failed.error.message
+    assert upstream.request_count == 1
+
+
+@pytest.mark.parametrize("fault", [CutAfter(4), CutAfter(4, mid_line=True), TruncatedJson(4)])
+async def test_cut_stream_is_replayed_without_duplicates(
+    make_client: ClientFactory, fault: CutAfter | TruncatedJson
+) -> None:
+    async with FaultUpstream([fault]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert items[:4] == [TextDelta(piece) for piece in PIECES[:4]]
+    assert items[4] == RetryNotice(2, 5, first_backoff(), "stream_cut")
+    assert items[5] == Resumed(attempt=2, strategy="replay")
+    assert items[6:-1] == [TextDelta(piece) for piece in PIECES[4:]]
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+    assert upstream.requests[0].body == upstream.requests[1].body  # an identical replay
+
+
+async def test_cut_of_a_close_delimited_body_is_seen_as_eof_before_done(
+    make_client: ClientFactory,
+) -> None:
+    async with FaultUpstream([CutAfter(2)], style=AnswerStyle(chunked=False)) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    notices = [item for item in items if isinstance(item, RetryNotice)]
+    assert [notice.reason for notice in notices] == ["stream_cut"]
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+
+
+async def test_stall_is_detected_by_the_read_timeout(make_client: ClientFactory) -> None:
+    async with FaultUpstream([Stall(after_events=3, seconds=5.0)]) as upstream:
+        client = make_client(upstream.base_url, read_timeout_s=0.15)
+        items = await collect(client.stream(QUESTION))
+    assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["stalled"]
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+
+
+async def test_stall_on_the_last_attempt_fails_as_stalled(make_client: ClientFactory) -> None:
+    async with FaultUpstream([Stall(after_events=1, seconds=5.0)]) as upstream:
+        client = make_client(upstream.base_url, read_timeout_s=0.1, retry={"max_attempts": 1})
+        items = await collect(client.stream(QUESTION))
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, RetriesExhausted)
+    assert failed.error.details == {"reason": "max_attempts", "last_reason": "stalled"}
+    assert text_of(items) == PIECES[0]
+
+
+async def test_malformed_json_fails_without_retry_keeping_partial_text(
+    make_client: ClientFactory,
+) -> None:
+    async with FaultUpstream([MalformedJson(after_events=2)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert text_of(items) == "".join(PIECES[:2])
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamProtocolError)
+    assert "malformed JSON" in failed.error.message
+    assert (failed.attempts, upstream.request_count) == (1, 1)
+
+
+@pytest.mark.parametrize("named", [True, False])
+async def test_error_payload_in_the_stream(make_client: ClientFactory, named: bool) -> None:
+    async with FaultUpstream([ErrorEvent(after_events=1, message="overloaded", named=named)]) as up:
+        items = await collect(make_client(up.base_url).stream(QUESTION))
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamProtocolError)
+    assert failed.error.message == "upstream sent an error in the stream: overloaded"
+    assert text_of(items) == PIECES[0]
+    assert up.request_count == 1
+
+
+@pytest.mark.parametrize("reset", [True, False])
+async def test_dropped_connection_before_any_answer_is_retried(
+    make_client: ClientFactory, reset: bool
+) -> None:
+    async with FaultUpstream([Drop(reset=reset)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["connection_lost"]
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
+
+
+@pytest.mark.parametrize(
+    "style",
+    [
+        AnswerStyle(line_ending="\r\n", write_size=3),
+        AnswerStyle(line_ending="\r", write_size=1),
+        AnswerStyle(comments=True, multiline_data=True, event_ids=True, bom=True, write_size=7),
+        AnswerStyle(words=40, words_per_chunk=3, write_size=2),
+    ],
+)
+async def test_wire_variants_give_the_same_text(
+    make_client: ClientFactory, style: AnswerStyle
+) -> None:
+    async with FaultUpstream([CutAfter(2, mid_line=True)], style=style) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+    assert text_of(items) == answer_text(QUESTION_MESSAGES, style)
+    assert isinstance(terminal(items), Completed)
+    assert upstream.request_count == 2
+
+
+async def test_refused_connection_uses_every_attempt(
+    make_client: ClientFactory, fake_time: FakeTime
+) -> None:
+    from tests.conftest import free_port
+
+    client = make_client(f"http://127.0.0.1:{free_port()}/v1", retry={"max_attempts": 4})
+    items = await collect(client.stream(QUESTION))
+    notices = [item for item in items if isinstance(item, RetryNotice)]
+    assert [(n.attempt, n.reason) for n in notices] == [(a, "connect_error") for a in (2, 3, 4)]
+    failed = terminal(items)
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, RetriesExhausted)
+    assert failed.error.details == {"reason": "max_attempts", "last_reason": "connect_error"}
+    assert failed.attempts == 4
+    assert fake_time.sleeps == [n.delay_s for n in notices]
