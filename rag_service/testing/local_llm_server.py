@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import IO
 
 import httpx
@@ -76,13 +76,23 @@ def free_loopback_port() -> int:
 
 
 class LocalLlmProcess:
-    """One local model server subprocess: ``start()``, ``wait_ready()``, ``stop()``."""
+    """One local model server subprocess: ``start()``, ``wait_ready()``, ``stop()``.
+
+    ``command`` replaces the default launcher (e.g. to test the ``rag-service local-llm`` console
+    script); it must serve on 127.0.0.1 at ``port``.
+    """
 
     def __init__(
-        self, port: int | None = None, *, ready_timeout_s: float = READY_TIMEOUT_S
+        self,
+        port: int | None = None,
+        *,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.port = port if port is not None else free_loopback_port()
         self.ready_timeout_s = ready_timeout_s
+        launcher = [sys.executable, "-c", _LAUNCH_CODE, LOOPBACK, str(self.port)]
+        self.command = list(command) if command is not None else launcher
         self.base_url = f"http://{LOOPBACK}:{self.port}/v1"
         self._process: subprocess.Popen[bytes] | None = None
         # A file, not a pipe: nobody reads the output while the server runs, and a full pipe
@@ -93,7 +103,7 @@ class LocalLlmProcess:
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCH_CODE, LOOPBACK, str(self.port)],
+            self.command,
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,

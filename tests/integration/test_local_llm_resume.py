@@ -1,0 +1,133 @@
+"""Exactly-once answers from the real local llama.cpp server, with the stream cut mid-answer.
+
+The cutting proxy sits between OpenAICompatibleUpstream (continuation=replay) and the server.
+Decoding is deterministic (temperature 0, fixed seed), so a replayed attempt produces the same
+text again, and the client must deliver each character exactly once: the concatenated TextDelta
+text has to equal, byte for byte, the answer fetched directly (raw httpx, no proxy, no client).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from rag_service.settings import ContinuationStrategy, RetrySettings, UpstreamSettings
+from rag_service.testing.fault_proxy import CutPlan, FaultProxy
+from rag_service.upstream import OpenAICompatibleUpstream
+from rag_service.upstream_events import (
+    ChatMessage,
+    ChatRequest,
+    Completed,
+    Failed,
+    Resumed,
+    TextDelta,
+    UpstreamEvent,
+)
+
+pytestmark = pytest.mark.llm
+
+SYSTEM = "You are a helpful assistant of an online shoe shop."
+QUESTION = "How do I return a pair of boots I bought online?"
+PARAMS = {"temperature": 0, "seed": 42, "max_tokens": 80}
+REQUEST = ChatRequest(messages=(ChatMessage("system", SYSTEM), ChatMessage("user", QUESTION)))
+
+
+@pytest.fixture(scope="module")
+def reference_answer(local_llm_url: str) -> str:
+    """The uninterrupted answer, read straight from the server without our client."""
+    body = {
+        "model": "smollm2",
+        "stream": True,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        **PARAMS,
+    }
+    pieces: list[str] = []
+    with httpx.stream("POST", f"{local_llm_url}/chat/completions", json=body, timeout=120) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:])["choices"]:
+                    pieces.append(choice["delta"].get("content") or "")
+    answer = "".join(pieces)
+    assert len(answer) > 100, f"the reference answer is too short to cut mid-way: {answer!r}"
+    return answer
+
+
+def client_for(base_url: str) -> OpenAICompatibleUpstream:
+    settings = UpstreamSettings(
+        base_url=base_url,
+        model="smollm2",
+        params=PARAMS,
+        continuation=ContinuationStrategy.replay,
+        read_timeout_s=60.0,
+        # Short backoff keeps the test quick; the attempts and their order are what is tested.
+        retry=RetrySettings(base_delay_s=0.05, max_delay_s=0.2, max_attempts=5, deadline_s=120),
+    )
+    return OpenAICompatibleUpstream(settings)
+
+
+async def stream_through_proxy(
+    local_llm_url: str, plans: list[CutPlan]
+) -> tuple[list[UpstreamEvent], FaultProxy]:
+    target = urlsplit(local_llm_url)
+    assert target.hostname is not None and target.port is not None
+    async with FaultProxy(target.hostname, target.port, plans=plans) as proxy:
+        upstream = client_for(proxy.url("/v1"))
+        try:
+            items = [item async for item in upstream.stream(REQUEST)]
+        finally:
+            await upstream.aclose()
+    return items, proxy
+
+
+def delivered_text(items: list[UpstreamEvent]) -> str:
+    return "".join(item.text for item in items if isinstance(item, TextDelta))
+
+
+def terminal(items: list[UpstreamEvent]) -> Completed:
+    last = items[-1]
+    assert not isinstance(last, Failed), f"stream failed: {last.error.to_payload()}"
+    assert isinstance(last, Completed)
+    return last
+
+
+async def test_first_attempt_cut_after_a_few_events_delivers_the_answer_once(
+    local_llm_url: str, reference_answer: str
+) -> None:
+    # Event 1 is the role-only delta; events 2-6 carry the answer's first tokens.
+    items, proxy = await stream_through_proxy(local_llm_url, [CutPlan(after_events=6)])
+    completed = terminal(items)
+    assert delivered_text(items) == reference_answer
+    assert completed.attempts == 2
+    assert [item.attempt for item in items if isinstance(item, Resumed)] == [2]
+    assert (proxy.cuts, proxy.records[0].events) == (1, 6)
+    first_cut_text = delivered_text(
+        items[: items.index(next(i for i in items if isinstance(i, Resumed)))]
+    )
+    assert 0 < len(first_cut_text) < len(reference_answer)
+
+
+async def test_first_and_second_attempts_cut_still_deliver_the_answer_once(
+    local_llm_url: str, reference_answer: str
+) -> None:
+    plans = [CutPlan(after_events=4), CutPlan(after_events=14)]
+    items, proxy = await stream_through_proxy(local_llm_url, plans)
+    completed = terminal(items)
+    assert delivered_text(items) == reference_answer
+    assert completed.attempts == 3
+    assert [item.attempt for item in items if isinstance(item, Resumed)] == [2, 3]
+    assert proxy.cuts == 2
+
+
+async def test_cut_in_the_middle_of_an_sse_event_loses_and_repeats_nothing(
+    local_llm_url: str, reference_answer: str
+) -> None:
+    # 1,500 bytes: the HTTP head and a few events, ending inside a `data:` line.
+    items, proxy = await stream_through_proxy(local_llm_url, [CutPlan(after_response_bytes=1500)])
+    completed = terminal(items)
+    assert delivered_text(items) == reference_answer
+    assert completed.attempts == 2
+    assert proxy.records[0].cut and proxy.records[0].response_bytes == 1500
