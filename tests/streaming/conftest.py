@@ -1,15 +1,13 @@
 """Fixtures of the streaming tests: a small FastAPI app around ``stream_router`` and fakes.
 
-The app registers a minimal ``RagServiceError`` handler with the mapping the real app uses
-(status = ``http_status``, body ``{"error": payload}``, ``Retry-After`` rounded up), so these
-tests do not depend on ``create_app``.
+The app installs the real app's error handlers but none of ``create_app``'s components, so the
+routes run against fakes only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -18,10 +16,9 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+from rag_service.api.errors import install_error_handlers
 from rag_service.api.stream_routes import stream_router
-from rag_service.errors import RagServiceError
 from rag_service.ports import ResolvedContext
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamDeps, StreamRegistry
@@ -57,17 +54,9 @@ async def header_principal(request: Request) -> str | None:
     return request.headers.get("x-client")
 
 
-async def _error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RagServiceError)
-    headers = {}
-    if exc.retry_after_s is not None:
-        headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
-    return JSONResponse({"error": exc.to_payload()}, status_code=exc.http_status, headers=headers)
-
-
 def build_app(deps: StreamDeps) -> FastAPI:
     app = FastAPI()
-    app.add_exception_handler(RagServiceError, _error_handler)
+    install_error_handlers(app)  # the real app's error mapping (JSON shape, Retry-After)
     app.state.stream_deps = deps
     app.include_router(
         stream_router(
