@@ -130,5 +130,44 @@ def _report_json(report: object) -> dict[str, object]:
     return data
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    context: Annotated[str, typer.Option(help="Conversation/context id.")] = "cli",
+    url: Annotated[str, typer.Option(help="Base URL of a running service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    api_key: Annotated[
+        str | None, typer.Option(envvar="RAG_CLIENT_KEY", help="Client key (Bearer).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show meta/retry/done events.")] = False,
+) -> None:
+    """Stream an answer to the terminal (resumes with Last-Event-ID if the connection drops)."""
+    import asyncio
+
+    from rag_service.ask_client import AskClient, RequestRefused
+
+    out, err = Console(highlight=False), Console(stderr=True, highlight=False)
+
+    def show(event: str, data: dict[str, object]) -> None:
+        if event == "delta":
+            out.print(str(data["text"]), end="", soft_wrap=True, markup=False)
+        elif event == "error":
+            err.print(f"\n[red]error[/] {data.get('code')}: {data.get('message')}")
+        elif verbose or event in {"reconnect", "retry", "resumed"}:
+            err.print(f"[dim]\\[{event}] {json.dumps(data)}[/]")
+
+    try:
+        result = asyncio.run(AskClient(url, api_key).ask(question, context, show))
+    except RequestRefused as refused:
+        err.print(f"[red]refused[/] {refused}")
+        raise typer.Exit(2 if refused.status < 500 else 1) from None
+    except (ConnectionError, OSError) as lost:
+        err.print(f"[red]failed[/] {lost} (is the service running at {url}?)")
+        raise typer.Exit(1) from None
+    out.print()
+    raise typer.Exit(0 if result.done is not None else 1)
+
+
 def main() -> None:
     app()
