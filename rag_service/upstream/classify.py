@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from rag_service.errors import (
+    ConfigurationError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRejected,
@@ -26,9 +27,13 @@ MAX_MESSAGE_CHARS = 300
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
-def transport_error(exc: httpx.RequestError, *, response_started: bool) -> UpstreamError:
+def transport_error(
+    exc: httpx.RequestError, *, response_started: bool
+) -> UpstreamError | ConfigurationError:
     """An httpx failure as ours; ``response_started``: the status line had arrived."""
     detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return ConfigurationError(f"the upstream request cannot be sent ({detail})")
     if isinstance(exc, httpx.DecodingError):
         return UpstreamProtocolError(f"upstream body could not be decoded ({detail})")
     if isinstance(exc, httpx.ReadTimeout) and response_started:

@@ -150,12 +150,12 @@ class OpenAICompatibleUpstream:
         self._budget.record_request()
         self._metrics.on_budget(self._budget.tokens)
         while True:
-            error: UpstreamError | None = None
+            error: RagServiceError | None = None
             try:
                 async with aclosing(self._attempt(answer, permit)) as items:
                     async for item in items:
                         yield item
-            except UpstreamError as exc:
+            except RagServiceError as exc:
                 error = exc
             if error is None:
                 yield self._completed(answer)
@@ -211,7 +211,7 @@ class OpenAICompatibleUpstream:
             aligner.finish()
             if resuming:
                 yield Resumed(attempt=answer.made, strategy=strategy.value)
-        except UpstreamError as error:
+        except RagServiceError as error:
             if not judged:
                 judged = True
                 self._judge(answer, permit, error)
@@ -220,7 +220,10 @@ class OpenAICompatibleUpstream:
             if not judged:  # cancelled before any verdict: give a probe slot back
                 self._breaker.release(permit)
 
-    def _judge(self, answer: _Answer, permit: Permit, error: UpstreamError) -> None:
+    def _judge(self, answer: _Answer, permit: Permit, error: RagServiceError) -> None:
+        if not isinstance(error, UpstreamError):  # our own fault (configuration): no verdict
+            self._breaker.release(permit)
+            return
         if isinstance(error, UpstreamRejected):  # a clear "no" still proves the upstream alive
             self._breaker.record_success(permit)
             return
@@ -228,7 +231,7 @@ class OpenAICompatibleUpstream:
         if permit is Permit.probe:
             answer.charged -= 1  # the probe tested the upstream for everyone
 
-    def _refuse_retry(self, answer: _Answer, error: UpstreamError) -> RagServiceError | None:
+    def _refuse_retry(self, answer: _Answer, error: RagServiceError) -> RagServiceError | None:
         """The error that ends the answer now, or None when another attempt may follow."""
         if not isinstance(error, UpstreamRetryable):
             return error

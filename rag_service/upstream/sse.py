@@ -53,6 +53,11 @@ class SSEParser:
         return events
 
     @property
+    def pending_chars(self) -> int:
+        """Characters held for an event not yet dispatched (callers bound it)."""
+        return len(self._partial_line) + sum(len(line) for line in self._data_lines)
+
+    @property
     def has_pending_data(self) -> bool:
         """True when bytes of an event that was not yet dispatched have been seen."""
         return bool(self._partial_line or self._data_lines)

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from rag_service.errors import UpstreamProtocolError, UpstreamRetryable
+from rag_service.errors import ConfigurationError, UpstreamProtocolError, UpstreamRetryable
 from rag_service.upstream.classify import (
     message_of,
     redact,
@@ -32,6 +32,7 @@ from rag_service.upstream.classify import (
 from rag_service.upstream.sse import SSEEvent, SSEParser
 
 MAX_ERROR_BODY_BYTES = 16 * 1024
+MAX_EVENT_CHARS = 1 << 20  # one chunk event is a few hundred bytes; this bounds a broken stream
 DONE_MARKER = "[DONE]"
 
 
@@ -54,9 +55,12 @@ async def stream_completion(
     secret: str = "",
 ) -> AsyncGenerator[CompletionChunk, None]:
     """Yield the chunks of one streamed completion; raise an ``UpstreamError`` on failure."""
-    request = http.build_request(
-        "POST", url, json=dict(body), headers=dict(headers), timeout=timeouts
-    )
+    try:
+        request = http.build_request(
+            "POST", url, json=dict(body), headers=dict(headers), timeout=timeouts
+        )
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"invalid upstream URL {url!r}: {exc}") from exc
     try:
         response = await http.send(request, stream=True)
     except httpx.RequestError as exc:
@@ -109,6 +113,10 @@ async def _read_chunks(
                 chunk = parse_chunk(event, secret)
                 finished = finished or chunk.finish_reason is not None
                 yield chunk
+            if parser.pending_chars > MAX_EVENT_CHARS:
+                raise UpstreamProtocolError(
+                    f"upstream sent an event longer than {MAX_EVENT_CHARS} characters"
+                )
     except httpx.RequestError as exc:
         if finished:  # everything arrived but [DONE]: nothing is lost
             return

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import pytest
 
 from rag_service.errors import (
+    ConfigurationError,
     RetriesExhausted,
     UpstreamProtocolError,
     UpstreamRejected,
@@ -25,6 +27,8 @@ from rag_service.testing.fault_upstream import (
     WrongContentType,
     answer_text,
 )
+from rag_service.upstream import OpenAICompatibleUpstream
+from rag_service.upstream.wire import MAX_EVENT_CHARS
 from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.upstream.conftest import (
     QUESTION,
@@ -32,6 +36,7 @@ from tests.upstream.conftest import (
     ClientFactory,
     FakeTime,
     collect,
+    settings_for,
     terminal,
     text_of,
 )
@@ -295,3 +300,27 @@ async def test_refused_connection_uses_every_attempt(
     assert failed.error.details == {"reason": "max_attempts", "last_reason": "connect_error"}
     assert failed.attempts == 4
     assert fake_time.sleeps == [n.delay_s for n in notices]
+
+
+async def test_unsupported_url_scheme_is_a_configuration_error(make_client: ClientFactory) -> None:
+    items = await collect(make_client("ftp://127.0.0.1:9/v1").stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, ConfigurationError)
+    assert failed.attempts == 1
+
+
+async def test_an_endless_line_is_cut_off_as_a_protocol_error(fake_time: FakeTime) -> None:
+    def endless(request: httpx.Request) -> httpx.Response:
+        body = b"data: " + b"x" * (MAX_EVENT_CHARS + 10)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endless)) as http:
+        client = OpenAICompatibleUpstream(
+            settings_for("http://upstream.test/v1"), http_client=http, sleep=fake_time.sleep
+        )
+        items = await collect(client.stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamProtocolError)
+    assert "longer than" in failed.error.message
