@@ -27,6 +27,8 @@ def build_body(settings: UpstreamSettings, request: ChatRequest, delivered: str)
     body: dict[str, Any] = {"model": settings.model, **settings.params, **request.params}
     body["stream"] = True
     body.setdefault("stream_options", {"include_usage": True})
+    if body["stream_options"] is None:  # params {"stream_options": null}: for servers rejecting it
+        del body["stream_options"]
     if delivered and settings.continuation is ContinuationStrategy.prefix:
         if settings.prefix_style == "vllm":
             messages.append({"role": "assistant", "content": delivered})

@@ -82,6 +82,19 @@ async def test_complete_answer_with_request_shape(
     assert "sk-test-123" not in repr(client)
 
 
+async def test_stream_options_can_be_left_out(
+    upstream: FaultUpstream, make_client: ClientFactory
+) -> None:
+    client = make_client(upstream.base_url, params={"stream_options": None})
+    items = await collect(client.stream(QUESTION))
+    assert text_of(items) == ANSWER
+    done = terminal(items)
+    assert isinstance(done, Completed)
+    assert done.usage is None
+    assert upstream.requests[0].body is not None
+    assert "stream_options" not in upstream.requests[0].body
+
+
 async def test_no_authorization_header_without_a_key(
     upstream: FaultUpstream, make_client: ClientFactory
 ) -> None:
@@ -324,3 +337,13 @@ async def test_an_endless_line_is_cut_off_as_a_protocol_error(fake_time: FakeTim
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamProtocolError)
     assert "longer than" in failed.error.message
+
+
+async def test_no_response_head_within_the_read_timeout_is_a_timeout(
+    make_client: ClientFactory,
+) -> None:
+    async with FaultUpstream([Status(503, delay_s=5.0)]) as upstream:
+        items = await collect(make_client(upstream.base_url, read_timeout_s=0.1).stream(QUESTION))
+    assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["timeout"]
+    assert text_of(items) == ANSWER
+    assert upstream.request_count == 2
