@@ -6,15 +6,11 @@ routes run against fakes only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-import socket
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 from rag_service.api.errors import install_error_handlers
@@ -26,9 +22,9 @@ from rag_service.streaming.registry import DEFAULT_MAX_SESSIONS
 from rag_service.upstream_events import ChatMessage, ChatRequest
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import ScriptedUpstream, answer_script
+from tests.live_server import live_server
 
 ANSWER_PIECES = ["Our ", "trail ", "boots ", "are ", "water", "proof", " — ", "größe 38-47."]
-SERVER_START_TIMEOUT_S = 5.0
 
 
 def simple_prompt(
@@ -131,28 +127,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as c:
         yield c
-
-
-@contextlib.asynccontextmanager
-async def live_server(app: FastAPI) -> AsyncIterator[str]:
-    """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
-            # uvicorn offers no event for "listening"; a bounded poll of its flag is all there is.
-            while not server.started:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""A real uvicorn serving an app on a free loopback port, inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI
+
+SERVER_START_TIMEOUT_S = 5.0
+
+
+@contextlib.asynccontextmanager
+async def live_server(app: FastAPI) -> AsyncIterator[str]:
+    """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
+            # uvicorn offers no event for "listening"; a bounded poll of its flag is all there is.
+            while not server.started:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()
