@@ -64,7 +64,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_heartbeat(port, proc, data / "server.log")
+        wait_for_chroma(port, proc, data / "server.log")
         yield "127.0.0.1", port
     finally:
         proc.terminate()
@@ -75,7 +75,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         log.close()
 
 
-def _wait_for_heartbeat(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_chroma(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

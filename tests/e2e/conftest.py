@@ -56,7 +56,7 @@ def sample_store(
 def e2e_settings(chroma: ChromaSettings, upstream_url: str, **stream: object) -> Settings:
     settings = Settings(
         chroma=chroma,
-        stream=StreamSettings(**stream),  # type: ignore[arg-type]
+        stream=StreamSettings.model_validate(stream),
         fallback_context_file=REPO / "data" / "fallback_context.md",
     )
     settings.upstream.base_url = upstream_url

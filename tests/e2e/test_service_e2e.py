@@ -41,7 +41,9 @@ def assert_well_formed(events: list[SseEvent]) -> str:
     assert events[0].type == "meta"
     assert events[-1].type == "done", events[-1]
     stream_id = events[0].json()["stream_id"]
-    assert [e.last_event_id for e in events] == [f"{stream_id}:{n}" for n in range(1, len(events) + 1)]
+    assert [e.last_event_id for e in events] == [
+        f"{stream_id}:{n}" for n in range(1, len(events) + 1)
+    ]
     return str(stream_id)
 
 
