@@ -35,6 +35,7 @@ from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
+from rag_service.upstream.transport import ShardedTransport
 from rag_service.upstream.wire import CompletionChunk, stream_completion
 from rag_service.upstream_events import (
     ChatRequest,
@@ -111,10 +112,7 @@ class OpenAICompatibleUpstream:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout,
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-            ),
+            transport=ShardedTransport(max_connections=settings.max_connections),
         )
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
         self._secret = settings.api_key.get_secret_value()
