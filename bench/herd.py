@@ -7,8 +7,7 @@ Every run starts a fresh loopback upstream in its own process (bench/herd_upstre
 serving 1,000 req/s does not steal the clients' event loop) and opens N concurrent streams at the
 moment the upstream starts failing every request with 503; after ``outage_s`` it answers
 normally. The strategies (bench/herd_clients.py) run one after another: ``ours`` (our client,
-default settings), ``ours_sharded`` (diagnostic: the same over 10 small connection pools),
-``article`` (the seed article's backoff) and ``fixed`` (a retry every second). The upstream counts
+default settings), ``article`` (the seed article's backoff) and ``fixed`` (a retry every second). The upstream counts
 requests per second; the clients record when, and whether, each stream got the exact answer.
 Output: a Markdown table on stdout and JSON in bench/results/herd.json.
 """
@@ -34,7 +33,7 @@ from bench.herd_upstream import ANSWER_TEXT, serve_forever
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "herd.json"
-STRATEGIES = ("ours", "ours_sharded", "article", "fixed")
+STRATEGIES = ("ours", "article", "fixed")
 GOAL_MAX_RATIO = 0.05  # (a) sends at most 5 % of (c)'s outage requests
 GOAL_RECOVERY_S = 10.0  # (a) finishes every stream within 10 s of recovery
 LAG_PROBE_S = 0.05

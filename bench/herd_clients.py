@@ -2,7 +2,6 @@
 
 (a) ``ours``: OpenAICompatibleUpstream with its default settings, one instance shared by all
 streams (as in the service: one process, one retry budget, one circuit breaker).
-``ours_sharded`` is a diagnostic: the same client over several small connection pools.
 (b) ``article``: the seed article's loop, min(30 s, 1 s * 2^n) * (1 + 0.3 * random), 10 retries.
 (c) ``fixed``: a retry every second, no limit.
 
@@ -17,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +34,6 @@ REQUEST_BODY = {
     "stream": True,
     "messages": [{"role": "user", "content": QUESTION}],
 }
-POOL_SHARDS = 10
 
 
 @dataclass
@@ -55,35 +52,6 @@ Runner = Callable[[str, list[StreamOutcome], random.Random], Awaitable[None]]
 async def ours(base_url: str, outcomes: list[StreamOutcome], rng: random.Random) -> None:
     settings = UpstreamSettings(base_url=base_url, max_connections=max(1000, len(outcomes)))
     await _ours_streams(OpenAICompatibleUpstream(settings, rng=rng), outcomes)
-
-
-async def ours_sharded(base_url: str, outcomes: list[StreamOutcome], rng: random.Random) -> None:
-    """Diagnostic: the same client and settings, its connections split over POOL_SHARDS pools."""
-    settings = UpstreamSettings(base_url=base_url, max_connections=max(1000, len(outcomes)))
-    per_shard = math.ceil(settings.max_connections / POOL_SHARDS)
-    http = httpx.AsyncClient(transport=ShardedTransport(POOL_SHARDS, per_shard))
-    try:
-        upstream = OpenAICompatibleUpstream(settings, rng=rng, http_client=http)
-        await _ours_streams(upstream, outcomes)
-    finally:
-        await http.aclose()
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Round-robin over several independent connection pools."""
-
-    def __init__(self, shards: int, per_shard: int) -> None:
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
-        self._turn = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._turn = (self._turn + 1) % len(self._pools)
-        return await self._pools[self._turn].handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
 
 
 async def _ours_streams(upstream: OpenAICompatibleUpstream, outcomes: list[StreamOutcome]) -> None:
@@ -190,7 +158,6 @@ def sse_text(body: str) -> str:
 
 RUNNERS: dict[str, Runner] = {
     "ours": ours,
-    "ours_sharded": ours_sharded,
     "article": naive_runner(article_delay, max_retries=10),
     "fixed": naive_runner(fixed_delay, max_retries=None),
 }
