@@ -84,8 +84,11 @@ def catalog_table(info: CatalogInfo, where: str) -> Table:
     table.add_column("chunks", justify="right")
     for source, count in sorted(info.sources.items()):
         table.add_row(source, str(count))
-    table.caption = (
+    return table
+
+
+def catalog_summary(info: CatalogInfo) -> str:
+    return (
         f"version {info.version} · {info.document_count} documents · {info.chunk_count} chunks"
         f" · model {info.embedding_model or '-'} · updated {info.updated_at or 'never'}"
     )
-    return table

@@ -119,6 +119,7 @@ class IngestPipeline:
             live_records,
             delete_missing=not append,
             protected_sources={p.file for p in loaded.problems},
+            sync_scope=sync_scope(paths, root),
         )
         if not same_model:
             plan = _rewrite_everything(plan, chunks, live.embedding_model)
@@ -199,6 +200,20 @@ class IngestPipeline:
                 previous_collection=live.records_collection,
             )
         )
+
+
+def sync_scope(paths: Sequence[Path], root: Path) -> list[str]:
+    """What a sync may delete from: the given paths relative to the root ("." for the root).
+
+    ``ingest catalog/`` syncs the whole catalog; ``ingest catalog/new.csv`` only the documents
+    that came from new.csv, so naming one file never wipes the rest of the catalog."""
+    scope = []
+    for path in paths:
+        try:
+            scope.append(path.resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            scope.append(str(path))
+    return scope
 
 
 def catalog_root(paths: Sequence[Path]) -> Path:

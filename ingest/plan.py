@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.documents import Chunk
@@ -33,11 +33,14 @@ def plan_ingest(
     *,
     delete_missing: bool,
     protected_sources: set[str],
+    sync_scope: Collection[str] = (".",),
 ) -> IngestPlan:
     """Compare by chunk id and record hash; a document changes when any of its chunks does.
 
-    Live documents missing from the new catalog are deleted in sync mode, except those whose
-    source file had load errors: a malformed line must not silently delete a product.
+    Live documents missing from the new catalog are deleted in sync mode when their source lies
+    in ``sync_scope`` (the ingested files and folders, relative to the catalog root; "." is
+    everything), except those whose source file had load errors: a malformed line must not
+    silently delete a product.
     """
     plan = IngestPlan()
     new_ids = {chunk.chunk_id for chunk in chunks}
@@ -66,9 +69,15 @@ def plan_ingest(
     for doc_id, records in live_by_doc.items():
         if doc_id in new_docs:
             continue
-        if delete_missing and not {r.source for r in records} & protected_sources:
+        sources = {r.source for r in records}
+        in_scope = any(_within(source, sync_scope) for source in sources)
+        if delete_missing and in_scope and not sources & protected_sources:
             plan.deleted_docs.add(doc_id)
             plan.to_retire.extend(r.record_id for r in records)
         else:
             plan.kept_docs.add(doc_id)
     return plan
+
+
+def _within(source: str, scope: Collection[str]) -> bool:
+    return any(s == "." or source == s or source.startswith(s.rstrip("/") + "/") for s in scope)

@@ -62,7 +62,7 @@ def catalog(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show the live catalog: version, document count, sources."""
-    from ingest.console import catalog_table
+    from ingest.console import catalog_summary, catalog_table
     from ingest.service import read_catalog
     from rag_service.adapters.chroma_client import describe
 
@@ -76,6 +76,7 @@ def catalog(
         typer.echo(json.dumps(info.__dict__, default=dict))
     else:
         console.print(catalog_table(info, describe(settings.chroma)))
+        console.print(catalog_summary(info), highlight=False)
 
 
 @app.command()

@@ -212,3 +212,20 @@ def test_a_shrinking_document_drops_its_tail_chunks(
     report = pipeline.run([catalog])
     assert report.updated == 1
     assert visible_ids(store) == {"SKU-00001#0"}
+
+
+def test_a_sync_only_deletes_within_the_paths_it_was_given(
+    pipeline: IngestPipeline, store: ChromaStore, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog"
+    a = write_products(catalog / "a.jsonl", [product(i) for i in range(4)])
+    b = write_products(catalog / "b.jsonl", [product(i) for i in range(10, 13)])
+    pipeline.run([catalog])
+    write_products(a, [product(i) for i in range(3)])  # SKU-00003 removed from a.jsonl
+    only_a = pipeline.run([a])
+    assert (only_a.deleted, only_a.kept) == (1, 3)  # b.jsonl's products are out of scope
+    assert visible_ids(store) == {f"SKU-{i:05d}#0" for i in (0, 1, 2, 10, 11, 12)}
+    b.unlink()
+    whole = pipeline.run([catalog])  # the folder is the whole catalog: b.jsonl is gone
+    assert whole.deleted == 3
+    assert visible_ids(store) == {f"SKU-{i:05d}#0" for i in (0, 1, 2)}
