@@ -60,7 +60,7 @@ def report_table(report: IngestReport) -> Table:
 def print_report(console: Console, report: IngestReport) -> None:
     console.print(report_table(report))
     for problem in report.failed[:50]:
-        console.print(f"[yellow]skipped[/] {problem}", highlight=False)
+        console.print(f"[yellow]skipped[/] {problem}", highlight=False, soft_wrap=True)
     if len(report.failed) > 50:
         console.print(f"... and {len(report.failed) - 50} more problems")
     if report.dry_run:

@@ -22,7 +22,7 @@ app = typer.Typer(
 
 
 def _fail(console: Console, error: RagServiceError) -> typer.Exit:
-    console.print(f"[red]error[/] ({error.code}): {error.message}", highlight=False)
+    console.print(f"[red]error[/] ({error.code}): {error.message}", highlight=False, soft_wrap=True)
     return typer.Exit(2 if error.http_status < 500 else 1)
 
 

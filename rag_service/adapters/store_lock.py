@@ -94,6 +94,6 @@ def _held_error(path: Path, holder: dict[str, Any]) -> IngestInProgress | StoreI
     return StoreInUse(
         f"the catalog store is in use by rag-service {holder.get('purpose', '?')} ({who}{where}); "
         "embedded Chroma allows one process at a time: ingest through the running service "
-        "(POST /admin/ingest, or `rag-service ingest --url URL`), or stop it first "
+        "(POST /admin/ingest with the admin key), or stop it first "
         f"(lock: {path})"
     )

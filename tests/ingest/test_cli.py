@@ -1,0 +1,85 @@
+"""`rag-service ingest` and `rag-service catalog` as an admin runs them (real model, real store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag_service.adapters.store_lock import StoreLock
+from tests.conftest import REPO
+from tests.ingest.catalogs import product, write_policy, write_products
+
+pytestmark = pytest.mark.slow
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "rag_service", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def live_catalog(cwd: Path) -> dict[str, object]:
+    shown = cli(cwd, "catalog", "--json")
+    assert shown.returncode == 0, shown.stderr
+    info: dict[str, object] = json.loads(shown.stdout)
+    return info
+
+
+def test_ingest_reports_and_refuses_bad_input_without_touching_the_catalog(
+    tmp_path: Path,
+) -> None:
+    catalog = tmp_path / "catalog"
+    products = write_products(catalog / "products.jsonl", [product(i) for i in range(6)])
+    write_policy(catalog / "returns.md")
+
+    first = cli(tmp_path, "ingest", "catalog", "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert (report["added"], report["version_after"], report["failed"]) == (8, 1, [])
+    info = live_catalog(tmp_path)
+    assert (info["version"], info["document_count"]) == (1, 8)
+    assert info["sources"] == {"products.jsonl": 6, "returns.md": 2}
+
+    with products.open("a") as f:
+        f.write('{"sku": "SKU-9", "name": "x"}\n')
+    strict = cli(tmp_path, "ingest", "catalog", "--strict")
+    assert strict.returncode == 2
+    assert "products.jsonl:7" in strict.stdout
+    assert "missing required field" in strict.stdout
+    assert live_catalog(tmp_path)["version"] == 1
+
+    dry = cli(tmp_path, "ingest", "catalog", "--dry-run")
+    assert dry.returncode == 0
+    assert "Dry run" in dry.stdout
+    assert "products.jsonl:7" in dry.stdout
+    assert live_catalog(tmp_path)["version"] == 1
+
+    missing = cli(tmp_path, "ingest", "nowhere")
+    assert missing.returncode == 2
+    assert "no documents found" in missing.stdout
+    assert "no such file or directory" in missing.stdout
+
+
+def test_ingest_refuses_a_store_owned_by_a_running_service(tmp_path: Path) -> None:
+    write_products(tmp_path / "p.jsonl", [product(1)])
+    with StoreLock(tmp_path / "var" / "chroma.lock", purpose="serve", url="http://127.0.0.1:8000"):
+        refused = cli(tmp_path, "ingest", "p.jsonl")
+        assert refused.returncode == 2
+        assert "in use by rag-service serve" in refused.stdout
+        assert "POST /admin/ingest" in refused.stdout
+        catalog = cli(tmp_path, "catalog")
+        assert catalog.returncode == 2
