@@ -30,6 +30,7 @@ from rag_service.api.admin_routes import AdminDeps, admin_router
 from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
+from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
 from rag_service.ingest_jobs import IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector
@@ -81,11 +82,17 @@ def create_app(settings: Settings | None = None, components: Components | None =
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Context-Id"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Context-Id"],
         )
     app.include_router(health_router(get_deps=lambda request: request.app.state.health_deps))
     app.include_router(
         stream_router(
+            get_deps=lambda request: request.app.state.stream_deps,
+            principal=client_principal(settings.api_keys),
+        )
+    )
+    app.include_router(
+        openai_router(
             get_deps=lambda request: request.app.state.stream_deps,
             principal=client_principal(settings.api_keys),
         )

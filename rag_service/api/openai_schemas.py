@@ -31,8 +31,8 @@ from rag_service.api.schemas import (
     MAX_TOP_K,
     FilterKey,
     FilterValue,
+    json_object,
 )
-from rag_service.api.schemas import _json_object as json_object
 from rag_service.errors import InvalidInput
 from rag_service.ports import MetadataValue
 from rag_service.settings import ContinuationStrategy, UpstreamSettings

@@ -76,7 +76,7 @@ def parse_stream_request(
     raw: bytes, *, context_param: str | None, max_query_chars: int
 ) -> AnswerRequest:
     """Validate a ``POST /rag/stream`` body and the ``context`` query parameter."""
-    body = _validated_body(_json_object(raw))
+    body = _validated_body(json_object(raw))
     query = body.query.strip()
     if not query:
         raise InvalidInput("query must not be empty", details={"field": "query"})
@@ -111,7 +111,7 @@ def choose_context_id(query_param: str | None, body_field: str | None) -> str:
     return value
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def json_object(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -268,7 +268,7 @@ class FaultUpstream:
         }
         length = int(headers.get("content-length", "0") or 0)
         raw_body = await connection.reader.readexactly(length) if length else b""
-        body = _json_object(raw_body)
+        body = json_object(raw_body)
         connection.watch_for_disconnect()
         self.requests.append(
             RecordedRequest(len(self.requests), method, path, headers, body, time.monotonic())
@@ -378,7 +378,7 @@ class FaultUpstream:
         return False
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
+def json_object(raw: bytes) -> dict[str, Any] | None:
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
