@@ -1,0 +1,340 @@
+"""Concurrency benchmark: how many simultaneous SSE streams one service process holds.
+
+    .venv/bin/python -m bench.concurrency            # 500, 1,000, 2,000, 5,000 streams
+    .venv/bin/python -m bench.concurrency --quick    # 100, 300 streams
+    .venv/bin/python -m bench.concurrency --levels 2000 --profile   # cProfile the service
+
+Per level, three fresh processes share the machine: the fault-injecting upstream
+(``bench.stream_children upstream``: first token after 200 ms, then one token every 200 ms, i.e.
+5 tokens/s per stream), the service (``create_app`` under uvicorn + uvloop with the real embedder
+and an embedded Chroma store holding the sample catalog) and the load client
+(``bench.sse_load_client``: raw asyncio sockets). The client first asks once per contextId (10 of
+them), so every measured stream is served from the freshness cache (state ``fresh``): retrieval
+cost is not what this measures. Then it opens the level's streams at ``RAMP_RATE`` per second.
+Answers are long enough that all streams of a level are open at once for ``PLATEAU_S`` seconds.
+
+Figures: streams completed with the exact answer; the *added inter-token latency* (gap between
+two consecutive ``delta`` events at the client minus the upstream's 200 ms) over all gaps and over
+the plateau; the event-loop lag of each process (a late 10 ms timer: on the upstream it is the
+upstream's own share of a late token); memory per stream = (median service VmRSS during the
+plateau - VmRSS after warm-up) / streams; CPU cores used by each process. A level that clearly
+fails (streams lost, or p99 added latency over ``FAILED_P99_MS``) stops the ramp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.service_process import (
+    REPO_ROOT,
+    SAMPLE_CATALOG,
+    ChildProcess,
+    RssSampler,
+    child_env,
+    ingest_sample_catalog,
+    read_cpu_s,
+    service_env,
+)
+
+RESULTS_FILE = REPO_ROOT / "bench" / "results" / "concurrency.json"
+FULL_LEVELS = (500, 1000, 2000, 5000)
+QUICK_LEVELS = (100, 300)
+INTER_TOKEN_MS = 200.0
+CONTEXTS = 10
+RAMP_RATE = 500.0  # new streams per second
+PLATEAU_S = 10.0
+QUICK_PLATEAU_S = 4.0
+GOAL_STREAMS = 5000
+GOAL_P99_ADDED_MS = 50.0
+GOAL_KB_PER_STREAM = 20.0
+FAILED_P99_MS = 1000.0
+SETTLE_S = 2.0  # after the warm-up, before the idle RSS is read
+POOL_HEADROOM = 100  # RAG_UPSTREAM__MAX_CONNECTIONS = streams + warm-up streams + this
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    streams: int
+    rate: float
+    plateau_s: float
+
+    @property
+    def ramp_s(self) -> float:
+        return self.streams / self.rate
+
+    @property
+    def words(self) -> int:
+        """Tokens per answer: every stream stays open through the ramp and the plateau."""
+        return math.ceil((self.ramp_s + self.plateau_s) / (INTER_TOKEN_MS / 1000))
+
+    @property
+    def deadline_s(self) -> float:
+        return self.ramp_s + self.words * INTER_TOKEN_MS / 1000 + 60.0
+
+
+@dataclass
+class ConcurrencyResult:
+    levels: list[dict[str, Any]]
+    skipped: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def goals(self) -> dict[str, bool]:
+        at_goal = [lvl for lvl in self.levels if lvl["streams"] == GOAL_STREAMS]
+        return {
+            "5000_streams_complete": any(lvl["all_completed"] for lvl in at_goal),
+            "p99_added_latency_under_50ms": any(lvl["latency_met"] for lvl in at_goal),
+            "under_20kb_per_stream": any(lvl["memory_met"] for lvl in at_goal),
+        }
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {
+            "inter_token_ms": INTER_TOKEN_MS,
+            "ramp_rate_per_s": RAMP_RATE,
+            "contexts": CONTEXTS,
+            "goals": self.goals,
+            "levels": self.levels,
+            "skipped_levels": self.skipped,
+            "notes": self.notes,
+        }
+
+    @property
+    def markdown(self) -> str:
+        return render_markdown(self)
+
+
+def run(
+    quick: bool = False,
+    *,
+    levels: Sequence[int] | None = None,
+    plateau_s: float | None = None,
+    rate: float = RAMP_RATE,
+    store: Path | None = None,
+    catalog: Path = SAMPLE_CATALOG,
+    profile_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ConcurrencyResult:
+    """Run the levels one after another (each with fresh processes); see the module docstring."""
+    say = log or _log_to_stderr
+    chosen = tuple(levels or (QUICK_LEVELS if quick else FULL_LEVELS))
+    plateau = plateau_s if plateau_s is not None else (QUICK_PLATEAU_S if quick else PLATEAU_S)
+    with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
+        work = Path(tmp)
+        if store is None:
+            store = work / "chroma"
+            say(f"ingesting {catalog} ...")
+            ingest_sample_catalog(store, catalog)
+        results: list[dict[str, Any]] = []
+        skipped: list[int] = []
+        for streams in chosen:
+            if results and results[-1]["clearly_failed"]:
+                skipped.append(streams)
+                continue
+            plan = LevelPlan(streams, rate, plateau)
+            say(f"level {streams}: {plan.words} tokens per answer, ramp {plan.ramp_s:.1f} s")
+            profile = profile_dir / f"service-{streams}.prof" if profile_dir else None
+            level = uvloop.run(run_level(plan, store, work, profile))
+            say(f"level {streams}: {json.dumps(_brief(level))}")
+            results.append(level)
+    return ConcurrencyResult(results, skipped, notes=_notes())
+
+
+async def run_level(
+    plan: LevelPlan, store: Path, work: Path, profile: Path | None
+) -> dict[str, Any]:
+    upstream_args = ["upstream", "--words", str(plan.words)]
+    upstream_args += [
+        "--first-token-ms",
+        str(INTER_TOKEN_MS),
+        "--inter-token-ms",
+        str(INTER_TOKEN_MS),
+    ]
+    pool = plan.streams + CONTEXTS + POOL_HEADROOM
+    async with await ChildProcess.start(
+        "upstream", upstream_args, env=child_env(), workdir=work
+    ) as upstream:
+        service_args = ["service"] + (["--profile", str(profile)] if profile else [])
+        env = service_env(store, f"{upstream.base_url}/v1", max_connections=pool)
+        async with await ChildProcess.start(
+            "service", service_args, env=env, workdir=work
+        ) as service:
+            level = await _drive_client(plan, service, upstream)
+            level["service_stats"] = await service.stop()
+        level["upstream_stats"] = await upstream.stop()
+    level["upstream_pool"] = pool
+    return judge(level, plan)
+
+
+async def _drive_client(
+    plan: LevelPlan, service: ChildProcess, upstream: ChildProcess
+) -> dict[str, Any]:
+    args = ["--port", str(service.port), "--streams", str(plan.streams), "--rate", str(plan.rate)]
+    args += ["--words", str(plan.words), "--inter-token-ms", str(INTER_TOKEN_MS)]
+    args += ["--contexts", str(CONTEXTS), "--deadline", str(plan.deadline_s)]
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sse_load_client", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env=child_env(), cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        warmed = await asyncio.wait_for(client.stdout.readline(), 120.0)
+        if not warmed.startswith(b"WARMED"):
+            raise RuntimeError(f"load client failed to warm up: {warmed!r}")
+        await asyncio.sleep(SETTLE_S)
+        idle_kb = statistics.median([service.rss_kb() for _ in range(3)])
+        cpu_before = _cpu(service, upstream, client.pid)
+        sampler = RssSampler(service.pid)
+        sampler.start()
+        client.stdin.write(b"GO\n")
+        await client.stdin.drain()
+        began = time.monotonic()
+        line = await asyncio.wait_for(client.stdout.readline(), plan.deadline_s + 60.0)
+        took = time.monotonic() - began
+        cpu_after = _cpu(service, upstream, client.pid)
+        await sampler.stop()
+    finally:
+        if client.returncode is None:
+            client.kill()
+        await client.wait()
+    if not line.startswith(b"RESULT "):
+        raise RuntimeError(f"load client ended without a result: {line!r}")
+    report: dict[str, Any] = json.loads(line[len(b"RESULT ") :])
+    report["cores"] = {
+        name: round((cpu_after[name] - cpu_before[name]) / took, 2) for name in cpu_before
+    }
+    report.update(_memory(report, sampler, idle_kb, plan.streams))
+    return report
+
+
+def _cpu(service: ChildProcess, upstream: ChildProcess, client_pid: int) -> dict[str, float]:
+    return {
+        "service": service.cpu_s(),
+        "upstream": upstream.cpu_s(),
+        "client": read_cpu_s(client_pid),
+    }
+
+
+def _memory(
+    report: dict[str, Any], sampler: RssSampler, idle_kb: float, streams: int
+) -> dict[str, Any]:
+    window = report.get("plateau")
+    during = sampler.between(window["start"], window["end"]) if window else []
+    measured = "plateau median"
+    if not during:  # no moment with every stream open: the busiest moment instead
+        during, measured = [max(rss for _, rss in sampler.samples)], "peak (no plateau)"
+    plateau_kb = statistics.median(during)
+    return {
+        "rss_idle_mb": round(idle_kb / 1024, 1),
+        "rss_plateau_mb": round(plateau_kb / 1024, 1),
+        "rss_peak_mb": round(max(rss for _, rss in sampler.samples) / 1024, 1),
+        "rss_measured_at": measured,
+        "kb_per_stream": round((plateau_kb - idle_kb) / streams, 2),
+    }
+
+
+def judge(level: dict[str, Any], plan: LevelPlan) -> dict[str, Any]:
+    p99 = level["added_gap_all"].get("p99_ms")
+    level["words"] = plan.words
+    level["all_completed"] = level["completed"] == plan.streams
+    level["latency_met"] = p99 is not None and p99 < GOAL_P99_ADDED_MS
+    level["memory_met"] = level["kb_per_stream"] < GOAL_KB_PER_STREAM
+    level["clearly_failed"] = not level["all_completed"] or p99 is None or p99 > FAILED_P99_MS
+    return level
+
+
+def render_markdown(result: ConcurrencyResult) -> str:
+    lines = [
+        "| streams | completed | peak open | added inter-token latency p50 / p99 / max (ms) "
+        "| p99 in plateau (ms) | service loop lag p99 (ms) | service RSS idle → plateau (MB) "
+        "| KB per stream | CPU cores service / upstream / client |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lvl in result.levels:
+        gap, plateau = lvl["added_gap_all"], lvl["added_gap_plateau"]
+        cores = lvl["cores"]
+        lag = lvl.get("service_stats", {}).get("loop_lag", {}).get("p99_ms", "-")
+        lines.append(
+            f"| {lvl['streams']:,} | {lvl['completed']:,} | {lvl['peak_open']:,} "
+            f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
+            f"| {plateau.get('p99_ms', '-')} | {lag} "
+            f"| {lvl['rss_idle_mb']} → {lvl['rss_plateau_mb']} | {lvl['kb_per_stream']} "
+            f"| {cores['service']} / {cores['upstream']} / {cores['client']} |"
+        )
+    lines += [f"| {streams:,} | not run: the previous level failed |" for streams in result.skipped]
+    lines += ["", f"Goals at {GOAL_STREAMS:,} streams: {_goal_text(result.goals)}", ""]
+    lines += [f"- {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _goal_text(goals: dict[str, bool]) -> str:
+    return ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in goals.items())
+
+
+def _notes() -> list[str]:
+    return [
+        "3 processes (upstream, service, load client) on the same machine: on 2 cores they "
+        "compete for CPU, so the CPU column shows who used what.",
+        f"upstream: first token after {INTER_TOKEN_MS:g} ms, then 1 token per "
+        f"{INTER_TOKEN_MS:g} ms per stream; streams opened at {RAMP_RATE:g}/s; answers long "
+        "enough that every stream of a level is open at once for the plateau.",
+        f"every measured stream is served from the freshness cache (state `fresh`, {CONTEXTS} "
+        "contextIds each asked once before): retrieval cost is not measured here.",
+        "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level: the default (1000) "
+        "caps concurrent streams at 1000 (later streams wait for a pooled connection).",
+        "service: uvicorn with uvloop + httptools, access log off (rag-service serve has it on).",
+    ]
+
+
+def _brief(level: dict[str, Any]) -> dict[str, Any]:
+    keys = ("completed", "outcomes", "added_gap_all", "kb_per_stream", "cores")
+    return {key: level[key] for key in keys}
+
+
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.concurrency", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="levels 100 and 300")
+    parser.add_argument("--levels", default=None, help="comma-separated stream counts")
+    parser.add_argument("--rate", type=float, default=RAMP_RATE, help="new streams per second")
+    parser.add_argument("--plateau", type=float, default=None, help="seconds with all open")
+    parser.add_argument("--profile", action="store_true", help="cProfile the service per level")
+    parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args(argv)
+    levels = [int(n) for n in args.levels.split(",")] if args.levels else None
+    profile_dir = args.output.parent if args.profile else None
+    result = run(
+        args.quick,
+        levels=levels,
+        plateau_s=args.plateau,
+        rate=args.rate,
+        store=args.store,
+        profile_dir=profile_dir,
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")
+    print(result.markdown)
+    print(f"\nJSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

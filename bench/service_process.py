@@ -1,0 +1,203 @@
+"""Parent side of the streaming benchmarks: start, watch and stop the child processes.
+
+- ``ingest_sample_catalog`` fills an embedded Chroma store with ``rag-service ingest`` (the real
+  sentence-transformers model) in a child process, so the benchmark process never loads torch.
+- ``ChildProcess`` runs one ``bench.stream_children`` child (upstream or service) and gives its
+  port, its RSS (``/proc/<pid>/status`` VmRSS) and its CPU time (``/proc/<pid>/stat``), and stops
+  it with SIGTERM, returning the ``STATS`` line the child prints on the way out.
+- ``RssSampler`` records a child's RSS a few times a second while a load runs.
+
+Children get a clean environment: no ``RAG_*`` variable from the caller leaks in, no model hub, no
+telemetry; the service reads only what ``service_env`` sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
+FALLBACK_CONTEXT = REPO_ROOT / "data" / "fallback_context.md"
+INGEST_TIMEOUT_S = 900.0
+READY_TIMEOUT_S = 180.0  # the service loads the embedding model before it is ready
+STOP_TIMEOUT_S = 20.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def service_env(
+    store: Path, upstream_base_url: str, *, max_connections: int, **extra: str
+) -> dict[str, str]:
+    """The service's configuration: embedded store, the loopback upstream, its pool size."""
+    return child_env(
+        {
+            "RAG_CHROMA__PATH": str(store),
+            "RAG_UPSTREAM__BASE_URL": upstream_base_url,
+            "RAG_UPSTREAM__MAX_CONNECTIONS": str(max_connections),
+            "RAG_FALLBACK_CONTEXT_FILE": str(FALLBACK_CONTEXT),
+            **extra,
+        }
+    )
+
+
+def ingest_sample_catalog(store: Path, catalog: Path = SAMPLE_CATALOG) -> None:
+    """``rag-service ingest <catalog>`` into the embedded store at ``store``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rag_service", "ingest", str(catalog)],
+        cwd=store.parent,
+        env=child_env({"RAG_CHROMA__PATH": str(store)}),
+        capture_output=True,
+        text=True,
+        timeout=INGEST_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"ingest of {catalog} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+
+
+@dataclass
+class ChildProcess:
+    """One running ``bench.stream_children`` child (see ``start``)."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    log: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    async def start(
+        cls, name: str, args: list[str], *, env: dict[str, str], workdir: Path
+    ) -> ChildProcess:
+        """Start ``python -m bench.stream_children <args>`` and wait for its ``READY <port>``."""
+        log = workdir / f"{name}.log"
+        with log.open("wb") as errors:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.stream_children", *args,
+                stdout=asyncio.subprocess.PIPE, stderr=errors, env=env, cwd=workdir,
+            )  # fmt: skip
+        child = cls(name, process, 0, log)
+        try:
+            child.port = await asyncio.wait_for(child._read_ready(), READY_TIMEOUT_S)
+        except BaseException:
+            await child.stop()
+            raise
+        return child
+
+    async def _read_ready(self) -> int:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
+        return int(line.split()[1])
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_kb(self) -> int:
+        return read_rss_kb(self.pid)
+
+    def cpu_s(self) -> float:
+        return read_cpu_s(self.pid)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    async def stop(self) -> dict[str, Any]:
+        """SIGTERM, then the child's ``STATS`` (empty when it had to be killed). Idempotent."""
+        if self.process.returncode is not None:
+            return self.stats
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = await asyncio.wait_for(self.process.communicate(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+            return self.stats
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("STATS "):
+                self.stats = json.loads(line[len("STATS ") :])
+        return self.stats
+
+    async def __aenter__(self) -> ChildProcess:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def read_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def read_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class RssSampler:
+    """Samples ``read_rss_kb(pid)`` every ``interval_s`` (monotonic time, kB) until stopped."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._pid = pid
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append((time.monotonic(), read_rss_kb(self._pid)))
+            await asyncio.sleep(self._interval_s)
+
+    def between(self, start: float, end: float) -> list[int]:
+        return [rss for at, rss in self.samples if start <= at <= end]

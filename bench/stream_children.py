@@ -1,0 +1,193 @@
+"""The child processes of the streaming benchmarks: the loopback upstream and the service.
+
+    python -m bench.stream_children upstream --words 30 --first-token-ms 50 --inter-token-ms 200
+    python -m bench.stream_children service [--profile FILE]     # settings from RAG_* env
+
+Each child runs on uvloop in its own process, so the benchmark client, the upstream and the
+service never share an event loop (or a GIL). A child prints ``READY <port>`` on stdout once it
+accepts connections (the service: once its lifespan, model load included, has completed) and, when
+stopped with SIGTERM, one ``STATS <json>`` line: the lateness of a 10 ms timer on its event loop
+(how late a sleeping stream would wake up there) and its CPU seconds.
+
+The service child is ``rag-service serve`` minus the access log: the same ``create_app(Settings())``
+served by uvicorn with uvloop and httptools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+LOOPBACK = "127.0.0.1"
+LAG_PROBE_S = 0.01
+LISTEN_BACKLOG = 8192  # thousands of streams connect within seconds; the default 100 drops SYNs
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit (every stream holds 2-3 sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class LagProbe:
+    """Samples how late a ``LAG_PROBE_S`` timer fires on the running loop, until stopped."""
+
+    def __init__(self) -> None:
+        self.samples = array("d")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.samples.append(time.monotonic() - before - LAG_PROBE_S)
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {"samples": 0}
+
+        def at(share: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 2)
+
+        return {"samples": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+
+def _stats_line(probe: LagProbe, extra: dict[str, Any]) -> str:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    stats = {
+        "loop_lag": probe.summary(),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "max_rss_kb": usage.ru_maxrss,
+        **extra,
+    }
+    return "STATS " + json.dumps(stats)
+
+
+# -- the upstream -----------------------------------------------------------------------------
+
+
+async def serve_upstream(words: int, first_token_s: float, inter_token_s: float) -> None:
+    from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream
+
+    style = AnswerStyle(
+        words=words, first_token_delay_s=first_token_s, inter_token_delay_s=inter_token_s
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    probe = LagProbe()
+    upstream = FaultUpstream(style=style)
+    await upstream.start()
+    probe.start()
+    print(f"READY {upstream.port}", flush=True)
+    chat_requests = 0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            # The server records every request with its body; keep only a count.
+            chat_requests += len(upstream.requests)
+            upstream.requests.clear()
+    finally:
+        await probe.stop()
+        await upstream.stop()
+    chat_requests += len(upstream.requests)
+    extra = {"requests": chat_requests, "max_open_connections": upstream.max_open_connections}
+    print(_stats_line(probe, extra), flush=True)
+
+
+# -- the service ------------------------------------------------------------------------------
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, 0))
+    sock.listen(LISTEN_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_service(profile_path: Path | None) -> None:
+    import uvicorn
+
+    from rag_service.app import create_app
+    from rag_service.settings import Settings
+
+    sock = listening_socket()
+    config = uvicorn.Config(
+        create_app(Settings()),
+        log_level="warning",
+        access_log=False,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    probe = LagProbe()
+    profiler = cProfile.Profile() if profile_path else None
+    # uvicorn re-raises the signal it shut down on; a no-op handler lets the stats be printed.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(f"READY {sock.getsockname()[1]}", flush=True)
+        probe.start()
+        if profiler is not None:
+            profiler.enable()
+    try:
+        await serving
+    finally:
+        if profiler is not None and profile_path is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile_path))
+        await probe.stop()
+    print(_stats_line(probe, {}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream_children")
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    upstream = kinds.add_parser("upstream", help="the fault-injecting loopback upstream")
+    upstream.add_argument("--words", type=int, required=True, help="tokens per answer")
+    upstream.add_argument("--first-token-ms", type=float, default=0.0)
+    upstream.add_argument("--inter-token-ms", type=float, default=0.0)
+    service = kinds.add_parser("service", help="create_app(Settings()) under uvicorn")
+    service.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
+    args = parser.parse_args(argv)
+    raise_open_file_limit()
+    if args.kind == "upstream":
+        first_s, inter_s = args.first_token_ms / 1000, args.inter_token_ms / 1000
+        uvloop.run(serve_upstream(args.words, first_s, inter_s))
+    else:
+        uvloop.run(serve_service(args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
