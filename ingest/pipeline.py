@@ -75,13 +75,16 @@ class IngestReport:
 
 
 class IngestPipeline:
+    """``batch_size`` is texts per embed call; the model splits each call into its own batches
+    (``RAG_EMBEDDING__BATCH_SIZE``), so a larger call only means fewer round trips."""
+
     def __init__(
         self,
         store: CatalogWriter,
         embedder: Embedder,
         settings: IngestSettings,
         *,
-        batch_size: int = 256,
+        batch_size: int = 512,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -154,7 +157,11 @@ class IngestPipeline:
         notify: ProgressCallback,
     ) -> tuple[int, int]:
         reusable = [c for c in plan.to_write if c.text_hash in reuse]
-        fresh = [c for c in plan.to_write if c.text_hash not in reuse]
+        # Length-sorted batches pad far less (sentence-transformers pads to the longest text of
+        # each model batch); the order of writes does not matter, publish is what counts.
+        fresh = sorted(
+            (c for c in plan.to_write if c.text_hash not in reuse), key=lambda c: len(c.text)
+        )
         vectors = target.embeddings_of(sorted({reuse[c.text_hash] for c in reusable}))
         target.stage(version, [_record(version, c, vectors[reuse[c.text_hash]]) for c in reusable])
         # Chroma writes run in a worker thread while the next batch is embedded.

@@ -37,7 +37,6 @@ def ingest_catalog(
             store,
             embedder or SentenceTransformerEmbedder(settings.embedding),
             settings.ingest,
-            batch_size=settings.embedding.batch_size,
         )
         return pipeline.run(
             paths,

@@ -167,9 +167,7 @@ def _ingest_runner(
     def run(paths: list[Path], options: IngestOptions, progress: ProgressCallback) -> IngestReport:
         # With a shared (server) store, the lock file keeps CLI ingests on other hosts out.
         with nullcontext() if owns_store else ingest_lock(settings):
-            pipeline = IngestPipeline(
-                store, embedder, settings.ingest, batch_size=settings.embedding.batch_size
-            )
+            pipeline = IngestPipeline(store, embedder, settings.ingest)
             return pipeline.run(
                 paths,
                 strict=options.strict,
