@@ -18,7 +18,9 @@ two consecutive ``delta`` events at the client minus the upstream's 200 ms) over
 the plateau; the event-loop lag of each process (a late 10 ms timer: on the upstream it is the
 upstream's own share of a late token); memory per stream = (median service VmRSS during the
 plateau - VmRSS after warm-up) / streams; CPU cores used by each process. A level that clearly
-fails (streams lost, or p99 added latency over ``FAILED_P99_MS``) stops the ramp.
+fails is stopped early by the load client (5 % of its streams failed, or waited over 10 s for
+their first token) and reported as failed, as is one with lost streams or a p99 added latency
+over ``FAILED_P99_MS``; the next level still runs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
     ChildProcess,
-    RssSampler,
+    ProcessSampler,
     child_env,
     ingest_sample_catalog,
     read_cpu_s,
@@ -88,7 +90,6 @@ class LevelPlan:
 @dataclass
 class ConcurrencyResult:
     levels: list[dict[str, Any]]
-    skipped: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -108,7 +109,6 @@ class ConcurrencyResult:
             "contexts": CONTEXTS,
             "goals": self.goals,
             "levels": self.levels,
-            "skipped_levels": self.skipped,
             "notes": self.notes,
         }
 
@@ -126,6 +126,7 @@ def run(
     store: Path | None = None,
     catalog: Path = SAMPLE_CATALOG,
     profile_dir: Path | None = None,
+    gc_freeze: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ConcurrencyResult:
     """Run the levels one after another (each with fresh processes); see the module docstring."""
@@ -139,22 +140,21 @@ def run(
             say(f"ingesting {catalog} ...")
             ingest_sample_catalog(store, catalog)
         results: list[dict[str, Any]] = []
-        skipped: list[int] = []
         for streams in chosen:
-            if results and results[-1]["clearly_failed"]:
-                skipped.append(streams)
-                continue
             plan = LevelPlan(streams, rate, plateau)
             say(f"level {streams}: {plan.words} tokens per answer, ramp {plan.ramp_s:.1f} s")
             profile = profile_dir / f"service-{streams}.prof" if profile_dir else None
-            level = uvloop.run(run_level(plan, store, work, profile))
+            level = uvloop.run(run_level(plan, store, work, profile, gc_freeze=gc_freeze))
             say(f"level {streams}: {json.dumps(_brief(level))}")
             results.append(level)
-    return ConcurrencyResult(results, skipped, notes=_notes())
+    notes = _notes() + (
+        ["DIAGNOSTIC RUN: the service child called gc.freeze() after startup."] if gc_freeze else []
+    )
+    return ConcurrencyResult(results, notes=notes)
 
 
 async def run_level(
-    plan: LevelPlan, store: Path, work: Path, profile: Path | None
+    plan: LevelPlan, store: Path, work: Path, profile: Path | None, *, gc_freeze: bool = False
 ) -> dict[str, Any]:
     upstream_args = ["upstream", "--words", str(plan.words)]
     upstream_args += [
@@ -168,6 +168,7 @@ async def run_level(
         "upstream", upstream_args, env=child_env(), workdir=work
     ) as upstream:
         service_args = ["service"] + (["--profile", str(profile)] if profile else [])
+        service_args += ["--gc-freeze"] if gc_freeze else []
         env = service_env(store, f"{upstream.base_url}/v1", max_connections=pool)
         async with await ChildProcess.start(
             "service", service_args, env=env, workdir=work
@@ -198,7 +199,7 @@ async def _drive_client(
         await asyncio.sleep(SETTLE_S)
         idle_kb = statistics.median([service.rss_kb() for _ in range(3)])
         cpu_before = _cpu(service, upstream, client.pid)
-        sampler = RssSampler(service.pid)
+        sampler = ProcessSampler(service.pid)
         sampler.start()
         client.stdin.write(b"GO\n")
         await client.stdin.drain()
@@ -214,9 +215,13 @@ async def _drive_client(
     if not line.startswith(b"RESULT "):
         raise RuntimeError(f"load client ended without a result: {line!r}")
     report: dict[str, Any] = json.loads(line[len(b"RESULT ") :])
+    report["run_s"] = round(took, 2)
     report["cores"] = {
         name: round((cpu_after[name] - cpu_before[name]) / took, 2) for name in cpu_before
     }
+    # All the service's CPU during the run (stream setup included) per delta it delivered.
+    service_cpu_s = cpu_after["service"] - cpu_before["service"]
+    report["service_us_per_delta"] = round(service_cpu_s / max(1, report["deltas"]) * 1e6, 1)
     report.update(_memory(report, sampler, idle_kb, plan.streams))
     return report
 
@@ -230,20 +235,27 @@ def _cpu(service: ChildProcess, upstream: ChildProcess, client_pid: int) -> dict
 
 
 def _memory(
-    report: dict[str, Any], sampler: RssSampler, idle_kb: float, streams: int
+    report: dict[str, Any], sampler: ProcessSampler, idle_kb: float, streams: int
 ) -> dict[str, Any]:
     window = report.get("plateau")
-    during = sampler.between(window["start"], window["end"]) if window else []
+    during = sampler.rss_between(window["start"], window["end"]) if window else []
+    peak_kb = max(rss for _, rss, _ in sampler.samples)
     measured = "plateau median"
     if not during:  # no moment with every stream open: the busiest moment instead
-        during, measured = [max(rss for _, rss in sampler.samples)], "peak (no plateau)"
+        during, measured = [peak_kb], "peak (no plateau)"
     plateau_kb = statistics.median(during)
+    cores = sampler.cores_between(window["start"], window["end"]) if window else None
     return {
         "rss_idle_mb": round(idle_kb / 1024, 1),
         "rss_plateau_mb": round(plateau_kb / 1024, 1),
-        "rss_peak_mb": round(max(rss for _, rss in sampler.samples) / 1024, 1),
+        "rss_peak_mb": round(peak_kb / 1024, 1),
         "rss_measured_at": measured,
         "kb_per_stream": round((plateau_kb - idle_kb) / streams, 2),
+        "service_cores_plateau": None if cores is None else round(cores, 2),
+        # CPU per delivered token while every stream was open (5 tokens/s each).
+        "service_us_per_token_plateau": None
+        if cores is None
+        else round(cores / (streams * 1000 / INTER_TOKEN_MS) * 1e6, 1),
     }
 
 
@@ -253,32 +265,53 @@ def judge(level: dict[str, Any], plan: LevelPlan) -> dict[str, Any]:
     level["all_completed"] = level["completed"] == plan.streams
     level["latency_met"] = p99 is not None and p99 < GOAL_P99_ADDED_MS
     level["memory_met"] = level["kb_per_stream"] < GOAL_KB_PER_STREAM
-    level["clearly_failed"] = not level["all_completed"] or p99 is None or p99 > FAILED_P99_MS
+    level["clearly_failed"] = (
+        bool(level["stopped_early"])
+        or not level["all_completed"]
+        or p99 is None
+        or p99 > FAILED_P99_MS
+    )
     return level
 
 
 def render_markdown(result: ConcurrencyResult) -> str:
     lines = [
-        "| streams | completed | peak open | added inter-token latency p50 / p99 / max (ms) "
-        "| p99 in plateau (ms) | service loop lag p99 (ms) | service RSS idle → plateau (MB) "
-        "| KB per stream | CPU cores service / upstream / client |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| streams | completed | added inter-token latency p50 / p99 / max (ms) "
+        "| p99 in plateau (ms) | TTFT p50 / p99 (ms) | service loop lag p99 / max (ms) "
+        "| service RSS idle → plateau (MB) | KB per stream "
+        "| CPU cores service / upstream / client | service CPU µs per delta |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lvl in result.levels:
         gap, plateau = lvl["added_gap_all"], lvl["added_gap_plateau"]
         cores = lvl["cores"]
-        lag = lvl.get("service_stats", {}).get("loop_lag", {}).get("p99_ms", "-")
+        lag = lvl.get("service_stats", {}).get("loop_lag", {})
+        ttft = lvl["ttft"]
         lines.append(
-            f"| {lvl['streams']:,} | {lvl['completed']:,} | {lvl['peak_open']:,} "
+            f"| {lvl['streams']:,} | {lvl['completed']:,} "
             f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
-            f"| {plateau.get('p99_ms', '-')} | {lag} "
+            f"| {plateau.get('p99_ms', '-')} | {ttft.get('median_ms', '-')} / {ttft.get('p99_ms', '-')} "
+            f"| {lag.get('p99_ms', '-')} / {lag.get('max_ms', '-')} "
             f"| {lvl['rss_idle_mb']} → {lvl['rss_plateau_mb']} | {lvl['kb_per_stream']} "
-            f"| {cores['service']} / {cores['upstream']} / {cores['client']} |"
+            f"| {cores['service']} / {cores['upstream']} / {cores['client']} "
+            f"| {lvl['service_us_per_delta']} |"
         )
-    lines += [f"| {streams:,} | not run: the previous level failed |" for streams in result.skipped]
+    for lvl in result.levels:
+        if lvl["clearly_failed"]:
+            lines.append("")
+            lines.append(f"{lvl['streams']:,} streams: {_failure_text(lvl)}.")
     lines += ["", f"Goals at {GOAL_STREAMS:,} streams: {_goal_text(result.goals)}", ""]
     lines += [f"- {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _failure_text(level: dict[str, Any]) -> str:
+    if level["stopped_early"]:
+        return f"stopped early, {level['stopped_early']}; {level['completed']:,} completed"
+    lost = level["streams"] - level["completed"]
+    if lost:
+        return f"{lost:,} streams did not complete ({level['outcomes']})"
+    return "p99 added latency above 1 s"
 
 
 def _goal_text(goals: dict[str, bool]) -> str:
@@ -316,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=RAMP_RATE, help="new streams per second")
     parser.add_argument("--plateau", type=float, default=None, help="seconds with all open")
     parser.add_argument("--profile", action="store_true", help="cProfile the service per level")
+    parser.add_argument("--gc-freeze", action="store_true", help="diagnostic: gc.freeze() service")
     parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
@@ -328,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         store=args.store,
         profile_dir=profile_dir,
+        gc_freeze=args.gc_freeze,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")

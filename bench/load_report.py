@@ -33,6 +33,7 @@ class StreamRecord:
     status: int | None = None
     state: str | None = None  # meta.context.state
     outcome: str | None = None  # done, error:<code>, http_<status>, connection_lost, deadline, ...
+    meta_at: float | None = None
     done_at: float | None = None
     ended_at: float | None = None
     delta_times: array[float] = field(default_factory=lambda: array("d"))
@@ -138,6 +139,7 @@ def build_report(
         "outcomes": dict(Counter(r.outcome or "not_started" for r in records)),
         "states": dict(Counter(r.state or "none" for r in records)),
         "peak_open": peak_open(records),
+        "deltas": sum(len(r.delta_times) for r in records),
         "ramp_started": ramp_started,
         "ramp_s": round(ramp_s, 2),
         "plateau": None if window is None else {"start": window[0], "end": window[1]},
@@ -150,5 +152,10 @@ def build_report(
             r.delta_times[0] - r.started_at
             for r in records
             if r.delta_times and r.started_at is not None
+        ),
+        "time_to_meta": summarise_ms(
+            r.meta_at - r.started_at
+            for r in records
+            if r.meta_at is not None and r.started_at is not None
         ),
     }

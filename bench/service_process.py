@@ -5,7 +5,7 @@
 - ``ChildProcess`` runs one ``bench.stream_children`` child (upstream or service) and gives its
   port, its RSS (``/proc/<pid>/status`` VmRSS) and its CPU time (``/proc/<pid>/stat``), and stops
   it with SIGTERM, returning the ``STATS`` line the child prints on the way out.
-- ``RssSampler`` records a child's RSS a few times a second while a load runs.
+- ``ProcessSampler`` records a child's RSS and CPU time a few times a second while a load runs.
 
 Children get a clean environment: no ``RAG_*`` variable from the caller leaks in, no model hub, no
 telemetry; the service reads only what ``service_env`` sets.
@@ -177,11 +177,11 @@ def read_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-class RssSampler:
-    """Samples ``read_rss_kb(pid)`` every ``interval_s`` (monotonic time, kB) until stopped."""
+class ProcessSampler:
+    """Samples a process's RSS (kB) and CPU seconds every ``interval_s`` until stopped."""
 
     def __init__(self, pid: int, interval_s: float = 0.25) -> None:
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, float]] = []  # (monotonic time, RSS kB, CPU s)
         self._pid = pid
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
@@ -196,8 +196,16 @@ class RssSampler:
 
     async def _run(self) -> None:
         while True:
-            self.samples.append((time.monotonic(), read_rss_kb(self._pid)))
+            at = time.monotonic()
+            self.samples.append((at, read_rss_kb(self._pid), read_cpu_s(self._pid)))
             await asyncio.sleep(self._interval_s)
 
-    def between(self, start: float, end: float) -> list[int]:
-        return [rss for at, rss in self.samples if start <= at <= end]
+    def rss_between(self, start: float, end: float) -> list[int]:
+        return [rss for at, rss, _ in self.samples if start <= at <= end]
+
+    def cores_between(self, start: float, end: float) -> float | None:
+        """CPU cores used between the first and the last sample inside ``start..end``."""
+        inside = [(at, cpu) for at, _, cpu in self.samples if start <= at <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])

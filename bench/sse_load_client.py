@@ -22,7 +22,7 @@ import asyncio
 import json
 import sys
 import time
-from typing import cast
+from typing import Any, cast
 
 import uvloop
 
@@ -33,14 +33,30 @@ QUERY = "Which sleeping bags are rated below -5 °C, and how do I return one?"
 _START_BATCH_S = 0.01  # streams due within this much time start together
 _STREAM_STATUS_OK = 200
 _FAILURE_CHECK_S = 0.5
-# A level clearly fails when this share of the streams started so far has already failed.
+# A level clearly fails when this share of the streams started so far has failed, or has waited
+# longer than _STALLED_S for its first token (the service no longer keeps up).
 _FAILING_SHARE = 0.05
 _FAILING_MIN = 10
+_STALLED_S = 10.0
 
 
-def clearly_failing(started: list[StreamRecord]) -> bool:
+def failing_reason(started: list[StreamRecord], now: float) -> str | None:
+    """Why the level has clearly failed already, or None."""
+    enough = max(_FAILING_MIN, _FAILING_SHARE * len(started))
     failed = sum(1 for r in started if r.outcome is not None and r.outcome != "done")
-    return failed >= max(_FAILING_MIN, _FAILING_SHARE * len(started))
+    if failed >= enough:
+        return f"{failed} of {len(started)} streams started so far failed"
+    stalled = sum(
+        1
+        for r in started
+        if r.outcome is None
+        and not r.delta_times
+        and r.started_at is not None
+        and now - r.started_at > _STALLED_S
+    )
+    if stalled >= enough:
+        return f"{stalled} streams waited more than {_STALLED_S:g} s for their first token"
+    return None
 
 
 def request_bytes(port: int, context_id: str, query: str) -> bytes:
@@ -156,6 +172,7 @@ class SseStreamProtocol(asyncio.Protocol):
             if self._stop_after_first:
                 self.abort("warmed")
         elif name == b"meta":
+            record.meta_at = now
             record.state = json.loads(data)["context"]["state"]
         elif name == b"done":
             record.done_at = now
@@ -206,35 +223,38 @@ async def warm_up(port: int, contexts: int, query: str, timeout_s: float) -> lis
 
 async def ramp(
     port: int, streams: int, rate: float, contexts: int, query: str, deadline_s: float
-) -> tuple[list[StreamRecord], dict[str, float]]:
-    """Open ``streams`` streams at ``rate``/s and follow them all until done or the deadline."""
+) -> tuple[list[StreamRecord], dict[str, Any]]:
+    """Open ``streams`` streams at ``rate``/s and follow them until done, the deadline, or the
+    level clearly failing (then every open stream is aborted and the reason reported)."""
     records = [StreamRecord(i, f"bench-ctx-{i % contexts}") for i in range(streams)]
     requests = [request_bytes(port, f"bench-ctx-{i}", query) for i in range(contexts)]
-    protocols: list[SseStreamProtocol] = []
     openers: list[asyncio.Task[SseStreamProtocol | None]] = []
     loop = asyncio.get_running_loop()
     started = next_check = time.monotonic()
+    stopped: str | None = None
     for record in records:
         due = started + record.index / rate
         if due - time.monotonic() > _START_BATCH_S:
             await asyncio.sleep(due - time.monotonic())
         if time.monotonic() >= next_check:
             next_check += _FAILURE_CHECK_S
-            if clearly_failing(records[: record.index]):
-                break  # the level has failed: do not pile more streams onto a broken service
+            stopped = failing_reason(records[: record.index], time.monotonic())
+            if stopped:
+                break  # do not pile more streams onto a service that no longer keeps up
         request = requests[record.index % contexts]
         openers.append(loop.create_task(open_stream(port, record, request)))
     ramp_end = time.monotonic()
-    remaining = max(1.0, started + deadline_s - time.monotonic())
-    for protocol in await asyncio.gather(*openers):
-        if protocol is not None:
-            protocols.append(protocol)
-    pending = [p.finished for p in protocols if not p.finished.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=remaining)
+    protocols = [p for p in await asyncio.gather(*openers) if p is not None]
+    deadline = started + deadline_s
+    while stopped is None:
+        pending = [p.finished for p in protocols if not p.finished.done()]
+        if not pending or time.monotonic() >= deadline:
+            break
+        await asyncio.wait(pending, timeout=min(_FAILURE_CHECK_S, deadline - time.monotonic()))
+        stopped = failing_reason(records, time.monotonic())
     for protocol in protocols:
-        protocol.abort("deadline")  # no-op for finished streams
-    return records, {"started": started, "ramp_s": ramp_end - started}
+        protocol.abort("stopped_early" if stopped else "deadline")  # no-op when finished
+    return records, {"started": started, "ramp_s": ramp_end - started, "stopped_early": stopped}
 
 
 async def run_client(args: argparse.Namespace) -> None:
@@ -260,6 +280,7 @@ async def run_client(args: argparse.Namespace) -> None:
         ramp_started=timing["started"],
         ramp_s=timing["ramp_s"],
     )
+    report["stopped_early"] = timing["stopped_early"]
     report["client_loop_lag"] = probe.summary()
     print("RESULT " + json.dumps(report), flush=True)
 

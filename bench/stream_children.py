@@ -10,7 +10,9 @@ stopped with SIGTERM, one ``STATS <json>`` line: the lateness of a 10 ms timer o
 (how late a sleeping stream would wake up there) and its CPU seconds.
 
 The service child is ``rag-service serve`` minus the access log: the same ``create_app(Settings())``
-served by uvicorn with uvloop and httptools.
+served by uvicorn with uvloop and httptools. ``--gc-freeze`` (a diagnostic, off by default) moves
+the startup heap (torch, transformers, chromadb: ~470,000 objects) out of the garbage collector's
+reach, which is what the service itself does not do (yet); see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import resource
@@ -132,7 +135,7 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-async def serve_service(profile_path: Path | None) -> None:
+async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -> None:
     import uvicorn
 
     from rag_service.app import create_app
@@ -155,6 +158,9 @@ async def serve_service(profile_path: Path | None) -> None:
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     if server.started:
+        if gc_freeze:  # diagnostic: what the service would gain from freezing its startup heap
+            gc.collect()
+            gc.freeze()
         print(f"READY {sock.getsockname()[1]}", flush=True)
         probe.start()
         if profiler is not None:
@@ -178,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     upstream.add_argument("--inter-token-ms", type=float, default=0.0)
     service = kinds.add_parser("service", help="create_app(Settings()) under uvicorn")
     service.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
+    service.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() once started (diagnostic)"
+    )
     args = parser.parse_args(argv)
     raise_open_file_limit()
     if args.kind == "upstream":
         first_s, inter_s = args.first_token_ms / 1000, args.inter_token_ms / 1000
         uvloop.run(serve_upstream(args.words, first_s, inter_s))
     else:
-        uvloop.run(serve_service(args.profile))
+        uvloop.run(serve_service(args.profile, gc_freeze=args.gc_freeze))
     return 0
 
 
