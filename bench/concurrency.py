@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -144,7 +145,9 @@ def run(
             plan = LevelPlan(streams, rate, plateau)
             say(f"level {streams}: {plan.words} tokens per answer, ramp {plan.ramp_s:.1f} s")
             profile = profile_dir / f"service-{streams}.prof" if profile_dir else None
+            load_before = os.getloadavg()[0]
             level = uvloop.run(run_level(plan, store, work, profile, gc_freeze=gc_freeze))
+            level["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             say(f"level {streams}: {json.dumps(_brief(level))}")
             results.append(level)
     notes = _notes() + (
@@ -302,6 +305,11 @@ def render_markdown(result: ConcurrencyResult) -> str:
             lines.append(f"{lvl['streams']:,} streams: {_failure_text(lvl)}.")
     lines += ["", f"Goals at {GOAL_STREAMS:,} streams: {_goal_text(result.goals)}", ""]
     lines += [f"- {note}" for note in result.notes]
+    loads = ", ".join(
+        f"{lvl['streams']:,}: {lvl['load_avg_1m'][0]} → {lvl['load_avg_1m'][1]}"
+        for lvl in result.levels
+    )
+    lines.append(f"- 1-minute load average at each level's start → end: {loads}.")
     return "\n".join(lines)
 
 

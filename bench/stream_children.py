@@ -168,11 +168,13 @@ async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -
     try:
         await serving
     finally:
-        if profiler is not None and profile_path is not None:
+        if profiler is not None:
             profiler.disable()
-            profiler.dump_stats(str(profile_path))
         await probe.stop()
     print(_stats_line(probe, {}), flush=True)
+    if profiler is not None and profile_path is not None:
+        profile_path.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(str(profile_path))
 
 
 def main(argv: list[str] | None = None) -> int:
