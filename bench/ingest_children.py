@@ -93,7 +93,6 @@ def measure_ingest(catalog: Path, store: Path, embedder: Embedder) -> IngestRun:
         timed_store,
         TimedEmbedder(embedder, timings),
         settings.ingest,
-        batch_size=settings.embedding.batch_size,
     )
     load_before, cpu_before = os.getloadavg()[0], _cpu_seconds()
     clock = PhaseClock()
@@ -210,22 +209,27 @@ def _bare_encode(model: Any, batch_size: int) -> Encode:
 
 def _padding(model: Any, texts: list[str], batch_size: int) -> dict[str, int]:
     """Real tokens, and token positions computed by the bare encode (one call over all texts),
-    by the pipeline (one call per batch) and with calls of 1,024 texts."""
+    by the pipeline (length-sorted texts, one call per pipeline batch), and by calls of
+    ``batch_size`` texts in catalog order (how the pipeline batched before it sorted)."""
     counts: list[int] = []
     for start in range(0, len(texts), 1000):
         ids = model.tokenizer(
             texts[start : start + 1000], truncation=True, max_length=model.max_seq_length
         )["input_ids"]
         counts += [len(one) for one in ids]
-    positions = {"tokens": sum(counts)}
-    for label, call_size in [("one_call", len(texts)), ("calls_of_1024", 1024)]:
-        positions[label] = padded_positions(
-            texts, counts, call_size=max(call_size, 1), batch_size=batch_size
-        )
-    positions[f"calls_of_{batch_size}"] = padded_positions(
-        texts, counts, call_size=batch_size, batch_size=batch_size
-    )
-    return positions
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    by_length = ([texts[i] for i in order], [counts[i] for i in order])
+    pipeline_batch = IngestPipeline.DEFAULT_BATCH_TEXTS
+    return {
+        "tokens": sum(counts),
+        "one_call": padded_positions(
+            texts, counts, call_size=max(len(texts), 1), batch_size=batch_size
+        ),
+        "pipeline": padded_positions(*by_length, call_size=pipeline_batch, batch_size=batch_size),
+        "catalog_order": padded_positions(
+            texts, counts, call_size=batch_size, batch_size=batch_size
+        ),
+    }
 
 
 def _cpu_seconds() -> float:

@@ -78,13 +78,15 @@ class IngestPipeline:
     """``batch_size`` is texts per embed call; the model splits each call into its own batches
     (``RAG_EMBEDDING__BATCH_SIZE``), so a larger call only means fewer round trips."""
 
+    DEFAULT_BATCH_TEXTS = 512
+
     def __init__(
         self,
         store: CatalogWriter,
         embedder: Embedder,
         settings: IngestSettings,
         *,
-        batch_size: int = 512,
+        batch_size: int = DEFAULT_BATCH_TEXTS,
     ) -> None:
         self._store = store
         self._embedder = embedder

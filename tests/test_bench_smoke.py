@@ -17,9 +17,10 @@ from bench.ingest_bench import SAMPLE_CATALOG, ChildProcesses, generate_catalog,
 from bench.ingest_children import InProcess, chunk_texts
 from bench.ingest_timing import padded_positions
 from ingest.loaders import load_catalog
+from ingest.pipeline import IngestPipeline
 from tests.fakes.retrieval import HashingEmbedder
 
-BATCH = 64  # the shipped embedding batch size, which the bench passes to the pipeline
+BATCH = IngestPipeline.DEFAULT_BATCH_TEXTS  # texts per embed call of the shipped pipeline
 
 
 def catalog_counts(catalog: Path) -> tuple[int, int]:
@@ -121,4 +122,5 @@ def test_ingest_bench_children_report_per_run_peaks_with_the_real_model(tmp_path
         assert measured.peak_rss_mb is not None
         assert measured.peak_rss_mb >= measured.model_rss_mb > 0
     padding = encode.padding
-    assert padding["tokens"] <= padding["one_call"] <= padding[f"calls_of_{BATCH}"]
+    assert padding["tokens"] <= padding["one_call"] <= padding["catalog_order"]
+    assert padding["pipeline"] <= padding["catalog_order"]
