@@ -90,7 +90,9 @@ class UpstreamSettings(BaseModel):
         description="Idle-read timeout: no bytes for this long counts as a broken stream.",
     )
     max_connections: int = Field(
-        1000, ge=1, description="Connection pool size towards the upstream."
+        10_000,
+        ge=1,
+        description="Connections towards the upstream (one per live stream; split into small pools).",
     )
     continuation: ContinuationStrategy = Field(
         ContinuationStrategy.replay,
@@ -166,6 +168,11 @@ class StreamSettings(BaseModel):
     )
     ping_interval_s: float = Field(15.0, gt=0, description="Keep-alive comment interval.")
     retry_hint_ms: int = Field(1000, ge=0, description="Base of the jittered SSE `retry:` hint.")
+    max_sessions: int = Field(
+        10_000,
+        ge=1,
+        description="Streams held at once (generating or resumable); more get 503 + Retry-After.",
+    )
     max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
 

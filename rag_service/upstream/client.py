@@ -225,6 +225,9 @@ class OpenAICompatibleUpstream:
         if isinstance(error, UpstreamRejected):  # a clear "no" still proves the upstream alive
             self._breaker.record_success(permit)
             return
+        if isinstance(error, UpstreamRetryable) and error.reason == "pool_timeout":
+            self._breaker.release(permit)  # our own pool was full: says nothing of the upstream
+            return
         self._breaker.record_failure(permit)
         if permit is Permit.probe:
             answer.charged -= 1  # the probe tested the upstream for everyone
@@ -269,7 +272,8 @@ class OpenAICompatibleUpstream:
             )
             return
         if self._breaker.state is BreakerState.closed:
-            spent = self._budget.try_spend()
+            # A full pool of our own sent nothing upstream: no retry budget to protect it from.
+            spent = error.reason == "pool_timeout" or self._budget.try_spend()
             self._metrics.on_budget(self._budget.tokens)
             if not spent:
                 answer.failure = self._exhausted(

@@ -19,18 +19,30 @@ DEFAULT_SHARD_SIZE = 100
 
 class ShardedTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int, shard_size: int = DEFAULT_SHARD_SIZE) -> None:
-        shards = max(1, math.ceil(max_connections / shard_size))
-        per_shard = math.ceil(max_connections / shards)
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
-        self._in_flight = [0] * shards
+        self._max_shards = max(1, math.ceil(max_connections / shard_size))
+        self._per_shard = math.ceil(max_connections / self._max_shards)
+        # One TLS context for all pools: building one per pool costs milliseconds each.
+        self._ssl = httpx.create_ssl_context()
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+        self._in_flight: list[int] = []
+        self._add_pool()
 
     @property
     def in_flight(self) -> tuple[int, ...]:
         return tuple(self._in_flight)
 
+    def _add_pool(self) -> None:
+        limits = httpx.Limits(
+            max_connections=self._per_shard, max_keepalive_connections=self._per_shard
+        )
+        self._pools.append(httpx.AsyncHTTPTransport(limits=limits, verify=self._ssl))
+        self._in_flight.append(0)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
+        if self._in_flight[index] >= self._per_shard and len(self._pools) < self._max_shards:
+            self._add_pool()  # pools are opened as load needs them
+            index = len(self._pools) - 1
         self._in_flight[index] += 1
         try:
             response = await self._pools[index].handle_async_request(request)
