@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from rag_service.api.schemas import choose_context_id, read_limited_body
+from rag_service.api.schemas import (
+    choose_context_id,
+    json_object,
+    read_limited_body,
+    validate_body,
+)
 from rag_service.errors import IngestInProgress, InvalidInput, NotFound
 from rag_service.ingest_jobs import IngestJobs, IngestOptions
 from rag_service.ports import ContextResolver, PassageSearch
@@ -96,13 +101,7 @@ def admin_router(
 
 
 def _parse(raw: bytes) -> IngestByPath:
-    try:
-        return IngestByPath.model_validate_json(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
-        )
-        raise InvalidInput(problems) from None
+    return validate_body(IngestByPath, json_object(raw))
 
 
 def _inside_catalog_dir(catalog_dir: Path, requested: str) -> Path:

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.schemas import (
     CONTEXT_ID_PATTERN,
@@ -32,6 +32,7 @@ from rag_service.api.schemas import (
     FilterKey,
     FilterValue,
     json_object,
+    validate_body,
 )
 from rag_service.errors import InvalidInput
 from rag_service.ports import MetadataValue
@@ -225,14 +226,4 @@ def _refuse_unsupported(body: ChatCompletionBody) -> None:
 
 
 def _validated(data: dict[str, Any]) -> ChatCompletionBody:
-    try:
-        return ChatCompletionBody.model_validate(data)
-    except ValidationError as error:
-        problems = [
-            {"field": ".".join(str(part) for part in problem["loc"]), "problem": problem["msg"]}
-            for problem in error.errors(include_url=False, include_input=False)
-        ]
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
-        raise InvalidInput(
-            f"invalid request body: {summary}", details={"errors": problems}
-        ) from None
+    return validate_body(ChatCompletionBody, data)

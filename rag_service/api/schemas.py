@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -29,6 +29,9 @@ MAX_TOP_K = 50
 _CONTEXT_ID = re.compile(CONTEXT_ID_PATTERN)
 FilterKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 FilterValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 
 class TurnBody(BaseModel):
@@ -123,9 +126,10 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _validated_body(data: dict[str, Any]) -> StreamRequestBody:
+def validate_body(model: type[BodyModel], data: Any) -> BodyModel:
+    """``data`` as ``model``, or ``InvalidInput`` listing each field and problem (no input echo)."""
     try:
-        return StreamRequestBody.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         problems = [
             {"field": ".".join(str(part) for part in problem["loc"]), "problem": problem["msg"]}
@@ -135,3 +139,7 @@ def _validated_body(data: dict[str, Any]) -> StreamRequestBody:
         raise InvalidInput(
             f"invalid request body: {summary}", details={"errors": problems}
         ) from None
+
+
+def _validated_body(data: dict[str, Any]) -> StreamRequestBody:
+    return validate_body(StreamRequestBody, data)
