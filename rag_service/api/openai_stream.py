@@ -32,14 +32,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from rag_service.errors import RagServiceError, ServiceUnavailable
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import to_json
-from rag_service.streaming.sse_response import SSE_HEADERS
+from rag_service.streaming.sse_response import SessionResponse, send_body
 
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"
@@ -221,10 +220,8 @@ async def collect_answer(session: StreamSession, *, idle_after_s: float) -> Coll
     return CollectedAnswer(meta=meta, text="".join(pieces), done=done, error=error)
 
 
-class ChunkStreamResponse(Response):
+class ChunkStreamResponse(SessionResponse):
     """Streams ``session`` as OpenAI chunks; detaches its (already attached) reader when done."""
-
-    media_type = "text/event-stream"
 
     def __init__(
         self,
@@ -235,33 +232,8 @@ class ChunkStreamResponse(Response):
         ping_interval_s: float,
         headers: dict[str, str],
     ) -> None:
-        self.status_code = 200
-        self.background = None
-        self.init_headers(SSE_HEADERS | headers)
-        self._session = session
-        self._registry = registry
+        super().__init__(session, registry, ping_interval_s=ping_interval_s, headers=headers)
         self._encoder = encoder
-        self._ping_interval_s = ping_interval_s
-        self._released = False
-
-    def release(self) -> None:
-        """Detach this response's reader (idempotent)."""
-        if not self._released:
-            self._released = True
-            self._registry.detach(self._session)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await self._follow(send, disconnected)
-            if not disconnected.done():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away during a write
-        finally:
-            disconnected.cancel()
-            self.release()
 
     async def _follow(self, send: Send, disconnected: asyncio.Future[None]) -> None:
         batches = follow_session(
@@ -272,16 +244,6 @@ class ChunkStreamResponse(Response):
                 async for batch in batches:
                     body = b"".join(map(self._encoder.encode, batch)) if batch else PING_LINE
                     if body:
-                        await _send_body(send, body)
+                        await send_body(send, body)
         except RagServiceError as error:
-            await _send_body(send, self._encoder.encode_error(error))
-
-
-async def _send_body(send: Send, chunk: bytes) -> None:
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    with contextlib.suppress(OSError):
-        while (await receive())["type"] != "http.disconnect":
-            pass
+            await send_body(send, self._encoder.encode_error(error))

@@ -33,11 +33,12 @@ SSE_HEADERS = {
 _BATCH_EVENTS = 64
 
 
-class SseResponse(Response):
-    """Streams ``session`` from ``after_seq + 1`` to its end; detaches its reader when done.
+class SessionResponse(Response):
+    """The lifecycle every reader of a session shares: start the response, watch for the
+    client's disconnect, write what ``_follow`` produces, and detach the reader exactly once.
 
-    The reader must already be attached (``StreamRegistry.open``/``attach``); this response owns
-    it from construction on and releases it exactly once.
+    The reader must already be attached (``StreamRegistry.open``/``attach``); the response owns
+    it from construction on. Subclasses write the body in ``_follow``.
     """
 
     media_type = "text/event-stream"
@@ -47,17 +48,14 @@ class SseResponse(Response):
         session: StreamSession,
         registry: StreamRegistry,
         *,
-        after_seq: int,
-        opening: bytes,
         ping_interval_s: float,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.status_code = 200
         self.background = None
-        self.init_headers(SSE_HEADERS)
+        self.init_headers(SSE_HEADERS | (headers or {}))
         self._session = session
         self._registry = registry
-        self._after_seq = after_seq
-        self._opening = opening
         self._ping_interval_s = ping_interval_s
         self._released = False
 
@@ -68,10 +66,9 @@ class SseResponse(Response):
             self._registry.detach(self._session)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
+        disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await _send_body(send, self._opening)
             await self._follow(send, disconnected)
             if not disconnected.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -82,6 +79,27 @@ class SseResponse(Response):
             self.release()
 
     async def _follow(self, send: Send, disconnected: asyncio.Future[None]) -> None:
+        raise NotImplementedError
+
+
+class SseResponse(SessionResponse):
+    """Streams ``session`` from ``after_seq + 1`` to its end as the native SSE events."""
+
+    def __init__(
+        self,
+        session: StreamSession,
+        registry: StreamRegistry,
+        *,
+        after_seq: int,
+        opening: bytes,
+        ping_interval_s: float,
+    ) -> None:
+        super().__init__(session, registry, ping_interval_s=ping_interval_s)
+        self._after_seq = after_seq
+        self._opening = opening
+
+    async def _follow(self, send: Send, disconnected: asyncio.Future[None]) -> None:
+        await send_body(send, self._opening)
         session = self._session
         after_seq = self._after_seq
         while not disconnected.done():
@@ -89,7 +107,7 @@ class SseResponse(Response):
                 return  # fell out of the replay window; a resume from here answers 404
             chunk, after_seq = session.read(after_seq, _BATCH_EVENTS)
             if chunk:
-                await _send_body(send, chunk)
+                await send_body(send, chunk)
                 continue
             if session.finished:
                 return
@@ -100,14 +118,14 @@ class SseResponse(Response):
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if not done:
-                await _send_body(send, PING)
+                await send_body(send, PING)
 
 
-async def _send_body(send: Send, chunk: bytes) -> None:
+async def send_body(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
     with contextlib.suppress(OSError):
         while (await receive())["type"] != "http.disconnect":
             pass
