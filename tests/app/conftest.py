@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.app import Components, create_app
-from rag_service.settings import ChromaSettings, IngestSettings, Settings
+from rag_service.settings import ChromaSettings, IngestSettings, Settings, StreamSettings
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.ingest.catalogs import product, write_policy, write_products
@@ -35,7 +36,7 @@ class Service:
     settings: Settings
 
 
-def app_settings(tmp_path: Path) -> Settings:
+def app_settings(tmp_path: Path, **stream: Any) -> Settings:
     catalog_dir = tmp_path / "catalogs"
     write_products(catalog_dir / "products.jsonl", [product(i) for i in range(12)])
     write_policy(catalog_dir / "returns.md")
@@ -47,6 +48,7 @@ def app_settings(tmp_path: Path) -> Settings:
         fallback_context_file=fallback,
         api_keys=[SecretStr(CLIENT_KEY)],
         admin_api_key=SecretStr(ADMIN_KEY),
+        stream=StreamSettings.model_validate(stream),
     )
 
 

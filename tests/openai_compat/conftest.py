@@ -13,27 +13,20 @@ import httpx
 import openai
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
-from rag_service.api.auth import client_principal
-from rag_service.api.openai_routes import openai_router
 from rag_service.app import Components, create_app
 from rag_service.settings import (
-    ChromaSettings,
     IngestSettings,
     Settings,
-    StreamSettings,
 )
+from tests.app.conftest import ANSWER, CLIENT_KEY, app_settings
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
-from tests.ingest.catalogs import product, write_policy, write_products
 from tests.live_server import live_server
 
-ANSWER = ["The ", "Tents model 0 ", "costs 50.00 EUR."]
 QUESTION = "How much is the Tents model 0?"
-CLIENT_KEY = "client-key-1"
 SDK_TIMEOUT_S = 10.0
 
 
@@ -54,33 +47,6 @@ class LiveService:
         return httpx.AsyncClient(base_url=self.url, timeout=SDK_TIMEOUT_S)
 
 
-def app_settings(tmp_path: Path, **stream: Any) -> Settings:
-    catalog_dir = tmp_path / "catalogs"
-    write_products(catalog_dir / "products.jsonl", [product(i) for i in range(12)])
-    write_policy(catalog_dir / "returns.md")
-    fallback = tmp_path / "fallback.md"
-    fallback.write_text("FALLBACK: call support at +49 30 1234567.")
-    return Settings(
-        chroma=ChromaSettings(path=tmp_path / "chroma", collection="openai"),
-        ingest=IngestSettings(catalog_dir=catalog_dir),
-        fallback_context_file=fallback,
-        api_keys=[SecretStr(CLIENT_KEY)],
-        stream=StreamSettings(**stream),
-    )
-
-
-def mount_openai(app: FastAPI, settings: Settings) -> None:
-    """Mount the facade unless ``create_app`` already does (once the lead has wired it)."""
-    if any(getattr(route, "path", None) == "/v1/chat/completions" for route in app.routes):
-        return
-    app.include_router(
-        openai_router(
-            get_deps=lambda request: request.app.state.stream_deps,
-            principal=client_principal(settings.api_keys),
-        )
-    )
-
-
 @asynccontextmanager
 async def running_service(tmp_path: Path, **stream: Any) -> AsyncIterator[LiveService]:
     settings = app_settings(tmp_path, **stream)
@@ -89,7 +55,6 @@ async def running_service(tmp_path: Path, **stream: Any) -> AsyncIterator[LiveSe
     IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
     upstream = ScriptedUpstream(script=answer_script(ANSWER))
     app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
-    mount_openai(app, settings)
     async with app.router.lifespan_context(app), live_server(app) as url:
         yield LiveService(url, app, upstream, settings)
 
@@ -104,10 +69,6 @@ async def service(tmp_path: Path) -> AsyncIterator[LiveService]:
 async def sdk(service: LiveService) -> AsyncIterator[openai.AsyncOpenAI]:
     async with service.sdk() as client:
         yield client
-
-
-def client_auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {CLIENT_KEY}"}
 
 
 def user_turn(text: str = QUESTION) -> list[Any]:

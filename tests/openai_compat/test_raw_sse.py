@@ -11,14 +11,9 @@ import httpx
 
 from rag_service.errors import UpstreamRejected
 from rag_service.upstream_events import Failed, Resumed, RetryNotice, TextDelta
+from tests.app.conftest import client_auth
 from tests.fakes.upstream import Hold, Pause, Step, completed
-from tests.openai_compat.conftest import (
-    ANSWER,
-    LiveService,
-    client_auth,
-    running_service,
-    user_turn,
-)
+from tests.openai_compat.conftest import ANSWER, LiveService, running_service, user_turn
 from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
 
 ID = re.compile(r"(?P<stream>[A-Za-z0-9_-]{16,64}):(?P<seq>[0-9]+)")
