@@ -1,26 +1,41 @@
-"""The live catalog version, asked of the store at most once per interval.
+"""The live catalog version, kept up to date by a background task, never asked on a request.
 
-Every request needs to know whether its cached context still belongs to the live catalog, but a
-store round trip per request would defeat the cache. So the version is remembered and asked
-again only when the interval has passed; requests arriving while a check runs share it. A check
-that fails (store down, too slow) keeps the remembered version: a cached context is better than
-none, and retrieval would fail against the same store anyway.
+Every request needs to know whether its cached context still belongs to the live catalog. Asking
+the store on the request path (even once a second) puts a store round trip, its latency and its
+failures into some request's time to first token. So a background task asks the store every
+``interval_s`` and requests only read the last known value (``known``), which costs nothing.
+
+How a new version becomes known:
+
+- an ingest through this process calls ``published(version)``: adopted at once, before the job is
+  reported finished, so the next request already sees it;
+- an ingest by another process (CLI, another host) is noticed by the next background check, within
+  ``interval_s`` (plus the check's own duration);
+- ``wake()`` makes the background task check now instead of at the end of its interval.
+
+A check that fails (store down) or takes longer than ``timeout_s`` keeps the last known version: a
+cached context is better than none, and retrieval would fail against the same store anyway. At most
+one store call runs at a time: a check that timed out leaves its worker thread running, and the
+next check waits for that call instead of starting another thread on a hanging store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from rag_service.errors import VectorStoreUnavailable
 from rag_service.ports import Clock, PassageSearch
-from rag_service.retrieval.single_flight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
+# (version read, publish generation when the read started)
+_Reading = tuple[int, int]
+
 
 class CatalogVersionWatch:
-    """Remembers the live catalog version; re-checks it at most every ``interval_s``."""
+    """Remembers the live catalog version; a background task re-reads it every ``interval_s``."""
 
     def __init__(
         self,
@@ -36,48 +51,131 @@ class CatalogVersionWatch:
         self._timeout_s = timeout_s
         self._version: int | None = None
         self._checked_at: float | None = None
-        self._flight: SingleFlight[str, int | None] = SingleFlight()
+        # Bumped by ``published``: a store read that started before it may predate the publish.
+        self._generation = 0
+        self._probe: asyncio.Task[_Reading] | None = None
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._failing_since: int | None = None  # failure count when the current streak began
         self.checks = 0
         self.failures = 0
 
     @property
     def known(self) -> int | None:
-        """The remembered version without asking the store (None: never learned)."""
+        """The last known version (None: never learned). Never touches the store."""
         return self._version
 
-    def is_due(self) -> bool:
-        if self._flight.is_running("version"):
-            return True
-        return self._checked_at is None or self._clock() - self._checked_at >= self._interval_s
+    @property
+    def checked_at(self) -> float | None:
+        """Clock time of the last check the store answered (None: none yet)."""
+        return self._checked_at
 
-    async def current(self) -> int | None:
-        """The live version, asking the store only when the interval has passed."""
-        if not self.is_due():
-            return self._version
-        return await self._flight.run("version", self._check)
+    @property
+    def running(self) -> bool:
+        """Whether the background task is running."""
+        return self._loop_task is not None and not self._loop_task.done()
 
-    def forget(self) -> None:
-        """Ask the store on the next call (after an ingest swapped the catalog, say)."""
-        self._checked_at = None
+    async def start(self) -> None:
+        """Learn the version now (bounded by ``timeout_s``), then keep it up to date in the
+        background until ``aclose``. Idempotent."""
+        if self._loop_task is not None:
+            return
+        await self._guarded_refresh()
+        self._loop_task = asyncio.get_running_loop().create_task(
+            self._run(), name="catalog-version-watch"
+        )
 
-    async def aclose(self) -> None:
-        await self._flight.aclose()
+    async def refresh(self) -> int | None:
+        """Ask the store now (joining a store call already running); the version known after.
 
-    async def _check(self) -> int | None:
-        # Stamp the attempt first: a failing store is asked again only after the interval too.
-        self._checked_at = self._clock()
+        Never raises for an unavailable or slow store: the last known version stays.
+        """
+        probe = self._probe
+        if probe is None or probe.done():
+            probe = self._probe = asyncio.get_running_loop().create_task(self._read())
+            probe.add_done_callback(_consume_result)
         self.checks += 1
         try:
-            version = await asyncio.wait_for(
-                asyncio.to_thread(self._search.live_version), timeout=self._timeout_s
+            version, generation = await asyncio.wait_for(
+                asyncio.shield(probe), timeout=self._timeout_s
             )
         except (VectorStoreUnavailable, TimeoutError) as error:
-            self.failures += 1
-            logger.warning(
-                "catalog version check failed (%s); keeping version %s", error, self._version
-            )
+            self._failed(error)
             return self._version
+        self._recovered()
+        if generation == self._generation:
+            self._adopt(version, "store")
+        return self._version
+
+    def published(self, version: int) -> None:
+        """This process just published ``version`` (an admin ingest): adopt it at once."""
+        self._generation += 1
+        self._adopt(version, "ingest")
+
+    def wake(self) -> None:
+        """Have the background task check now rather than at the end of its interval."""
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Stop the background task (at shutdown). A store call in a worker thread is left to
+        finish on its own; its result is dropped."""
+        for task in (self._loop_task, self._probe):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self._guarded_refresh()
+
+    async def _guarded_refresh(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # a bug must not end the watch (or start-up): keep the last version
+            self.failures += 1
+            logger.exception("catalog version check crashed; keeping version %s", self._version)
+
+    async def _read(self) -> _Reading:
+        generation = self._generation
+        version = await asyncio.to_thread(self._search.live_version)
+        return version, generation
+
+    def _adopt(self, version: int, source: str) -> None:
+        self._checked_at = self._clock()
         if version != self._version:
-            logger.info("live catalog version is now %s (was %s)", version, self._version)
+            logger.info(
+                "live catalog version is now %s (was %s, from %s)", version, self._version, source
+            )
         self._version = version
-        return version
+
+    def _failed(self, error: Exception) -> None:
+        self.failures += 1
+        if self._failing_since is not None:
+            # Once per streak at warning level: a store that is down would log every interval.
+            logger.debug("catalog version check failed again (%r)", error)
+            return
+        self._failing_since = self.failures - 1
+        logger.warning(
+            "catalog version check failed (%r); keeping version %s until the store answers",
+            error,
+            self._version,
+        )
+
+    def _recovered(self) -> None:
+        if self._failing_since is None:
+            return
+        failed = self.failures - self._failing_since
+        self._failing_since = None
+        logger.info("catalog version check answers again after %d failed checks", failed)
+
+
+def _consume_result(task: asyncio.Task[_Reading]) -> None:
+    # A read whose waiter timed out may fail later, unobserved; asyncio would log it as a bug.
+    if not task.cancelled():
+        task.exception()

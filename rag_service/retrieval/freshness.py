@@ -68,6 +68,7 @@ class ContextStats:
     retrieval_failures: int = 0
     skipped_after_failure: int = 0  # misses answered from the negative cache, no retrieval
     version_checks: int = 0
+    version_check_failures: int = 0  # the store did not answer (the last known version stayed)
     entries: int = 0  # fresh contexts held now
     last_known_entries: int = 0
     in_flight: int = 0  # retrievals running now
@@ -124,8 +125,8 @@ class ContextService:
         Raises only for bad input (``InvalidInput`` from the retriever) or bugs.
         """
         params = self._params(top_k, filters)
-        # Awaits (a store call) only when the check interval has passed; otherwise no yield.
-        live = await self._versions.current()
+        # The last known version: kept current in the background, never a store call here.
+        live = self._versions.known
         cached = self._fresh.get(context_id)
         if not refresh and cached is not None and self._answers(cached, params, live):
             self._stats.hits += 1
@@ -154,13 +155,42 @@ class ContextService:
         return self._fresh.pop(context_id, None) is not None
 
     def invalidate_all(self) -> int:
-        """Drop every fresh context and re-check the catalog version; returns how many."""
+        """Drop every fresh context and have the catalog version checked now; returns how many."""
         self._fresh.expire()
         dropped = len(self._fresh)
         self._fresh.clear()
         self._recent_failures.clear()
-        self._versions.forget()
+        self._versions.wake()
         return dropped
+
+    async def start(self) -> None:
+        """Learn the live catalog version, then keep it current in the background (the app's
+        lifespan calls this; ``aclose`` stops it). Without it, contexts are checked against
+        versions only ``catalog_published`` / ``check_catalog_version`` reported."""
+        await self._versions.start()
+
+    async def check_catalog_version(self) -> int | None:
+        """Ask the store for the live version now; the version known afterwards."""
+        return await self._versions.refresh()
+
+    def catalog_published(self, version: int) -> None:
+        """This process published catalog ``version`` (an admin ingest): contexts of older
+        versions are outdated from the next request on."""
+        self._versions.published(version)
+
+    def check_catalog_soon(self) -> None:
+        """Have the background task check the catalog version now (after a failed ingest, say)."""
+        self._versions.wake()
+
+    @property
+    def catalog_version(self) -> int | None:
+        """The last known live catalog version, without asking the store (None: unknown)."""
+        return self._versions.known
+
+    @property
+    def watching_catalog(self) -> bool:
+        """Whether the background version checks run (between ``start`` and ``aclose``)."""
+        return self._versions.running
 
     def stats(self) -> ContextStats:
         """A snapshot of the counters."""
@@ -168,13 +198,14 @@ class ContextService:
         return dataclasses.replace(
             self._stats,
             version_checks=self._versions.checks,
+            version_check_failures=self._versions.failures,
             entries=len(self._fresh),
             last_known_entries=len(self._last_known),
             in_flight=len(self._flight),
         )
 
     async def aclose(self) -> None:
-        """Cancel retrievals still running (at shutdown)."""
+        """Cancel retrievals still running and stop the version checks (at shutdown)."""
         await self._flight.aclose()
         await self._versions.aclose()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from rag_service.retrieval import ContextService, Retriever
 from rag_service.settings import FreshnessSettings, RetrievalSettings
-from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
+from tests.fakes.retrieval import Gate, HashingEmbedder, InMemoryPassageSearch, ManualClock
 
 FALLBACK_TEXT = "Our shop sells outdoor gear. Opening hours: Mon-Fri 9-18."
 
@@ -70,13 +70,30 @@ async def embedder() -> AsyncIterator[HashingEmbedder]:
     fake.gate.open()
 
 
+class VersionGatedSearch(InMemoryPassageSearch):
+    """The shared fake with a second gate, on ``live_version``, to hold a version check."""
+
+    def __init__(self, embedder: HashingEmbedder) -> None:
+        super().__init__(embedder)
+        self.version_gate = Gate()
+        self.version_error: Exception | None = None  # raised (once) instead of answering
+
+    def live_version(self) -> int:
+        self.version_gate.wait()
+        error, self.version_error = self.version_error, None
+        if error is not None:
+            raise error
+        return super().live_version()
+
+
 @pytest.fixture
-async def store(embedder: HashingEmbedder) -> AsyncIterator[InMemoryPassageSearch]:
-    fake = InMemoryPassageSearch(embedder)
+async def store(embedder: HashingEmbedder) -> AsyncIterator[VersionGatedSearch]:
+    fake = VersionGatedSearch(embedder)
     for doc_id, title, text, category in CATALOG:
         fake.add(doc_id, text, title=title, metadata={"category": category})
     yield fake
     fake.gate.open()
+    fake.version_gate.open()
 
 
 @pytest.fixture
@@ -91,21 +108,27 @@ def retriever(
     return Retriever(embedder, store, retrieval_settings)
 
 
-ServiceFactory = Callable[..., ContextService]
+ServiceFactory = Callable[..., Awaitable[ContextService]]
 
 
 @pytest.fixture
 async def make_service(
     retriever: Retriever, store: InMemoryPassageSearch, clock: ManualClock
 ) -> AsyncIterator[ServiceFactory]:
-    """Builds ContextServices over the shared fakes; closes them at teardown."""
+    """Builds ContextServices over the shared fakes; closes them at teardown.
+
+    Like the app at start-up, a service learns the catalog version once (``learn_version``); it
+    does not run the background checks (``start``), so a test decides when the store is asked.
+    """
     built: list[ContextService] = []
 
-    def factory(
+    async def factory(
         settings: FreshnessSettings | None = None,
         *,
         retriever_: Retriever | None = None,
         version_check_interval_s: float = 1.0,
+        version_check_timeout_s: float = 2.0,
+        learn_version: bool = True,
     ) -> ContextService:
         service = ContextService(
             retriever_ or retriever,
@@ -114,8 +137,11 @@ async def make_service(
             FALLBACK_TEXT,
             clock=clock,
             version_check_interval_s=version_check_interval_s,
+            version_check_timeout_s=version_check_timeout_s,
         )
         built.append(service)
+        if learn_version:
+            await service.check_catalog_version()
         return service
 
     yield factory
@@ -124,5 +150,5 @@ async def make_service(
 
 
 @pytest.fixture
-def service(make_service: ServiceFactory) -> ContextService:
-    return make_service()
+async def service(make_service: ServiceFactory) -> ContextService:
+    return await make_service()

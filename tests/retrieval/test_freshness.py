@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from rag_service.errors import InvalidInput
@@ -9,7 +11,12 @@ from rag_service.ports import ContextResolver, ContextState
 from rag_service.retrieval import ContextService, Retriever
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
-from tests.retrieval.conftest import FALLBACK_TEXT, ServiceFactory
+from tests.retrieval.conftest import (
+    FALLBACK_TEXT,
+    ServiceFactory,
+    VersionGatedSearch,
+    wait_until,
+)
 
 TENT_QUESTION = "Is the two person tent waterproof?"
 BOOTS_QUESTION = "hiking boots sizes"
@@ -76,7 +83,7 @@ async def test_expired_after_the_ttl(
 
 
 async def test_ttl_comes_from_settings(make_service: ServiceFactory, clock: ManualClock) -> None:
-    service = make_service(FreshnessSettings(ttl_seconds=10))
+    service = await make_service(FreshnessSettings(ttl_seconds=10))
     await service.resolve("c1", TENT_QUESTION)
     clock.advance(10.5)
 
@@ -84,13 +91,13 @@ async def test_ttl_comes_from_settings(make_service: ServiceFactory, clock: Manu
 
 
 async def test_new_catalog_version_makes_old_contexts_stale(
-    service: ContextService, store: InMemoryPassageSearch, clock: ManualClock
+    service: ContextService, store: InMemoryPassageSearch
 ) -> None:
     await service.resolve("c1", TENT_QUESTION)
     await service.resolve("c2", BOOTS_QUESTION)
     store.bump_version()
-    clock.advance(1.0)
 
+    assert await service.check_catalog_version() == 2  # what the background task runs
     first = await service.resolve("c1", TENT_QUESTION)
     second = await service.resolve("c2", BOOTS_QUESTION)
 
@@ -99,49 +106,74 @@ async def test_new_catalog_version_makes_old_contexts_stale(
     assert service.stats().retrievals == 4
 
 
-async def test_version_change_is_noticed_only_after_the_check_interval(
+async def test_a_version_change_is_noticed_only_by_a_check(
     service: ContextService, store: InMemoryPassageSearch, clock: ManualClock
 ) -> None:
     await service.resolve("c1", TENT_QUESTION)
     store.bump_version()
-    clock.advance(0.5)
+    clock.advance(60)
 
     resolved = await service.resolve("c1", TENT_QUESTION)
 
     assert (resolved.state, resolved.catalog_version) == (ContextState.fresh, 1)
+    assert service.catalog_version == 1
 
 
-async def test_version_check_is_rate_limited(
+async def test_requests_never_ask_the_store_for_the_version(
     service: ContextService, store: InMemoryPassageSearch, clock: ManualClock
 ) -> None:
+    assert store.live_version_calls == 1  # learned once, as at start-up
     for i in range(50):
         await service.resolve(f"c{i % 5}", TENT_QUESTION)
-    assert store.live_version_calls == 1
+        clock.advance(0.5)
 
-    clock.advance(0.99)
+    assert store.live_version_calls == 1
+    assert service.stats().version_checks == 1
+
+
+async def test_a_published_version_counts_at_once_without_asking_the_store(
+    service: ContextService, store: InMemoryPassageSearch
+) -> None:
     await service.resolve("c1", TENT_QUESTION)
-    assert store.live_version_calls == 1
+    store.bump_version()
 
-    clock.advance(0.01)
-    for _ in range(20):
-        await service.resolve("c1", TENT_QUESTION)
-    assert store.live_version_calls == 2
-    assert service.stats().version_checks == 2
+    service.catalog_published(2)
+    resolved = await service.resolve("c1", TENT_QUESTION)
+
+    assert (resolved.state, resolved.catalog_version) == (ContextState.refreshed, 2)
+    assert store.live_version_calls == 1
 
 
 async def test_failed_version_check_keeps_the_cached_version(
-    service: ContextService, store: InMemoryPassageSearch, clock: ManualClock
+    service: ContextService, store: InMemoryPassageSearch
 ) -> None:
     await service.resolve("c1", TENT_QUESTION)
     store.fail_live_version = True
-    clock.advance(5)
 
+    assert await service.check_catalog_version() == 1
     resolved = await service.resolve("c1", TENT_QUESTION)
 
     assert (resolved.state, resolved.catalog_version) == (ContextState.fresh, 1)
-    # A failing check is not repeated on every request either.
+    stats = service.stats()
+    assert (stats.version_checks, stats.version_check_failures) == (2, 1)
+
+
+async def test_a_hanging_version_check_does_not_hold_up_requests(
+    service: ContextService, store: VersionGatedSearch
+) -> None:
     await service.resolve("c1", TENT_QUESTION)
-    assert store.live_version_calls == 2
+    store.version_gate.close()
+    check = asyncio.create_task(service.check_catalog_version())
+    await wait_until(lambda: store.version_gate.waiting == 1)
+
+    # Completes without yielding to the event loop: nothing on the way awaits the store.
+    coroutine = service.resolve("c1", TENT_QUESTION)
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+
+    assert done.value.value.state is ContextState.fresh
+    store.version_gate.open()
+    assert await check == 1
 
 
 async def test_forced_refresh_retrieves_with_the_new_question(
@@ -235,7 +267,19 @@ async def test_invalidate_all(service: ContextService, store: InMemoryPassageSea
     assert service.invalidate_all() == 2
     assert service.stats().entries == 0
     assert (await service.resolve("c1", TENT_QUESTION)).state is ContextState.refreshed
-    # invalidate_all also re-asks the store for the catalog version.
+
+
+async def test_invalidate_all_has_the_version_checked_now(
+    make_service: ServiceFactory, store: InMemoryPassageSearch
+) -> None:
+    service = await make_service(version_check_interval_s=3600, learn_version=False)
+    await service.start()
+    assert store.live_version_calls == 1
+    store.bump_version()
+
+    service.invalidate_all()
+
+    await wait_until(lambda: service.catalog_version == 2)
     assert store.live_version_calls == 2
 
 
@@ -269,7 +313,7 @@ async def test_embedder_down_serves_stale_too(
 async def test_stale_context_has_a_maximum_age(
     make_service: ServiceFactory, store: InMemoryPassageSearch, clock: ManualClock
 ) -> None:
-    service = make_service(FreshnessSettings(stale_max_age_s=600))
+    service = await make_service(FreshnessSettings(stale_max_age_s=600))
     await service.resolve("c1", TENT_QUESTION)
     clock.advance(601)
     store.fail_search = True
@@ -295,10 +339,11 @@ async def test_store_down_without_history_serves_the_fallback(
 
 
 async def test_fallback_version_is_zero_when_nothing_is_known(
-    service: ContextService, store: InMemoryPassageSearch
+    make_service: ServiceFactory, store: InMemoryPassageSearch
 ) -> None:
     store.fail_search = True
     store.fail_live_version = True
+    service = await make_service()
 
     resolved = await service.resolve("c1", TENT_QUESTION)
 
@@ -309,7 +354,7 @@ async def test_timeout_serves_the_fallback(
     make_service: ServiceFactory, embedder: HashingEmbedder, store: InMemoryPassageSearch
 ) -> None:
     quick = Retriever(embedder, store, RetrievalSettings(timeout_s=0.05))
-    service = make_service(retriever_=quick)
+    service = await make_service(retriever_=quick)
     store.gate.close()
 
     resolved = await service.resolve("c1", TENT_QUESTION)
@@ -403,7 +448,7 @@ async def test_nothing_relevant_does_not_replace_the_last_known_context(
 async def test_cache_size_is_bounded(
     make_service: ServiceFactory, store: InMemoryPassageSearch
 ) -> None:
-    service = make_service(FreshnessSettings(max_entries=2))
+    service = await make_service(FreshnessSettings(max_entries=2))
     await service.resolve("a", TENT_QUESTION)
     await service.resolve("b", TENT_QUESTION)
     await service.resolve("c", TENT_QUESTION)

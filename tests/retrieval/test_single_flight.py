@@ -48,7 +48,7 @@ async def test_concurrent_first_requests_share_one_retrieval(
 
     assert {r.state for r in results} == {ContextState.refreshed}
     assert store.search_calls == 1
-    assert store.live_version_calls == 1
+    assert store.live_version_calls == 1  # the one at start-up; requests never ask
 
 
 async def test_different_context_ids_are_not_merged(
