@@ -12,7 +12,9 @@ history keeps only the most recent turns that fit. Message layout:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+
+from cachetools import LRUCache
 
 from rag_service.ports import ContextState, Passage, ResolvedContext
 from rag_service.upstream_events import ChatMessage, ChatRequest
@@ -41,6 +43,8 @@ DEFAULT_MAX_HISTORY_MESSAGES = 10
 _MIN_CUT_SHARE = 0.5
 _DELIMITER_PATTERN = re.compile(r"<\s*(/?)\s*context\s*>", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+# Distinct contexts whose system message is kept for sharing (~4-7 KB each at the default budget).
+DEFAULT_SHARED_PROMPTS = 1024
 
 
 def build_chat_request(
@@ -57,21 +61,113 @@ def build_chat_request(
     ``char_budget`` bounds the text between the context delimiters. ``system`` messages in
     ``history`` are dropped (clients must not replace the instructions), and so is a trailing
     user message equal to ``query`` (OpenAI-style clients send the question inside the history).
+    The service uses ``ChatRequestBuilder``, which builds the same request but shares the system
+    message between requests grounded in the same passages.
     """
+    return assemble_chat_request(
+        system_message(context, char_budget),
+        query,
+        history,
+        history_char_budget=history_char_budget,
+        max_history_messages=max_history_messages,
+    )
+
+
+def system_message(context: ResolvedContext, char_budget: int) -> ChatMessage:
+    """The instructions and the delimited context block: everything the question does not change."""
     instructions = INSTRUCTIONS
     if context.state is ContextState.fallback:
         instructions = f"{INSTRUCTIONS} {FALLBACK_NOTE}"
     body = context_block(context, char_budget) or _truncate(NO_CONTEXT_TEXT, char_budget)
-    system = f"{instructions}\n\n{CONTEXT_OPEN}\n{body}\n{CONTEXT_CLOSE}"
+    return ChatMessage(
+        role="system", content=f"{instructions}\n\n{CONTEXT_OPEN}\n{body}\n{CONTEXT_CLOSE}"
+    )
+
+
+def assemble_chat_request(
+    system: ChatMessage,
+    query: str,
+    history: Sequence[ChatMessage],
+    *,
+    history_char_budget: int = DEFAULT_HISTORY_CHAR_BUDGET,
+    max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
+) -> ChatRequest:
+    """``system``, then the recent turns that fit, then the question."""
     turns = recent_turns(
         history, query, char_budget=history_char_budget, max_messages=max_history_messages
     )
-    messages = (
-        ChatMessage(role="system", content=system),
-        *turns,
-        ChatMessage(role="user", content=query),
-    )
-    return ChatRequest(messages=messages)
+    return ChatRequest(messages=(system, *turns, ChatMessage(role="user", content=query)))
+
+
+class ChatRequestBuilder:
+    """``build_chat_request`` that shares one system message among requests on the same context.
+
+    A stream holds its request for its whole life (retries resend it), and the system message is
+    most of it (instructions + a context block of up to ``char_budget`` characters). Thousands of
+    streams grounded in the same few fresh contexts would each hold an equal copy; this keeps one
+    per distinct context in a bounded LRU, keyed by everything the message is rendered from
+    (``system_key``), so a refreshed context can never be answered with an older message.
+    Implements ``rag_service.streaming.answer.PromptBuilder``; used from the event loop only.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_SHARED_PROMPTS,
+        history_char_budget: int = DEFAULT_HISTORY_CHAR_BUDGET,
+        max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
+    ) -> None:
+        self._messages: LRUCache[Hashable, ChatMessage] = LRUCache(maxsize=max_entries)
+        self._history_char_budget = history_char_budget
+        self._max_history_messages = max_history_messages
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(
+        self,
+        context: ResolvedContext,
+        query: str,
+        history: Sequence[ChatMessage],
+        *,
+        char_budget: int,
+    ) -> ChatRequest:
+        return assemble_chat_request(
+            self.system_message(context, char_budget),
+            query,
+            history,
+            history_char_budget=self._history_char_budget,
+            max_history_messages=self._max_history_messages,
+        )
+
+    def __len__(self) -> int:
+        """Distinct system messages held now."""
+        return len(self._messages)
+
+    def system_message(self, context: ResolvedContext, char_budget: int) -> ChatMessage:
+        """``system_message(context, char_budget)``, the same object for an equal context."""
+        key = system_key(context, char_budget)
+        message = self._messages.get(key)
+        if message is None:
+            self.misses += 1
+            message = self._messages[key] = system_message(context, char_budget)
+        else:
+            self.hits += 1
+        return message
+
+
+def system_key(context: ResolvedContext, char_budget: int) -> Hashable:
+    """Everything ``system_message`` renders from: equal keys give equal messages.
+
+    Passages go in whole and in their given order (not only the parts shown today), so a change
+    to how passages are rendered cannot make two different prompts share a key. ``metadata`` is
+    left out (it is unhashable and not rendered); render it and it must join the key.
+    """
+    if context.state is ContextState.fallback:
+        return ("fallback", char_budget, context.fallback_text)
+    if not context.passages:
+        return ("empty", char_budget, context.fallback_text)
+    passages = tuple((p.id, p.doc_id, p.title, p.text, p.score) for p in context.passages)
+    return ("passages", char_budget, passages)
 
 
 def context_block(context: ResolvedContext, char_budget: int) -> str:
