@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +33,11 @@ from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
-from rag_service.ingest_jobs import IngestJobs, IngestOptions
+from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector
 from rag_service.ports import ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import embedder_check, store_check, upstream_report
-from rag_service.retrieval import ContextService, Retriever, build_chat_request
+from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
 from rag_service.settings import Settings
 from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.registry import StreamRegistry
@@ -135,9 +135,13 @@ async def _build_graph(
         _fallback_text(settings.fallback_context_file),
     )
     stack.push_async_callback(contexts.aclose)
+    await contexts.start()  # learns the catalog version, then re-checks it in the background
     streams = StreamRegistry(settings.stream, max_sessions=settings.stream.max_sessions)
     stack.push_async_callback(streams.close)
-    jobs = IngestJobs(_ingest_runner(settings, store, embedder, owns_store))
+    jobs = IngestJobs(
+        _ingest_runner(settings, store, embedder, owns_store),
+        on_finished=_tell_contexts(contexts),
+    )
     stack.push_async_callback(jobs.wait)
     registry.register(ServiceCollector(streams.stats, contexts.stats, lambda: _safe_version(store)))
     app.state.stream_deps = StreamDeps(
@@ -145,7 +149,7 @@ async def _build_graph(
         upstream=upstream,
         registry=streams,
         settings=settings,
-        build_request=build_chat_request,
+        build_request=ChatRequestBuilder(),
     )
     app.state.admin_deps = AdminDeps(settings=settings, jobs=jobs, catalog=store, contexts=contexts)
     app.state.health_deps = HealthDeps(
@@ -182,6 +186,19 @@ def _ingest_runner(
             )
 
     return run
+
+
+def _tell_contexts(contexts: ContextService) -> Callable[[IngestJob], None]:
+    """After an admin ingest: the version it published counts from the next request on."""
+
+    def finished(job: IngestJob) -> None:
+        report = job.report or {}
+        if report.get("published"):
+            contexts.catalog_published(int(report["version_after"]))
+        elif job.status == "failed":  # it may have failed after publishing: look now
+            contexts.check_catalog_soon()
+
+    return finished
 
 
 def _fallback_text(path: Path) -> str:

@@ -1,0 +1,71 @@
+"""The app's retrieval wiring: background catalog-version checks and shared system prompts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ingest.pipeline import IngestPipeline
+from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.app import Components, create_app
+from rag_service.retrieval import ContextService
+from rag_service.settings import IngestSettings
+from tests.app.conftest import ANSWER, Service, app_settings
+from tests.app.test_app import ask
+from tests.fakes.retrieval import HashingEmbedder
+from tests.fakes.upstream import ScriptedUpstream, answer_script
+from tests.ingest.catalogs import product, write_products
+from tests.retrieval.conftest import wait_until
+
+
+def contexts_of(service: Service) -> ContextService:
+    resolver = service.app.state.stream_deps.resolver
+    assert isinstance(resolver, ContextService)
+    return resolver
+
+
+async def test_the_version_is_known_before_the_first_request(service: Service) -> None:
+    contexts = contexts_of(service)
+
+    assert (contexts.catalog_version, contexts.watching_catalog) == (1, True)
+
+
+async def test_an_ingest_by_another_process_is_noticed_in_the_background(service: Service) -> None:
+    await ask(service)
+    catalog = service.settings.ingest.catalog_dir / "products.jsonl"
+    write_products(catalog, [product(i) for i in range(12)] + [product(99)])
+    pipeline = IngestPipeline(service.store, service.embedder, IngestSettings())
+    # Not through /admin/ingest: only the background check can learn about this one.
+    report = await asyncio.to_thread(pipeline.run, [service.settings.ingest.catalog_dir])
+    assert (report.published, report.version_after) == (True, 2)
+
+    await wait_until(lambda: contexts_of(service).catalog_version == 2)
+
+    after = (await ask(service))[0].json()["context"]
+    assert (after["state"], after["catalog_version"]) == ("refreshed", 2)
+
+
+async def test_streams_on_one_context_share_the_system_message(service: Service) -> None:
+    for _ in range(3):
+        await ask(service, context="shared-ctx")
+    await ask(service, context="shared-ctx", query="And the boots?")
+
+    systems = [request.messages[0] for request in service.upstream.requests]
+    assert len(systems) == 4
+    assert all(system is systems[0] for system in systems)
+    assert [r.messages[-1].content for r in service.upstream.requests][-1] == "And the boots?"
+
+
+async def test_shutdown_stops_the_background_checks(tmp_path: Path) -> None:
+    settings = app_settings(tmp_path)
+    embedder = HashingEmbedder(64)
+    store = ChromaStore.open(settings.chroma)
+    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
+    upstream = ScriptedUpstream(script=answer_script(ANSWER))
+    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
+
+    async with app.router.lifespan_context(app):
+        contexts = app.state.stream_deps.resolver
+        assert contexts.watching_catalog
+
+    assert not contexts.watching_catalog
