@@ -30,12 +30,12 @@ from rag_service.errors import (
     UpstreamRetryable,
 )
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
+from rag_service.upstream.asyncio_transport import AsyncioHTTPTransport
 from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
-from rag_service.upstream.transport import ShardedTransport
 from rag_service.upstream.wire import CompletionChunk, stream_completion
 from rag_service.upstream_events import (
     ChatRequest,
@@ -112,7 +112,7 @@ class OpenAICompatibleUpstream:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout,
-            transport=ShardedTransport(max_connections=settings.max_connections),
+            transport=AsyncioHTTPTransport(max_connections=settings.max_connections),
         )
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
         self._secret = settings.api_key.get_secret_value()

@@ -1,0 +1,407 @@
+"""One HTTP/1.1 client connection as an ``asyncio.Protocol`` (see ``asyncio_transport``).
+
+The connection carries one exchange at a time. httptools' C parser calls back into it from
+``data_received``; body bytes are appended to a list and the single waiting reader, if any, is
+woken. Every waiter is a plain future resolved with ``None``: failures are kept in ``_error`` and
+raised by the waiting side, so a failure nobody waits for never logs "exception never retrieved".
+
+The read timeout (httpx's: the longest wait for the next bytes) is one timer per exchange that
+re-arms itself from the time of the last read, so an arriving chunk costs one attribute store
+instead of arming and cancelling a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import httptools
+import httpx
+
+PoolKey = tuple[str, str, int]
+Release = Callable[["Http11Connection", PoolKey], None]
+
+# Body bytes held for a reader that does not keep up before the socket stops being read.
+_HIGH_WATER_BYTES = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class StaleConnection(Exception):
+    """A reused connection closed before any byte of the answer: safe to send again."""
+
+
+class Http11Connection(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_body",
+        "_body_bytes",
+        "_close_delimited",
+        "_complete",
+        "_drain",
+        "_error",
+        "_got_bytes",
+        "_head_done",
+        "_headers",
+        "_keep_alive",
+        "_last_read",
+        "_loop",
+        "_lost",
+        "_on_lost",
+        "_parser",
+        "_read_paused",
+        "_read_timeout",
+        "_reason",
+        "_status",
+        "_transport",
+        "_used",
+        "_waiter",
+        "_watchdog",
+        "key",
+    )
+
+    def __init__(self, *, on_lost: Callable[[Http11Connection], None]) -> None:
+        self.key: PoolKey | None = None
+        self._on_lost = on_lost
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._lost = False
+        self._used = False
+        self._drain: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._reset_exchange(None)
+
+    def _reset_exchange(self, read_timeout: float | None) -> None:
+        self._active = False
+        self._status = 0
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._close_delimited = False
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._read_paused = False
+        self._complete = False
+        self._keep_alive = False
+        self._got_bytes = False
+        self._error: httpx.TransportError | StaleConnection | None = None
+        self._read_timeout = read_timeout
+        self._last_read = 0.0
+
+    @property
+    def reusable(self) -> bool:
+        """The last exchange ended cleanly and the server keeps the connection open."""
+        return self._complete and self._keep_alive and not self._lost and self._error is None
+
+    # -- the exchange (called by the transport and the response body) ----------------------------
+
+    async def connect(
+        self,
+        key: PoolKey,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout_s: float | None,
+        request: httpx.Request,
+    ) -> None:
+        self.key = key
+        _, host, port = key
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                await self._loop.create_connection(
+                    lambda: self,
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=host if ssl_context is not None else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"no connection to {host}:{port} in time", request=request
+            ) from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
+
+    async def exchange(
+        self,
+        request: httpx.Request,
+        write_timeout: float | None,
+        read_timeout: float | None,
+        release: Release,
+    ) -> httpx.Response:
+        """Send ``request`` and wait for the answer's head; the body is read from the response."""
+        reused, self._used = self._used, True
+        self._reset_exchange(read_timeout)
+        self._active = True
+        try:
+            await self._write_request(request, write_timeout, reused)
+            self._arm_watchdog()
+            while not self._head_done:
+                self._raise_error(reused)
+                await self._wait()
+        except BaseException:
+            self.close()
+            raise
+        body = _ResponseBody(self, release, request)
+        return httpx.Response(
+            self._status,
+            headers=self._headers,
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
+            request=request,
+        )
+
+    def take_body(self) -> bytes:
+        body = self._body
+        if not body:
+            return b""
+        data = body[0] if len(body) == 1 else b"".join(body)
+        self._body = []
+        self._body_bytes = 0
+        if self._read_paused and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    @property
+    def body_complete(self) -> bool:
+        return self._complete
+
+    def raise_body_error(self, request: httpx.Request) -> None:
+        error = self._error
+        if error is None:
+            return
+        if isinstance(error, StaleConnection):  # after the head arrived this cannot be stale
+            raise httpx.RemoteProtocolError(str(error), request=request)
+        raise error
+
+    async def wait_body(self) -> None:
+        await self._wait()
+
+    def end_exchange(self) -> None:
+        """The response was closed; an unfinished body makes the connection unusable."""
+        self._active = False
+        self._cancel_watchdog()
+        if not self._complete:
+            self.close()
+
+    def close(self) -> None:
+        self._cancel_watchdog()
+        if self._transport is not None and not self._lost:
+            self._transport.close()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted any more
+            return
+        self._last_read = self._loop.time()
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response from upstream: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._cancel_watchdog()
+        if self._active and not self._complete and self._error is None:
+            if self._head_done and self._close_delimited:
+                self._complete = True  # the end of the connection is the end of this body
+            elif not self._got_bytes:
+                self._error = StaleConnection("the server closed the connection without answering")
+            else:
+                self._error = httpx.RemoteProtocolError(
+                    "the server closed the connection in the middle of the answer"
+                )
+        self._wake()
+        self._wake_drain()
+        self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        self._drain = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_drain()
+
+    # -- httptools callbacks ----------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if self._status < 200:
+            return  # an interim answer (100 Continue): the real head follows
+        self._keep_alive = self._parser.should_keep_alive()
+        self._close_delimited = self._status not in _NO_BODY_STATUSES and not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
+        self._head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._body_bytes += len(body)
+        if self._body_bytes > _HIGH_WATER_BYTES and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:  # the end of an interim answer
+            self._headers = []
+            self._reason = b""
+            return
+        self._complete = True
+        self._cancel_watchdog()
+        self._wake()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    async def _write_request(
+        self, request: httpx.Request, write_timeout_s: float | None, reused: bool
+    ) -> None:
+        head = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+        for name, value in request.headers.raw:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        self._write(b"".join(head), reused)
+        async for part in _body_parts(request):
+            if chunked and part:
+                part = b"%x\r\n%b\r\n" % (len(part), part)
+            self._write(part, reused)
+            await self._drained(write_timeout_s, request)
+        if chunked:
+            self._write(b"0\r\n\r\n", reused)
+
+    def _write(self, data: bytes, reused: bool) -> None:
+        if self._lost or self._transport is None or self._transport.is_closing():
+            if reused and not self._got_bytes:
+                raise StaleConnection("the pooled connection was closed by the server")
+            raise httpx.WriteError("the upstream connection closed while sending the request")
+        if data:
+            self._transport.write(data)
+
+    async def _drained(self, write_timeout_s: float | None, request: httpx.Request) -> None:
+        drain = self._drain
+        if drain is None or drain.done():
+            return
+        try:
+            async with asyncio.timeout(write_timeout_s):
+                await drain
+        except TimeoutError:
+            raise httpx.WriteTimeout(
+                "the upstream did not take the request in time", request=request
+            ) from None
+
+    def _raise_error(self, reused: bool) -> None:
+        error = self._error
+        if error is None:
+            return
+        if isinstance(error, StaleConnection) and not reused:
+            raise httpx.RemoteProtocolError("the server closed the connection without answering")
+        raise error
+
+    async def _wait(self) -> None:
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _fail(self, error: httpx.TransportError) -> None:
+        if self._error is None and not self._complete:
+            self._error = error
+        self._cancel_watchdog()
+        self._wake()
+
+    def _arm_watchdog(self) -> None:
+        timeout = self._read_timeout
+        if timeout is not None and not self._complete:
+            self._last_read = self._loop.time()
+            self._watchdog = self._loop.call_later(timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._watchdog = None
+        timeout = self._read_timeout
+        if timeout is None or self._complete or self._lost or not self._active:
+            return
+        idle = self._loop.time() - self._last_read
+        if idle < timeout or self._read_paused:  # a paused socket waits for our reader, not theirs
+            self._watchdog = self._loop.call_later(max(timeout - idle, 0.001), self._check_stall)
+            return
+        self._fail(httpx.ReadTimeout(f"no bytes from the upstream for {timeout:g} s"))
+        self.close()
+
+    def _cancel_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """The body of one response; closing it ends the exchange and returns the connection."""
+
+    __slots__ = ("_closed", "_connection", "_release", "_request")
+
+    def __init__(
+        self, connection: Http11Connection, release: Release, request: httpx.Request
+    ) -> None:
+        self._connection = connection
+        self._release = release
+        self._request = request
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while True:
+            data = connection.take_body()
+            if data:
+                yield data
+                continue
+            if connection.body_complete:
+                return
+            connection.raise_body_error(self._request)
+            await connection.wait_body()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        connection = self._connection
+        connection.end_exchange()
+        assert connection.key is not None
+        self._release(connection, connection.key)
+
+
+async def _body_parts(request: httpx.Request) -> AsyncIterator[bytes]:
+    stream = request.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise httpx.LocalProtocolError(
+            "a synchronous request body on an async transport", request=request
+        )
+    async for part in stream:
+        yield part
