@@ -4,23 +4,27 @@
     .venv/bin/python -m bench.concurrency --quick    # 100, 300 streams
     .venv/bin/python -m bench.concurrency --levels 2000 --profile   # cProfile the service
 
-Per level, three fresh processes share the machine: the fault-injecting upstream
-(``bench.stream_children upstream``: first token after 200 ms, then one token every 200 ms, i.e.
-5 tokens/s per stream), the service (``create_app`` under uvicorn + uvloop with the real embedder
-and an embedded Chroma store holding the sample catalog) and the load client
-(``bench.sse_load_client``: raw asyncio sockets). The client first asks once per contextId (10 of
-them), so every measured stream is served from the freshness cache (state ``fresh``): retrieval
-cost is not what this measures. Then it opens the level's streams at ``RAMP_RATE`` per second.
-Answers are long enough that all streams of a level are open at once for ``PLATEAU_S`` seconds.
+Per level, three fresh processes share the machine: the token upstream
+(``bench.stream_children token-upstream``, i.e. ``bench/token_upstream.py``: first token after
+200 ms, then one every 200 ms, i.e. 5 tokens/s per stream, with the fault upstream's answer
+texts), the service (``create_app`` under uvicorn + uvloop with the real embedder and an embedded
+Chroma store holding the sample catalog) and the load client (``bench.sse_load_client``: raw
+asyncio sockets). The token upstream needs about 15 µs of CPU per token; ``FaultUpstream`` (36-46
+µs) would take more than a core from the service at 5,000 streams (25,000 tokens/s).
+The client first asks once per contextId (10 of them), so every measured stream is served from
+the freshness cache (state ``fresh``): retrieval cost is not what this measures. Then it opens
+the level's streams at ``RAMP_RATE`` per second. Answers are long enough that all streams of a
+level are open at once for ``PLATEAU_S`` seconds.
 
 Figures: streams completed with the exact answer; the *added inter-token latency* (gap between
 two consecutive ``delta`` events at the client minus the upstream's 200 ms) over all gaps and over
 the plateau; the event-loop lag of each process (a late 10 ms timer: on the upstream it is the
 upstream's own share of a late token); memory per stream = (median service VmRSS during the
-plateau - VmRSS after warm-up) / streams; CPU cores used by each process. A level that clearly
-fails is stopped early by the load client (5 % of its streams failed, or waited over 10 s for
-their first token) and reported as failed, as is one with lost streams or a p99 added latency
-over ``FAILED_P99_MS``; the next level still runs.
+plateau - VmRSS after warm-up) / streams; CPU cores used by each process (and the upstream's
+per delta: it must not be what is measured). A level that clearly fails is
+stopped early by the load client (5 % of its streams failed, or waited over 10 s for their first
+token) and reported as failed, as is one with lost streams or a p99 added latency over
+``FAILED_P99_MS``; the next level still runs.
 """
 
 from __future__ import annotations
@@ -159,7 +163,7 @@ def run(
 async def run_level(
     plan: LevelPlan, store: Path, work: Path, profile: Path | None, *, gc_freeze: bool = False
 ) -> dict[str, Any]:
-    upstream_args = ["upstream", "--words", str(plan.words)]
+    upstream_args = ["token-upstream", "--words", str(plan.words)]
     upstream_args += [
         "--first-token-ms",
         str(INTER_TOKEN_MS),
@@ -225,6 +229,8 @@ async def _drive_client(
     # All the service's CPU during the run (stream setup included) per delta it delivered.
     service_cpu_s = cpu_after["service"] - cpu_before["service"]
     report["service_us_per_delta"] = round(service_cpu_s / max(1, report["deltas"]) * 1e6, 1)
+    upstream_cpu_s = cpu_after["upstream"] - cpu_before["upstream"]
+    report["upstream_us_per_delta"] = round(upstream_cpu_s / max(1, report["deltas"]) * 1e6, 1)
     report.update(_memory(report, sampler, idle_kb, plan.streams))
     return report
 
@@ -314,6 +320,10 @@ def render_markdown(result: ConcurrencyResult) -> str:
         for lvl in result.levels
     )
     lines.append(f"- 1-minute load average at each level's start → end: {loads}.")
+    upstream = ", ".join(
+        f"{lvl['streams']:,}: {lvl['upstream_us_per_delta']}" for lvl in result.levels
+    )
+    lines.append(f"- upstream CPU µs per delta delivered (whole run): {upstream}.")
     lines.append(
         "- (est.): a level without a plateau (not every stream open at once) has no real "
         "per-stream figure; shown is (peak RSS - idle) / most streams open at once."
@@ -342,9 +352,11 @@ def _notes() -> list[str]:
     return [
         "3 processes (upstream, service, load client) on the same machine: on 2 cores they "
         "compete for CPU, so the CPU column shows who used what.",
-        f"upstream: first token after {INTER_TOKEN_MS:g} ms, then 1 token per "
-        f"{INTER_TOKEN_MS:g} ms per stream; streams opened at {RAMP_RATE:g}/s; answers long "
-        "enough that every stream of a level is open at once for the plateau.",
+        f"upstream (`bench/token_upstream.py`): first token after {INTER_TOKEN_MS:g} ms (up "
+        f"to 1 ms later), then 1 token per {INTER_TOKEN_MS:g} ms per stream, from one 1 ms "
+        "ticker for all streams over keep-alive connections (FaultUpstream, used before, cost "
+        f"36-46 µs of CPU per token); streams opened at {RAMP_RATE:g}/s; answers long enough "
+        "that every stream of a level is open at once for the plateau.",
         f"every measured stream is served from the freshness cache (state `fresh`, {CONTEXTS} "
         "contextIds each asked once before): retrieval cost is not measured here.",
         "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level: the default (1000) "

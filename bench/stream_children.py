@@ -1,13 +1,20 @@
 """The child processes of the streaming benchmarks: the loopback upstream and the service.
 
     python -m bench.stream_children upstream --words 30 --first-token-ms 50 --inter-token-ms 200
+    python -m bench.stream_children token-upstream --words 60 [--tick-ms 1]  # 200 ms pacing
     python -m bench.stream_children service [--profile FILE]     # settings from RAG_* env
+
+``upstream`` is the fault-injecting ``FaultUpstream`` (one request per connection, 36-46 µs of
+CPU per token; the TTFT benchmark uses it). ``token-upstream`` is ``bench.token_upstream``: the
+same answers, keep-alive, one ticker for all streams, about 15 µs per token; the concurrency
+benchmark uses it so that 25,000 tokens/s leave the service its share of the two cores.
 
 Each child runs on uvloop in its own process, so the benchmark client, the upstream and the
 service never share an event loop (or a GIL). A child prints ``READY <port>`` on stdout once it
 accepts connections (the service: once its lifespan, model load included, has completed) and, when
 stopped with SIGTERM, one ``STATS <json>`` line: the lateness of a 10 ms timer on its event loop
-(how late a sleeping stream would wake up there) and its CPU seconds.
+(how late a sleeping stream would wake up there) and its CPU seconds; the upstreams add their
+chat request count and most connections open at once, the token upstream its tokens sent.
 
 The service child is ``rag-service serve`` minus the access log: the same ``create_app(Settings())``
 served by uvicorn with uvloop and httptools. ``--gc-freeze`` (a diagnostic, off by default) moves
@@ -123,6 +130,33 @@ async def serve_upstream(words: int, first_token_s: float, inter_token_s: float)
     print(_stats_line(probe, extra), flush=True)
 
 
+async def serve_token_upstream(
+    words: int, first_token_s: float, inter_token_s: float, tick_s: float
+) -> None:
+    from bench.token_upstream import TokenUpstream
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    probe = LagProbe()
+    upstream = TokenUpstream(
+        words=words, first_token_s=first_token_s, inter_token_s=inter_token_s, tick_s=tick_s
+    )
+    await upstream.start()
+    probe.start()
+    print(f"READY {upstream.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await probe.stop()
+        await upstream.stop()
+    extra = {
+        "requests": upstream.chat_requests,
+        "max_open_connections": upstream.max_open_connections,
+        "tokens": upstream.tokens_sent,
+    }
+    print(_stats_line(probe, extra), flush=True)
+
+
 # -- the service ------------------------------------------------------------------------------
 
 
@@ -184,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     upstream.add_argument("--words", type=int, required=True, help="tokens per answer")
     upstream.add_argument("--first-token-ms", type=float, default=0.0)
     upstream.add_argument("--inter-token-ms", type=float, default=0.0)
+    token = kinds.add_parser(
+        "token-upstream", help="the lean paced upstream (bench.token_upstream)"
+    )
+    token.add_argument("--words", type=int, required=True, help="tokens per answer")
+    token.add_argument("--first-token-ms", type=float, default=200.0)
+    token.add_argument("--inter-token-ms", type=float, default=200.0)
+    token.add_argument("--tick-ms", type=float, default=1.0, help="the ticker's resolution")
     service = kinds.add_parser("service", help="create_app(Settings()) under uvicorn")
     service.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     service.add_argument(
@@ -191,9 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     raise_open_file_limit()
-    if args.kind == "upstream":
+    if args.kind in ("upstream", "token-upstream"):
         first_s, inter_s = args.first_token_ms / 1000, args.inter_token_ms / 1000
-        uvloop.run(serve_upstream(args.words, first_s, inter_s))
+        if args.kind == "upstream":
+            uvloop.run(serve_upstream(args.words, first_s, inter_s))
+        else:
+            uvloop.run(serve_token_upstream(args.words, first_s, inter_s, args.tick_ms / 1000))
     else:
         uvloop.run(serve_service(args.profile, gc_freeze=args.gc_freeze))
     return 0

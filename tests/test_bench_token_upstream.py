@@ -1,0 +1,208 @@
+"""The concurrency benchmark's token upstream, driven over loopback with httpx and raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvloop
+
+from bench.token_upstream import TokenUpstream
+from rag_service.testing.fault_plan import AnswerStyle, answer_text
+
+WORDS = 6
+FIRST_TOKEN_S = 0.03
+INTER_TOKEN_S = 0.01
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[TokenUpstream]:
+    async with TokenUpstream(
+        words=WORDS, first_token_s=FIRST_TOKEN_S, inter_token_s=INTER_TOKEN_S
+    ) as server:
+        yield server
+
+
+def chat_body(question: str) -> dict[str, Any]:
+    return {"model": "m", "stream": True, "messages": [{"role": "user", "content": question}]}
+
+
+async def stream_chunks(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any]
+) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON chunks of one streamed answer, and whether it ended with ``[DONE]``."""
+    chunks: list[dict[str, Any]] = []
+    async with client.stream("POST", f"{url}/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        async for line in response.aiter_lines():
+            if line == "data: [DONE]":
+                return chunks, True
+            if line.startswith("data: "):
+                chunks.append(json.loads(line[len("data: ") :]))
+    return chunks, False
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join(
+        choice["delta"].get("content", "") for chunk in chunks for choice in chunk["choices"]
+    )
+
+
+async def test_streams_the_fault_upstreams_exact_answer_with_usage(
+    upstream: TokenUpstream,
+) -> None:
+    body = chat_body("Which boots are waterproof?")
+    body["stream_options"] = {"include_usage": True}
+    async with httpx.AsyncClient() as client:
+        chunks, done = await stream_chunks(client, upstream.base_url, body)
+
+    expected = answer_text(body["messages"], AnswerStyle(words=WORDS))
+    assert done
+    assert text_of(chunks) == expected
+    assert upstream.answer_text(body["messages"]) == expected
+    assert len(expected.split(" ")) == WORDS
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert chunks[-1]["usage"]["completion_tokens"] == WORDS
+    assert upstream.tokens_sent == WORDS
+
+
+async def test_first_token_waits_for_the_configured_delay(upstream: TokenUpstream) -> None:
+    async with httpx.AsyncClient() as client:
+        began = time.monotonic()
+        async with client.stream(
+            "POST", f"{upstream.base_url}/chat/completions", json=chat_body("hi")
+        ) as response:
+            async for line in response.aiter_lines():
+                if '"content": "' in line and '"content": ""' not in line:
+                    break
+        waited = time.monotonic() - began
+    assert waited >= FIRST_TOKEN_S - 0.002
+
+
+async def test_reuses_one_keep_alive_connection_for_consecutive_requests(
+    upstream: TokenUpstream,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        first, _ = await stream_chunks(client, upstream.base_url, chat_body("one"))
+        second, _ = await stream_chunks(client, upstream.base_url, chat_body("two"))
+
+    assert text_of(first) == upstream.answer_text(chat_body("one")["messages"])
+    assert text_of(second) == upstream.answer_text(chat_body("two")["messages"])
+    assert upstream.chat_requests == 2
+    assert upstream.max_open_connections == 1
+
+
+async def test_concurrent_streams_each_get_their_own_answer(upstream: TokenUpstream) -> None:
+    bodies = [chat_body(f"question {n}") for n in range(40)]
+    limits = httpx.Limits(max_connections=len(bodies))
+    async with httpx.AsyncClient(limits=limits) as client:
+        results = await asyncio.gather(
+            *(stream_chunks(client, upstream.base_url, body) for body in bodies)
+        )
+
+    assert [text_of(chunks) for chunks, _ in results] == [
+        upstream.answer_text(body["messages"]) for body in bodies
+    ]
+    assert all(done for _, done in results)
+    assert upstream.tokens_sent == len(bodies) * WORDS
+
+
+async def test_continues_an_assistant_prefix_like_the_fault_upstream(
+    upstream: TokenUpstream,
+) -> None:
+    body = chat_body("Where is my order?")
+    whole = upstream.answer_text(body["messages"])
+    prefix = whole[: len(whole) // 2]
+    body["messages"].append({"role": "assistant", "content": prefix, "prefix": True})
+    async with httpx.AsyncClient() as client:
+        chunks, _ = await stream_chunks(client, upstream.base_url, body)
+
+    assert prefix + text_of(chunks) == whole
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b"not json", 400),
+        (json.dumps({"stream": True}).encode(), 400),
+        (json.dumps({**chat_body("x"), "stream": False}).encode(), 400),
+    ],
+)
+async def test_rejects_bad_chat_bodies_with_400(
+    upstream: TokenUpstream, content: bytes, status: int
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{upstream.base_url}/chat/completions", content=content)
+        # The connection stays usable after an error answer.
+        models = await client.get(f"{upstream.base_url}/models")
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == status
+    assert models.status_code == 200
+    assert upstream.chat_requests == 0
+    assert upstream.max_open_connections == 1
+
+
+async def test_unknown_route_is_404(upstream: TokenUpstream) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{upstream.base_url}/completions", json={})
+    assert response.status_code == 404
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    received = await asyncio.wait_for(reader.read(-1), 5.0)
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
+async def test_malformed_http_gets_400_and_a_closed_connection(upstream: TokenUpstream) -> None:
+    received = await exchange(upstream.port, b"THIS IS NOT HTTP\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+async def test_connection_close_request_gets_a_whole_chunked_body_then_eof(
+    upstream: TokenUpstream,
+) -> None:
+    body = json.dumps(chat_body("bye")).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    received = await exchange(upstream.port, request)
+
+    head, _, chunked = received.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head and b"Connection: close" in head
+    assert chunked.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    assert upstream.open_connections == 0
+
+
+def test_serves_on_uvloop_as_in_the_benchmark() -> None:
+    """The benchmark child runs on uvloop, whose transports are not asyncio's classes."""
+
+    async def two_answers() -> tuple[list[str], list[str], int]:
+        async with (
+            TokenUpstream(
+                words=WORDS, first_token_s=FIRST_TOKEN_S, inter_token_s=INTER_TOKEN_S
+            ) as server,
+            httpx.AsyncClient() as client,
+        ):
+            bodies = [chat_body("first"), chat_body("second")]
+            texts = [text_of((await stream_chunks(client, server.base_url, b))[0]) for b in bodies]
+            expected = [server.answer_text(b["messages"]) for b in bodies]
+            return texts, expected, server.max_open_connections
+
+    texts, expected, connections = uvloop.run(two_answers())
+    assert texts == expected
+    assert connections == 1
