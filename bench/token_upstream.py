@@ -7,10 +7,11 @@
 connection, a timer and a ``drain()`` per token, the chunk JSON encoded per token. At 5,000 streams
 of 5 tokens/s that is more than one of the machine's two cores, so the concurrency benchmark would
 measure its own upstream. This server does per token only what cannot be avoided: one
-``transport.write`` of bytes encoded once per distinct text piece. Measured alone with 1,000
-streams: about 7 µs user + 8 µs system CPU per token (the system part is the loopback send),
-where ``FaultUpstream`` needs 28 + 8. On this VM every loop wakeup costs 30-40 µs of CPU, so
-the 1 ms ticker adds about 4 % of a core while streams are open, whatever their number.
+``transport.write`` of bytes encoded once per distinct text piece. Measured alone (raw-socket
+clients) at 5,000 streams of 100 tokens: 4 µs user + 5 µs system CPU per token, 0.22 cores in
+all, where ``FaultUpstream`` needs 36 + 16 µs and 1.3 cores and falls behind (its loop lag p99
+77 ms). On this VM every loop wakeup costs 30-40 µs of CPU, so the 1 ms ticker adds about 4 % of
+a core while streams are open, whatever their number (at 1,000 streams: 7 + 8 µs per token).
 
 - HTTP/1.1 via httptools as an ``asyncio.Protocol``: keep-alive (the service reuses its upstream
   connections), ``Content-Length`` bodies, pipelined requests answered in order, ``Connection:
