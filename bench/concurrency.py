@@ -9,7 +9,7 @@ Per level, three fresh processes share the machine: the token upstream
 200 ms, then one every 200 ms, i.e. 5 tokens/s per stream, with the fault upstream's answer
 texts), the service (``create_app`` under uvicorn + uvloop with the real embedder and an embedded
 Chroma store holding the sample catalog) and the load client (``bench.sse_load_client``: raw
-asyncio sockets). The token upstream needs about 15 µs of CPU per token; ``FaultUpstream`` (36-46
+asyncio sockets). The token upstream needs 9-15 µs of CPU per token; ``FaultUpstream`` (36-52
 µs) would take more than a core from the service at 5,000 streams (25,000 tokens/s).
 The client first asks once per contextId (10 of them), so every measured stream is served from
 the freshness cache (state ``fresh``): retrieval cost is not what this measures. Then it opens
@@ -355,7 +355,7 @@ def _notes() -> list[str]:
         f"upstream (`bench/token_upstream.py`): first token after {INTER_TOKEN_MS:g} ms (up "
         f"to 1 ms later), then 1 token per {INTER_TOKEN_MS:g} ms per stream, from one 1 ms "
         "ticker for all streams over keep-alive connections (FaultUpstream, used before, cost "
-        f"36-46 µs of CPU per token); streams opened at {RAMP_RATE:g}/s; answers long enough "
+        f"36-52 µs of CPU per token); streams opened at {RAMP_RATE:g}/s; answers long enough "
         "that every stream of a level is open at once for the plateau.",
         f"every measured stream is served from the freshness cache (state `fresh`, {CONTEXTS} "
         "contextIds each asked once before): retrieval cost is not measured here.",

@@ -4,9 +4,9 @@
     python -m bench.stream_children token-upstream --words 60 [--tick-ms 1]  # 200 ms pacing
     python -m bench.stream_children service [--profile FILE]     # settings from RAG_* env
 
-``upstream`` is the fault-injecting ``FaultUpstream`` (one request per connection, 36-46 µs of
+``upstream`` is the fault-injecting ``FaultUpstream`` (one request per connection, 36-52 µs of
 CPU per token; the TTFT benchmark uses it). ``token-upstream`` is ``bench.token_upstream``: the
-same answers, keep-alive, one ticker for all streams, about 15 µs per token; the concurrency
+same answers, keep-alive, one ticker for all streams, 9-15 µs per token; the concurrency
 benchmark uses it so that 25,000 tokens/s leave the service its share of the two cores.
 
 Each child runs on uvloop in its own process, so the benchmark client, the upstream and the
