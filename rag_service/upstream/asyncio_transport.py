@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -70,10 +71,12 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             return await connection.exchange(request, write, read, self._release)
         try:
             return await connection.exchange(request, write, read, self._release)
-        except StaleConnection:
+        except StaleConnection as exc:
             # A pooled connection the server had already closed: the request got no answer,
-            # so one fresh connection may carry it (what browsers do in this race).
-            pass
+            # so one fresh connection may carry it (what browsers do in this race), if its
+            # body can be sent again.
+            if not isinstance(request.stream, httpx.ByteStream | ReleasableBody):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from None
         connection, _ = await self._acquire(key, timeouts, request, reuse=False)
         return await connection.exchange(request, write, read, self._release)
 
@@ -126,6 +129,10 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
                     self._slot_waiters[waiter] = None
                     try:
                         await waiter
+                    except asyncio.CancelledError:
+                        if waiter.done() and not waiter.cancelled():
+                            self._wake_slot_waiter()  # woken, then cancelled: pass the turn on
+                        raise
                     finally:
                         del self._slot_waiters[waiter]
                     if self._closed:
@@ -204,3 +211,26 @@ def _pool_key(request: httpx.Request) -> PoolKey:
             f"the upstream URL must be http or https, not {url.scheme!r}", request=request
         )
     return (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+
+
+class ReleasableBody(httpx.AsyncByteStream):
+    """A request body that can be sent again until it is released.
+
+    httpx keeps a request's body for as long as its response lives; for a streamed answer that is
+    a copy of the whole prompt per open stream. Releasing it once the answer's head has arrived
+    frees that memory, while a retry on a fresh connection before that still has the bytes.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._data
+
+    def release(self) -> None:
+        self._data = b""

@@ -161,6 +161,7 @@ class Http11Connection(asyncio.Protocol):
         self._body_bytes = 0
         if self._read_paused and self._transport is not None:
             self._read_paused = False
+            self._last_read = self._loop.time()  # the pause was ours: the stall clock restarts
             self._transport.resume_reading()
         return data
 
@@ -188,8 +189,13 @@ class Http11Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self._cancel_watchdog()
-        if self._transport is not None and not self._lost:
-            self._transport.close()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()  # close() would wait for a peer that does not read to take them
+        else:
+            transport.close()
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -232,6 +238,11 @@ class Http11Connection(asyncio.Protocol):
         self._wake_drain()
 
     # -- httptools callbacks ----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._head_done:  # a second answer to one request: the stream cannot be trusted
+            self._keep_alive = False
+            raise httptools.HttpParserError("bytes after the end of the answer")
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
@@ -350,8 +361,11 @@ class Http11Connection(asyncio.Protocol):
         if timeout is None or self._complete or self._lost or not self._active:
             return
         idle = self._loop.time() - self._last_read
-        if idle < timeout or self._read_paused:  # a paused socket waits for our reader, not theirs
-            self._watchdog = self._loop.call_later(max(timeout - idle, 0.001), self._check_stall)
+        if self._read_paused:  # a paused socket waits for our reader, not for the upstream
+            self._watchdog = self._loop.call_later(timeout, self._check_stall)
+            return
+        if idle < timeout:
+            self._watchdog = self._loop.call_later(timeout - idle, self._check_stall)
             return
         self._fail(httpx.ReadTimeout(f"no bytes from the upstream for {timeout:g} s"))
         self.close()

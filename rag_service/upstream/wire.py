@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from rag_service.errors import ConfigurationError, UpstreamProtocolError, UpstreamRetryable
+from rag_service.upstream.asyncio_transport import ReleasableBody
 from rag_service.upstream.classify import (
     message_of,
     redact,
@@ -56,15 +57,18 @@ async def stream_completion(
 ) -> AsyncGenerator[CompletionChunk, None]:
     """Yield the chunks of one streamed completion; raise an ``UpstreamError`` on failure."""
     try:
-        request = http.build_request(
-            "POST", url, json=dict(body), headers=dict(headers), timeout=timeouts
-        )
+        request = http.build_request("POST", url, headers=dict(headers), timeout=timeouts)
     except httpx.InvalidURL as exc:
         raise ConfigurationError(f"invalid upstream URL {url!r}: {exc}") from exc
+    sent = ReleasableBody(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    request.stream = sent
+    request.headers["Content-Type"] = "application/json"
+    request.headers["Content-Length"] = str(len(sent))
     try:
         response = await http.send(request, stream=True)
     except httpx.RequestError as exc:
         raise transport_error(exc, response_started=False) from exc
+    sent.release()  # answered: the prompt need not stay in memory for the whole stream
     try:
         await _check_response(response, secret)
         async with aclosing(_read_chunks(response, secret)) as chunks:

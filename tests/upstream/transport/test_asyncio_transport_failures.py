@@ -133,11 +133,6 @@ async def test_bytes_after_the_end_of_an_answer_close_the_connection(
     assert len(server.peers) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second response in the same TCP read as the first is parsed into the first's "
-    "body and the connection is kept (Http11Connection feeds the parser past message end)",
-)
 async def test_a_second_answer_in_the_same_write_is_not_taken_as_body(
     serve: Serve, make_pool: MakePool
 ) -> None:

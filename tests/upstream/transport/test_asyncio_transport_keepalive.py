@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from rag_service.upstream.asyncio_transport import ReleasableBody
 from tests.upstream.transport.conftest import MakePool, Serve
 from tests.upstream.transport.scripted_server import Peer, answer_every_request, response
 
@@ -173,11 +174,6 @@ async def test_a_fresh_connection_closed_without_an_answer_is_an_error_not_a_ret
     assert await pool.counts((0, 0)) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stale-connection retry replays request.stream; a generator body was consumed by "
-    "the first attempt, so httpx.StreamConsumed (not a TransportError) escapes the transport",
-)
 async def test_a_one_shot_body_the_stale_connection_took_is_not_sent_again(
     serve: Serve, make_pool: MakePool
 ) -> None:
@@ -199,3 +195,31 @@ async def test_a_one_shot_body_the_stale_connection_took_is_not_sent_again(
     await pool.client.get(server.url)
     with pytest.raises(httpx.TransportError):
         await pool.client.post(server.url, content=parts())
+
+
+async def test_a_releasable_body_is_sent_again_until_released(
+    serve: Serve, make_pool: MakePool
+) -> None:
+    """The service's prompt body: replayable on a fresh connection, freed once answered."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(OK)
+        if len(server.peers) == 1:
+            await peer.read_request()
+            await peer.close()
+
+    server = await serve(handler)
+    pool = make_pool()
+    await pool.client.get(server.url)
+
+    body = ReleasableBody(b'{"prompt": "long"}')
+    request = pool.client.build_request("POST", server.url)
+    request.stream = body
+    request.headers["Content-Length"] = str(len(body))
+    answer = await pool.client.send(request)
+    body.release()
+
+    assert answer.content == b"ok"
+    assert [request.body for request in server.peers[1].requests] == [b'{"prompt": "long"}']
+    assert len(body) == 0

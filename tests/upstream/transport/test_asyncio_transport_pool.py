@@ -75,11 +75,6 @@ async def test_a_waiting_request_gets_the_connection_handed_back(
     assert len(server.peers) == 1  # the waiter took the very connection the first one released
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a waiter cancelled after it was woken swallows the wake-up: _wait_for_slot passes "
-    "it on after a TimeoutError only, so the next waiter sleeps until its PoolTimeout",
-)
 async def test_a_cancelled_waiter_passes_its_turn_on(serve: Serve, make_pool: MakePool) -> None:
     server = await serve(answer_every_request(response(b"first"), response(b"second")))
     pool = make_pool(max_connections=1, timeout=pool_timeout(0.5))
@@ -138,12 +133,6 @@ async def test_a_full_pool_closes_an_idle_connection_to_another_host(
 # -- write timeouts -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a WriteTimeout Http11Connection.close() calls transport.close(), which waits "
-    "to flush the unsent body: the peer never reads, connection_lost never comes and the "
-    "connection holds its pool slot for good (abort() is needed on errors)",
-)
 async def test_a_write_timeout_frees_the_connection(serve: Serve, make_pool: MakePool) -> None:
     async def never_reads_then_ok(peer: Peer) -> None:
         if len(server.peers) == 1:

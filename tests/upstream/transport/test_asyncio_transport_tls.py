@@ -20,13 +20,6 @@ import pytest
 from tests.upstream.transport.conftest import MakePool, Serve
 from tests.upstream.transport.scripted_server import Peer, answer_every_request, chunk, response
 
-STALE_STALL_CLOCK = (
-    "Http11Connection.take_body resumes reading without restarting the stall clock (_last_read "
-    "is from before the pause) and the watchdog re-arms every 1 ms while paused; uvloop's TLS "
-    "transport delivers the already-received bytes one loop iteration after resume_reading, and "
-    "uvloop runs due timers first in an iteration, so the watchdog raises ReadTimeout first"
-)
-
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -130,7 +123,6 @@ async def test_a_slow_reader_over_tls_gets_every_byte(
 
 
 async def test_a_pause_longer_than_the_read_timeout_over_tls_is_not_a_stall(
-    request: pytest.FixtureRequest,
     serve: Serve,
     make_pool: MakePool,
     server_tls: ssl.SSLContext,
@@ -140,8 +132,6 @@ async def test_a_pause_longer_than_the_read_timeout_over_tls_is_not_a_stall(
 
     The upstream sent everything long ago; a stall is only time spent waiting for it.
     """
-    if request.node.callspec.id.startswith("uvloop"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_STALL_CLOCK))
     payload = random.Random(12).randbytes(1024 * 1024)
     server = await serve(answer_every_request(response(payload)), ssl_context=server_tls)
     pool = make_pool(ssl_context=client_tls, timeout=httpx.Timeout(2.0, read=0.2))
