@@ -109,11 +109,8 @@ async def _read_chunks(
 ) -> AsyncGenerator[CompletionChunk, None]:
     parser = SSEParser()
     finished = False
-    # Without a content coding the raw bytes are the body: skip httpx's decoder layer per chunk.
-    encoded = "content-encoding" in response.headers
-    pieces = response.aiter_bytes() if encoded else response.aiter_raw()
     try:
-        async for raw in pieces:
+        async for raw in response.aiter_bytes():
             for event in parser.feed(raw):
                 if event.data.strip() == DONE_MARKER:
                     return
