@@ -1,11 +1,12 @@
-"""A loopback TCP proxy that cuts chosen connections mid-response.
+"""A loopback TCP proxy that cuts chosen responses mid-stream.
 
     async with FaultProxy("127.0.0.1", llm_port, plans=[CutPlan(after_events=5)]) as proxy:
-        base_url = proxy.url("/v1")     # the 1st connection is cut after 5 SSE events,
+        base_url = proxy.url("/v1")     # the 1st response is cut after 5 SSE events,
         ...                             # later ones pass through untouched
 
-It forwards bytes both ways unchanged. Each accepted connection takes the next queued
-``CutPlan`` (``None`` or an empty queue: pass through). A plan cuts the connection - both sides
+It forwards bytes both ways unchanged. Each response, on a new connection or a kept-alive one,
+takes the next queued ``CutPlan`` when its first byte arrives (``None`` or an empty queue: pass
+through). A plan cuts the response's connection - both sides
 closed at once, the upstream too, so a real model server stops generating - after a number of
 response bytes or after the response body has carried a number of SSE events with ``data:``.
 Events are counted in the de-chunked body, so HTTP/1.1 chunk framing never hides or fakes an
@@ -46,6 +47,11 @@ class ResponseScanner:
         self._line_has_bytes = False
         self._event_has_data = False
         self._previous_cr = False
+
+    @property
+    def between_responses(self) -> bool:
+        """True before a response's first byte: at the start or after a complete response."""
+        return self._state == "head" and not self._buffer
 
     def feed(self, data: bytes, *, stop_after_events: int | None = None) -> int | None:
         """Scan ``data``; return the offset just past the event that reached
@@ -171,9 +177,10 @@ class ConnectionRecord:
     """What happened on one proxied connection (for assertions)."""
 
     index: int
-    plan: CutPlan | None
-    response_bytes: int = 0
-    events: int = 0
+    plan: CutPlan | None = None  # of the current (or last) response
+    responses: int = 0
+    response_bytes: int = 0  # of the current response
+    events: int = 0  # SSE events of the current response
     cut: bool = False
     closed: bool = False
 
@@ -233,7 +240,7 @@ class FaultProxy:
     # -- configuration and counters ---------------------------------------------------------
 
     def cut_next(self, *plans: CutPlan | None) -> None:
-        """Queue plans for the next connections, in accept order (``None``: pass through)."""
+        """Queue plans for the next responses, in the order they start (``None``: pass through)."""
         self._plans.extend(plans)
 
     @property
@@ -264,7 +271,7 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        record = ConnectionRecord(len(self.records), self._plans.popleft() if self._plans else None)
+        record = ConnectionRecord(len(self.records))
         self.records.append(record)
         try:
             await self._proxy(reader, writer, record)
@@ -321,14 +328,20 @@ class FaultProxy:
     async def _forward_response(
         self, reader: asyncio.StreamReader, pair: _Pair, record: ConnectionRecord
     ) -> None:
-        plan = record.plan
         scanner = ResponseScanner()
+        events_before = 0  # the connection's events before the current response
         while data := await reader.read(READ_SIZE):
-            keep = self._bytes_before_cut(plan, record, scanner, data)
+            if scanner.between_responses:  # a new response starts: it takes the next plan
+                record.plan = self._plans.popleft() if self._plans else None
+                record.responses += 1
+                record.response_bytes = 0
+                events_before = scanner.events
+            plan = record.plan
+            keep = self._bytes_before_cut(plan, record, scanner, data, events_before)
             pair.client.write(data[:keep])
             await pair.client.drain()
             record.response_bytes += keep
-            record.events = scanner.events
+            record.events = scanner.events - events_before
             if keep < len(data) or self._limit_reached(plan, record):
                 self._cut(pair, record)
                 return
@@ -336,7 +349,11 @@ class FaultProxy:
 
     @staticmethod
     def _bytes_before_cut(
-        plan: CutPlan | None, record: ConnectionRecord, scanner: ResponseScanner, data: bytes
+        plan: CutPlan | None,
+        record: ConnectionRecord,
+        scanner: ResponseScanner,
+        data: bytes,
+        events_before: int,
     ) -> int:
         """How many bytes of ``data`` go to the client before the plan's limit is hit."""
         if plan is None:
@@ -347,7 +364,7 @@ class FaultProxy:
             scanner.feed(data[:keep])
             return keep
         assert plan.after_events is not None
-        end = scanner.feed(data, stop_after_events=plan.after_events)
+        end = scanner.feed(data, stop_after_events=events_before + plan.after_events)
         return len(data) if end is None else end
 
     @staticmethod

@@ -144,3 +144,22 @@ async def test_counts_open_connections_until_they_close(origin: int) -> None:
                 break
             await asyncio.sleep(0.01)
         assert (proxy.connections, proxy.open_connections) == (1, 0)
+
+
+async def test_a_plan_queued_later_cuts_the_next_response_on_a_kept_alive_connection(
+    origin: int,
+) -> None:
+    """The service reuses upstream connections: plans follow responses, not connections."""
+    async with FaultProxy("127.0.0.1", origin) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"GET /1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        first = await reader.readuntil(b"0\r\n\r\n")
+        proxy.cut_next(CutPlan(after_events=3))
+        writer.write(b"GET /2 HTTP/1.1\r\nhost: x\r\n\r\n")
+        second = await reader.read()  # until the cut closes the connection
+        writer.close()
+    assert first == RESPONSE
+    assert second == RESPONSE[: bytes_through_event(3)]
+    assert proxy.connections == 1
+    [record] = proxy.records
+    assert (record.responses, record.events, record.cut) == (2, 3, True)
