@@ -217,6 +217,5 @@ def _chunk_stream(
         session,
         deps.registry,
         encoder=encoder,
-        ping_interval_s=deps.settings.stream.ping_interval_s,
         headers=headers,
     )

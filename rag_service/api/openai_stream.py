@@ -32,13 +32,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Send
+from starlette.responses import Response
 
 from rag_service.errors import RagServiceError, ServiceUnavailable
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import to_json
-from rag_service.streaming.sse_response import SessionResponse, send_body
+from rag_service.streaming.sse_response import SessionResponse
 
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"
@@ -220,8 +220,11 @@ async def collect_answer(session: StreamSession, *, idle_after_s: float) -> Coll
     return CollectedAnswer(meta=meta, text="".join(pieces), done=done, error=error)
 
 
-class ChunkStreamResponse(SessionResponse):
-    """Streams ``session`` as OpenAI chunks; detaches its (already attached) reader when done."""
+class ChunkStreamResponse(SessionResponse, Response):
+    """Streams ``session`` as OpenAI chunks; detaches its (already attached) reader when done.
+
+    Also a Starlette ``Response`` only so that a FastAPI endpoint may return it as it is.
+    """
 
     def __init__(
         self,
@@ -229,21 +232,19 @@ class ChunkStreamResponse(SessionResponse):
         registry: StreamRegistry,
         *,
         encoder: ChunkEncoder,
-        ping_interval_s: float,
         headers: dict[str, str],
     ) -> None:
-        super().__init__(session, registry, ping_interval_s=ping_interval_s, headers=headers)
+        super().__init__(session, registry, headers=headers)
+        self.background = None  # FastAPI attaches background tasks here
         self._encoder = encoder
 
-    async def _follow(self, send: Send, disconnected: asyncio.Future[None]) -> None:
-        batches = follow_session(
-            self._session, idle_after_s=self._ping_interval_s, disconnected=disconnected
-        )
+    async def _follow(self) -> None:
         try:
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    body = b"".join(map(self._encoder.encode, batch)) if batch else PING_LINE
-                    if body:
-                        await send_body(send, body)
+            while (chunk := await self._next_chunk()) is not None:
+                body = (
+                    b"".join(map(self._encoder.encode, parse_native(chunk))) if chunk else PING_LINE
+                )
+                if body:
+                    await self._write(body)
         except RagServiceError as error:
-            await send_body(send, self._encoder.encode_error(error))
+            await self._write(self._encoder.encode_error(error))

@@ -97,5 +97,4 @@ def _stream_response(deps: StreamDeps, session: StreamSession, *, after_seq: int
         deps.registry,
         after_seq=after_seq,
         opening=retry_field(limits.retry_hint_ms, deps.rng),
-        ping_interval_s=limits.ping_interval_s,
     )

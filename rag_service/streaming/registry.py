@@ -12,6 +12,9 @@ Lifetime of a session (``grace`` = ``settings.stream.grace_period_s``):
   and the session is removed, so a later resume answers 404;
 - a session whose generation has ended stays resumable for ``grace`` after its last reader left.
 
+Readers (the HTTP responses) also register with the registry's ``keepalive``: one timer for the
+whole process that tells readers silent for too long to send a ping (see ``keepalive``).
+
 Capacity: at most ``max_sessions`` sessions. When full, ended sessions nobody reads are evicted
 oldest first; only when none is left does ``open`` refuse with 503 + Retry-After.
 """
@@ -36,6 +39,7 @@ from rag_service.errors import (
 )
 from rag_service.ports import Clock
 from rag_service.settings import StreamSettings
+from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
 from rag_service.upstream_events import Completed, Failed, UpstreamEvent
@@ -71,6 +75,7 @@ class StreamRegistry:
         self._idle_ended: dict[str, None] = {}
         self._readers = 0
         self._closed = False
+        self.keepalive = KeepAlive(settings.ping_interval_s)
 
     def now(self) -> float:
         """The registry's clock (monotonic seconds); answer timings are measured with it."""
@@ -184,6 +189,7 @@ class StreamRegistry:
     async def close(self) -> None:
         """Refuse new streams, end every session with an ``error`` event, cancel generations."""
         self._closed = True
+        self.keepalive.close()
         sessions = list(self._sessions.values())
         tasks = [s.task for s in sessions if s.task is not None and not s.task.done()]
         for session in sessions:

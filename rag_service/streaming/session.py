@@ -1,8 +1,9 @@
 """One answer's generation state: its numbered events, whether it has ended, who is reading.
 
 A session is written by exactly one generation task (see ``registry``) and read by any number
-of HTTP responses. Readers never poll: they take ``change_waiter()`` and sleep until the next
-append or the end. The waiter future is created lazily, so an unread session costs nothing extra.
+of HTTP responses. Readers never poll: each hands the session a future (``notify``) and sleeps
+on it until the next append or the end; an append resolves the futures waiting at that moment.
+The list of waiting futures is created at the first wait, so an unread session costs nothing.
 
 Event payloads (the ``data`` JSON of each event name) are built here and nowhere else.
 """
@@ -33,7 +34,7 @@ class StreamSession:
         "_finished",
         "_first_delta_at",
         "_started_at",
-        "_waiter",
+        "_waiters",
         "context_id",
         "expiry",
         "principal",
@@ -64,7 +65,7 @@ class StreamSession:
         self._started_at = started_at
         self._first_delta_at: float | None = None
         self._finished = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -83,13 +84,29 @@ class StreamSession:
         """See ``ReplayBuffer.read``."""
         return self._buffer.read(after_seq, max_events)
 
+    def notify(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve ``waiter`` at the next append or at the end (at once when already ended).
+
+        The reader may resolve or cancel ``waiter`` itself meanwhile (a disconnect, a ping).
+        """
+        if self._finished:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            waiters = self._waiters
+            if len(waiters) > self.readers:
+                # Futures a reader resolved itself (pings while the answer is idle) would pile
+                # up until the next append; each reader waits on at most one future at a time.
+                waiters[:] = [w for w in waiters if not w.done()]
+            waiters.append(waiter)
+
     def change_waiter(self) -> asyncio.Future[None]:
-        """A future resolved at the next append (or at once when the session has finished)."""
-        if self._waiter is None or self._waiter.done():
-            self._waiter = asyncio.get_running_loop().create_future()
-            if self._finished:
-                self._waiter.set_result(None)
-        return self._waiter
+        """A new future resolved at the next append (or at once when the session has finished)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.notify(waiter)
+        return waiter
 
     def publish_meta(self, payload: dict[str, Any]) -> None:
         self._append("meta", payload)
@@ -134,10 +151,12 @@ class StreamSession:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._waiter = None
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()  # kept for the next wait: one list per session, not one per event
 
     def _done_payload(self, item: Completed) -> dict[str, Any]:
         now = self._clock()
