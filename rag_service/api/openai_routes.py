@@ -14,7 +14,7 @@ Mounting (in ``create_app``)::
                       principal=client_principal(settings.api_keys))
     )
 
-``get_deps`` and ``principal`` are what ``stream_router`` takes; the same client keys apply.
+``get_deps`` and ``principal`` are what ``mount_stream_routes`` takes; the same client keys apply.
 """
 
 from __future__ import annotations

@@ -1,100 +1,256 @@
 """Routes of the streaming answers: ``POST /rag/stream`` and ``GET /rag/stream/{stream_id}``.
 
+They are served by ``StreamRoutes``, a pure ASGI middleware, not by FastAPI endpoints. A stream
+lives for minutes and thousands are open at once; a FastAPI endpoint would pay, per request,
+for dependency solving, the ``Request``/response models and two ``AsyncExitStack``s, and keep
+its frames plus the per-event ``send`` wrappers of the exception middleware and of each routing
+layer alive for the stream's whole life. ``StreamRoutes`` matches the two routes itself and
+hands everything else to FastAPI. What the routes promise is unchanged: the same validation
+(``api/schemas.py``), the JSON error shape with status and ``Retry-After``
+(``api/errors.error_response``), the auth principal, the body size limit, CORS as configured,
+and both routes documented in ``/openapi.json`` (documentation-only FastAPI routes that the
+middleware answers in front of).
+
 Mounting (in ``create_app``)::
 
-    registry = StreamRegistry(settings.stream)
-    app.state.stream_deps = StreamDeps(
-        resolver=resolver, upstream=upstream, registry=registry, settings=settings,
-        build_request=build_chat_request,   # rag_service.retrieval.prompt
+    mount_stream_routes(
+        app,
+        get_deps=lambda request: request.app.state.stream_deps,
+        principal=client_principal(settings.api_keys),  # the auth function: -> str | None
     )
-    app.include_router(
-        stream_router(get_deps=lambda request: request.app.state.stream_deps,
-                      principal=client_principal)   # the auth dependency: -> str | None
-    )
-    # lifespan shutdown: await registry.close()
 
-``get_deps`` is a plain function of the ``Request`` (not a FastAPI dependency), so a lambda is
-fine. ``principal`` *is* a FastAPI dependency (sync or async): it raises ``Unauthorized`` for a
-missing/wrong key and returns the caller's identity (``None`` when auth is off). A stream may be
-resumed only by the identity that created it.
+Call it before ``app.add_middleware(...)`` for any middleware that must see the stream routes
+(CORS): Starlette runs the middleware added last outermost, so ``StreamRoutes``, added first,
+sits inside every user middleware. Outside it remain only Starlette's error middleware, which
+turns an unexpected exception into a 500 JSON error (the app's ``Exception`` handler), and
+FastAPI's telemetry and body-limit wrappers.
 
-Every failure before the first byte raises a ``RagServiceError``; the app's exception handler
-turns it into ``{"error": {...}}`` with the error's status (and ``Retry-After`` when set).
+``get_deps`` is a plain function of the ``Request``. ``principal`` is a function of the
+``Request`` (sync or async, so a FastAPI dependency of that shape fits): it raises
+``Unauthorized`` for a missing/wrong key and returns the caller's identity (``None`` when auth is
+off). A stream may be resumed only by the identity that created it. The ``Request`` exists only
+while a stream is being set up; the response that follows holds no reference to it.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, FastAPI, Header, Query
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rag_service.api.schemas import parse_stream_request, read_limited_body
-from rag_service.errors import InvalidInput, NotFound
+from rag_service.api.errors import error_response
+from rag_service.api.schemas import (
+    CONTEXT_ID_PATTERN,
+    StreamRequestBody,
+    parse_stream_request,
+    read_limited_body,
+)
+from rag_service.errors import InvalidInput, NotFound, RagServiceError
 from rag_service.streaming.answer import StreamDeps, start_answer
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SseResponse
 
+log = logging.getLogger("rag_service.api")
+
 PrincipalDependency = Callable[..., Awaitable[str | None]] | Callable[..., str | None]
+Principal = Callable[[Request], Awaitable[str | None] | str | None]
+DepsLookup = Callable[[Request], StreamDeps]
 
-_SSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}
-}
+STREAM_PATH = "/rag/stream"
+_RESUME_PREFIX = STREAM_PATH + "/"
 
 
-def stream_router(
-    *, get_deps: Callable[[Request], StreamDeps], principal: PrincipalDependency
-) -> APIRouter:
-    """The streaming routes, bound to the app's dependencies (see the module docstring)."""
-    router = APIRouter(tags=["streaming"])
-    # A default, not Annotated[...]: with postponed annotations FastAPI resolves annotation
-    # strings in module globals, where this closure's dependency is not visible.
-    client_dependency = Depends(principal)
+def mount_stream_routes(app: FastAPI, *, get_deps: DepsLookup, principal: Principal) -> None:
+    """Serve the streaming routes on ``app`` and document them (see the module docstring)."""
+    app.add_middleware(StreamRoutes, get_deps=get_deps, principal=principal)
+    app.include_router(documentation_router())
 
-    @router.post("/rag/stream", response_class=SseResponse, responses=_SSE_DOC)
-    async def create_stream(request: Request, client: str | None = client_dependency) -> Response:
-        """Answer a question as a stream of SSE events (``?context=<contextId>``, JSON body)."""
-        deps = get_deps(request)
-        limits = deps.settings.stream
-        raw = await read_limited_body(
-            request.stream(), request.headers.get("content-length"), limits.max_body_bytes
+
+class StreamRoutes:
+    """Pure ASGI middleware answering ``POST /rag/stream`` and ``GET /rag/stream/{id}``."""
+
+    def __init__(self, app: ASGIApp, *, get_deps: DepsLookup, principal: Principal) -> None:
+        self.app = app
+        self._get_deps = get_deps
+        self._principal = principal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = route_path(scope)
+            method = scope["method"]
+            if path == STREAM_PATH and method == "POST":
+                await self._serve(scope, receive, send, None)
+                return
+            if path.startswith(_RESUME_PREFIX) and method == "GET":
+                stream_id = path[len(_RESUME_PREFIX) :]
+                if stream_id and "/" not in stream_id:
+                    await self._serve(scope, receive, send, stream_id)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, stream_id: str | None
+    ) -> None:
+        """Set the stream up (JSON error on failure), then stream it.
+
+        Anything but a ``RagServiceError`` propagates to Starlette's error middleware, which
+        answers 500 with the JSON error shape and re-raises for the server's log.
+        """
+        response: Callable[[Scope, Receive, Send], Awaitable[None]]
+        try:
+            response = await self._prepare(Request(scope, receive), stream_id)
+        except RagServiceError as error:
+            if error.http_status >= 500:
+                log.warning("%s %s failed: %s", scope["method"], scope["path"], error.message)
+            response = error_response(error)
+        await response(scope, receive, send)
+
+    async def _prepare(self, request: Request, stream_id: str | None) -> SseResponse:
+        identity = self._principal(request)
+        client = await identity if inspect.isawaitable(identity) else identity
+        deps = self._get_deps(request)
+        if stream_id is None:
+            return await create_stream(deps, request, client)
+        return resume_stream(deps, request, client, stream_id)
+
+
+async def create_stream(deps: StreamDeps, request: Request, client: str | None) -> SseResponse:
+    """Validate the question, start its answer, and return the response that streams it."""
+    limits = deps.settings.stream
+    raw = await read_limited_body(
+        request.stream(), request.headers.get("content-length"), limits.max_body_bytes
+    )
+    answer = parse_stream_request(
+        raw,
+        context_param=request.query_params.get("context"),
+        max_query_chars=limits.max_query_chars,
+    )
+    session = await start_answer(deps, answer, principal=client)
+    return _stream_response(deps, session, after_seq=0)
+
+
+def resume_stream(
+    deps: StreamDeps, request: Request, client: str | None, stream_id: str
+) -> SseResponse:
+    """The response replaying the events after ``Last-Event-ID`` (all without it), then live."""
+    session = deps.registry.find(stream_id, client)
+    after_seq = parse_last_event_id(request.headers.get("last-event-id"), stream_id)
+    if after_seq > session.last_seq:
+        raise InvalidInput("Last-Event-ID is ahead of the stream")
+    if after_seq + 1 < session.first_seq:
+        raise NotFound(
+            "the events after Last-Event-ID are no longer held",
+            details={"reason": "replay_window_exceeded", "first_seq": session.first_seq},
         )
-        answer = parse_stream_request(
-            raw,
-            context_param=request.query_params.get("context"),
-            max_query_chars=limits.max_query_chars,
-        )
-        session = await start_answer(deps, answer, principal=client)
-        return _stream_response(deps, session, after_seq=0)
-
-    @router.get("/rag/stream/{stream_id}", response_class=SseResponse, responses=_SSE_DOC)
-    async def resume_stream(
-        stream_id: str, request: Request, client: str | None = client_dependency
-    ) -> Response:
-        """Replay the events after ``Last-Event-ID`` (all without it), then follow live."""
-        deps = get_deps(request)
-        session = deps.registry.find(stream_id, client)
-        after_seq = parse_last_event_id(request.headers.get("last-event-id"), stream_id)
-        if after_seq > session.last_seq:
-            raise InvalidInput("Last-Event-ID is ahead of the stream")
-        if after_seq + 1 < session.first_seq:
-            raise NotFound(
-                "the events after Last-Event-ID are no longer held",
-                details={"reason": "replay_window_exceeded", "first_seq": session.first_seq},
-            )
-        deps.registry.attach(session)
-        return _stream_response(deps, session, after_seq=after_seq)
-
-    return router
+    deps.registry.attach(session)
+    return _stream_response(deps, session, after_seq=after_seq)
 
 
 def _stream_response(deps: StreamDeps, session: StreamSession, *, after_seq: int) -> SseResponse:
-    limits = deps.settings.stream
     return SseResponse(
         session,
         deps.registry,
         after_seq=after_seq,
-        opening=retry_field(limits.retry_hint_ms, deps.rng),
+        opening=retry_field(deps.settings.stream.retry_hint_ms, deps.rng),
     )
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the app's ``root_path`` (what Starlette's routing matches)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+# -- documentation ---------------------------------------------------------------------------------
+
+
+class EventStream(Response):
+    """Documentation only: the media type of the stream routes' 200 responses."""
+
+    media_type = "text/event-stream"
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "retryable"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryable": {"type": "boolean"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+
+
+_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."},
+    400: _error("Invalid request (see docs/streaming.md)."),
+    401: _error("Missing or wrong client key."),
+    403: _error("The stream belongs to another client."),
+    404: _error("Unknown or expired stream, or the events asked for are no longer held."),
+    413: _error("Request body too large."),
+    503: _error("Upstream circuit open, too many streams, or shutting down (Retry-After)."),
+}
+
+
+def documentation_router() -> APIRouter:
+    """The stream routes as FastAPI sees them: for ``/openapi.json`` only.
+
+    ``StreamRoutes`` answers these requests before FastAPI's routing; reaching an endpoint
+    here means it was not mounted.
+    """
+    router = APIRouter(tags=["streaming"])
+
+    @router.post(
+        STREAM_PATH,
+        response_class=EventStream,
+        status_code=200,
+        responses=_SSE_DOC,
+        summary="Create Stream",
+    )
+    async def create_stream_doc(
+        body: StreamRequestBody,
+        context: Annotated[str | None, Query(pattern=CONTEXT_ID_PATTERN)] = None,
+    ) -> None:
+        """Answer a question as a stream of SSE events (``?context=<contextId>``, JSON body)."""
+        raise _not_mounted()
+
+    @router.get(
+        STREAM_PATH + "/{stream_id}",
+        response_class=EventStream,
+        status_code=200,
+        responses=_SSE_DOC,
+        summary="Resume Stream",
+    )
+    async def resume_stream_doc(
+        stream_id: str,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> None:
+        """Replay the events after ``Last-Event-ID`` (all without it), then follow live."""
+        raise _not_mounted()
+
+    return router
+
+
+def _not_mounted() -> RagServiceError:
+    return RagServiceError("the streaming routes are served by StreamRoutes, which is not mounted")

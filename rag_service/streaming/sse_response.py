@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
-from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from rag_service.errors import ServiceUnavailable
@@ -181,14 +180,15 @@ class SessionResponse:
         self._wake()
 
 
-class SseResponse(SessionResponse, Response):
+class SseResponse(SessionResponse):
     """Streams ``session`` from ``after_seq + 1`` to its end as the native SSE events."""
+
+    __slots__ = ("_opening",)
 
     def __init__(
         self, session: StreamSession, registry: StreamRegistry, *, after_seq: int, opening: bytes
     ) -> None:
         super().__init__(session, registry, after_seq=after_seq)
-        self.background = None
         self._opening = opening
 
     async def _follow(self) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the streaming tests: a small FastAPI app around ``stream_router`` and fakes.
+"""Fixtures of the streaming tests: a small FastAPI app with the stream routes mounted, and fakes.
 
 The app installs the real app's error handlers but none of ``create_app``'s components, so the
 routes run against fakes only.
@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from rag_service.api.errors import install_error_handlers
-from rag_service.api.stream_routes import stream_router
+from rag_service.api.stream_routes import mount_stream_routes
 from rag_service.ports import ResolvedContext
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamDeps, StreamRegistry
@@ -54,10 +54,8 @@ def build_app(deps: StreamDeps) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)  # the real app's error mapping (JSON shape, Retry-After)
     app.state.stream_deps = deps
-    app.include_router(
-        stream_router(
-            get_deps=lambda request: request.app.state.stream_deps, principal=header_principal
-        )
+    mount_stream_routes(
+        app, get_deps=lambda request: request.app.state.stream_deps, principal=header_principal
     )
     return app
 
