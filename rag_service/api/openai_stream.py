@@ -226,6 +226,8 @@ class ChunkStreamResponse(SessionResponse, Response):
     Also a Starlette ``Response`` only so that a FastAPI endpoint may return it as it is.
     """
 
+    ping = PING_LINE
+
     def __init__(
         self,
         session: StreamSession,
@@ -238,13 +240,12 @@ class ChunkStreamResponse(SessionResponse, Response):
         self.background = None  # FastAPI attaches background tasks here
         self._encoder = encoder
 
-    async def _follow(self) -> None:
-        try:
-            while (chunk := await self._next_chunk()) is not None:
-                body = (
-                    b"".join(map(self._encoder.encode, parse_native(chunk))) if chunk else PING_LINE
-                )
-                if body:
-                    await self._write(body)
-        except RagServiceError as error:
-            await self._write(self._encoder.encode_error(error))
+    def _encode(self, chunk: bytes) -> bytes:
+        return b"".join(map(self._encoder.encode, parse_native(chunk)))
+
+    def _fell_behind(self) -> bytes:
+        return self._encoder.encode_error(
+            ServiceUnavailable(
+                "the answer ran ahead of this reader beyond the replay window", retry_after_s=1.0
+            )
+        )

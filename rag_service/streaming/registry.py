@@ -113,9 +113,7 @@ class StreamRegistry:
         self, session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
     ) -> None:
         """Run the generation: consume ``items()`` into ``session`` in a task of its own."""
-        task = asyncio.get_running_loop().create_task(_generate(session, items))
-        session.task = task
-        task.add_done_callback(lambda _: self._on_generation_end(session))
+        session.task = asyncio.get_running_loop().create_task(self._generate(session, items))
 
     def abandon(self, session: StreamSession) -> None:
         """Drop a session whose response will never run (its start failed half-way)."""
@@ -171,6 +169,33 @@ class StreamRegistry:
         if session.task is not None and not session.task.done():
             session.task.cancel()  # closes the upstream request (its generator is aclose()d)
 
+    async def _generate(
+        self, session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
+    ) -> None:
+        """Consume one upstream stream into ``session``; always ends it with ``done``/``error``.
+
+        Its end is handled in here rather than by a done callback on the task (one closure
+        less per stream). A task cancelled before its first step runs none of this, but only
+        ``_remove`` cancels, and a removed session has no reader left to wait for its end.
+        """
+        stream: AsyncIterator[UpstreamEvent] | None = None
+        try:
+            stream = items()
+            async for item in stream:
+                session.apply(item)
+                if isinstance(item, Completed | Failed):
+                    return
+            session.fail(UpstreamProtocolError("the upstream stream ended without a final item"))
+        except RagServiceError as error:
+            session.fail(error)
+        except Exception:
+            logger.exception("generation of stream %s failed", session.stream_id)
+            session.fail(RagServiceError("the answer failed unexpectedly"))
+        finally:
+            self._on_generation_end(session)  # before closing: readers see the end at once
+            if stream is not None:
+                await _close_stream(stream)
+
     def _on_generation_end(self, session: StreamSession) -> None:
         if not session.finished:
             # Cancelled (expiry or shutdown): make sure readers still attached see an end.
@@ -197,28 +222,6 @@ class StreamRegistry:
             self._remove(session)
         if tasks:
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
-
-
-async def _generate(
-    session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
-) -> None:
-    """Consume one upstream stream into ``session``; always ends it with ``done`` or ``error``."""
-    stream: AsyncIterator[UpstreamEvent] | None = None
-    try:
-        stream = items()
-        async for item in stream:
-            session.apply(item)
-            if isinstance(item, Completed | Failed):
-                return
-        session.fail(UpstreamProtocolError("the upstream stream ended without a final item"))
-    except RagServiceError as error:
-        session.fail(error)
-    except Exception:
-        logger.exception("generation of stream %s failed", session.stream_id)
-        session.fail(RagServiceError("the answer failed unexpectedly"))
-    finally:
-        if stream is not None:
-            await _close_stream(stream)
 
 
 async def _close_stream(stream: AsyncIterator[UpstreamEvent]) -> None:

@@ -63,6 +63,8 @@ class ReplayBuffer:
         if after_seq + 1 < self._first_seq:
             raise IndexError(f"seq {after_seq + 1} is no longer held")
         stop = min(self.last_seq, after_seq + max_events)
+        if stop == after_seq + 1:
+            return self.encode(stop), stop  # the usual case when following live: one event
         chunk = b"".join(self.encode(seq) for seq in range(after_seq + 1, stop + 1))
         return chunk, max(stop, after_seq)
 

@@ -17,6 +17,7 @@ import json
 import random
 import re
 import secrets
+from json.encoder import encode_basestring
 from typing import Any
 
 from rag_service.errors import InvalidInput
@@ -44,8 +45,10 @@ def to_json(payload: dict[str, Any]) -> bytes:
 
 
 def json_string(text: str) -> bytes:
-    """``text`` as a JSON string literal, quotes included."""
-    return json.dumps(text, ensure_ascii=False).encode()
+    """``text`` as a JSON string literal, quotes included: what ``json.dumps(text,
+    ensure_ascii=False)`` gives, from the encoder it uses for a string (one call per token;
+    ``json.dumps`` with options builds a whole ``JSONEncoder`` each time, ten times slower)."""
+    return encode_basestring(text).encode()
 
 
 def encode_event(id_prefix: bytes, seq: int, event: str, data: bytes) -> bytes:

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
-from rag_service.errors import ServiceUnavailable
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import PING
@@ -51,25 +50,29 @@ _SSE_RAW_HEADERS = raw_headers(SSE_HEADERS)
 
 class SessionResponse:
     """The lifecycle every reader of a session shares: start the response, watch for the
-    client's disconnect, write what ``_follow`` produces, and detach the reader exactly once.
+    client's disconnect, write the session's events as they come, and detach the reader exactly
+    once.
 
     The reader must already be attached (``StreamRegistry.open``/``attach``); the response owns
-    it from construction on. Subclasses write the body in ``_follow`` with ``_next_chunk`` and
-    ``_write``.
+    it from construction on. Subclasses choose the bytes: ``_encode`` turns native SSE events
+    into what the client gets, ``ping`` keeps the connection alive, and ``_fell_behind`` is
+    written when the reader fell out of the replay window (then the response ends).
     """
 
     __slots__ = (
         "_after_seq",
         "_disconnected",
         "_header_list",
+        "_opening",
         "_ping_requested",
         "_registry",
         "_released",
-        "_send",
         "_session",
         "_waiter",
         "wrote",
     )
+
+    ping = PING
 
     def __init__(
         self,
@@ -77,16 +80,17 @@ class SessionResponse:
         registry: StreamRegistry,
         *,
         after_seq: int = 0,
+        opening: bytes = b"",
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
         self._registry = registry
         self._after_seq = after_seq
+        self._opening = opening
         # Shared by every plain native response; copied at send time (middleware may append).
         self._header_list = (
             raw_headers(SSE_HEADERS | dict(headers)) if headers else _SSE_RAW_HEADERS
         )
-        self._send: Send | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._disconnected = False
         self._ping_requested = False
@@ -105,7 +109,6 @@ class SessionResponse:
         self._wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._send = send
         keepalive = self._registry.keepalive
         watcher = asyncio.get_running_loop().create_task(self._watch(receive))
         keepalive.add(self)
@@ -116,7 +119,7 @@ class SessionResponse:
                 "headers": list(self._header_list),
             }
             await send(start)
-            await self._follow()
+            await self._stream(send)
             if not self._disconnected:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -124,46 +127,53 @@ class SessionResponse:
         finally:
             keepalive.discard(self)
             watcher.cancel()
-            self._send = None
             self.release()
 
-    async def _follow(self) -> None:
-        raise NotImplementedError
+    async def _stream(self, send: Send) -> None:
+        """Write the events after ``_after_seq`` until the session ends or the client leaves.
 
-    async def _write(self, chunk: bytes) -> None:
-        self.wrote = True
-        assert self._send is not None
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def _next_chunk(self) -> bytes | None:
-        """The next events (native SSE bytes, several when they are waiting), ``b""`` when a
-        ping is due, or ``None`` once the session has ended and everything was read, or the
-        client has gone.
-
-        Raises ``ServiceUnavailable`` when the reader fell out of the replay window: the events
-        it missed are gone, and an answer with a hole in it must not pass for a whole one.
+        The per-event path: read, encode, one ``send``, one future to sleep on.
         """
         session = self._session
-        while not self._disconnected:
+        body, self._opening = self._opening, b""
+        while True:
+            if body:
+                self.wrote = True
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if self._disconnected:
+                return
             after_seq = self._after_seq
             if after_seq < session.last_seq:
                 if after_seq + 1 < session.first_seq:
-                    raise ServiceUnavailable(
-                        "the answer ran ahead of this reader beyond the replay window",
-                        retry_after_s=1.0,
-                    )
+                    body = self._fell_behind()
+                    if body:
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    return
                 chunk, self._after_seq = session.read(after_seq, _BATCH_EVENTS)
-                return chunk
-            if session.finished:
-                return None
-            if self._ping_requested:
+                body = self._encode(chunk)
+            elif session.finished:
+                return
+            elif self._ping_requested:
                 self._ping_requested = False
-                return b""
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            session.notify(waiter)
-            await waiter
-            self._waiter = None
-        return None
+                body = self.ping
+            else:
+                body = b""
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                session.notify(waiter)
+                await waiter
+                self._waiter = None
+
+    def _encode(self, chunk: bytes) -> bytes:
+        """What the client gets for ``chunk`` (whole native SSE events)."""
+        return chunk
+
+    def _fell_behind(self) -> bytes:
+        """The last write of a reader that fell out of the replay window (``b""``: none).
+
+        The events it missed are gone, and an answer with a hole in it must not pass for a
+        whole one; the native stream just ends, so its resume answers 404.
+        """
+        return b""
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -181,20 +191,7 @@ class SessionResponse:
 
 
 class SseResponse(SessionResponse):
-    """Streams ``session`` from ``after_seq + 1`` to its end as the native SSE events."""
+    """Streams ``session`` from ``after_seq + 1`` to its end as the native SSE events, after
+    ``opening`` (the ``retry:`` field)."""
 
-    __slots__ = ("_opening",)
-
-    def __init__(
-        self, session: StreamSession, registry: StreamRegistry, *, after_seq: int, opening: bytes
-    ) -> None:
-        super().__init__(session, registry, after_seq=after_seq)
-        self._opening = opening
-
-    async def _follow(self) -> None:
-        await self._write(self._opening)
-        try:
-            while (chunk := await self._next_chunk()) is not None:
-                await self._write(chunk or PING)
-        except ServiceUnavailable:
-            return  # fell out of the replay window; a resume from here answers 404
+    __slots__ = ()
