@@ -32,7 +32,7 @@ from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
-from rag_service.api.stream_routes import mount_stream_routes
+from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector
 from rag_service.ports import ChatUpstream, Embedder, PassageSearch
@@ -74,19 +74,13 @@ def create_app(settings: Settings | None = None, components: Components | None =
             gc.freeze()
             yield
 
-    app = FastAPI(
+    app = StreamingFastAPI(  # FastAPI, with the stream routes answered in front of it
         title="rag_service",
         version=__version__,
         summary="Streaming RAG answers over SSE with fresh context and atomic catalogs.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Before any add_middleware: the middleware added later (CORS) must wrap the stream routes.
-    mount_stream_routes(
-        app,
-        get_deps=lambda request: request.app.state.stream_deps,
-        principal=client_principal(settings.api_keys),
-    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -96,6 +90,11 @@ def create_app(settings: Settings | None = None, components: Components | None =
             expose_headers=["Retry-After", "X-Context-Id"],
         )
     app.include_router(health_router(get_deps=lambda request: request.app.state.health_deps))
+    mount_stream_routes(
+        app,
+        get_deps=lambda request: request.app.state.stream_deps,
+        principal=client_principal(settings.api_keys),
+    )
     app.include_router(
         openai_router(
             get_deps=lambda request: request.app.state.stream_deps,

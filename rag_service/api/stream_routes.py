@@ -1,29 +1,32 @@
 """Routes of the streaming answers: ``POST /rag/stream`` and ``GET /rag/stream/{stream_id}``.
 
-They are served by ``StreamRoutes``, a pure ASGI middleware, not by FastAPI endpoints. A stream
-lives for minutes and thousands are open at once; a FastAPI endpoint would pay, per request,
-for dependency solving, the ``Request``/response models and two ``AsyncExitStack``s, and keep
-its frames plus the per-event ``send`` wrappers of the exception middleware and of each routing
-layer alive for the stream's whole life. ``StreamRoutes`` matches the two routes itself and
-hands everything else to FastAPI. What the routes promise is unchanged: the same validation
-(``api/schemas.py``), the JSON error shape with status and ``Retry-After``
-(``api/errors.error_response``), the auth principal, the body size limit, CORS as configured,
-and both routes documented in ``/openapi.json`` (documentation-only FastAPI routes that the
-middleware answers in front of).
+They are answered in front of FastAPI's middleware stack and routing, not by FastAPI endpoints.
+A stream lives for minutes and thousands are open at once. As a FastAPI endpoint, each one paid
+for dependency solving, the ``Request``/response models and two ``AsyncExitStack``s per request,
+and kept about 12 KB of frames plus the per-event ``send`` wrappers of Starlette's error and
+exception middleware alive for its whole life.
+
+``StreamingFastAPI`` (the app class ``create_app`` uses) puts ``StreamRoutes`` at the top of
+its middleware stack. ``StreamRoutes`` matches the two routes and runs ``StreamEndpoint``,
+wrapped in the app's user middleware (CORS as configured); every other request goes down
+FastAPI's usual stack. What the routes promise is unchanged:
+
+- the same validation (``api/schemas.py``) and JSON error shape with status and
+  ``Retry-After`` (``api/errors.error_response``);
+- the auth principal and the body size limit;
+- an unexpected exception becomes a 500 from the app's own ``Exception`` handler (the JSON error
+  shape) and is re-raised for the server's log, as Starlette's error middleware does;
+- ``/openapi.json`` documents both routes (documentation-only FastAPI routes that
+  ``StreamRoutes`` answers in front of).
 
 Mounting (in ``create_app``)::
 
+    app = StreamingFastAPI(...)
     mount_stream_routes(
         app,
         get_deps=lambda request: request.app.state.stream_deps,
         principal=client_principal(settings.api_keys),  # the auth function: -> str | None
     )
-
-Call it before ``app.add_middleware(...)`` for any middleware that must see the stream routes
-(CORS): Starlette runs the middleware added last outermost, so ``StreamRoutes``, added first,
-sits inside every user middleware. Outside it remain only Starlette's error middleware, which
-turns an unexpected exception into a 500 JSON error (the app's ``Exception`` handler), and
-FastAPI's telemetry and body-limit wrappers.
 
 ``get_deps`` is a plain function of the ``Request``. ``principal`` is a function of the
 ``Request`` (sync or async, so a FastAPI dependency of that shape fits): it raises
@@ -41,7 +44,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag_service.api.errors import error_response
@@ -67,58 +70,119 @@ STREAM_PATH = "/rag/stream"
 _RESUME_PREFIX = STREAM_PATH + "/"
 
 
-def mount_stream_routes(app: FastAPI, *, get_deps: DepsLookup, principal: Principal) -> None:
-    """Serve the streaming routes on ``app`` and document them (see the module docstring)."""
-    app.add_middleware(StreamRoutes, get_deps=get_deps, principal=principal)
+class StreamingFastAPI(FastAPI):
+    """FastAPI that answers the stream routes at the top of its middleware stack.
+
+    Until ``mount_stream_routes`` sets ``stream_endpoint`` it is plain FastAPI.
+    """
+
+    stream_endpoint: StreamEndpoint | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.stream_endpoint is None:
+            return stack
+        endpoint: ASGIApp = self.stream_endpoint
+        for cls, args, kwargs in reversed(self.user_middleware):
+            endpoint = cls(endpoint, *args, **kwargs)
+        return StreamRoutes(stack, endpoint)
+
+
+def mount_stream_routes(
+    app: StreamingFastAPI, *, get_deps: DepsLookup, principal: Principal
+) -> None:
+    """Serve the streaming routes on ``app`` and document them (see the module docstring).
+
+    Call before the app's first request (its middleware stack is built then).
+    """
+    app.stream_endpoint = StreamEndpoint(get_deps=get_deps, principal=principal)
     app.include_router(documentation_router())
 
 
 class StreamRoutes:
-    """Pure ASGI middleware answering ``POST /rag/stream`` and ``GET /rag/stream/{id}``."""
+    """The top of the middleware stack: the stream routes to ``streams``, the rest to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, get_deps: DepsLookup, principal: Principal) -> None:
+    __slots__ = ("app", "streams")
+
+    def __init__(self, app: ASGIApp, streams: ASGIApp) -> None:
         self.app = app
+        self.streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            params = stream_route_params(scope)
+            if params is not None:
+                scope["path_params"] = params
+                await self.streams(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def stream_route_params(scope: Scope) -> dict[str, str] | None:
+    """The path parameters when ``scope`` asks for one of the stream routes, else None."""
+    path = route_path(scope)
+    method = scope["method"]
+    if path == STREAM_PATH:
+        return {} if method == "POST" else None
+    if method == "GET" and path.startswith(_RESUME_PREFIX):
+        stream_id = path[len(_RESUME_PREFIX) :]
+        if stream_id and "/" not in stream_id:
+            return {"stream_id": stream_id}
+    return None
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the server's ``root_path`` (what Starlette's routing matches)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+class StreamEndpoint:
+    """The ASGI app of both routes: set the stream up, then run its response."""
+
+    __slots__ = ("_get_deps", "_principal")
+
+    def __init__(self, *, get_deps: DepsLookup, principal: Principal) -> None:
         self._get_deps = get_deps
         self._principal = principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = route_path(scope)
-            method = scope["method"]
-            if path == STREAM_PATH and method == "POST":
-                await self._serve(scope, receive, send, None)
-                return
-            if path.startswith(_RESUME_PREFIX) and method == "GET":
-                stream_id = path[len(_RESUME_PREFIX) :]
-                if stream_id and "/" not in stream_id:
-                    await self._serve(scope, receive, send, stream_id)
-                    return
-        await self.app(scope, receive, send)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, stream_id: str | None
-    ) -> None:
-        """Set the stream up (JSON error on failure), then stream it.
-
-        Anything but a ``RagServiceError`` propagates to Starlette's error middleware, which
-        answers 500 with the JSON error shape and re-raises for the server's log.
-        """
-        response: Callable[[Scope, Receive, Send], Awaitable[None]]
         try:
-            response = await self._prepare(Request(scope, receive), stream_id)
+            response = await self._respond(scope, receive)
+        except Exception as error:
+            await (await internal_error(scope, error))(scope, receive, send)
+            raise
+        # Run here, not inside _respond: no frame of the set-up stays alive while it streams.
+        await response(scope, receive, send)
+
+    async def _respond(self, scope: Scope, receive: Receive) -> ASGIApp:
+        """The stream's response, or the JSON error that refuses it."""
+        request = Request(scope, receive)
+        try:
+            identity = self._principal(request)
+            client = await identity if inspect.isawaitable(identity) else identity
+            deps = self._get_deps(request)
+            stream_id = scope["path_params"].get("stream_id")
+            if stream_id is None:
+                return await create_stream(deps, request, client)
+            return resume_stream(deps, request, client, stream_id)
         except RagServiceError as error:
             if error.http_status >= 500:
                 log.warning("%s %s failed: %s", scope["method"], scope["path"], error.message)
-            response = error_response(error)
-        await response(scope, receive, send)
+            return error_response(error)
 
-    async def _prepare(self, request: Request, stream_id: str | None) -> SseResponse:
-        identity = self._principal(request)
-        client = await identity if inspect.isawaitable(identity) else identity
-        deps = self._get_deps(request)
-        if stream_id is None:
-            return await create_stream(deps, request, client)
-        return resume_stream(deps, request, client, stream_id)
+
+async def internal_error(scope: Scope, error: Exception) -> Response:
+    """The 500 for an unexpected ``error``, from the app's handler for 500 or ``Exception``."""
+    handlers: dict[Any, Any] = getattr(scope.get("app"), "exception_handlers", {})
+    handler = handlers.get(500) or handlers.get(Exception)
+    if handler is None:
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    response = handler(Request(scope), error)
+    return await response if inspect.isawaitable(response) else response  # type: ignore[no-any-return]
 
 
 async def create_stream(deps: StreamDeps, request: Request, client: str | None) -> SseResponse:
@@ -160,15 +224,6 @@ def _stream_response(deps: StreamDeps, session: StreamSession, *, after_seq: int
         after_seq=after_seq,
         opening=retry_field(deps.settings.stream.retry_hint_ms, deps.rng),
     )
-
-
-def route_path(scope: Scope) -> str:
-    """The request path below the app's ``root_path`` (what Starlette's routing matches)."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 # -- documentation ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from rag_service.api.errors import install_error_handlers
-from rag_service.api.stream_routes import mount_stream_routes
+from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
 from rag_service.ports import ResolvedContext
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamDeps, StreamRegistry
@@ -51,7 +51,7 @@ async def header_principal(request: Request) -> str | None:
 
 
 def build_app(deps: StreamDeps) -> FastAPI:
-    app = FastAPI()
+    app = StreamingFastAPI()
     install_error_handlers(app)  # the real app's error mapping (JSON shape, Retry-After)
     app.state.stream_deps = deps
     mount_stream_routes(

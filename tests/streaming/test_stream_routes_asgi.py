@@ -1,5 +1,5 @@
-"""The stream routes as served by ``StreamRoutes`` (in front of FastAPI's routing): what FastAPI
-used to give them for free still holds - docs, CORS, 404/405, root_path, 500 on a bug."""
+"""The stream routes as served by ``StreamRoutes`` (in front of FastAPI's middleware stack): what
+FastAPI used to give them for free still holds - docs, CORS, 404/405, root_path, 500 on a bug."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 
+from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
 from rag_service.streaming import StreamDeps, StreamRegistry, StreamStats
 from tests.fakes.resolver import FakeResolver
 from tests.live_server import live_server
-from tests.streaming.conftest import build_app
+from tests.streaming.conftest import build_app, header_principal
 from tests.streaming.helpers import assert_error_shape, deltas, post_stream
 from tests.streaming.sse_spec import parse_sse
 
@@ -22,7 +24,7 @@ ORIGIN = "https://shop.example"
 
 
 def app_with_cors(deps: StreamDeps) -> FastAPI:
-    app = build_app(deps)  # mounts the stream routes first, as create_app does
+    app = build_app(deps)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[ORIGIN],
@@ -116,3 +118,19 @@ async def test_a_bug_while_starting_a_stream_is_a_500_json_error_not_a_hang(
 
     assert assert_error_shape(response, 500)["code"] == "internal_error"
     assert registry.stats() == StreamStats(sessions=0, generating=0, readers=0)
+
+
+def broken_deps_lookup(request: Request) -> StreamDeps:
+    raise ZeroDivisionError("a bug")
+
+
+async def test_without_an_exception_handler_a_bug_is_a_plain_500(deps: StreamDeps) -> None:
+    app = StreamingFastAPI()  # no install_error_handlers: Starlette's default answer
+    app.state.stream_deps = deps
+    mount_stream_routes(app, get_deps=broken_deps_lookup, principal=header_principal)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await post_stream(client)
+
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
