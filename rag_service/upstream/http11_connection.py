@@ -23,6 +23,9 @@ import httpx
 PoolKey = tuple[str, str, int]
 Release = Callable[["Http11Connection", PoolKey], None]
 
+# The response extension holding the body as received: a reader of an uncoded body may iterate
+# it directly, without httpx's per-chunk layers (three async generators, a decoder, a chunker).
+RAW_BODY_EXTENSION = "rag_service.raw_body"
 # Body bytes held for a reader that does not keep up before the socket stops being read.
 _HIGH_WATER_BYTES = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -148,7 +151,11 @@ class Http11Connection(asyncio.Protocol):
             self._status,
             headers=self._headers,
             stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": self._reason,
+                RAW_BODY_EXTENSION: body,
+            },
             request=request,
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,7 @@ from rag_service.upstream.classify import (
     transport_error,
     truncate,
 )
+from rag_service.upstream.http11_connection import RAW_BODY_EXTENSION
 from rag_service.upstream.sse import SSEEvent, SSEParser
 
 MAX_ERROR_BODY_BYTES = 16 * 1024
@@ -110,7 +111,7 @@ async def _read_chunks(
     parser = SSEParser()
     finished = False
     try:
-        async for raw in response.aiter_bytes():
+        async for raw in _body_pieces(response):
             for event in parser.feed(raw):
                 if event.data.strip() == DONE_MARKER:
                     return
@@ -127,6 +128,14 @@ async def _read_chunks(
         raise transport_error(exc, response_started=True) from exc
     if not finished:
         raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+
+
+def _body_pieces(response: httpx.Response) -> AsyncIterable[bytes]:
+    """The body as it arrives: straight from our transport when it is not content-coded."""
+    raw = response.extensions.get(RAW_BODY_EXTENSION)
+    if isinstance(raw, httpx.AsyncByteStream) and "content-encoding" not in response.headers:
+        return raw
+    return response.aiter_bytes()
 
 
 def parse_chunk(event: SSEEvent, secret: str = "") -> CompletionChunk:
