@@ -1,0 +1,77 @@
+"""The assembled app's stream routes: answered in front of FastAPI, yet documented and with
+CORS as configured in the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ingest.pipeline import IngestPipeline
+from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.app import Components, create_app
+from rag_service.settings import IngestSettings
+from tests.app.conftest import ANSWER, app_settings, client_auth
+from tests.fakes.retrieval import HashingEmbedder
+from tests.fakes.upstream import ScriptedUpstream, answer_script
+from tests.streaming.helpers import assert_error_shape, deltas
+from tests.streaming.sse_spec import parse_sse
+
+ORIGIN = "https://shop.example"
+
+
+@pytest.fixture
+async def cors_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = app_settings(tmp_path).model_copy(update={"cors_origins": [ORIGIN]})
+    embedder = HashingEmbedder(64)
+    store = ChromaStore.open(settings.chroma)
+    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
+    upstream = ScriptedUpstream(script=answer_script(ANSWER))
+    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client
+
+
+async def test_stream_routes_get_the_configured_cors_headers(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    preflight = await cors_client.options(
+        "/rag/stream",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,last-event-id",
+        },
+    )
+    stream = await cors_client.post(
+        "/rag/stream",
+        params={"context": "shop:user-1"},
+        json={"query": "How much is the tent?"},
+        headers=client_auth() | {"Origin": ORIGIN},
+    )
+    refused = await cors_client.post(
+        "/rag/stream", params={"context": "c"}, json={"query": "hi"}, headers={"Origin": ORIGIN}
+    )
+
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert stream.status_code == 200
+    assert stream.headers["access-control-allow-origin"] == ORIGIN
+    assert deltas(parse_sse(stream.content).events) == "".join(ANSWER)
+    assert_error_shape(refused, 401)
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+    assert "retry-after" in refused.headers["access-control-expose-headers"].lower()
+
+
+async def test_openapi_documents_every_public_route(cors_client: httpx.AsyncClient) -> None:
+    response = await cors_client.get("/openapi.json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/rag/stream", "/rag/stream/{stream_id}", "/v1/chat/completions"} <= set(paths)
+    assert set(paths["/rag/stream"]) == {"post"}
+    assert set(paths["/rag/stream/{stream_id}"]) == {"get"}
