@@ -114,7 +114,11 @@ class OpenAICompatibleUpstream:
             timeout=self._timeout,
             transport=AsyncioHTTPTransport(max_connections=settings.max_connections),
         )
-        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        url = settings.base_url.rstrip("/") + "/chat/completions"
+        try:
+            self._url: str | httpx.URL = httpx.URL(url)  # parsed once, not once per request
+        except httpx.InvalidURL:
+            self._url = url  # each request reports it as a ConfigurationError
         self._secret = settings.api_key.get_secret_value()
         self._headers = {**settings.extra_headers, "Accept": "text/event-stream"}
         if self._secret:

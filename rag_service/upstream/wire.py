@@ -49,7 +49,7 @@ class CompletionChunk:
 
 async def stream_completion(
     http: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     *,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
