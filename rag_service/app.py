@@ -35,7 +35,7 @@ from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector
-from rag_service.ports import ChatUpstream, Embedder, PassageSearch
+from rag_service.ports import ChatUpstream, Embedder
 from rag_service.readiness import embedder_check, store_check, upstream_report
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
 from rag_service.settings import Settings
@@ -142,7 +142,11 @@ async def _build_graph(
         on_finished=_tell_contexts(contexts),
     )
     stack.push_async_callback(jobs.wait)
-    registry.register(ServiceCollector(streams.stats, contexts.stats, lambda: _safe_version(store)))
+    # The version this process serves, as its background check last saw it: a scrape never
+    # waits for the store.
+    registry.register(
+        ServiceCollector(streams.stats, contexts.stats, lambda: contexts.catalog_version)
+    )
     app.state.stream_deps = StreamDeps(
         resolver=contexts,
         upstream=upstream,
@@ -207,10 +211,3 @@ def _fallback_text(path: Path) -> str:
         log.warning("fallback context %s unreadable (%s); using the built-in one", path, error)
         return DEFAULT_FALLBACK
     return text or DEFAULT_FALLBACK
-
-
-def _safe_version(store: PassageSearch) -> int | None:
-    try:
-        return store.live_version()
-    except Exception:  # metrics must not fail because the store is down
-        return None
