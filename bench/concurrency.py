@@ -1,6 +1,6 @@
 """Concurrency benchmark: how many simultaneous SSE streams one service process holds.
 
-    .venv/bin/python -m bench.concurrency            # 500, 1,000, 2,000, 5,000 streams
+    .venv/bin/python -m bench.concurrency            # 1,000 to 5,000 streams in steps of 1,000
     .venv/bin/python -m bench.concurrency --quick    # 100, 300 streams
     .venv/bin/python -m bench.concurrency --levels 2000 --profile   # cProfile the service
 
@@ -57,7 +57,7 @@ from bench.service_process import (
 )
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "concurrency.json"
-FULL_LEVELS = (500, 1000, 2000, 5000)
+FULL_LEVELS = (1000, 2000, 3000, 4000, 5000)
 QUICK_LEVELS = (100, 300)
 INTER_TOKEN_MS = 200.0
 CONTEXTS = 10
