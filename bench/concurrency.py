@@ -359,8 +359,8 @@ def _notes() -> list[str]:
         "that every stream of a level is open at once for the plateau.",
         f"every measured stream is served from the freshness cache (state `fresh`, {CONTEXTS} "
         "contextIds each asked once before): retrieval cost is not measured here.",
-        "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level: the default (1000) "
-        "caps concurrent streams at 1000 (later streams wait for a pooled connection).",
+        "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level, so the upstream pool "
+        "never makes a stream wait (the default, 10,000, would too).",
         "service: uvicorn with uvloop + httptools, access log off (rag-service serve has it on).",
     ]
 
