@@ -132,6 +132,7 @@ async def _build_graph(
         store,
         settings.freshness,
         _fallback_text(settings.fallback_context_file),
+        version_check_interval_s=settings.freshness.catalog_check_interval_s,
     )
     stack.push_async_callback(contexts.aclose)
     await contexts.start()  # learns the catalog version, then re-checks it in the background

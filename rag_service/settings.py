@@ -148,6 +148,12 @@ class FreshnessSettings(BaseModel):
     stale_max_age_s: float = Field(
         3600.0, ge=0, description="Oldest last-known context served when retrieval fails."
     )
+    catalog_check_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the live catalog version is re-read in the background: a "
+        "re-ingest by another process is noticed within this (one through this process at once).",
+    )
 
 
 class RetrievalSettings(BaseModel):
