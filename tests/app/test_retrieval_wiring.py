@@ -69,3 +69,21 @@ async def test_shutdown_stops_the_background_checks(tmp_path: Path) -> None:
         assert contexts.watching_catalog
 
     assert not contexts.watching_catalog
+
+
+async def test_the_check_interval_comes_from_the_settings(tmp_path: Path) -> None:
+    """RAG_FRESHNESS__CATALOG_CHECK_INTERVAL_S paces the background checks."""
+    settings = app_settings(tmp_path)
+    settings.freshness.catalog_check_interval_s = 0.02
+    embedder = HashingEmbedder(64)
+    store = ChromaStore.open(settings.chroma)
+    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
+    upstream = ScriptedUpstream(script=answer_script(ANSWER))
+    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
+
+    async with app.router.lifespan_context(app):
+        watch = app.state.stream_deps.resolver._versions  # the watch the app built
+        first = watch.checked_at
+        await wait_until(lambda: watch.checked_at != first, timeout_s=0.9)  # default: 1 s
+
+    assert first is not None
