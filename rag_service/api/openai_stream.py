@@ -92,12 +92,16 @@ async def follow_session(
             continue
         if session.finished:
             return
-        waiters: list[asyncio.Future[None]] = [session.change_waiter()]
+        waiter = session.change_waiter()
+        waiters: list[asyncio.Future[None]] = [waiter]
         if disconnected is not None:
             waiters.append(disconnected)
-        done, _ = await asyncio.wait(
-            waiters, timeout=idle_after_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=idle_after_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()  # abandoned when idle: the session must not keep it until its next event
         if not done:
             yield []
 

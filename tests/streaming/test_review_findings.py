@@ -1,8 +1,6 @@
-"""Review findings on the one-future-per-wait change (``StreamSession.notify``/``change_waiter``)."""
+"""An idle OpenAI follower (``follow_session``) must not pile up pending futures on its session."""
 
 from __future__ import annotations
-
-import pytest
 
 from rag_service.api.openai_stream import follow_session
 from rag_service.streaming.session import StreamSession
@@ -10,12 +8,6 @@ from rag_service.streaming.session import StreamSession
 IDLE_WAITS = 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="change_waiter() now adds a new future per call; follow_session abandons it pending "
-    "on every idle timeout, and notify() prunes only done futures, so an idle session keeps one "
-    "more pending future per ping interval until its next append",
-)
 async def test_an_idle_follower_does_not_pile_up_pending_waiters() -> None:
     session = StreamSession(
         stream_id="s",
