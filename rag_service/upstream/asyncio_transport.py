@@ -66,18 +66,16 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         key = _pool_key(request)
         timeouts = request.extensions.get("timeout", {})
         write, read = timeouts.get("write"), timeouts.get("read")
-        connection, reused = await self._acquire(key, timeouts, request, reuse=True)
-        if not reused:
-            return await connection.exchange(request, write, read, self._release)
+        connection = await self._acquire(key, timeouts, request, reuse=True)
         try:
             return await connection.exchange(request, write, read, self._release)
         except StaleConnection as exc:
-            # A pooled connection the server had already closed: the request got no answer,
-            # so one fresh connection may carry it (what browsers do in this race), if its
-            # body can be sent again.
+            # Only a reused connection raises it: the server had already closed it and the
+            # request got no answer, so one fresh connection may carry it (what browsers do in
+            # this race), if its body can be sent again.
             if not isinstance(request.stream, httpx.ByteStream | ReleasableBody):
                 raise httpx.RemoteProtocolError(str(exc), request=request) from None
-        connection, _ = await self._acquire(key, timeouts, request, reuse=False)
+        connection = await self._acquire(key, timeouts, request, reuse=False)
         return await connection.exchange(request, write, read, self._release)
 
     async def aclose(self) -> None:
@@ -99,14 +97,14 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         request: httpx.Request,
         *,
         reuse: bool,
-    ) -> tuple[Http11Connection, bool]:
+    ) -> Http11Connection:
         pooled = self._take_idle(key) if reuse else None
         if pooled is not None:
-            return pooled, True
+            return pooled
         if len(self._open) >= self._max_connections and not self._evict_one_idle():
             pooled = await self._wait_for_slot(key, timeouts.get("pool"), request, reuse=reuse)
             if pooled is not None:
-                return pooled, True
+                return pooled
         connection = Http11Connection(on_lost=self._forget)
         self._open.add(connection)
         try:
@@ -115,7 +113,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             self._forget(connection)
             connection.close()
             raise
-        return connection, False
+        return connection
 
     async def _wait_for_slot(
         self, key: PoolKey, pool_timeout_s: float | None, request: httpx.Request, *, reuse: bool

@@ -4,6 +4,7 @@ embedder and the upstream, driven in-process (ASGI) with its lifespan running.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,9 @@ def app_settings(tmp_path: Path, **stream: Any) -> Settings:
     )
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    settings = app_settings(tmp_path)
+@asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Service]:
+    """The app for ``settings`` over its ingested catalog, lifespan running, with a client."""
     embedder = HashingEmbedder(64)
     store = ChromaStore.open(settings.chroma)
     IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
@@ -64,6 +65,12 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
             yield Service(app, client, store, upstream, embedder, settings)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    async with running_service(app_settings(tmp_path)) as running:
+        yield running
 
 
 def client_auth() -> dict[str, str]:

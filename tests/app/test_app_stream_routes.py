@@ -9,13 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.pipeline import IngestPipeline
-from rag_service.adapters.chroma_store import ChromaStore
-from rag_service.app import Components, create_app
-from rag_service.settings import IngestSettings
-from tests.app.conftest import ANSWER, app_settings, client_auth
-from tests.fakes.retrieval import HashingEmbedder
-from tests.fakes.upstream import ScriptedUpstream, answer_script
+from tests.app.conftest import ANSWER, app_settings, client_auth, running_service
 from tests.streaming.helpers import assert_error_shape, deltas
 from tests.streaming.sse_spec import parse_sse
 
@@ -25,15 +19,8 @@ ORIGIN = "https://shop.example"
 @pytest.fixture
 async def cors_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = app_settings(tmp_path).model_copy(update={"cors_origins": [ORIGIN]})
-    embedder = HashingEmbedder(64)
-    store = ChromaStore.open(settings.chroma)
-    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
-    upstream = ScriptedUpstream(script=answer_script(ANSWER))
-    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            yield client
+    async with running_service(settings) as service:
+        yield service.client
 
 
 async def test_stream_routes_get_the_configured_cors_headers(

@@ -6,14 +6,10 @@ import asyncio
 from pathlib import Path
 
 from ingest.pipeline import IngestPipeline
-from rag_service.adapters.chroma_store import ChromaStore
-from rag_service.app import Components, create_app
 from rag_service.retrieval import ContextService
 from rag_service.settings import IngestSettings
-from tests.app.conftest import ANSWER, Service, app_settings
+from tests.app.conftest import Service, app_settings, running_service
 from tests.app.test_app import ask
-from tests.fakes.retrieval import HashingEmbedder
-from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.ingest.catalogs import product, write_products
 from tests.retrieval.conftest import wait_until
 
@@ -57,15 +53,8 @@ async def test_streams_on_one_context_share_the_system_message(service: Service)
 
 
 async def test_shutdown_stops_the_background_checks(tmp_path: Path) -> None:
-    settings = app_settings(tmp_path)
-    embedder = HashingEmbedder(64)
-    store = ChromaStore.open(settings.chroma)
-    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
-    upstream = ScriptedUpstream(script=answer_script(ANSWER))
-    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
-
-    async with app.router.lifespan_context(app):
-        contexts = app.state.stream_deps.resolver
+    async with running_service(app_settings(tmp_path)) as service:
+        contexts = contexts_of(service)
         assert contexts.watching_catalog
 
     assert not contexts.watching_catalog
@@ -75,14 +64,9 @@ async def test_the_check_interval_comes_from_the_settings(tmp_path: Path) -> Non
     """RAG_FRESHNESS__CATALOG_CHECK_INTERVAL_S paces the background checks."""
     settings = app_settings(tmp_path)
     settings.freshness.catalog_check_interval_s = 0.02
-    embedder = HashingEmbedder(64)
-    store = ChromaStore.open(settings.chroma)
-    IngestPipeline(store, embedder, IngestSettings()).run([settings.ingest.catalog_dir])
-    upstream = ScriptedUpstream(script=answer_script(ANSWER))
-    app = create_app(settings, Components(embedder=embedder, store=store, upstream=upstream))
 
-    async with app.router.lifespan_context(app):
-        watch = app.state.stream_deps.resolver._versions  # the watch the app built
+    async with running_service(settings) as service:
+        watch = contexts_of(service)._versions  # the watch the app built
         first = watch.checked_at
         await wait_until(lambda: watch.checked_at != first, timeout_s=0.9)  # default: 1 s
 
