@@ -6,12 +6,12 @@ Services depend only on these; adapters (``SentenceTransformerEmbedder``, ``Chro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from rag_service.upstream_events import ChatRequest, UpstreamEvent
+from rag_service.upstream_events import ChatRequest, EventSink
 
 MetadataValue = str | int | float | bool
 Vector = list[float]
@@ -82,8 +82,14 @@ class ChatUpstream(Protocol):
         """Raise ``CircuitOpen`` (with a jittered retry_after_s) when requests would fail fast."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
-        """Yield typed items until exactly one terminal item (``Completed`` or ``Failed``)."""
+    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+        """Pass each item of the answer to ``sink`` as it arrives, the last one being exactly one
+        terminal item (``Completed`` or ``Failed``); return after it.
+
+        Pushing rather than yielding lets an implementation deliver a token straight from its
+        transport's data callback, with no task wake-up per token. Cancelling the call cancels
+        the answer and releases its upstream request.
+        """
         ...
 
     async def aclose(self) -> None: ...

@@ -7,6 +7,7 @@ the answer exactly once, across upstream failures and retries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,3 +69,7 @@ class Failed:
 
 
 UpstreamEvent = TextDelta | RetryNotice | Resumed | Completed | Failed
+
+# Takes each item of an answer as it arrives. Called synchronously, possibly from inside a
+# transport's data callback: it must neither block nor raise.
+EventSink = Callable[[UpstreamEvent], None]

@@ -11,6 +11,7 @@ always its first.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ async def start_answer(
     )
     try:
         session.publish_meta(meta_payload(session.stream_id, context))
-        deps.registry.start(session, lambda: deps.upstream.stream(chat_request))
+        deps.registry.start(session, functools.partial(deps.upstream.answer, chat_request))
     except BaseException:
         deps.registry.abandon(session)  # no response will ever detach its reader
         raise

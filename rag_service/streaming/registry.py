@@ -22,12 +22,11 @@ oldest first; only when none is left does ``open`` refuse with 503 + Retry-After
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from rag_service.errors import (
@@ -42,11 +41,13 @@ from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
-from rag_service.upstream_events import Completed, Failed, UpstreamEvent
+from rag_service.upstream_events import EventSink
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SESSIONS = 20_000
+# One answer's generation: pushes its items into the sink it is given (``ChatUpstream.answer``).
+Generation = Callable[[EventSink], Awaitable[None]]
 _CLOSE_TIMEOUT_S = 5.0
 
 
@@ -109,11 +110,9 @@ class StreamRegistry:
         self.attach(session)
         return session
 
-    def start(
-        self, session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
-    ) -> None:
-        """Run the generation: consume ``items()`` into ``session`` in a task of its own."""
-        session.task = asyncio.get_running_loop().create_task(self._generate(session, items))
+    def start(self, session: StreamSession, generate: Generation) -> None:
+        """Run the generation in a task of its own: ``generate`` pushes into the session."""
+        session.task = asyncio.get_running_loop().create_task(self._generate(session, generate))
 
     def abandon(self, session: StreamSession) -> None:
         """Drop a session whose response will never run (its start failed half-way)."""
@@ -169,32 +168,26 @@ class StreamRegistry:
         if session.task is not None and not session.task.done():
             session.task.cancel()  # closes the upstream request (its generator is aclose()d)
 
-    async def _generate(
-        self, session: StreamSession, items: Callable[[], AsyncIterator[UpstreamEvent]]
-    ) -> None:
-        """Consume one upstream stream into ``session``; always ends it with ``done``/``error``.
+    async def _generate(self, session: StreamSession, generate: Generation) -> None:
+        """Run ``generate`` into ``session``; always ends the session with ``done``/``error``.
 
         Its end is handled in here rather than by a done callback on the task (one closure
         less per stream). A task cancelled before its first step runs none of this, but only
         ``_remove`` cancels, and a removed session has no reader left to wait for its end.
         """
-        stream: AsyncIterator[UpstreamEvent] | None = None
         try:
-            stream = items()
-            async for item in stream:
-                session.apply(item)
-                if isinstance(item, Completed | Failed):
-                    return
-            session.fail(UpstreamProtocolError("the upstream stream ended without a final item"))
+            await generate(session.apply)
+            if not session.finished:
+                session.fail(
+                    UpstreamProtocolError("the upstream answer ended without a final item")
+                )
         except RagServiceError as error:
             session.fail(error)
         except Exception:
             logger.exception("generation of stream %s failed", session.stream_id)
             session.fail(RagServiceError("the answer failed unexpectedly"))
         finally:
-            self._on_generation_end(session)  # before closing: readers see the end at once
-            if stream is not None:
-                await _close_stream(stream)
+            self._on_generation_end(session)
 
     def _on_generation_end(self, session: StreamSession) -> None:
         if not session.finished:
@@ -222,13 +215,6 @@ class StreamRegistry:
             self._remove(session)
         if tasks:
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
-
-
-async def _close_stream(stream: AsyncIterator[UpstreamEvent]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
 
 
 def _same_principal(owner: str | None, caller: str | None) -> bool:

@@ -1,9 +1,14 @@
 """One answer's generation state: its numbered events, whether it has ended, who is reading.
 
-A session is written by exactly one generation task (see ``registry``) and read by any number
-of HTTP responses. Readers never poll: each hands the session a future (``notify``) and sleeps
-on it until the next append or the end; an append resolves the futures waiting at that moment.
-The list of waiting futures is created at the first wait, so an unread session costs nothing.
+A session is written by exactly one generation (see ``registry``) and read by any number of HTTP
+responses. Readers never poll. A reader that has caught up either
+
+- follows the session (``follow``): the session calls its ``on_append`` at each append and at
+  the end, synchronously, so a live token goes from the upstream's data callback to the
+  client's socket without waking any task; or
+- hands the session a future (``notify``) and sleeps on it until the next append or the end.
+
+The lists of followers and futures are created at first use, so an unread session costs nothing.
 
 Event payloads (the ``data`` JSON of each event name) are built here and nowhere else.
 """
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from rag_service.errors import RagServiceError
 from rag_service.ports import Clock
@@ -27,12 +32,18 @@ from rag_service.upstream_events import (
 )
 
 
+class Follower(Protocol):
+    def on_append(self) -> None:
+        """Called at each append and at the end. Must not raise, nor append to the session."""
+
+
 class StreamSession:
     __slots__ = (
         "_buffer",
         "_clock",
         "_finished",
         "_first_delta_at",
+        "_followers",
         "_started_at",
         "_waiters",
         "context_id",
@@ -66,6 +77,7 @@ class StreamSession:
         self._first_delta_at: float | None = None
         self._finished = False
         self._waiters: list[asyncio.Future[None]] | None = None
+        self._followers: list[Follower] | None = None
 
     @property
     def finished(self) -> bool:
@@ -101,6 +113,18 @@ class StreamSession:
                 # up until the next append; each reader waits on at most one future at a time.
                 waiters[:] = [w for w in waiters if not w.done()]
             waiters.append(waiter)
+
+    def follow(self, follower: Follower) -> None:
+        """Call ``follower.on_append()`` at every append and at the end, until ``unfollow``."""
+        if self._followers is None:
+            self._followers = [follower]
+        elif follower not in self._followers:
+            self._followers.append(follower)
+
+    def unfollow(self, follower: Follower) -> None:
+        followers = self._followers
+        if followers and follower in followers:
+            followers.remove(follower)
 
     def change_waiter(self) -> asyncio.Future[None]:
         """A new future resolved at the next append (or at once when the session has finished)."""
@@ -151,6 +175,13 @@ class StreamSession:
         self._wake()
 
     def _wake(self) -> None:
+        followers = self._followers
+        if followers:
+            if len(followers) == 1:
+                followers[0].on_append()
+            else:
+                for follower in tuple(followers):  # on_append may unfollow
+                    follower.on_append()
         waiters = self._waiters
         if waiters:
             for waiter in waiters:

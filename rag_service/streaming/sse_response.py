@@ -3,11 +3,18 @@
 A plain ASGI callable rather than sse-starlette's ``EventSourceResponse`` (four tasks per
 connection) or a Starlette ``Response``: thousands of these are open at once, so each one holds
 as little as it can. Per connection there is the request's own task, which writes, and one small
-task that waits for ``http.disconnect``. Per event there is one future: the reader hands it to
-the session (``StreamSession.notify``) and sleeps on it until the next append. Three things
-resolve that future: the session's next append (or its end), the disconnect watcher, and the
-process-wide keep-alive ticker (``keepalive``) when the reader has been silent too long. No
-timer, set or callback is created per event.
+task that waits for ``http.disconnect``.
+
+Live events are written without waking that task. Once the reader has caught up, its task parks
+on a future and the reader follows the session (``StreamSession.follow``): each append calls
+``on_append``, which encodes the new events and runs the server's ``send`` coroutine by hand,
+inside the upstream's data callback. ``send`` of uvicorn completes without suspending unless
+the client's socket buffer is full; if it does suspend, or anything unusual happens (the end of
+the stream, a disconnect, a ping, a reader left behind by the replay window, an error), the
+reader stops following and wakes its task, which finishes the suspended ``send`` and handles the
+rest. So the task only ever runs while the reader does not follow, and writes never interleave.
+Three things wake the task: ``on_append`` as above, the disconnect watcher, and the
+process-wide keep-alive ticker (``keepalive``) when the reader has been silent too long.
 
 Disconnect detection matters because servers such as uvicorn (ASGI spec 2.3) silently drop
 writes to a closed connection: only ``receive()`` tells us the client has gone. The watcher
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -62,12 +70,15 @@ class SessionResponse:
     __slots__ = (
         "_after_seq",
         "_disconnected",
+        "_failure",
         "_header_list",
         "_opening",
         "_ping_requested",
         "_registry",
         "_released",
+        "_send",
         "_session",
+        "_suspended",
         "_waiter",
         "wrote",
     )
@@ -92,6 +103,9 @@ class SessionResponse:
             raw_headers(SSE_HEADERS | dict(headers)) if headers else _SSE_RAW_HEADERS
         )
         self._waiter: asyncio.Future[None] | None = None
+        self._send: Send | None = None
+        self._suspended: _SuspendedSend | None = None
+        self._failure: Exception | None = None
         self._disconnected = False
         self._ping_requested = False
         self._released = False
@@ -112,6 +126,7 @@ class SessionResponse:
         keepalive = self._registry.keepalive
         watcher = asyncio.get_running_loop().create_task(self._watch(receive))
         keepalive.add(self)
+        self._send = send
         try:
             start: Message = {
                 "type": "http.response.start",
@@ -125,6 +140,8 @@ class SessionResponse:
         except OSError:
             pass  # the client went away during a write (servers on ASGI spec 2.4 raise this)
         finally:
+            self._session.unfollow(self)
+            self._send = None
             keepalive.discard(self)
             watcher.cancel()
             self.release()
@@ -158,10 +175,53 @@ class SessionResponse:
                 body = self.ping
             else:
                 body = b""
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
-                session.notify(waiter)
-                await waiter
-                self._waiter = None
+                await self._follow_live()
+
+    async def _follow_live(self) -> None:
+        """Park the task while ``on_append`` writes live events; then finish what it left."""
+        session = self._session
+        self._waiter = asyncio.get_running_loop().create_future()
+        session.follow(self)
+        try:
+            await self._waiter
+        finally:
+            session.unfollow(self)
+            self._waiter = None
+        suspended, self._suspended = self._suspended, None
+        if suspended is not None:
+            await suspended
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def on_append(self) -> None:
+        """The session grew (or ended) while the task is parked: write the new events now."""
+        session = self._session
+        after_seq = self._after_seq
+        if self._disconnected or session.finished or after_seq + 1 < session.first_seq:
+            self._wake()  # the end, a disconnect or a gap: the task's business
+            return
+        try:
+            chunk, self._after_seq = session.read(after_seq, _BATCH_EVENTS)
+            body = self._encode(chunk)
+            if body:
+                self.wrote = True
+                self._write_now(body)
+        except Exception as error:  # never into the upstream's callback: the task raises it
+            self._failure = error
+            self._wake()
+
+    def _write_now(self, body: bytes) -> None:
+        """Run ``send`` for ``body`` by hand; if it suspends, the task finishes it."""
+        assert self._send is not None
+        steps = self._send({"type": "http.response.body", "body": body, "more_body": True})
+        steps_iter = steps.__await__()
+        try:
+            yielded = steps_iter.send(None)
+        except StopIteration:
+            return  # the usual case: written without suspending
+        self._suspended = _SuspendedSend(steps_iter, yielded)
+        self._wake()
 
     def _encode(self, chunk: bytes) -> bytes:
         """What the client gets for ``chunk`` (whole native SSE events)."""
@@ -176,6 +236,8 @@ class SessionResponse:
         return b""
 
     def _wake(self) -> None:
+        """Wake the parked task; the reader stops following until the task parks again."""
+        self._session.unfollow(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -195,3 +257,30 @@ class SseResponse(SessionResponse):
     ``opening`` (the ``retry:`` field)."""
 
     __slots__ = ()
+
+
+class _SuspendedSend:
+    """Awaiting it finishes, inside a task, a ``send`` that ``on_append`` started by hand and
+    that suspended on ``yielded`` (typically a future of the server's flow control)."""
+
+    __slots__ = ("_steps", "_yielded")
+
+    def __init__(self, steps: Generator[Any, Any, None], yielded: Any) -> None:
+        self._steps = steps
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, yielded = self._steps, self._yielded
+        while True:
+            try:
+                sent = yield yielded  # the task waits on it as if ``send`` itself had yielded it
+            except BaseException as thrown:  # cancellation reaches ``send`` as usual
+                try:
+                    yielded = coroutine.throw(thrown)
+                except StopIteration:
+                    return
+                continue
+            try:
+                yielded = coroutine.send(sent)
+            except StopIteration:
+                return

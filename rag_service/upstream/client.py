@@ -1,6 +1,8 @@
 """``OpenAICompatibleUpstream``: the backoff-protected streaming client of the upstream LLM.
 
-One answer runs as a loop of attempts. Each attempt streams ``POST {base_url}/chat/completions``;
+One answer runs as a loop of attempts, and its items are pushed to a sink (``answer``) as they
+arrive, from inside the transport's data callback; ``stream`` offers the same as an async iterator.
+Each attempt streams ``POST {base_url}/chat/completions``;
 when it fails with a retryable error the loop waits (full-jitter backoff, at least the upstream's
 ``Retry-After``), within the answer's attempts, deadline and the process-wide retry budget, and
 tries again, continuing a cut answer without repeating or dropping text (``continuation``). While
@@ -12,10 +14,10 @@ docs/upstream.md for the reasoning behind each rule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +38,11 @@ from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
-from rag_service.upstream.wire import CompletionChunk, stream_completion
+from rag_service.upstream.wire import CompletionChunk, CompletionsEndpoint
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,
+    EventSink,
     Failed,
     Resumed,
     RetryNotice,
@@ -86,7 +89,7 @@ class OpenAICompatibleUpstream:
         self,
         settings: UpstreamSettings,
         *,
-        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -103,26 +106,26 @@ class OpenAICompatibleUpstream:
         self._metrics: UpstreamMetrics = metrics or NoopUpstreamMetrics()
         self._breaker.subscribe(lambda state: self._metrics.on_breaker_state(state.value))
         self._backoff = BackoffPolicy(settings.retry, self._rng)
-        self._timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.connect_timeout_s,
-            pool=settings.connect_timeout_s,
+        self._owns_transport = transport is None
+        self._transport = transport or AsyncioHTTPTransport(
+            max_connections=settings.max_connections
         )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=self._timeout,
-            transport=AsyncioHTTPTransport(max_connections=settings.max_connections),
+        secret = settings.api_key.get_secret_value()
+        headers = dict(settings.extra_headers)
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        self._endpoint = CompletionsEndpoint(
+            self._transport,
+            settings.base_url.rstrip("/") + "/chat/completions",
+            headers=headers,
+            timeouts=httpx.Timeout(
+                connect=settings.connect_timeout_s,
+                read=settings.read_timeout_s,
+                write=settings.connect_timeout_s,
+                pool=settings.connect_timeout_s,
+            ),
+            secret=secret,
         )
-        url = settings.base_url.rstrip("/") + "/chat/completions"
-        try:
-            self._url: str | httpx.URL = httpx.URL(url)  # parsed once, not once per request
-        except httpx.InvalidURL:
-            self._url = url  # each request reports it as a ConfigurationError
-        self._secret = settings.api_key.get_secret_value()
-        self._headers = {**settings.extra_headers, "Accept": "text/event-stream"}
-        if self._secret:
-            self._headers["Authorization"] = f"Bearer {self._secret}"
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -132,12 +135,17 @@ class OpenAICompatibleUpstream:
     def budget(self) -> RetryBudget:
         return self._budget
 
+    @property
+    def continuation(self) -> ContinuationStrategy:
+        return self._settings.continuation
+
     def ensure_available(self) -> None:
         wait = self._breaker.seconds_until_probe()
         if wait is None or wait > 0:
             raise self._circuit_open_error()
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[UpstreamEvent, None]:
+    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+        """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item."""
         now = self._clock()
         answer = _Answer(
             request=request,
@@ -147,79 +155,70 @@ class OpenAICompatibleUpstream:
         )
         permit = self._breaker.try_acquire()
         if permit is Permit.denied:
-            yield self._failed(answer, self._circuit_open_error())
+            sink(self._failed(answer, self._circuit_open_error()))
             return
         self._budget.record_request()
         self._metrics.on_budget(self._budget.tokens)
         while True:
-            error: RagServiceError | None = None
             try:
-                async with aclosing(self._attempt(answer, permit)) as items:
-                    async for item in items:
-                        yield item
-            except RagServiceError as exc:
-                error = exc
-            if error is None:
-                yield self._completed(answer)
-                return
-            failure = self._refuse_retry(answer, error)
-            if failure is None and isinstance(error, UpstreamRetryable):
-                async with aclosing(self._prepare_retry(answer, error)) as notices:
-                    async for notice in notices:
-                        yield notice
-                failure = answer.failure
-            if failure is not None:
-                yield self._failed(answer, failure)
-                return
-            permit = answer.next_permit
+                await self._attempt(answer, permit, sink)
+            except RagServiceError as error:
+                failure = self._refuse_retry(answer, error)
+                if failure is None and isinstance(error, UpstreamRetryable):
+                    await self._prepare_retry(answer, error, sink)
+                    failure = answer.failure
+                if failure is not None:
+                    sink(self._failed(answer, failure))
+                    return
+                permit = answer.next_permit
+                continue
+            sink(self._completed(answer))
+            return
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
+        """``answer`` as an async iterator; closing it early cancels the answer."""
+        items: asyncio.Queue[UpstreamEvent | None] = asyncio.Queue()
+        task = asyncio.get_running_loop().create_task(self.answer(request, items.put_nowait))
+        task.add_done_callback(lambda _: items.put_nowait(None))  # None: the answer returned
+        try:
+            while (item := await items.get()) is not None:
+                yield item
+            task.result()  # an unexpected exception of the answer surfaces here
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_transport:
+            await self._transport.aclose()
 
-    async def _attempt(
-        self, answer: _Answer, permit: Permit
-    ) -> AsyncGenerator[TextDelta | Resumed, None]:
+    async def _attempt(self, answer: _Answer, permit: Permit, sink: EventSink) -> None:
         answer.made += 1
         answer.charged += 1
         self._metrics.on_attempt()
         delivered = answer.delivered
         strategy = self._settings.continuation
-        aligner = TextAligner(delivered, verify=strategy is ContinuationStrategy.replay)
-        resuming = bool(delivered)
-        judged = False
-        chunks = stream_completion(
-            self._http,
-            self._url,
-            body=build_body(self._settings, answer.request, delivered),
-            headers=self._headers,
-            timeouts=self._timeout,
-            secret=self._secret,
+        attempt = _Attempt(
+            self,
+            answer,
+            permit,
+            sink,
+            TextAligner(delivered, verify=strategy is ContinuationStrategy.replay),
         )
         try:
-            async with aclosing(chunks) as stream:
-                async for chunk in stream:
-                    if not judged:  # the upstream answers: enough for the breaker
-                        judged = True
-                        self._breaker.record_success(permit)
-                    new_text = aligner.accept(chunk.text)
-                    answer.note(chunk)
-                    if new_text:
-                        if resuming:
-                            resuming = False
-                            yield Resumed(attempt=answer.made, strategy=strategy.value)
-                        self._deliver(answer, new_text)
-                        yield TextDelta(new_text)
-            aligner.finish()
-            if resuming:
-                yield Resumed(attempt=answer.made, strategy=strategy.value)
+            await self._endpoint.stream(
+                build_body(self._settings, answer.request, delivered), attempt
+            )
+            attempt.finish()
         except RagServiceError as error:
-            if not judged:
-                judged = True
+            if not attempt.judged:
+                attempt.judged = True
                 self._judge(answer, permit, error)
             raise
         finally:
-            if not judged:  # cancelled before any verdict: give a probe slot back
+            if not attempt.judged:  # cancelled before any verdict: give a probe slot back
                 self._breaker.release(permit)
 
     def _judge(self, answer: _Answer, permit: Permit, error: RagServiceError) -> None:
@@ -263,8 +262,8 @@ class OpenAICompatibleUpstream:
         return None
 
     async def _prepare_retry(
-        self, answer: _Answer, error: UpstreamRetryable
-    ) -> AsyncGenerator[RetryNotice, None]:
+        self, answer: _Answer, error: UpstreamRetryable, sink: EventSink
+    ) -> None:
         """Wait for the next attempt; sets ``answer.next_permit`` or ``answer.failure``."""
         delay = answer.schedule.next_delay(error.retry_after_s)
         if self._clock() + delay > answer.deadline:
@@ -287,16 +286,14 @@ class OpenAICompatibleUpstream:
                 )
                 return
             self._metrics.on_retry(error.reason)
-            yield self._notice(answer, delay, error.reason)
+            sink(self._notice(answer, delay, error.reason))
             await self._sleep(delay)
             answer.next_permit = self._breaker.try_acquire()
             if answer.next_permit is not Permit.denied:
                 return
-        async with aclosing(self._park(answer)) as notices:
-            async for notice in notices:
-                yield notice
+        await self._park(answer, sink)
 
-    async def _park(self, answer: _Answer) -> AsyncGenerator[RetryNotice, None]:
+    async def _park(self, answer: _Answer, sink: EventSink) -> None:
         """Wait without sending while the circuit is open; parked waits cost no attempts."""
         announced = False
         released = False
@@ -309,7 +306,7 @@ class OpenAICompatibleUpstream:
             if permit is Permit.normal:  # closed again: come back spread over a short window
                 delay = self._rng.uniform(0.0, self._settings.breaker.release_window_s)
                 delay = min(delay, max(0.0, remaining))
-                yield self._notice(answer, delay, "circuit_closed")
+                sink(self._notice(answer, delay, "circuit_closed"))
                 await self._sleep(delay)
                 released = True
                 continue
@@ -327,7 +324,7 @@ class OpenAICompatibleUpstream:
                 announced = True
                 self._metrics.on_retry("circuit_open")
                 estimate = wait if wait is not None else self._breaker.retry_after_s()
-                yield self._notice(answer, estimate, "circuit_open")
+                sink(self._notice(answer, estimate, "circuit_open"))
             timeout = remaining if wait is None else min(wait, remaining)
             await self._breaker.wait_for_change(timeout, self._sleep)
 
@@ -340,7 +337,7 @@ class OpenAICompatibleUpstream:
             reason=reason,
         )
 
-    def _deliver(self, answer: _Answer, text: str) -> None:
+    def deliver(self, answer: _Answer, text: str) -> None:
         if answer.first_text_at is None:
             answer.first_text_at = self._clock()
             self._metrics.on_ttft(answer.first_text_at - answer.started_at)
@@ -387,3 +384,51 @@ class OpenAICompatibleUpstream:
             f"OpenAICompatibleUpstream(base_url={self._settings.base_url!r}, "
             f"model={self._settings.model!r})"
         )
+
+
+class _Attempt:
+    """The chunk callback of one attempt: runs inside the transport's data callback.
+
+    Judges the upstream for the breaker at its first chunk, lines the text up with what earlier
+    attempts delivered, and pushes the new text (after a ``Resumed`` when continuing) to the sink.
+    """
+
+    __slots__ = ("_aligner", "_answer", "_permit", "_resuming", "_sink", "_upstream", "judged")
+
+    def __init__(
+        self,
+        upstream: OpenAICompatibleUpstream,
+        answer: _Answer,
+        permit: Permit,
+        sink: EventSink,
+        aligner: TextAligner,
+    ) -> None:
+        self._upstream = upstream
+        self._answer = answer
+        self._permit = permit
+        self._sink = sink
+        self._aligner = aligner
+        self._resuming = bool(answer.parts)
+        self.judged = False
+
+    def __call__(self, chunk: CompletionChunk) -> None:
+        if not self.judged:  # the upstream answers: enough for the breaker
+            self.judged = True
+            self._upstream.breaker.record_success(self._permit)
+        new_text = self._aligner.accept(chunk.text)
+        self._answer.note(chunk)
+        if new_text:
+            self._announce_resumed()
+            self._upstream.deliver(self._answer, new_text)
+            self._sink(TextDelta(new_text))
+
+    def finish(self) -> None:
+        """The attempt's stream ended normally: it must have caught up with earlier text."""
+        self._aligner.finish()
+        self._announce_resumed()
+
+    def _announce_resumed(self) -> None:
+        if self._resuming:
+            self._resuming = False
+            strategy = self._upstream.continuation.value
+            self._sink(Resumed(attempt=self._answer.made, strategy=strategy))

@@ -1,8 +1,14 @@
 """One HTTP/1.1 client connection as an ``asyncio.Protocol`` (see ``asyncio_transport``).
 
 The connection carries one exchange at a time. httptools' C parser calls back into it from
-``data_received``; body bytes are appended to a list and the single waiting reader, if any, is
-woken. Every waiter is a plain future resolved with ``None``: failures are kept in ``_error`` and
+``data_received``. Body bytes reach the reader in one of two ways:
+
+- pulled: they are appended to a list and the single waiting reader, if any, is woken;
+- pushed (``ResponseBody.push``): a consumer callback gets each piece inside ``data_received``,
+  so a streamed answer costs no task wake-up per chunk; the pushing task sleeps until the body
+  ends, fails, or the consumer says it has had enough.
+
+Every waiter is a plain future resolved with ``None``: failures are kept in ``_error`` and
 raised by the waiting side, so a failure nobody waits for never logs "exception never retrieved".
 
 The read timeout (httpx's: the longest wait for the next bytes) is one timer per exchange that
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 import httpx
@@ -31,6 +37,16 @@ _HIGH_WATER_BYTES = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+class BodyConsumer(Protocol):
+    """Takes body pieces as they arrive (inside ``data_received``).
+
+    Returns True when it wants no more; an exception it raises ends the push and is raised by
+    ``ResponseBody.push`` in the pushing task.
+    """
+
+    def __call__(self, data: bytes) -> bool: ...
+
+
 class StaleConnection(Exception):
     """A reused connection closed before any byte of the answer: safe to send again."""
 
@@ -42,6 +58,9 @@ class Http11Connection(asyncio.Protocol):
         "_body_bytes",
         "_close_delimited",
         "_complete",
+        "_consumer",
+        "_consumer_error",
+        "_consumer_stopped",
         "_drain",
         "_error",
         "_got_bytes",
@@ -91,6 +110,9 @@ class Http11Connection(asyncio.Protocol):
         self._keep_alive = False
         self._got_bytes = False
         self._error: httpx.TransportError | StaleConnection | None = None
+        self._consumer: BodyConsumer | None = None
+        self._consumer_error: Exception | None = None
+        self._consumer_stopped = False
         self._read_timeout = read_timeout
         self._last_read = 0.0
 
@@ -146,7 +168,7 @@ class Http11Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
-        body = _ResponseBody(self, release, request)
+        body = ResponseBody(self, release, request)
         return httpx.Response(
             self._status,
             headers=self._headers,
@@ -186,6 +208,25 @@ class Http11Connection(asyncio.Protocol):
 
     async def wait_body(self) -> None:
         await self._wait()
+
+    def start_push(self, consumer: BodyConsumer) -> None:
+        """Hand every later body piece to ``consumer`` at once (see ``ResponseBody.push``)."""
+        self._consumer = consumer
+        self._consumer_error = None
+        self._consumer_stopped = False
+
+    def stop_push(self) -> None:
+        self._consumer = None
+
+    @property
+    def push_stopped(self) -> bool:
+        """The consumer asked for no more, or raised (``raise_consumer_error`` raises it)."""
+        return self._consumer_stopped
+
+    def raise_consumer_error(self) -> None:
+        error, self._consumer_error = self._consumer_error, None
+        if error is not None:
+            raise error
 
     def end_exchange(self) -> None:
         """The response was closed; an unfinished body makes the connection unusable."""
@@ -269,6 +310,18 @@ class Http11Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        consumer = self._consumer
+        if consumer is not None:
+            try:
+                stop = consumer(body)
+            except Exception as exc:  # raised again by the pushing task, in its own context
+                self._consumer_error = exc
+                stop = True
+            if stop:
+                self._consumer = None
+                self._consumer_stopped = True
+                self._wake()
+            return
         self._body.append(body)
         self._body_bytes += len(body)
         if self._body_bytes > _HIGH_WATER_BYTES and self._transport is not None:
@@ -383,7 +436,7 @@ class Http11Connection(asyncio.Protocol):
             watchdog.cancel()
 
 
-class _ResponseBody(httpx.AsyncByteStream):
+class ResponseBody(httpx.AsyncByteStream):
     """The body of one response; closing it ends the exchange and returns the connection."""
 
     __slots__ = ("_closed", "_connection", "_release", "_request")
@@ -407,6 +460,26 @@ class _ResponseBody(httpx.AsyncByteStream):
                 return
             connection.raise_body_error(self._request)
             await connection.wait_body()
+
+    async def push(self, consumer: BodyConsumer) -> None:
+        """Feed the body to ``consumer`` as it arrives, until it ends or ``consumer`` stops.
+
+        Raises what ``consumer`` raised, or the transport error that cut the body.
+        """
+        connection = self._connection
+        data = connection.take_body()  # what arrived with the head, or before the push began
+        if data and consumer(data):
+            return
+        connection.start_push(consumer)
+        try:
+            while not connection.push_stopped:
+                if connection.body_complete:
+                    return
+                connection.raise_body_error(self._request)
+                await connection.wait_body()
+            connection.raise_consumer_error()
+        finally:
+            connection.stop_push()
 
     async def aclose(self) -> None:
         if self._closed:

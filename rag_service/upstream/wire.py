@@ -1,8 +1,17 @@
 """One attempt on the wire: POST the request, check the answer, turn its SSE into chunks.
 
+The answer's chunks are pushed, not pulled: our transport hands each body piece to a
+``ChunkReader`` inside the connection's ``data_received``, which parses it and calls the
+attempt's chunk callback at once. A streamed token thus costs no task wake-up and no async
+generator hop between the socket and the session it ends up in (docs/upstream.md, "Transport").
+
+The request is handed to the transport directly, not through ``httpx.AsyncClient``: the client's
+per-request pipeline (header merging, cookie extraction, redirect and auth hooks, none of which
+this endpoint uses) cost a sizeable share of the CPU of setting up a stream. httpx still defines
+the request, the response, the transport interface and the exceptions.
+
 Everything httpx raises is translated here (see ``classify``); callers only see our errors. The
-response is closed in a ``finally``, so a consumer that stops iterating (``aclose``, task
-cancellation) releases the connection at once.
+response is closed in a ``finally``, so a cancelled attempt releases its connection at once.
 
 Malformed JSON in a complete data event is an ``UpstreamProtocolError`` and is not retried: with
 deterministic decoding the upstream would most likely send the same bytes again. A data line cut
@@ -14,13 +23,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Mapping
-from contextlib import aclosing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from rag_service import __version__
 from rag_service.errors import ConfigurationError, UpstreamProtocolError, UpstreamRetryable
 from rag_service.upstream.asyncio_transport import ReleasableBody
 from rag_service.upstream.classify import (
@@ -30,12 +39,13 @@ from rag_service.upstream.classify import (
     transport_error,
     truncate,
 )
-from rag_service.upstream.http11_connection import RAW_BODY_EXTENSION
+from rag_service.upstream.http11_connection import RAW_BODY_EXTENSION, ResponseBody
 from rag_service.upstream.sse import SSEEvent, SSEParser
 
 MAX_ERROR_BODY_BYTES = 16 * 1024
 MAX_EVENT_CHARS = 1 << 20  # one chunk event is a few hundred bytes; this bounds a broken stream
 DONE_MARKER = "[DONE]"
+USER_AGENT = f"rag-service/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -47,36 +57,75 @@ class CompletionChunk:
     usage: dict[str, Any] | None = None
 
 
-async def stream_completion(
-    http: httpx.AsyncClient,
-    url: str | httpx.URL,
-    *,
-    body: Mapping[str, Any],
-    headers: Mapping[str, str],
-    timeouts: httpx.Timeout,
-    secret: str = "",
-) -> AsyncGenerator[CompletionChunk, None]:
-    """Yield the chunks of one streamed completion; raise an ``UpstreamError`` on failure."""
-    try:
-        request = http.build_request("POST", url, headers=dict(headers), timeout=timeouts)
-    except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"invalid upstream URL {url!r}: {exc}") from exc
-    sent = ReleasableBody(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-    request.stream = sent
-    request.headers["Content-Type"] = "application/json"
-    request.headers["Content-Length"] = str(len(sent))
-    try:
-        response = await http.send(request, stream=True)
-    except httpx.RequestError as exc:
-        raise transport_error(exc, response_started=False) from exc
-    sent.release()  # answered: the prompt need not stay in memory for the whole stream
-    try:
-        await _check_response(response, secret)
-        async with aclosing(_read_chunks(response, secret)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        await response.aclose()
+ChunkCallback = Callable[[CompletionChunk], None]
+
+
+class CompletionsEndpoint:
+    """``POST {base_url}/chat/completions`` with the parts that are the same for every request
+    (URL, headers, timeouts) prepared once."""
+
+    __slots__ = ("_headers", "_invalid", "_timeouts", "_transport", "_url", "secret")
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeouts: httpx.Timeout,
+        secret: str = "",
+    ) -> None:
+        self._transport = transport
+        self.secret = secret
+        self._timeouts = timeouts.as_dict()
+        self._invalid = ""
+        self._headers: list[tuple[bytes, bytes]] = []
+        try:
+            self._url: httpx.URL | None = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            self._url = None  # every request reports it as a ConfigurationError
+            self._invalid = f"invalid upstream URL {url!r}: {exc}"
+            return
+        fixed = {
+            "Host": self._url.netloc.decode("ascii"),
+            "User-Agent": USER_AGENT,
+            "Accept": "text/event-stream",
+            "Content-Type": "application/json",
+            **headers,
+        }
+        self._headers = [(name.encode(), value.encode()) for name, value in fixed.items()]
+
+    def request(self, body: Mapping[str, Any]) -> httpx.Request:
+        if self._url is None:
+            raise ConfigurationError(self._invalid)
+        sent = ReleasableBody(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+        headers = [*self._headers, (b"Content-Length", str(len(sent)).encode())]
+        return httpx.Request(
+            "POST", self._url, headers=headers, stream=sent, extensions={"timeout": self._timeouts}
+        )
+
+    async def stream(self, body: Mapping[str, Any], on_chunk: ChunkCallback) -> None:
+        """Stream one completion into ``on_chunk``; raise an ``UpstreamError`` on failure."""
+        request = self.request(body)
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.RequestError as exc:
+            raise transport_error(exc, response_started=False) from exc
+        if isinstance(request.stream, ReleasableBody):
+            request.stream.release()  # answered: the prompt need not stay for the whole stream
+        try:
+            await _check_response(response, self.secret)
+            reader = ChunkReader(on_chunk, self.secret)
+            try:
+                await _push_body(response, reader)
+            except httpx.RequestError as exc:
+                if reader.finished:  # everything arrived but [DONE]: nothing is lost
+                    return
+                raise transport_error(exc, response_started=True) from exc
+            if not (reader.done or reader.finished):
+                raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+        finally:
+            await response.aclose()
 
 
 async def _check_response(response: httpx.Response, secret: str) -> None:
@@ -105,37 +154,44 @@ async def _read_error_body(response: httpx.Response) -> bytes:
     return bytes(collected[:MAX_ERROR_BODY_BYTES])
 
 
-async def _read_chunks(
-    response: httpx.Response, secret: str
-) -> AsyncGenerator[CompletionChunk, None]:
-    parser = SSEParser()
-    finished = False
-    try:
-        async for raw in _body_pieces(response):
-            for event in parser.feed(raw):
-                if event.data.strip() == DONE_MARKER:
-                    return
-                chunk = parse_chunk(event, secret)
-                finished = finished or chunk.finish_reason is not None
-                yield chunk
-            if parser.pending_chars > MAX_EVENT_CHARS:
-                raise UpstreamProtocolError(
-                    f"upstream sent an event longer than {MAX_EVENT_CHARS} characters"
-                )
-    except httpx.RequestError as exc:
-        if finished:  # everything arrived but [DONE]: nothing is lost
-            return
-        raise transport_error(exc, response_started=True) from exc
-    if not finished:
-        raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+class ChunkReader:
+    """A ``BodyConsumer``: parses body pieces into chunks and passes each one on at once."""
+
+    __slots__ = ("_on_chunk", "_parser", "_secret", "done", "finished")
+
+    def __init__(self, on_chunk: ChunkCallback, secret: str) -> None:
+        self._on_chunk = on_chunk
+        self._secret = secret
+        self._parser = SSEParser()
+        self.done = False  # [DONE] arrived
+        self.finished = False  # a chunk with a finish_reason arrived
+
+    def __call__(self, data: bytes) -> bool:
+        """Take one body piece; True once ``[DONE]`` arrived (nothing more is wanted)."""
+        for event in self._parser.feed(data):
+            if event.data.strip() == DONE_MARKER:
+                self.done = True
+                return True
+            chunk = parse_chunk(event, self._secret)
+            self.finished = self.finished or chunk.finish_reason is not None
+            self._on_chunk(chunk)
+        if self._parser.pending_chars > MAX_EVENT_CHARS:
+            raise UpstreamProtocolError(
+                f"upstream sent an event longer than {MAX_EVENT_CHARS} characters"
+            )
+        return False
 
 
-def _body_pieces(response: httpx.Response) -> AsyncIterable[bytes]:
-    """The body as it arrives: straight from our transport when it is not content-coded."""
+async def _push_body(response: httpx.Response, reader: ChunkReader) -> None:
+    """The body into ``reader`` as it arrives: pushed by our transport when it is not
+    content-coded, else read through httpx's decoders."""
     raw = response.extensions.get(RAW_BODY_EXTENSION)
-    if isinstance(raw, httpx.AsyncByteStream) and "content-encoding" not in response.headers:
-        return raw
-    return response.aiter_bytes()
+    if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
+        await raw.push(reader)
+        return
+    async for piece in response.aiter_bytes():
+        if reader(piece):
+            return
 
 
 def parse_chunk(event: SSEEvent, secret: str = "") -> CompletionChunk:

@@ -5,23 +5,24 @@ Script steps are upstream items (``TextDelta``, ``RetryNotice``, ``Resumed``, ``
 
 - ``Pause(seconds)``: sleep before the next step (a slow upstream);
 - ``Hold()``: wait until the test calls ``release()`` (deterministic "in the middle of an answer");
-- ``Raise(error)``: raise instead of yielding (an adapter that breaks its contract).
+- ``Raise(error)``: raise instead of delivering the next item (an adapter that breaks its contract).
 
-The fake counts ``ensure_available``/``stream`` calls, keeps each request, and records a stream
-that was closed before its last step as ``closed_early`` (cancellation reached the upstream):
+The fake counts ``ensure_available``/``answer`` calls, keeps each request, and records an answer
+that was cancelled before its last step as ``closed_early`` (cancellation reached the upstream):
 ``closed_event`` is set then, so a test can wait for it without sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_service.errors import RagServiceError
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,
+    EventSink,
     Failed,
     TextDelta,
     Timings,
@@ -72,7 +73,7 @@ class ScriptedUpstream:
     script: Sequence[Step] = ()
     unavailable: RagServiceError | None = None  # raised by ensure_available (e.g. CircuitOpen)
     ensure_calls: int = 0
-    stream_calls: int = 0
+    answer_calls: int = 0
     requests: list[ChatRequest] = field(default_factory=list)
     completed_streams: int = 0
     closed_early: int = 0
@@ -90,12 +91,9 @@ class ScriptedUpstream:
         """Let every stream waiting at a ``Hold()`` continue."""
         self._release.set()
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
-        self.stream_calls += 1
+    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+        self.answer_calls += 1
         self.requests.append(request)
-        return self._play()
-
-    async def _play(self) -> AsyncIterator[UpstreamEvent]:
         delivered_terminal = False
         try:
             for step in self.script:
@@ -110,9 +108,9 @@ class ScriptedUpstream:
                     if is_terminal(step):
                         delivered_terminal = True
                         self.completed_streams += 1
-                    yield step
-        except (GeneratorExit, asyncio.CancelledError):
-            # Closed or cancelled before the answer's end: the consumer let go of the upstream.
+                    sink(step)
+        except asyncio.CancelledError:
+            # Cancelled before the answer's end: the consumer let go of the upstream.
             if not delivered_terminal:
                 self.closed_early += 1
                 self.closed_event.set()

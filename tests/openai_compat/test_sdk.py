@@ -94,7 +94,7 @@ async def test_a_non_streamed_answer_is_one_completion(
     assert completion.id == f"chatcmpl-{rag['stream_id']}"
     assert (rag["context_id"], rag["state"]) == ("shop-user-9", "refreshed")
     assert "SKU-00000" in [source["id"] for source in rag["sources"]]
-    assert service.upstream.stream_calls == 1
+    assert service.upstream.answer_calls == 1
 
 
 async def test_the_models_list_names_the_configured_upstream_model(
@@ -124,7 +124,7 @@ async def test_a_wrong_key_is_an_authentication_error(service: LiveService) -> N
         "message": "invalid API key",
         "retryable": False,
     }
-    assert service.upstream.stream_calls == 0
+    assert service.upstream.answer_calls == 0
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ async def test_bad_requests_are_bad_request_errors(
     assert refused.value.status_code == 400
     assert body_of(refused.value)["code"] == "invalid_request"
     assert message_part in body_of(refused.value)["message"]
-    assert service.upstream.stream_calls == 0
+    assert service.upstream.answer_calls == 0
 
 
 async def test_the_x_context_id_header_reuses_a_fresh_context(sdk: openai.AsyncOpenAI) -> None:
@@ -265,4 +265,4 @@ async def test_an_open_circuit_is_a_503_with_retry_after(
         assert refused.value.status_code == 503
         assert refused.value.response.headers["retry-after"] == "3"
         assert body_of(refused.value)["code"] == "upstream_circuit_open"
-    assert service.upstream.stream_calls == 0
+    assert service.upstream.answer_calls == 0

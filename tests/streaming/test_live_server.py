@@ -65,7 +65,7 @@ async def test_disconnect_then_resume_delivers_the_answer_exactly_once(
     assert deltas(first.events) + deltas(second.events) == full_text(upstream.script)
     assert seqs(first) + seqs(second) == list(range(1, len(first.events + second.events) + 1))
     assert second.events[-1].type == "done"
-    assert upstream.stream_calls == 1  # resumed from the buffer, not regenerated
+    assert upstream.answer_calls == 1  # resumed from the buffer, not regenerated
     assert upstream.closed_early == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -35,7 +36,7 @@ def event_types(session: StreamSession) -> list[str]:
 def start(registry: StreamRegistry, upstream: ScriptedUpstream) -> StreamSession:
     session = registry.open(context_id="c", principal="alice", started_at=0.0)
     session.publish_meta({"stream_id": session.stream_id})
-    registry.start(session, lambda: upstream.stream(None))  # type: ignore[arg-type]
+    registry.start(session, functools.partial(upstream.answer, None))  # type: ignore[arg-type]
     return session
 
 

@@ -158,7 +158,7 @@ async def test_open_circuit_answers_503_before_the_stream(
     assert response.json()["error"]["code"] == "upstream_circuit_open"
     assert response.json()["error"]["message"] == "the upstream is failing"
     assert resolver.calls == []
-    assert upstream.stream_calls == 0
+    assert upstream.answer_calls == 0
     assert registry.stats().sessions == 0
 
 

@@ -20,7 +20,7 @@ def nothing_started(resolver: FakeResolver, upstream: ScriptedUpstream) -> Itera
     """No refused request may reach the resolver or the upstream."""
     yield
     assert resolver.calls == []
-    assert upstream.stream_calls == 0
+    assert upstream.answer_calls == 0
 
 
 @pytest.mark.parametrize(

@@ -328,11 +328,12 @@ async def test_an_endless_line_is_cut_off_as_a_protocol_error(fake_time: FakeTim
         body = b"data: " + b"x" * (MAX_EVENT_CHARS + 10)
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(endless)) as http:
-        client = OpenAICompatibleUpstream(
-            settings_for("http://upstream.test/v1"), http_client=http, sleep=fake_time.sleep
-        )
-        items = await collect(client.stream(QUESTION))
+    client = OpenAICompatibleUpstream(
+        settings_for("http://upstream.test/v1"),
+        transport=httpx.MockTransport(endless),
+        sleep=fake_time.sleep,
+    )
+    items = await collect(client.stream(QUESTION))
     [failed] = items
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamProtocolError)
