@@ -39,9 +39,13 @@ def is_well_formed_stream_id(value: str) -> bool:
     return _STREAM_ID_PATTERN.fullmatch(value) is not None
 
 
+# Stateless once built: ``json.dumps`` with options would build a new encoder for every event.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def to_json(payload: dict[str, Any]) -> bytes:
     """Compact one-line JSON; non-ASCII stays UTF-8 (SSE streams are always UTF-8)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT_JSON.encode(payload).encode()
 
 
 def json_string(text: str) -> bytes:
