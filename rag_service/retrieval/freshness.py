@@ -110,6 +110,7 @@ class ContextService:
             timeout_s=version_check_timeout_s,
         )
         self._stats = ContextStats()
+        self._unfiltered = _Params(top_k=retriever.default_top_k, filters=())
 
     async def resolve(
         self,
@@ -127,7 +128,7 @@ class ContextService:
         params = self._params(top_k, filters)
         # The last known version: kept current in the background, never a store call here.
         live = self._versions.known
-        cached = self._fresh.get(context_id)
+        cached = self._fresh_entry(context_id)
         if not refresh and cached is not None and self._answers(cached, params, live):
             self._stats.hits += 1
             return self._resolved(context_id, ContextState.fresh, cached)
@@ -211,13 +212,28 @@ class ContextService:
 
     def _params(self, top_k: int | None, filters: Mapping[str, MetadataValue] | None) -> _Params:
         k = self._retriever.default_top_k if top_k is None else top_k
-        return _Params(top_k=k, filters=tuple(sorted((filters or {}).items())))
+        if filters:
+            return _Params(top_k=k, filters=tuple(sorted(filters.items())))
+        # Most requests ask for the default: one shared object, so entries retrieved for it
+        # compare by identity (see _answers) and no _Params is built per request.
+        unfiltered = self._unfiltered
+        if unfiltered.top_k != k:
+            unfiltered = self._unfiltered = _Params(top_k=k, filters=())
+        return unfiltered
+
+    def _fresh_entry(self, context_id: str) -> _CachedContext | None:
+        """The fresh entry of ``context_id``, or None when missing or expired."""
+        try:
+            # One lookup and one clock read; ``TTLCache.get`` costs two of each.
+            return self._fresh[context_id]
+        except KeyError:
+            return None
 
     @staticmethod
     def _answers(cached: _CachedContext, params: _Params, live: int | None) -> bool:
         # An unknown live version (store never answered) cannot prove a context outdated.
         same_catalog = live is None or cached.catalog_version == live
-        return same_catalog and cached.params == params
+        return same_catalog and (cached.params is params or cached.params == params)
 
     async def _retrieve(
         self, context_id: str, query: str, params: _Params, version: int | None
