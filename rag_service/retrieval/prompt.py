@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Sequence
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -118,6 +119,7 @@ class ChatRequestBuilder:
         max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
     ) -> None:
         self._messages: LRUCache[Hashable, ChatMessage] = LRUCache(maxsize=max_entries)
+        self._by_passages: LRUCache[int, _KnownPassages] = LRUCache(maxsize=max_entries)
         self._history_char_budget = history_char_budget
         self._max_history_messages = max_history_messages
         self.hits = 0
@@ -144,7 +146,25 @@ class ChatRequestBuilder:
         return len(self._messages)
 
     def system_message(self, context: ResolvedContext, char_budget: int) -> ChatMessage:
-        """``system_message(context, char_budget)``, the same object for an equal context."""
+        """``system_message(context, char_budget)``, the same object for an equal context.
+
+        Fresh contexts hand out the very passages tuple of their cache entry, so the message
+        of a tuple seen before is found by identity, without building and hashing its
+        ``system_key``. The entry holds the tuple, so its ``id`` cannot be reused meanwhile.
+        """
+        passages = context.passages
+        by_identity = bool(passages) and context.state is not ContextState.fallback
+        if by_identity:
+            known = self._by_passages.get(id(passages))
+            if known is not None and known.passages is passages and known.budget == char_budget:
+                self.hits += 1
+                return known.message
+        message = self._shared_message(context, char_budget)
+        if by_identity:
+            self._by_passages[id(passages)] = _KnownPassages(passages, char_budget, message)
+        return message
+
+    def _shared_message(self, context: ResolvedContext, char_budget: int) -> ChatMessage:
         key = system_key(context, char_budget)
         message = self._messages.get(key)
         if message is None:
@@ -153,6 +173,14 @@ class ChatRequestBuilder:
         else:
             self.hits += 1
         return message
+
+
+class _KnownPassages(NamedTuple):
+    """A passages tuple whose system message was rendered (``ChatRequestBuilder``)."""
+
+    passages: tuple[Passage, ...]
+    budget: int
+    message: ChatMessage
 
 
 def system_key(context: ResolvedContext, char_budget: int) -> Hashable:
@@ -208,6 +236,8 @@ def recent_turns(
     history: Sequence[ChatMessage], query: str, *, char_budget: int, max_messages: int
 ) -> list[ChatMessage]:
     """The most recent user/assistant turns (oldest first) within both bounds."""
+    if not history:
+        return []  # most questions come without one
     turns = [m for m in history if m.role != "system" and m.content.strip()]
     if turns and turns[-1].role == "user" and turns[-1].content.strip() == query.strip():
         turns.pop()
