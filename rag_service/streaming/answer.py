@@ -17,11 +17,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rag_service.ports import ChatUpstream, ContextResolver, MetadataValue, ResolvedContext
+from cachetools import LRUCache
+
+from rag_service.ports import (
+    ChatUpstream,
+    ContextResolver,
+    MetadataValue,
+    Passage,
+    ResolvedContext,
+)
 from rag_service.settings import Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.upstream_events import ChatMessage, ChatRequest
+
+# Distinct passage tuples whose source list is kept (as many as fresh contexts by default).
+DEFAULT_SHARED_SOURCE_LISTS = 1024
 
 
 class PromptBuilder(Protocol):
@@ -37,6 +48,32 @@ class PromptBuilder(Protocol):
     ) -> ChatRequest: ...
 
 
+class SourceLists:
+    """``source_list`` per passages tuple, computed once and shared by the streams using it.
+
+    A fresh context hands every request the very passages tuple of its cache entry, so a tuple
+    seen before is found by identity. An entry holds its tuple, so the tuple's ``id`` cannot be
+    reused while the entry lives. The lists are shared: a ``meta`` payload is encoded when it is
+    published and must not be changed.
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_SHARED_SOURCE_LISTS) -> None:
+        self._lists: LRUCache[int, tuple[tuple[Passage, ...], list[dict[str, Any]]]] = LRUCache(
+            maxsize=max_entries
+        )
+
+    def __call__(self, context: ResolvedContext) -> list[dict[str, Any]]:
+        passages = context.passages
+        if not passages:
+            return []
+        known = self._lists.get(id(passages))
+        if known is not None and known[0] is passages:
+            return known[1]
+        sources = source_list(context)
+        self._lists[id(passages)] = (passages, sources)
+        return sources
+
+
 @dataclass(frozen=True)
 class StreamDeps:
     """What the streaming routes need; built once in ``create_app`` and shared by all requests."""
@@ -47,6 +84,7 @@ class StreamDeps:
     settings: Settings
     build_request: PromptBuilder
     rng: random.Random = field(default_factory=random.Random)  # jitters the `retry:` hint
+    sources: SourceLists = field(default_factory=SourceLists)
 
 
 @dataclass(frozen=True)
@@ -89,7 +127,7 @@ async def start_answer(
         context_id=request.context_id, principal=principal, started_at=started_at
     )
     try:
-        session.publish_meta(meta_payload(session.stream_id, context))
+        session.publish_meta(meta_payload(session.stream_id, context, deps.sources(context)))
         deps.registry.start(session, functools.partial(deps.upstream.answer, chat_request))
     except BaseException:
         deps.registry.abandon(session)  # no response will ever detach its reader
@@ -97,8 +135,13 @@ async def start_answer(
     return session
 
 
-def meta_payload(stream_id: str, context: ResolvedContext) -> dict[str, Any]:
-    """The ``meta`` event: which context grounds the answer and how fresh it is."""
+def meta_payload(
+    stream_id: str, context: ResolvedContext, sources: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ``meta`` event: which context grounds the answer and how fresh it is.
+
+    ``sources`` is ``source_list(context)`` when the caller has it already (``SourceLists``).
+    """
     return {
         "stream_id": stream_id,
         "context_id": context.context_id,
@@ -106,7 +149,7 @@ def meta_payload(stream_id: str, context: ResolvedContext) -> dict[str, Any]:
             "state": context.state.value,
             "age_s": round(context.age_s, 3),
             "catalog_version": context.catalog_version,
-            "sources": source_list(context),
+            "sources": source_list(context) if sources is None else sources,
         },
     }
 
