@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -52,7 +53,7 @@ from rag_service.api.schemas import (
     CONTEXT_ID_PATTERN,
     StreamRequestBody,
     parse_stream_request,
-    read_limited_body,
+    receive_limited_body,
 )
 from rag_service.errors import InvalidInput, NotFound, RagServiceError
 from rag_service.streaming.answer import StreamDeps, start_answer
@@ -188,16 +189,44 @@ async def internal_error(scope: Scope, error: Exception) -> Response:
 async def create_stream(deps: StreamDeps, request: Request, client: str | None) -> SseResponse:
     """Validate the question, start its answer, and return the response that streams it."""
     limits = deps.settings.stream
-    raw = await read_limited_body(
-        request.stream(), request.headers.get("content-length"), limits.max_body_bytes
+    scope = request.scope
+    raw = await receive_limited_body(
+        request.receive, header_value(scope, b"content-length"), limits.max_body_bytes
     )
     answer = parse_stream_request(
         raw,
-        context_param=request.query_params.get("context"),
+        context_param=query_param(scope, "context"),
         max_query_chars=limits.max_query_chars,
     )
     session = await start_answer(deps, answer, principal=client)
     return _stream_response(deps, session, after_seq=0)
+
+
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """``Request(scope).headers.get(name)`` for a lower-case ``name``, without building
+    ``Headers``: the first value, decoded as Latin-1."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+def query_param(scope: Scope, name: str) -> str | None:
+    """``Request(scope).query_params.get(name)``, without parsing a plain query string in full.
+
+    Starlette decodes the query string as Latin-1 and runs it through ``parse_qsl``, whose
+    unquoting changes nothing without ``%`` or ``+``: then splitting is all it does (empty
+    fields skipped, a field without ``=`` has the value ``""``, the last field of a name wins).
+    """
+    raw: bytes = scope["query_string"]
+    if b"%" in raw or b"+" in raw:
+        return QueryParams(raw).get(name)
+    value = None
+    for field in raw.decode("latin-1").split("&"):
+        key, _, found = field.partition("=")
+        if key == name:
+            value = found
+    return value
 
 
 def resume_stream(
