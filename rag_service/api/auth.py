@@ -13,17 +13,31 @@ from rag_service.errors import Forbidden, Unauthorized
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    header = _authorization(request)
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _matches(token: str, keys: Sequence[SecretStr]) -> bool:
+def _authorization(request: Request) -> str:
+    """``request.headers.get("authorization", "")``, without building ``Headers`` (this runs
+    for every stream set up)."""
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return ""
+
+
+def _matches(token: str, keys: Sequence[bytes]) -> bool:
     # Compare against every key in constant time, so timing does not reveal which one is close.
     found = False
+    presented = token.encode()
     for key in keys:
-        found |= hmac.compare_digest(token.encode(), key.get_secret_value().encode())
+        found |= hmac.compare_digest(presented, key)
     return found
+
+
+def _key_bytes(keys: Sequence[SecretStr]) -> list[bytes]:
+    return [key.get_secret_value().encode() for key in keys]
 
 
 def principal_of(token: str) -> str:
@@ -34,15 +48,18 @@ def principal_of(token: str) -> str:
 def client_principal(keys: Sequence[SecretStr]) -> Callable[[Request], str | None]:
     """A FastAPI dependency: the caller's identity, or None when no client keys are set."""
 
+    secrets = _key_bytes(keys)  # once, not per request
+    identities = {token.decode(): principal_of(token.decode()) for token in secrets}
+
     def dependency(request: Request) -> str | None:
-        if not keys:
+        if not secrets:
             return None
         token = _bearer(request)
         if token is None:
             raise Unauthorized("missing bearer token (Authorization: Bearer <key>)")
-        if not _matches(token, keys):
+        if not _matches(token, secrets):
             raise Unauthorized("invalid API key")
-        return principal_of(token)
+        return identities[token]
 
     return dependency
 
@@ -56,7 +73,7 @@ def admin_principal(admin_key: SecretStr | None) -> Callable[[Request], str]:
         token = _bearer(request)
         if token is None:
             raise Unauthorized("missing bearer token (Authorization: Bearer <admin key>)")
-        if not _matches(token, [admin_key]):
+        if not _matches(token, _key_bytes([admin_key])):
             raise Unauthorized("invalid admin key")
         return "admin"
 
