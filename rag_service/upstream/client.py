@@ -135,10 +135,6 @@ class OpenAICompatibleUpstream:
     def budget(self) -> RetryBudget:
         return self._budget
 
-    @property
-    def continuation(self) -> ContinuationStrategy:
-        return self._settings.continuation
-
     def ensure_available(self) -> None:
         wait = self._breaker.seconds_until_probe()
         if wait is None or wait > 0:
@@ -337,7 +333,7 @@ class OpenAICompatibleUpstream:
             reason=reason,
         )
 
-    def deliver(self, answer: _Answer, text: str) -> None:
+    def _deliver(self, answer: _Answer, text: str) -> None:
         if answer.first_text_at is None:
             answer.first_text_at = self._clock()
             self._metrics.on_ttft(answer.first_text_at - answer.started_at)
@@ -391,6 +387,7 @@ class _Attempt:
 
     Judges the upstream for the breaker at its first chunk, lines the text up with what earlier
     attempts delivered, and pushes the new text (after a ``Resumed`` when continuing) to the sink.
+    Part of the client (it uses its private state), split out to live as long as one attempt.
     """
 
     __slots__ = ("_aligner", "_answer", "_permit", "_resuming", "_sink", "_upstream", "judged")
@@ -414,12 +411,12 @@ class _Attempt:
     def __call__(self, chunk: CompletionChunk) -> None:
         if not self.judged:  # the upstream answers: enough for the breaker
             self.judged = True
-            self._upstream.breaker.record_success(self._permit)
+            self._upstream._breaker.record_success(self._permit)
         new_text = self._aligner.accept(chunk.text)
         self._answer.note(chunk)
         if new_text:
             self._announce_resumed()
-            self._upstream.deliver(self._answer, new_text)
+            self._upstream._deliver(self._answer, new_text)
             self._sink(TextDelta(new_text))
 
     def finish(self) -> None:
@@ -430,5 +427,5 @@ class _Attempt:
     def _announce_resumed(self) -> None:
         if self._resuming:
             self._resuming = False
-            strategy = self._upstream.continuation.value
+            strategy = self._upstream._settings.continuation.value
             self._sink(Resumed(attempt=self._answer.made, strategy=strategy))
