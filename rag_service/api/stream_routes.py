@@ -109,14 +109,15 @@ class StreamRoutes:
         self.app = app
         self.streams = streams
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: it hands back the chosen app's awaitable, so no frame of this
+        # dispatch stays alive for the whole of a stream.
         if scope["type"] == "http":
             params = stream_route_params(scope)
             if params is not None:
                 scope["path_params"] = params
-                await self.streams(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return self.streams(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def stream_route_params(scope: Scope) -> dict[str, str] | None:

@@ -128,12 +128,7 @@ class SessionResponse:
         keepalive.add(self)
         self._send = send
         try:
-            start: Message = {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": list(self._header_list),
-            }
-            await send(start)
+            await send(self._start_message())
             await self._stream(send)
             if not self._disconnected:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -145,6 +140,11 @@ class SessionResponse:
             keepalive.discard(self)
             watcher.cancel()
             self.release()
+
+    def _start_message(self) -> Message:
+        # Built in a call of its own so that __call__'s frame, alive for the whole stream,
+        # does not hold the message.
+        return {"type": "http.response.start", "status": 200, "headers": list(self._header_list)}
 
     async def _stream(self, send: Send) -> None:
         """Write the events after ``_after_seq`` until the session ends or the client leaves.
@@ -175,24 +175,27 @@ class SessionResponse:
                 body = self.ping
             else:
                 body = b""
-                await self._follow_live()
+                await self._follow_live()  # the future itself: no frame is kept while parked
+                suspended = self._end_following()
+                if suspended is not None:
+                    await suspended
 
-    async def _follow_live(self) -> None:
-        """Park the task while ``on_append`` writes live events; then finish what it left."""
-        session = self._session
+    def _follow_live(self) -> asyncio.Future[None]:
+        """Follow the session; the task sleeps on the returned future while ``on_append``
+        writes live events (``__call__`` unfollows if the task is cancelled meanwhile)."""
         self._waiter = asyncio.get_running_loop().create_future()
-        session.follow(self)
-        try:
-            await self._waiter
-        finally:
-            session.unfollow(self)
-            self._waiter = None
+        self._session.follow(self)
+        return self._waiter
+
+    def _end_following(self) -> _SuspendedSend | None:
+        """After the wake-up: the ``send`` left suspended, if any; raises what ``on_append`` met."""
+        self._session.unfollow(self)
+        self._waiter = None
         suspended, self._suspended = self._suspended, None
-        if suspended is not None:
-            await suspended
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
+        return suspended
 
     def on_append(self) -> None:
         """The session grew (or ended) while the task is parked: write the new events now."""

@@ -62,7 +62,9 @@ class _Answer:
     started_at: float
     deadline: float
     schedule: BackoffSchedule
-    parts: list[str] = field(default_factory=list)
+    # The text delivered so far, as UTF-8: a continuation needs it, and a str per token would
+    # cost ~70 bytes each for the whole answer (18 KB for 256 tokens, per open stream).
+    text: bytearray = field(default_factory=bytearray)
     made: int = 0  # requests sent for this answer
     charged: int = 0  # of those, the ones counted against max_attempts (failed probes are not)
     first_text_at: float | None = None
@@ -73,7 +75,7 @@ class _Answer:
 
     @property
     def delivered(self) -> str:
-        return "".join(self.parts)
+        return self.text.decode()
 
     def note(self, chunk: CompletionChunk) -> None:
         if chunk.finish_reason is not None:
@@ -235,7 +237,7 @@ class OpenAICompatibleUpstream:
         """The error that ends the answer now, or None when another attempt may follow."""
         if not isinstance(error, UpstreamRetryable):
             return error
-        if answer.parts and self._settings.continuation is ContinuationStrategy.none:
+        if answer.text and self._settings.continuation is ContinuationStrategy.none:
             return UpstreamRetryable(
                 f"the upstream answer was cut after {len(answer.delivered)} characters and "
                 f"continuation is off: {error.message}",
@@ -337,7 +339,7 @@ class OpenAICompatibleUpstream:
         if answer.first_text_at is None:
             answer.first_text_at = self._clock()
             self._metrics.on_ttft(answer.first_text_at - answer.started_at)
-        answer.parts.append(text)
+        answer.text += text.encode()
 
     def _completed(self, answer: _Answer) -> Completed:
         self._metrics.on_outcome("ok")
@@ -405,7 +407,7 @@ class _Attempt:
         self._permit = permit
         self._sink = sink
         self._aligner = aligner
-        self._resuming = bool(answer.parts)
+        self._resuming = bool(answer.text)
         self.judged = False
 
     def __call__(self, chunk: CompletionChunk) -> None:

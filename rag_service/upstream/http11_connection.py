@@ -168,10 +168,11 @@ class Http11Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
-        body = ResponseBody(self, release, request)
+        body = ResponseBody(self, release)
+        headers, self._headers = self._headers, []  # the response keeps its own copy
         return httpx.Response(
             self._status,
-            headers=self._headers,
+            headers=headers,
             stream=body,
             extensions={
                 "http_version": b"HTTP/1.1",
@@ -198,16 +199,25 @@ class Http11Connection(asyncio.Protocol):
     def body_complete(self) -> bool:
         return self._complete
 
-    def raise_body_error(self, request: httpx.Request) -> None:
+    def raise_body_error(self) -> None:
         error = self._error
         if error is None:
             return
         if isinstance(error, StaleConnection):  # after the head arrived this cannot be stale
-            raise httpx.RemoteProtocolError(str(error), request=request)
+            raise httpx.RemoteProtocolError(str(error))
         raise error
 
     async def wait_body(self) -> None:
         await self._wait()
+
+    def next_change(self) -> asyncio.Future[None]:
+        """A future resolved at the next body piece, the end of the body or a failure.
+
+        Awaited directly by ``ResponseBody.push``, so a stream waiting for its next token keeps
+        no coroutine frame of this class alive.
+        """
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     def start_push(self, consumer: BodyConsumer) -> None:
         """Hand every later body piece to ``consumer`` at once (see ``ResponseBody.push``)."""
@@ -439,14 +449,11 @@ class Http11Connection(asyncio.Protocol):
 class ResponseBody(httpx.AsyncByteStream):
     """The body of one response; closing it ends the exchange and returns the connection."""
 
-    __slots__ = ("_closed", "_connection", "_release", "_request")
+    __slots__ = ("_closed", "_connection", "_release")
 
-    def __init__(
-        self, connection: Http11Connection, release: Release, request: httpx.Request
-    ) -> None:
+    def __init__(self, connection: Http11Connection, release: Release) -> None:
         self._connection = connection
         self._release = release
-        self._request = request
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -458,7 +465,7 @@ class ResponseBody(httpx.AsyncByteStream):
                 continue
             if connection.body_complete:
                 return
-            connection.raise_body_error(self._request)
+            connection.raise_body_error()
             await connection.wait_body()
 
     async def push(self, consumer: BodyConsumer) -> None:
@@ -475,8 +482,8 @@ class ResponseBody(httpx.AsyncByteStream):
             while not connection.push_stopped:
                 if connection.body_complete:
                     return
-                connection.raise_body_error(self._request)
-                await connection.wait_body()
+                connection.raise_body_error()
+                await connection.next_change()
             connection.raise_consumer_error()
         finally:
             connection.stop_push()

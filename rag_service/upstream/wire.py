@@ -21,9 +21,11 @@ case surfaces as a cut stream and is retried.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,27 +107,48 @@ class CompletionsEndpoint:
         )
 
     async def stream(self, body: Mapping[str, Any], on_chunk: ChunkCallback) -> None:
-        """Stream one completion into ``on_chunk``; raise an ``UpstreamError`` on failure."""
+        """Stream one completion into ``on_chunk``; raise an ``UpstreamError`` on failure.
+
+        While the answer streams, this frame holds only the response body and the reader: the
+        request, its JSON and httpx's response object are let go once the head has been checked
+        (thousands of streams are open at once).
+        """
         request = self.request(body)
+        del body
         try:
             response = await self._transport.handle_async_request(request)
         except httpx.RequestError as exc:
             raise transport_error(exc, response_started=False) from exc
-        if isinstance(request.stream, ReleasableBody):
-            request.stream.release()  # answered: the prompt need not stay for the whole stream
+        finally:
+            if isinstance(request.stream, ReleasableBody):
+                request.stream.release()  # answered (or failed): the prompt need not stay
+            del request
         try:
             await _check_response(response, self.secret)
-            reader = ChunkReader(on_chunk, self.secret)
-            try:
-                await _push_body(response, reader)
-            except httpx.RequestError as exc:
-                if reader.finished:  # everything arrived but [DONE]: nothing is lost
-                    return
-                raise transport_error(exc, response_started=True) from exc
-            if not (reader.done or reader.finished):
-                raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
-        finally:
+        except BaseException:
             await response.aclose()
+            raise
+        raw = response.extensions.get(RAW_BODY_EXTENSION)
+        if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
+            del response
+            async with contextlib.aclosing(raw):
+                await self._read(raw.push, on_chunk)
+        else:
+            async with contextlib.aclosing(response):
+                await self._read(functools.partial(_push_decoded, response), on_chunk)
+
+    async def _read(
+        self, push: Callable[[ChunkReader], Awaitable[None]], on_chunk: ChunkCallback
+    ) -> None:
+        reader = ChunkReader(on_chunk, self.secret)
+        try:
+            await push(reader)
+        except httpx.RequestError as exc:
+            if reader.finished:  # everything arrived but [DONE]: nothing is lost
+                return
+            raise transport_error(exc, response_started=True) from exc
+        if not (reader.done or reader.finished):
+            raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
 
 
 async def _check_response(response: httpx.Response, secret: str) -> None:
@@ -182,13 +205,8 @@ class ChunkReader:
         return False
 
 
-async def _push_body(response: httpx.Response, reader: ChunkReader) -> None:
-    """The body into ``reader`` as it arrives: pushed by our transport when it is not
-    content-coded, else read through httpx's decoders."""
-    raw = response.extensions.get(RAW_BODY_EXTENSION)
-    if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
-        await raw.push(reader)
-        return
+async def _push_decoded(response: httpx.Response, reader: ChunkReader) -> None:
+    """The body through httpx's decoders (a content-coded body, or another transport)."""
     async for piece in response.aiter_bytes():
         if reader(piece):
             return
