@@ -21,7 +21,6 @@ case surfaces as a cut stream and is retried.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
@@ -113,8 +112,30 @@ class CompletionsEndpoint:
         request, its JSON and httpx's response object are let go once the head has been checked
         (thousands of streams are open at once).
         """
-        request = self.request(body)
+        response = await self._send(self.request(body))
         del body
+        raw = response.extensions.get(RAW_BODY_EXTENSION)
+        source: ResponseBody | httpx.Response = response
+        push: Callable[[ChunkReader], Awaitable[None]]
+        if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
+            source, push = raw, raw.push
+            del response
+        else:
+            push = functools.partial(_push_decoded, response)
+        reader = ChunkReader(on_chunk, self.secret)
+        try:
+            await push(reader)
+        except httpx.RequestError as exc:
+            if not reader.finished:  # all but [DONE] arrived: nothing is lost, else retry
+                raise transport_error(exc, response_started=True) from exc
+        else:
+            if not (reader.done or reader.finished):
+                raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+        finally:
+            await source.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """The checked head of the answer to ``request`` (whose body is released)."""
         try:
             response = await self._transport.handle_async_request(request)
         except httpx.RequestError as exc:
@@ -122,33 +143,12 @@ class CompletionsEndpoint:
         finally:
             if isinstance(request.stream, ReleasableBody):
                 request.stream.release()  # answered (or failed): the prompt need not stay
-            del request
         try:
             await _check_response(response, self.secret)
         except BaseException:
             await response.aclose()
             raise
-        raw = response.extensions.get(RAW_BODY_EXTENSION)
-        if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
-            del response
-            async with contextlib.aclosing(raw):
-                await self._read(raw.push, on_chunk)
-        else:
-            async with contextlib.aclosing(response):
-                await self._read(functools.partial(_push_decoded, response), on_chunk)
-
-    async def _read(
-        self, push: Callable[[ChunkReader], Awaitable[None]], on_chunk: ChunkCallback
-    ) -> None:
-        reader = ChunkReader(on_chunk, self.secret)
-        try:
-            await push(reader)
-        except httpx.RequestError as exc:
-            if reader.finished:  # everything arrived but [DONE]: nothing is lost
-                return
-            raise transport_error(exc, response_started=True) from exc
-        if not (reader.done or reader.finished):
-            raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+        return response
 
 
 async def _check_response(response: httpx.Response, secret: str) -> None:

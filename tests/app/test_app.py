@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+from pathlib import Path
 from typing import Any
 
-from tests.app.conftest import ANSWER, Service, admin_auth, client_auth
+from rag_service.app import YOUNG_GC_THRESHOLD
+from tests.app.conftest import (
+    ANSWER,
+    Service,
+    admin_auth,
+    app_settings,
+    client_auth,
+    running_service,
+)
 from tests.ingest.catalogs import product, write_products
 from tests.streaming.helpers import assert_error_shape, deltas
 from tests.streaming.sse_spec import parse_sse
@@ -173,3 +183,12 @@ async def test_health_readiness_and_metrics(service: Service) -> None:
     assert "rag_streams_sessions" in metrics
     assert 'rag_context_resolutions_total{state="refreshed"} 1.0' in metrics
     assert "rag_catalog_version 1.0" in metrics
+
+
+async def test_the_running_service_collects_young_objects_less_often(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+
+    async with running_service(app_settings(tmp_path)):
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
+
+    assert gc.get_threshold() == before  # a stopped service leaves the process as it found it
