@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
 
 import httpx
 import pytest
 
-from rag_service.streaming import StreamRegistry
+from rag_service.streaming import StreamRegistry, sse_response
 from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed, full_text
 from tests.streaming.helpers import assert_error_shape, deltas
@@ -125,3 +127,50 @@ async def test_two_readers_of_one_stream_see_the_same_events(
     second = parse_sse((await second_reader).content)
     assert [e.type for e in first.events] == ["meta", "delta", "delta", "done"]
     assert second.events == first.events
+
+
+async def test_a_client_that_stops_reading_gets_every_event_once_in_order(
+    server_url: str, upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live events are written from the upstream's callback until the client's socket is full;
+    then uvicorn's ``send`` suspends and the reader's task finishes it (flow control)."""
+    finished_by_task: list[int] = []
+
+    class CountingSuspendedSend(sse_response._SuspendedSend):
+        def __await__(self) -> Generator[Any, Any, None]:
+            finished_by_task.append(1)
+            return super().__await__()
+
+    monkeypatch.setattr(sse_response, "_SuspendedSend", CountingSuspendedSend)
+    pieces = [f"{i:04d}" + "x" * 100_000 for i in range(120)]  # ~12 MB: more than the buffers
+    upstream.script = answer_script(pieces, pause_s=0.001)
+    host, port = server_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = json.dumps(QUESTION).encode()
+    writer.write(
+        b"POST /rag/stream?context=c-1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)
+    )
+    await writer.drain()
+    await asyncio.sleep(0.5)  # not reading: the server's writes back up
+    raw = await asyncio.wait_for(reader.read(), WAIT_LIMIT_S * 4)
+    writer.close()
+
+    head, _, chunked = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    parsed = parse_sse(dechunk(chunked))
+    assert deltas(parsed.events) == "".join(pieces)
+    assert seqs(parsed) == list(range(1, len(pieces) + 3))  # meta, the deltas, done
+    assert finished_by_task  # the suspended-send path really ran
+
+
+def dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return bytes(out)
