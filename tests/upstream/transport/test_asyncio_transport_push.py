@@ -42,11 +42,15 @@ class Recorder:
         return self._stop_at is not None and self._stop_at in data
 
 
-async def open_body(pool: Pool, url: str) -> tuple[httpx.Response, ResponseBody]:
+async def push_through(pool: Pool, url: str, recorder: Recorder) -> None:
+    """GET ``url``, push the answer's body into ``recorder``, and close the answer."""
     answer = await pool.client.send(pool.client.build_request("GET", url), stream=True)
     body = answer.extensions[RAW_BODY_EXTENSION]
     assert isinstance(body, ResponseBody)
-    return answer, body
+    try:
+        await body.push(recorder)
+    finally:
+        await answer.aclose()
 
 
 def paced(*pieces: bytes, then_close: bool = False) -> Handler:
@@ -66,11 +70,9 @@ async def test_pieces_reach_the_consumer_in_order_from_the_data_callback(
 ) -> None:
     server = await serve(paced(HEAD, chunk(b"one"), chunk(b"two"), chunk(b"three"), chunk(b"")))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder()
 
-    await body.push(recorder)
-    await answer.aclose()
+    await push_through(pool, server.url, recorder)
 
     assert b"".join(recorder.pieces) == b"onetwothree"
     assert len(recorder.pieces) == 3
@@ -84,11 +86,9 @@ async def test_bytes_that_came_with_the_head_are_pushed_first(
 ) -> None:
     server = await serve(paced(HEAD + chunk(b"early"), chunk(b"late"), chunk(b"")))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder()
 
-    await body.push(recorder)
-    await answer.aclose()
+    await push_through(pool, server.url, recorder)
 
     assert recorder.pieces == [b"early", b"late"]
 
@@ -98,11 +98,9 @@ async def test_a_consumer_that_has_had_enough_ends_the_push_and_the_connection(
 ) -> None:
     server = await serve(paced(HEAD, chunk(b"a"), chunk(b"stop"), chunk(b"never")))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder(stop_at=b"stop")
 
-    await body.push(recorder)
-    await answer.aclose()
+    await push_through(pool, server.url, recorder)
 
     assert recorder.pieces == [b"a", b"stop"]
     assert await pool.counts((0, 0)) == (0, 0)  # an unfinished body: the connection is dropped
@@ -113,12 +111,10 @@ async def test_what_the_consumer_raises_is_raised_by_push(
 ) -> None:
     server = await serve(paced(HEAD, chunk(b"ok"), chunk(b"bad"), chunk(b"after"), chunk(b"")))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder(fail_at=b"bad")
 
     with pytest.raises(ValueError, match="cannot take"):
-        await body.push(recorder)
-    await answer.aclose()
+        await push_through(pool, server.url, recorder)
 
     assert recorder.pieces == [b"ok", b"bad"]  # nothing after the failure
     assert await pool.counts((0, 0)) == (0, 0)
@@ -129,12 +125,10 @@ async def test_a_body_cut_mid_way_raises_after_what_arrived(
 ) -> None:
     server = await serve(paced(HEAD, chunk(b"part"), b"9\r\nhal", then_close=True))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder()
 
     with pytest.raises(httpx.RemoteProtocolError):
-        await body.push(recorder)
-    await answer.aclose()
+        await push_through(pool, server.url, recorder)
 
     assert b"".join(recorder.pieces).startswith(b"part")
 
@@ -147,12 +141,10 @@ async def test_a_stalled_body_raises_the_read_timeout(serve: Serve, make_pool: M
 
     server = await serve(stall)
     pool = make_pool(timeout=httpx.Timeout(2.0, read=0.1))
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder()
 
     with pytest.raises(httpx.ReadTimeout):
-        await body.push(recorder)
-    await answer.aclose()
+        await push_through(pool, server.url, recorder)
 
     assert recorder.pieces == [b"first"]
 
@@ -160,11 +152,9 @@ async def test_a_stalled_body_raises_the_read_timeout(serve: Serve, make_pool: M
 async def test_a_content_length_body_is_pushed_whole(serve: Serve, make_pool: MakePool) -> None:
     server = await serve(paced(response(b"0123456789")))
     pool = make_pool()
-    answer, body = await open_body(pool, server.url)
     recorder = Recorder()
 
-    await body.push(recorder)
-    await answer.aclose()
+    await push_through(pool, server.url, recorder)
 
     assert b"".join(recorder.pieces) == b"0123456789"
     assert await eventually(lambda: pool.transport.idle_connections == 1, 0.5)
