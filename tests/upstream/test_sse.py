@@ -109,3 +109,45 @@ def test_any_chunking_yields_the_same_events() -> None:
 
 def test_byte_by_byte_feeding() -> None:
     assert parse(*(STREAM[i : i + 1] for i in range(len(STREAM)))) == parse(STREAM)
+
+
+TOKEN_EVENTS = [
+    b'data: {"choices":[{"delta":{"content":"Gr\xc3\xbc"}}]}\n\n',  # what an upstream sends per token
+    b"id: 7\nretry: 300\n\n",  # fields that later events carry
+    b'data: {"n":2}\n\n',
+    b"event: error\n",  # a named event split over two pieces: the second must not pass as a message
+    b'data: {"n":3}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+def test_whole_token_events_parse_as_when_fed_byte_by_byte() -> None:
+    """One ``data:`` line plus its blank line per piece takes a shortcut; it must not show."""
+    stream = b"".join(TOKEN_EVENTS)
+
+    by_piece = parse(*TOKEN_EVENTS)
+
+    assert by_piece == parse(*(stream[i : i + 1] for i in range(len(stream))))
+    assert [e.event for e in by_piece] == ["message", "message", "error", "message"]
+    assert by_piece[1] == SSEEvent(data='{"n":2}', id="7", retry_ms=300)
+
+
+def test_a_piece_after_an_unfinished_line_is_not_taken_as_a_whole_event() -> None:
+    parser = SSEParser()
+    parser.feed(b"data: one\n")  # the event is open: the next data line belongs to it
+    assert parser.feed(b"data: two\n\n") == [SSEEvent(data="one\ntwo")]
+
+
+def test_a_piece_cut_inside_a_character_keeps_the_decoders_rules() -> None:
+    word = "Grüße".encode()
+    assert parse(b"data: x\n\n", b"data: " + word[:3], word[3:] + b"\n\n") == [
+        SSEEvent(data="x"),
+        SSEEvent(data="Grüße"),
+    ]
+    assert parse(b"data: \xff\n\n") == [SSEEvent(data="\ufffd")]  # invalid bytes are replaced
+
+
+def test_a_byte_held_back_by_the_decoder_belongs_to_the_next_piece() -> None:
+    # The lone lead byte and "d" make one invalid sequence: the line's field name is no longer
+    # "data", so no second event may come out of it.
+    assert parse(b"data: x\n\n\xc3", b"data: y\n\n") == [SSEEvent(data="x")]
