@@ -149,7 +149,9 @@ class SessionResponse:
     async def _stream(self, send: Send) -> None:
         """Write the events after ``_after_seq`` until the session ends or the client leaves.
 
-        The per-event path: read, encode, one ``send``, one future to sleep on.
+        This task writes what a reader must catch up on (the replay after a resume, a batch
+        that piled up behind a suspended ``send``), pings and the end; once caught up it sleeps
+        on one future while ``on_append`` writes the live events.
         """
         session = self._session
         body, self._opening = self._opening, b""
