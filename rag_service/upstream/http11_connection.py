@@ -207,14 +207,11 @@ class Http11Connection(asyncio.Protocol):
             raise httpx.RemoteProtocolError(str(error))
         raise error
 
-    async def wait_body(self) -> None:
-        await self._wait()
-
     def next_change(self) -> asyncio.Future[None]:
         """A future resolved at the next body piece, the end of the body or a failure.
 
-        Awaited directly by ``ResponseBody.push``, so a stream waiting for its next token keeps
-        no coroutine frame of this class alive.
+        Awaited directly by the body's reader, so a stream waiting for its next token keeps no
+        coroutine frame of this class alive.
         """
         waiter = self._waiter = self._loop.create_future()
         return waiter
@@ -466,7 +463,7 @@ class ResponseBody(httpx.AsyncByteStream):
             if connection.body_complete:
                 return
             connection.raise_body_error()
-            await connection.wait_body()
+            await connection.next_change()
 
     async def push(self, consumer: BodyConsumer) -> None:
         """Feed the body to ``consumer`` as it arrives, until it ends or ``consumer`` stops.
