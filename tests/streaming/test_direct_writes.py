@@ -169,3 +169,27 @@ async def test_a_disconnect_while_following_stops_the_writes() -> None:
     assert b"unseen" not in b"".join(body for body, _ in client.writes)
     assert session.readers == 0
     await registry.close()
+
+
+async def test_a_send_that_always_yields_still_gets_every_event_in_order() -> None:
+    """Servers or middleware whose ``send`` always gives the loop a turn (an anyio checkpoint,
+    a queue) make every direct write suspend: the reader's task then writes them all."""
+    client = Client()
+    recorded = client.send
+
+    async def yielding_send(message: Message) -> None:
+        await asyncio.sleep(0)
+        await recorded(message)
+
+    client.send = yielding_send  # type: ignore[method-assign]
+    registry, session, task = await start(client)
+
+    for word in ["one ", "two ", "three ", "four"]:
+        session.apply(TextDelta(word))
+        await asyncio.sleep(0)
+    session.apply(DONE)
+    await asyncio.wait_for(task, 2.0)
+
+    assert client.text == "one two three four"
+    assert {writer for body, writer in client.writes if body} == {task}
+    await registry.close()
