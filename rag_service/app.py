@@ -34,12 +34,13 @@ from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
-from rag_service.observability import ServiceCollector
+from rag_service.observability import ServiceCollector, loop_lag_histogram
 from rag_service.ports import ChatUpstream, Embedder
 from rag_service.readiness import embedder_check, store_check, upstream_report
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
 from rag_service.settings import Settings
 from rag_service.streaming.answer import StreamDeps
+from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
 
@@ -85,11 +86,13 @@ def create_app(settings: Settings | None = None, components: Components | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await _build_graph(app, settings, parts, stack)
+            loop_lag = await _build_graph(app, settings, parts, stack)
             # torch, transformers and chromadb leave ~500k long-lived objects; without freezing
             # them every full collection walks them all and stalls the event loop ~250 ms.
             gc.collect()
             gc.freeze()
+            # Only now: the start-up above holds the loop, which is no overload to shed for.
+            loop_lag.start()
             with _young_gc_threshold(YOUNG_GC_THRESHOLD):
                 yield
 
@@ -131,7 +134,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
 
 async def _build_graph(
     app: FastAPI, settings: Settings, parts: Components, stack: AsyncExitStack
-) -> None:
+) -> LoopLagMonitor:
+    """Build the graph into ``app.state``; returns the loop-lag monitor, still to be started."""
     registry = CollectorRegistry()
     owns_store = parts.store is None and not settings.chroma.host
     if owns_store:  # embedded Chroma: this process is the store's only user while it runs
@@ -155,7 +159,11 @@ async def _build_graph(
     )
     stack.push_async_callback(contexts.aclose)
     await contexts.start()  # learns the catalog version, then re-checks it in the background
-    streams = StreamRegistry(settings.stream, max_sessions=settings.stream.max_sessions)
+    loop_lag = LoopLagMonitor(observe=loop_lag_histogram(registry).observe)
+    stack.callback(loop_lag.close)
+    streams = StreamRegistry(
+        settings.stream, max_sessions=settings.stream.max_sessions, loop_lag=loop_lag.lag_s
+    )
     stack.push_async_callback(streams.close)
     jobs = IngestJobs(
         _ingest_runner(settings, store, embedder, owns_store),
@@ -180,6 +188,7 @@ async def _build_graph(
         reports={"upstream": upstream_report(upstream)},
         registry=registry,
     )
+    return loop_lag
 
 
 async def _warm_up(embedder: Embedder) -> None:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
+
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def loop_lag_histogram(registry: CollectorRegistry) -> Histogram:
+    """How late the event loop ran its lag timer (``LoopLagMonitor``), one sample per firing."""
+    return Histogram(
+        "rag_event_loop_lag_seconds",
+        "Lateness of the event loop's lag timer (fired every 50 ms).",
+        buckets=LOOP_LAG_BUCKETS,
+        registry=registry,
+    )
 
 
 class ServiceCollector(Collector):
@@ -31,6 +44,12 @@ class ServiceCollector(Collector):
             "rag_streams_generating", "Sessions still generating", streams.generating
         )
         yield GaugeMetricFamily("rag_streams_readers", "Attached SSE readers", streams.readers)
+        refused = CounterMetricFamily(
+            "rag_streams_refused", "New streams refused with 503, by reason", labels=["reason"]
+        )
+        refused.add_metric(["too_many_streams"], streams.refused_full)
+        refused.add_metric(["overloaded"], streams.refused_overloaded)
+        yield refused
         contexts = self._contexts()
         served = CounterMetricFamily(
             "rag_context_resolutions", "Contexts served, by state", labels=["state"]

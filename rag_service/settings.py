@@ -179,6 +179,14 @@ class StreamSettings(BaseModel):
         ge=1,
         description="Streams held at once (generating or resumable); more get 503 + Retry-After.",
     )
+    shed_loop_lag_ms: float = Field(
+        250.0,
+        ge=0,
+        description=(
+            "Refuse new streams (503 + Retry-After) while the event loop runs more than this "
+            "many ms behind, i.e. past the process's capacity; 0 turns it off."
+        ),
+    )
     max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
 

@@ -16,7 +16,10 @@ Readers (the HTTP responses) also register with the registry's ``keepalive``: on
 whole process that tells readers silent for too long to send a ping (see ``keepalive``).
 
 Capacity: at most ``max_sessions`` sessions. When full, ended sessions nobody reads are evicted
-oldest first; only when none is left does ``open`` refuse with 503 + Retry-After.
+oldest first; only when none is left does ``open`` refuse with 503 + Retry-After. New sessions
+are also refused while the event loop runs more than ``shed_loop_lag_ms`` behind (``loop_lag``,
+see ``loop_lag.py``): past the process's capacity, shedding new streams keeps the open ones on
+pace. Both refusals carry ``details.reason`` and are counted in ``stats``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class StreamStats:
     sessions: int  # held sessions: generating or resumable
     generating: int  # sessions whose generation task still runs
     readers: int  # attached HTTP responses
+    refused_full: int = 0  # new streams refused: max_sessions held
+    refused_overloaded: int = 0  # new streams refused: the event loop was behind
 
 
 class StreamRegistry:
@@ -64,11 +69,19 @@ class StreamRegistry:
         settings: StreamSettings,
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        loop_lag: Callable[[], float] | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
+        """``loop_lag`` says how many seconds the event loop is behind (``LoopLagMonitor.lag_s``);
+        without it, or with ``shed_loop_lag_ms`` 0, nothing is refused for lag."""
         self._settings = settings
         self._max_sessions = max_sessions
+        shed_s = settings.shed_loop_lag_ms / 1000
+        self._loop_lag = loop_lag if shed_s > 0 else None
+        self._shed_lag_s = shed_s
+        self._refused_full = 0
+        self._refused_overloaded = 0
         self._clock = clock
         self._rng = rng or random.Random()
         self._sessions: dict[str, StreamSession] = {}
@@ -85,17 +98,35 @@ class StreamRegistry:
     # -- opening and finding sessions -------------------------------------------------------------
 
     def check_capacity(self) -> None:
-        """Raise when ``open`` would refuse now (checked before the costly context lookup)."""
+        """Raise when a new stream must be refused now (before the costly context lookup)."""
+        self._check_room()
+        lag_s = self._loop_lag() if self._loop_lag is not None else 0.0
+        if lag_s > self._shed_lag_s:
+            self._refused_overloaded += 1
+            raise ServiceUnavailable(
+                "the service is overloaded; retry later",
+                retry_after_s=self._rng.uniform(1.0, 3.0),  # spread the retries out
+                details={"reason": "overloaded", "loop_lag_ms": round(lag_s * 1000)},
+            )
+
+    def _check_room(self) -> None:
         if self._closed:
             raise ServiceUnavailable("the service is shutting down", retry_after_s=1.0)
         if len(self._sessions) >= self._max_sessions and not self._idle_ended:
+            self._refused_full += 1
             raise ServiceUnavailable(
-                "too many concurrent streams", retry_after_s=self._rng.uniform(1.0, 3.0)
+                "too many concurrent streams",
+                retry_after_s=self._rng.uniform(1.0, 3.0),
+                details={"reason": "too_many_streams"},
             )
 
     def open(self, *, context_id: str, principal: str | None, started_at: float) -> StreamSession:
-        """A new session with one reader already attached (the response being prepared)."""
-        self.check_capacity()
+        """A new session with one reader already attached (the response being prepared).
+
+        The lag is not checked again here: a stream whose context was just looked up is let
+        through, even if that look-up held the loop (a cold model, a lazy store opening).
+        """
+        self._check_room()
         if len(self._sessions) >= self._max_sessions:
             self._remove(self._sessions[next(iter(self._idle_ended))])
         session = StreamSession(
@@ -201,7 +232,11 @@ class StreamRegistry:
     def stats(self) -> StreamStats:
         generating = sum(1 for s in self._sessions.values() if s.task and not s.task.done())
         return StreamStats(
-            sessions=len(self._sessions), generating=generating, readers=self._readers
+            sessions=len(self._sessions),
+            generating=generating,
+            readers=self._readers,
+            refused_full=self._refused_full,
+            refused_overloaded=self._refused_overloaded,
         )
 
     async def close(self) -> None:

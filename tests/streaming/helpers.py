@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -60,3 +61,8 @@ async def resume(
     if last_event_id is not None:
         all_headers["Last-Event-ID"] = last_event_id
     return await client.get(f"/rag/stream/{stream_id}", headers=all_headers)
+
+
+def hold_the_loop(seconds: float) -> None:
+    """Block the running event loop on purpose, as more work than it keeps up with would."""
+    time.sleep(seconds)

@@ -177,3 +177,73 @@ async def test_close_ends_every_stream_and_refuses_new_ones() -> None:
     assert registry.stats().sessions == 0
     with pytest.raises(ServiceUnavailable):
         registry.open(context_id="c", principal=None, started_at=0.0)
+
+
+class FakeLag:
+    """The loop lag the registry reads, set by the test (seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def lagging_registry(lag: FakeLag, shed_ms: float = 100.0) -> StreamRegistry:
+    return StreamRegistry(StreamSettings(shed_loop_lag_ms=shed_ms), loop_lag=lag)
+
+
+async def test_new_streams_are_refused_while_the_loop_is_behind() -> None:
+    lag = FakeLag()
+    registry = lagging_registry(lag, shed_ms=100.0)
+    lag.seconds = 0.1
+    registry.check_capacity()  # at the threshold: still accepted
+
+    lag.seconds = 0.35
+    with pytest.raises(ServiceUnavailable) as refused:
+        registry.check_capacity()
+
+    assert refused.value.details == {"reason": "overloaded", "loop_lag_ms": 350}
+    assert refused.value.retry_after_s is not None
+    assert 1.0 <= refused.value.retry_after_s <= 3.0
+    assert registry.stats().refused_overloaded == 1
+    assert registry.stats().refused_full == 0
+    lag.seconds = 0.02
+    registry.check_capacity()  # caught up: accepted again
+    assert registry.stats().refused_overloaded == 1
+    await registry.close()
+
+
+async def test_a_session_whose_context_was_looked_up_opens_even_if_the_loop_fell_behind() -> None:
+    lag = FakeLag()
+    registry = lagging_registry(lag)
+    registry.check_capacity()
+    lag.seconds = 5.0  # e.g. the look-up opened the store in the loop
+
+    session = registry.open(context_id="c", principal=None, started_at=0.0)
+
+    assert registry.find(session.stream_id, None) is session
+    await registry.close()
+
+
+async def test_shedding_is_off_with_a_zero_threshold() -> None:
+    lag = FakeLag()
+    registry = lagging_registry(lag, shed_ms=0.0)
+    lag.seconds = 60.0
+
+    registry.check_capacity()
+
+    assert registry.stats().refused_overloaded == 0
+    await registry.close()
+
+
+async def test_a_full_registry_says_why_it_refuses() -> None:
+    registry = make_registry(max_sessions=1)
+    registry.open(context_id="c", principal=None, started_at=0.0)
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        registry.check_capacity()
+
+    assert refused.value.details == {"reason": "too_many_streams"}
+    assert registry.stats().refused_full == 1
+    await registry.close()
