@@ -301,7 +301,7 @@ def render_markdown(result: ConcurrencyResult) -> str:
         lag = lvl.get("service_stats", {}).get("loop_lag", {})
         ttft = lvl["ttft"]
         lines.append(
-            f"| {lvl['streams']:,} | {lvl['completed']:,} "
+            f"| {lvl['streams']:,} | {_completed(lvl)} "
             f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
             f"| {plateau.get('p99_ms', '-')} | {ttft.get('median_ms', '-')} / {ttft.get('p99_ms', '-')} "
             f"| {lag.get('p99_ms', '-')} / {lag.get('max_ms', '-')} "
@@ -325,10 +325,21 @@ def render_markdown(result: ConcurrencyResult) -> str:
     )
     lines.append(f"- upstream CPU µs per delta delivered (whole run): {upstream}.")
     lines.append(
+        "- (after a 503): streams the service first refused because its event loop was behind "
+        "(load shedding, docs/streaming.md), retried by the client after `Retry-After`; their "
+        "TTFT counts from the first attempt."
+    )
+    lines.append(
         "- (est.): a level without a plateau (not every stream open at once) has no real "
         "per-stream figure; shown is (peak RSS - idle) / most streams open at once."
     )
     return "\n".join(lines)
+
+
+def _completed(level: dict[str, Any]) -> str:
+    refused = level.get("streams_refused", 0)
+    after = f" ({refused:,} after a 503)" if refused else ""
+    return f"{level['completed']:,}{after}"
 
 
 def _kb(level: dict[str, Any]) -> str:

@@ -29,7 +29,8 @@ _WORDS = frozenset(VOCABULARY)
 class StreamRecord:
     index: int
     context_id: str
-    started_at: float | None = None  # before connecting
+    started_at: float | None = None  # before connecting (the first attempt, if refused)
+    opened_at: float | None = None  # before connecting (the last attempt)
     status: int | None = None
     state: str | None = None  # meta.context.state
     outcome: str | None = None  # done, error:<code>, http_<status>, connection_lost, deadline, ...
@@ -40,6 +41,8 @@ class StreamRecord:
     parts: list[str] = field(default_factory=list)
     last_seq: int = 0
     seq_gaps: int = 0
+    refusals: int = 0  # 503s answered with Retry-After (the service shedding load), retried
+    retry_after_s: float = 0.0  # the last refusal's Retry-After
 
     def note_seq(self, seq: int) -> None:
         if seq != self.last_seq + 1:
@@ -110,8 +113,8 @@ def peak_open(records: list[StreamRecord]) -> int:
     """The most streams the client had open at one instant."""
     edges = []
     for record in records:
-        if record.started_at is not None:
-            edges.append((record.started_at, 1))
+        if record.opened_at is not None:
+            edges.append((record.opened_at, 1))
             edges.append((record.ended_at or float("inf"), -1))
     edges.sort()
     open_now = peak = 0
@@ -153,6 +156,8 @@ def build_report(
             for r in records
             if r.delta_times and r.started_at is not None
         ),
+        "refusals": sum(r.refusals for r in records),
+        "streams_refused": sum(1 for r in records if r.refusals),
         "time_to_meta": summarise_ms(
             r.meta_at - r.started_at
             for r in records

@@ -32,6 +32,7 @@ from bench.stream_children import LagProbe, raise_open_file_limit
 QUERY = "Which sleeping bags are rated below -5 °C, and how do I return one?"
 _START_BATCH_S = 0.01  # streams due within this much time start together
 _STREAM_STATUS_OK = 200
+_REFUSED_STATUS = 503  # the service sheds load: retried after Retry-After, as SDK clients do
 _FAILURE_CHECK_S = 0.5
 # A level clearly fails when this share of the streams started so far has failed, or has waited
 # longer than _STALLED_S for its first token (the service no longer keeps up).
@@ -43,7 +44,7 @@ _STALLED_S = 10.0
 def failing_reason(started: list[StreamRecord], now: float) -> str | None:
     """Why the level has clearly failed already, or None."""
     enough = max(_FAILING_MIN, _FAILING_SHARE * len(started))
-    failed = sum(1 for r in started if r.outcome is not None and r.outcome != "done")
+    failed = sum(1 for r in started if r.outcome not in (None, "done", "refused"))
     if failed >= enough:
         return f"{failed} of {len(started)} streams started so far failed"
     stalled = sum(
@@ -119,6 +120,10 @@ class SseStreamProtocol(asyncio.Protocol):
         self._in_body = True
         status_line, _, headers = head.partition(b"\r\n")
         self.record.status = int(status_line.split()[1])
+        if self.record.status == _REFUSED_STATUS:
+            self.record.retry_after_s = retry_after_s(headers)
+            self.abort("refused")
+            return
         if self.record.status != _STREAM_STATUS_OK:
             self.abort(f"http_{self.record.status}")
             return
@@ -191,12 +196,22 @@ class SseStreamProtocol(asyncio.Protocol):
             self.finished.set_result(None)
 
 
+def retry_after_s(headers: bytes) -> float:
+    for line in headers.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            return float(value.strip())
+    return 1.0
+
+
 async def open_stream(
     port: int, record: StreamRecord, request: bytes, *, stop_after_first: bool = False
 ) -> SseStreamProtocol | None:
     """Connect and send; None (with the record's outcome set) when the connection fails."""
     loop = asyncio.get_running_loop()
-    record.started_at = time.monotonic()
+    record.opened_at = time.monotonic()
+    if record.started_at is None:  # a retry keeps the first attempt's start (TTFT as users see it)
+        record.started_at = record.opened_at
     protocol = SseStreamProtocol(record, request, stop_after_first=stop_after_first)
     try:
         await loop.create_connection(lambda: protocol, "127.0.0.1", port)
@@ -228,7 +243,8 @@ async def ramp(
     level clearly failing (then every open stream is aborted and the reason reported)."""
     records = [StreamRecord(i, f"bench-ctx-{i % contexts}") for i in range(streams)]
     requests = [request_bytes(port, f"bench-ctx-{i}", query) for i in range(contexts)]
-    openers: list[asyncio.Task[SseStreamProtocol | None]] = []
+    live: dict[int, SseStreamProtocol] = {}
+    followers: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
     started = next_check = time.monotonic()
     stopped: str | None = None
@@ -242,19 +258,52 @@ async def ramp(
             if stopped:
                 break  # do not pile more streams onto a service that no longer keeps up
         request = requests[record.index % contexts]
-        openers.append(loop.create_task(open_stream(port, record, request)))
+        followers.append(loop.create_task(follow_stream(port, record, request, live)))
     ramp_end = time.monotonic()
-    protocols = [p for p in await asyncio.gather(*openers) if p is not None]
     deadline = started + deadline_s
     while stopped is None:
-        pending = [p.finished for p in protocols if not p.finished.done()]
+        pending = [task for task in followers if not task.done()]
         if not pending or time.monotonic() >= deadline:
             break
         await asyncio.wait(pending, timeout=min(_FAILURE_CHECK_S, deadline - time.monotonic()))
         stopped = failing_reason(records, time.monotonic())
-    for protocol in protocols:
-        protocol.abort("stopped_early" if stopped else "deadline")  # no-op when finished
+    _stop_all(records, followers, live, "stopped_early" if stopped else "deadline")
     return records, {"started": started, "ramp_s": ramp_end - started, "stopped_early": stopped}
+
+
+async def follow_stream(
+    port: int, record: StreamRecord, request: bytes, live: dict[int, SseStreamProtocol]
+) -> None:
+    """Open the stream and wait for its end; a refusal (503) is retried after its Retry-After."""
+    while True:
+        protocol = await open_stream(port, record, request)
+        if protocol is None:
+            return
+        live[record.index] = protocol
+        await protocol.finished
+        if record.outcome != "refused":
+            return
+        record.refusals += 1
+        record.outcome = None
+        record.status = None
+        record.ended_at = None
+        await asyncio.sleep(record.retry_after_s)
+
+
+def _stop_all(
+    records: list[StreamRecord],
+    followers: list[asyncio.Task[None]],
+    live: dict[int, SseStreamProtocol],
+    outcome: str,
+) -> None:
+    """End every stream still open or waiting to retry with ``outcome``."""
+    for task in followers:
+        task.cancel()
+    for protocol in live.values():
+        protocol.abort(outcome)  # no-op when finished
+    for record in records:
+        if record.outcome is None and record.started_at is not None:
+            record.outcome = outcome
 
 
 async def run_client(args: argparse.Namespace) -> None:
