@@ -5,7 +5,8 @@ own encoded ``bytes`` object would cost ~100 bytes per token (object header, the
 ``id:``/``event:`` lines), i.e. ~25 KB for a 256-token answer. Instead the buffer keeps:
 
 - the JSON string literals of all delta texts, back to back, in one ``bytearray``;
-- one 8-byte end offset per event in an ``array``;
+- one 4-byte end offset per event in an ``array`` (an answer would need 4 GiB of text to
+  overflow it; the buffer refuses such a delta with an error rather than wrap around);
 - the few other events (``meta``, ``retry``, ``resumed``, ``done``, ``error``) fully encoded in
   a small dict keyed by seq.
 
@@ -18,12 +19,16 @@ from __future__ import annotations
 
 from array import array
 
+from rag_service.errors import RagServiceError
 from rag_service.streaming.sse_format import encode_delta, encode_event, json_string, to_json
 
 _TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
 
 
 class ReplayBuffer:
+    # The largest end offset an "I" array holds (a class attribute: tests lower it).
+    max_text_bytes = 0xFFFF_FFFF
+
     __slots__ = ("_capacity", "_ends", "_first_seq", "_id_prefix", "_others", "_text", "_text_base")
 
     def __init__(self, stream_id: str, capacity: int) -> None:
@@ -31,7 +36,7 @@ class ReplayBuffer:
         self._capacity = capacity
         self._text = bytearray()
         self._text_base = 0  # absolute offset of _text[0] (bytes dropped from the front)
-        self._ends = array("Q")  # absolute end offset of each held event's delta literal
+        self._ends = array("I")  # absolute end offset of each held event's delta literal
         self._others: dict[int, bytes] = {}
         self._first_seq = 1
 
@@ -46,8 +51,14 @@ class ReplayBuffer:
         return self._first_seq + len(self._ends) - 1
 
     def append_delta(self, text: str) -> int:
-        self._text += json_string(text)
-        return self._append_end(self._text_base + len(self._text))
+        literal = json_string(text)
+        end = self._text_base + len(self._text) + len(literal)
+        if end > self.max_text_bytes:
+            raise RagServiceError(
+                f"the answer's text outgrew the {self.max_text_bytes} bytes a stream can hold"
+            )
+        self._text += literal
+        return self._append_end(end)
 
     def append_event(self, event: str, payload: dict[str, object]) -> int:
         seq = self.last_seq + 1

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag_service.errors import InvalidInput
+from rag_service.errors import InvalidInput, RagServiceError
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import (
     is_well_formed_stream_id,
@@ -78,6 +78,34 @@ def test_trimming_keeps_at_least_capacity_recent_events_intact() -> None:
     assert held_deltas == texts[-len(held_deltas) :]
     with pytest.raises(IndexError):
         buffer.read(buffer.first_seq - 2, max_events=1)
+
+
+class _SmallBuffer(ReplayBuffer):
+    """The 4-byte offsets' limit, lowered to 40 bytes of text."""
+
+    __slots__ = ()
+    max_text_bytes = 40
+
+
+def test_a_delta_past_the_offsets_limit_is_refused_and_the_buffer_stays_whole() -> None:
+    buffer = _SmallBuffer(SID, capacity=2)
+    for index in range(5):
+        buffer.append_delta(f"{index}12345")  # 8 bytes each, quotes included: 40 in all
+        if index == 3:
+            buffer.append_event("retry", {"attempt": 2})
+
+    with pytest.raises(RagServiceError, match="40 bytes"):
+        buffer.append_delta("x")  # trimmed bytes still count: offsets are absolute
+    buffer.append_event("error", {"code": "internal_error"})
+
+    assert buffer.last_seq == 7
+    held, last = buffer.read(buffer.first_seq - 1, max_events=10)
+    events = parse_sse(held).events
+    assert last == 7
+    assert [(e.type, e.data) for e in events[-2:]] == [
+        ("delta", '{"text":"412345"}'),
+        ("error", '{"code":"internal_error"}'),
+    ]
 
 
 def test_stream_ids_are_unguessable_and_fit_last_event_id() -> None:
