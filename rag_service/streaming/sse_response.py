@@ -2,8 +2,8 @@
 
 A plain ASGI callable rather than sse-starlette's ``EventSourceResponse`` (four tasks per
 connection) or a Starlette ``Response``: thousands of these are open at once, so each one holds
-as little as it can. Per connection there is the request's own task, which writes, and one small
-task that waits for ``http.disconnect``.
+as little as it can. Per connection there is the request's own task, which writes, and a task
+on the server's ``receive()`` whose done callback notices ``http.disconnect``.
 
 Live events are written without waking that task. Once the reader has caught up, its task parks
 on a future and the reader follows the session (``StreamSession.follow``): each append calls
@@ -25,7 +25,6 @@ not from the next write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -42,6 +41,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
     "Connection": "keep-alive",
 }
+_WATCHER_NAME = "sse-disconnect-watch"
 # Events joined into one write while replaying: fewer syscalls, bounded chunk size.
 _BATCH_EVENTS = 64
 
@@ -70,16 +70,19 @@ class SessionResponse:
     __slots__ = (
         "_after_seq",
         "_disconnected",
+        "_ended",
         "_failure",
         "_header_list",
         "_opening",
         "_ping_requested",
+        "_receive",
         "_registry",
         "_released",
         "_send",
         "_session",
         "_suspended",
         "_waiter",
+        "_watcher",
         "wrote",
     )
 
@@ -104,9 +107,12 @@ class SessionResponse:
         )
         self._waiter: asyncio.Future[None] | None = None
         self._send: Send | None = None
+        self._receive: Receive | None = None
+        self._watcher: asyncio.Future[Message] | None = None
         self._suspended: _SuspendedSend | None = None
         self._failure: Exception | None = None
         self._disconnected = False
+        self._ended = False  # the last write (after falling out of the replay window) is done
         self._ping_requested = False
         self._released = False
         self.wrote = True  # see keepalive: the response start counts as output
@@ -123,13 +129,31 @@ class SessionResponse:
         self._wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Write the events after ``_after_seq`` until the session ends or the client leaves.
+
+        This task writes what a reader must catch up on (the replay after a resume, a batch
+        that piled up behind a suspended ``send``), pings and the end; once caught up it sleeps
+        on one future while ``on_append`` writes the live events. One frame for the whole
+        stream: what to write next is decided by ``_next_write``, a plain call.
+        """
         keepalive = self._registry.keepalive
-        watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._receive = receive
+        self._watch()
         keepalive.add(self)
         self._send = send
         try:
             await send(self._start_message())
-            await self._stream(send)
+            body = self._next_write()
+            while body is not None:
+                if body:
+                    self.wrote = True
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                else:
+                    await self._follow_live()  # the future itself: no frame is kept while parked
+                    suspended = self._end_following()
+                    if suspended is not None:
+                        await suspended
+                body = self._next_write()
             if not self._disconnected:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -138,7 +162,10 @@ class SessionResponse:
             self._session.unfollow(self)
             self._send = None
             keepalive.discard(self)
-            watcher.cancel()
+            self._receive = None
+            if self._watcher is not None:
+                self._watcher.cancel()
+                self._watcher = None
             self.release()
 
     def _start_message(self) -> Message:
@@ -146,41 +173,31 @@ class SessionResponse:
         # does not hold the message.
         return {"type": "http.response.start", "status": 200, "headers": list(self._header_list)}
 
-    async def _stream(self, send: Send) -> None:
-        """Write the events after ``_after_seq`` until the session ends or the client leaves.
-
-        This task writes what a reader must catch up on (the replay after a resume, a batch
-        that piled up behind a suspended ``send``), pings and the end; once caught up it sleeps
-        on one future while ``on_append`` writes the live events.
-        """
+    def _next_write(self) -> bytes | None:
+        """What the task writes next: bytes; ``b""`` when it has caught up (it then follows
+        the session live); None at the end of the stream or once the client has gone."""
+        if self._opening:
+            body, self._opening = self._opening, b""
+            return body
         session = self._session
-        body, self._opening = self._opening, b""
-        while True:
-            if body:
-                self.wrote = True
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if self._disconnected:
-                return
+        while not (self._disconnected or self._ended):
             after_seq = self._after_seq
             if after_seq < session.last_seq:
                 if after_seq + 1 < session.first_seq:
-                    body = self._fell_behind()
-                    if body:
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
-                    return
+                    self._ended = True
+                    return self._fell_behind() or None
                 chunk, self._after_seq = session.read(after_seq, _BATCH_EVENTS)
                 body = self._encode(chunk)
+                if body:
+                    return body
             elif session.finished:
-                return
+                return None
             elif self._ping_requested:
                 self._ping_requested = False
-                body = self.ping
+                return self.ping
             else:
-                body = b""
-                await self._follow_live()  # the future itself: no frame is kept while parked
-                suspended = self._end_following()
-                if suspended is not None:
-                    await suspended
+                return b""
+        return None
 
     def _follow_live(self) -> asyncio.Future[None]:
         """Follow the session; the task sleeps on the returned future while ``on_append``
@@ -247,11 +264,29 @@ class SessionResponse:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _watch(self, receive: Receive) -> None:
-        """Wait for ``http.disconnect``; then detach at once and wake the writer to stop."""
-        with contextlib.suppress(OSError):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+    def _watch(self) -> None:
+        """Wait for the next message of the client (``_on_received`` takes it).
+
+        A task on ``receive()`` itself with a done callback, not a coroutine of ours looping
+        over it: thousands of these wait at once, and each frame costs a few hundred bytes.
+        """
+        assert self._receive is not None
+        watcher = self._watcher = asyncio.ensure_future(self._receive())
+        if isinstance(watcher, asyncio.Task):
+            watcher.set_name(_WATCHER_NAME)  # shared: a default name is a new string per task
+        watcher.add_done_callback(self._on_received)
+
+    def _on_received(self, watcher: asyncio.Future[Message]) -> None:
+        """At ``http.disconnect`` detach at once and wake the writer to stop."""
+        if watcher.cancelled():
+            return  # the response ended first
+        error = watcher.exception()
+        if error is not None and not isinstance(error, OSError):
+            raise error  # not a disconnect: the loop's exception handler reports it
+        if error is None and watcher.result()["type"] != "http.disconnect":
+            if self._receive is not None:  # the request's body: the disconnect is yet to come
+                self._watch()
+            return
         self._disconnected = True
         self.release()
         self._wake()

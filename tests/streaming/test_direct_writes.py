@@ -193,3 +193,51 @@ async def test_a_send_that_always_yields_still_gets_every_event_in_order() -> No
     assert client.text == "one two three four"
     assert {writer for body, writer in client.writes if body} == {task}
     await registry.close()
+
+
+async def test_the_disconnect_after_the_request_body_detaches_the_reader_at_once() -> None:
+    """``receive()`` first gives the request's body (in parts here); only the disconnect after
+    it ends the stream, and the reader is detached then, before any further write."""
+    client = Client()
+    parts = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.request", "body": b"}", "more_body": False},
+    ]
+    disconnected = client.receive
+
+    async def receive() -> Message:
+        return parts.pop(0) if parts else await disconnected()
+
+    client.receive = receive  # type: ignore[method-assign]
+    registry, session, task = await start(client)
+    await until(lambda: not parts)
+    session.apply(TextDelta("seen"))
+    assert session.readers == 1
+
+    client.gone.set()
+    await until(lambda: session.readers == 0)  # detached by the watcher, not by the task's end
+    session.apply(TextDelta("unseen"))
+    await asyncio.wait_for(task, 2.0)
+
+    assert client.text == "seen"
+    assert all(body for body, _ in client.writes)  # no end of the body for a client that left
+    await registry.close()
+
+
+async def test_a_receive_that_fails_with_an_os_error_counts_as_a_disconnect() -> None:
+    client = Client()
+
+    async def receive() -> Message:
+        await client.gone.wait()
+        raise OSError("connection reset by peer")
+
+    client.receive = receive  # type: ignore[method-assign]
+    registry, session, task = await start(client)
+
+    client.gone.set()
+    await asyncio.wait_for(task, 2.0)
+    session.apply(TextDelta("unseen"))
+
+    assert b"unseen" not in b"".join(body for body, _ in client.writes)
+    assert session.readers == 0
+    await registry.close()
