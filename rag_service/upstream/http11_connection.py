@@ -217,27 +217,36 @@ class Http11Connection(asyncio.Protocol):
         return waiter
 
     def start_push(self, consumer: BodyConsumer) -> None:
-        """Hand every later body piece to ``consumer`` at once (see ``ResponseBody.push``)."""
+        """Hand ``consumer`` the body, from what arrived with the head (or before the push
+        began) on, then every later piece at once (see ``ResponseBody.push``)."""
         self._consumer = consumer
         self._consumer_error = None
         self._consumer_stopped = False
+        data = self.take_body()
+        if data:
+            self._push(data)
 
     def stop_push(self) -> None:
         self._consumer = None
 
-    @property
-    def push_stopped(self) -> bool:
-        """The consumer asked for no more, or raised (``raise_consumer_error`` raises it)."""
-        return self._consumer_stopped
-
-    def raise_consumer_error(self) -> None:
-        error, self._consumer_error = self._consumer_error, None
-        if error is not None:
-            raise error
+    def push_pending(self) -> bool:
+        """True while the pushed body goes on; False once it has ended or the consumer has
+        stopped. Raises what the consumer raised, or the transport error that cut the body."""
+        if not (self._consumer_stopped or self._complete or self._error is not None):
+            return True
+        self._consumer = None
+        if self._consumer_stopped:
+            error, self._consumer_error = self._consumer_error, None
+            if error is not None:
+                raise error
+        elif not self._complete:
+            self.raise_body_error()
+        return False
 
     def end_exchange(self) -> None:
         """The response was closed; an unfinished body makes the connection unusable."""
         self._active = False
+        self._consumer = None
         self._cancel_watchdog()
         if not self._complete:
             self.close()
@@ -317,17 +326,8 @@ class Http11Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        consumer = self._consumer
-        if consumer is not None:
-            try:
-                stop = consumer(body)
-            except Exception as exc:  # raised again by the pushing task, in its own context
-                self._consumer_error = exc
-                stop = True
-            if stop:
-                self._consumer = None
-                self._consumer_stopped = True
-                self._wake()
+        if self._consumer is not None:
+            self._push(body)
             return
         self._body.append(body)
         self._body_bytes += len(body)
@@ -346,6 +346,18 @@ class Http11Connection(asyncio.Protocol):
         self._wake()
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _push(self, body: bytes) -> None:
+        assert self._consumer is not None
+        try:
+            stop = self._consumer(body)
+        except Exception as exc:  # raised again by the pushing task, in its own context
+            self._consumer_error = exc
+            stop = True
+        if stop:
+            self._consumer = None
+            self._consumer_stopped = True
+            self._wake()
 
     async def _write_request(
         self, request: httpx.Request, write_timeout_s: float | None, reused: bool
@@ -468,22 +480,28 @@ class ResponseBody(httpx.AsyncByteStream):
     async def push(self, consumer: BodyConsumer) -> None:
         """Feed the body to ``consumer`` as it arrives, until it ends or ``consumer`` stops.
 
-        Raises what ``consumer`` raised, or the transport error that cut the body.
+        Raises what ``consumer`` raised, or the transport error that cut the body. A reader
+        that must not keep a frame of this method per stream runs the same loop itself, on
+        ``start_push``, ``push_pending`` and ``next_change``.
         """
-        connection = self._connection
-        data = connection.take_body()  # what arrived with the head, or before the push began
-        if data and consumer(data):
-            return
-        connection.start_push(consumer)
+        self.start_push(consumer)
         try:
-            while not connection.push_stopped:
-                if connection.body_complete:
-                    return
-                connection.raise_body_error()
-                await connection.next_change()
-            connection.raise_consumer_error()
+            while self.push_pending():
+                await self.next_change()
         finally:
-            connection.stop_push()
+            self._connection.stop_push()
+
+    def start_push(self, consumer: BodyConsumer) -> None:
+        """Hand ``consumer`` the body: what has arrived at once, the rest as it arrives."""
+        self._connection.start_push(consumer)
+
+    def push_pending(self) -> bool:
+        """True while the pushed body goes on (see ``Http11Connection.push_pending``)."""
+        return self._connection.push_pending()
+
+    def next_change(self) -> asyncio.Future[None]:
+        """A future resolved at the next body piece, the end of the body or a failure."""
+        return self._connection.next_change()
 
     async def aclose(self) -> None:
         if self._closed:

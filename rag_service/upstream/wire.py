@@ -21,10 +21,9 @@ case surfaces as a cut stream and is retried.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,21 +109,25 @@ class CompletionsEndpoint:
 
         While the answer streams, this frame holds only the response body and the reader: the
         request, its JSON and httpx's response object are let go once the head has been checked
-        (thousands of streams are open at once).
+        (thousands of streams are open at once). It also runs the push loop of our transport's
+        body itself, rather than awaiting ``ResponseBody.push``: one coroutine frame less per
+        stream.
         """
         response = await self._send(self.request(body))
         del body
         raw = response.extensions.get(RAW_BODY_EXTENSION)
         source: ResponseBody | httpx.Response = response
-        push: Callable[[ChunkReader], Awaitable[None]]
         if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
-            source, push = raw, raw.push
+            source = raw
             del response
-        else:
-            push = functools.partial(_push_decoded, response)
         reader = ChunkReader(on_chunk, self.secret)
         try:
-            await push(reader)
+            if isinstance(source, ResponseBody):
+                source.start_push(reader)
+                while source.push_pending():
+                    await source.next_change()
+            else:
+                await _push_decoded(source, reader)
         except httpx.RequestError as exc:
             if not reader.finished:  # all but [DONE] arrived: nothing is lost, else retry
                 raise transport_error(exc, response_started=True) from exc

@@ -158,3 +158,32 @@ async def test_a_content_length_body_is_pushed_whole(serve: Serve, make_pool: Ma
 
     assert b"".join(recorder.pieces) == b"0123456789"
     assert await eventually(lambda: pool.transport.idle_connections == 1, 0.5)
+
+
+async def test_a_reader_running_the_push_loop_itself_gets_the_same(
+    serve: Serve, make_pool: MakePool
+) -> None:
+    """``wire`` runs ``push``'s loop in its own frame: early bytes first, then each piece from
+    the data callback, and what the consumer raised comes out of ``push_pending``."""
+    server = await serve(paced(HEAD + chunk(b"early"), chunk(b"late"), chunk(b"bad"), chunk(b"")))
+    pool = make_pool()
+    recorder = Recorder(fail_at=b"bad")
+    answer = await pool.client.send(pool.client.build_request("GET", server.url), stream=True)
+    body = answer.extensions[RAW_BODY_EXTENSION]
+    assert isinstance(body, ResponseBody)
+    me = asyncio.current_task()
+
+    async def push_loop() -> None:
+        body.start_push(recorder)
+        while body.push_pending():
+            await body.next_change()
+
+    try:
+        with pytest.raises(ValueError, match="cannot take"):
+            await push_loop()
+    finally:
+        await answer.aclose()
+
+    assert recorder.pieces == [b"early", b"late", b"bad"]
+    assert recorder.tasks == [me, None, None]
+    assert await pool.counts((0, 0)) == (0, 0)  # an unfinished body: the connection is dropped
