@@ -20,6 +20,8 @@ _MAX_EXPONENT = 60  # 2**60 * any sane base exceeds any cap; avoids float overfl
 class BackoffSchedule:
     """The delays of one answer's retries; ``next_delay`` is called once per retry."""
 
+    __slots__ = ("_base", "_cap", "_jitter", "_previous", "_retries", "_rng")
+
     def __init__(self, settings: RetrySettings, rng: random.Random) -> None:
         self._base = settings.base_delay_s
         self._cap = settings.max_delay_s

@@ -61,7 +61,7 @@ class _Answer:
     request: ChatRequest
     started_at: float
     deadline: float
-    schedule: BackoffSchedule
+    schedule: BackoffSchedule | None = None  # made at the first retry: most answers have none
     # The text delivered so far, as UTF-8: a continuation needs it, and a str per token would
     # cost ~70 bytes each for the whole answer (18 KB for 256 tokens, per open stream).
     text: bytearray = field(default_factory=bytearray)
@@ -143,13 +143,14 @@ class OpenAICompatibleUpstream:
             raise self._circuit_open_error()
 
     async def answer(self, request: ChatRequest, sink: EventSink) -> None:
-        """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item."""
+        """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item.
+
+        Each attempt streams in this frame (``_attempt`` only prepares it): a coroutine frame
+        per nesting level would stay alive for the whole answer, for thousands of streams.
+        """
         now = self._clock()
         answer = _Answer(
-            request=request,
-            started_at=now,
-            deadline=now + self._settings.retry.deadline_s,
-            schedule=self._backoff.schedule(),
+            request=request, started_at=now, deadline=now + self._settings.retry.deadline_s
         )
         permit = self._breaker.try_acquire()
         if permit is Permit.denied:
@@ -158,9 +159,12 @@ class OpenAICompatibleUpstream:
         self._budget.record_request()
         self._metrics.on_budget(self._budget.tokens)
         while True:
+            attempt = self._attempt(answer, permit, sink)
             try:
-                await self._attempt(answer, permit, sink)
+                await self._endpoint.stream(self._request_body(answer), attempt)
+                attempt.finish()
             except RagServiceError as error:
+                attempt.judge(error)
                 failure = self._refuse_retry(answer, error)
                 if failure is None and isinstance(error, UpstreamRetryable):
                     await self._prepare_retry(answer, error, sink)
@@ -170,6 +174,8 @@ class OpenAICompatibleUpstream:
                     return
                 permit = answer.next_permit
                 continue
+            finally:
+                attempt.release_unjudged()  # cancelled before any verdict: a probe slot back
             sink(self._completed(answer))
             return
 
@@ -192,32 +198,16 @@ class OpenAICompatibleUpstream:
         if self._owns_transport:
             await self._transport.aclose()
 
-    async def _attempt(self, answer: _Answer, permit: Permit, sink: EventSink) -> None:
+    def _attempt(self, answer: _Answer, permit: Permit, sink: EventSink) -> _Attempt:
+        """Count a new attempt and make its chunk callback."""
         answer.made += 1
         answer.charged += 1
         self._metrics.on_attempt()
-        delivered = answer.delivered
-        strategy = self._settings.continuation
-        attempt = _Attempt(
-            self,
-            answer,
-            permit,
-            sink,
-            TextAligner(delivered, verify=strategy is ContinuationStrategy.replay),
-        )
-        try:
-            await self._endpoint.stream(
-                build_body(self._settings, answer.request, delivered), attempt
-            )
-            attempt.finish()
-        except RagServiceError as error:
-            if not attempt.judged:
-                attempt.judged = True
-                self._judge(answer, permit, error)
-            raise
-        finally:
-            if not attempt.judged:  # cancelled before any verdict: give a probe slot back
-                self._breaker.release(permit)
+        verify = self._settings.continuation is ContinuationStrategy.replay
+        return _Attempt(self, answer, permit, sink, TextAligner(answer.delivered, verify=verify))
+
+    def _request_body(self, answer: _Answer) -> dict[str, Any]:
+        return build_body(self._settings, answer.request, answer.delivered)
 
     def _judge(self, answer: _Answer, permit: Permit, error: RagServiceError) -> None:
         if not isinstance(error, UpstreamError):  # our own fault (configuration): no verdict
@@ -263,6 +253,8 @@ class OpenAICompatibleUpstream:
         self, answer: _Answer, error: UpstreamRetryable, sink: EventSink
     ) -> None:
         """Wait for the next attempt; sets ``answer.next_permit`` or ``answer.failure``."""
+        if answer.schedule is None:
+            answer.schedule = self._backoff.schedule()
         delay = answer.schedule.next_delay(error.retry_after_s)
         if self._clock() + delay > answer.deadline:
             answer.failure = self._exhausted(
@@ -425,6 +417,17 @@ class _Attempt:
         """The attempt's stream ended normally: it must have caught up with earlier text."""
         self._aligner.finish()
         self._announce_resumed()
+
+    def judge(self, error: RagServiceError) -> None:
+        """The attempt failed with ``error``: the breaker's verdict, unless it had one."""
+        if not self.judged:
+            self.judged = True
+            self._upstream._judge(self._answer, self._permit, error)
+
+    def release_unjudged(self) -> None:
+        """Give the breaker's slot back if the attempt ended without a verdict."""
+        if not self.judged:
+            self._upstream._breaker.release(self._permit)
 
     def _announce_resumed(self) -> None:
         if self._resuming:
