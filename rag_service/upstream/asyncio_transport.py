@@ -68,7 +68,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         write, read = timeouts.get("write"), timeouts.get("read")
         connection = await self._acquire(key, timeouts, request, reuse=True)
         try:
-            return await connection.exchange(request, write, read, self._release)
+            return await connection.exchange(request, write, read)
         except StaleConnection as exc:
             # Only a reused connection raises it: the server had already closed it and the
             # request got no answer, so one fresh connection may carry it (what browsers do in
@@ -76,7 +76,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             if not isinstance(request.stream, httpx.ByteStream | ReleasableBody):
                 raise httpx.RemoteProtocolError(str(exc), request=request) from None
         connection = await self._acquire(key, timeouts, request, reuse=False)
-        return await connection.exchange(request, write, read, self._release)
+        return await connection.exchange(request, write, read)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -105,12 +105,12 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             pooled = await self._wait_for_slot(key, timeouts.get("pool"), request, reuse=reuse)
             if pooled is not None:
                 return pooled
-        connection = Http11Connection(on_lost=self._forget)
+        connection = Http11Connection(self)
         self._open.add(connection)
         try:
             await connection.connect(key, self._ssl_for(key), timeouts.get("connect"), request)
         except BaseException:
-            self._forget(connection)
+            self.forget(connection)
             connection.close()
             raise
         return connection
@@ -155,7 +155,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             connection, since = idle.popitem()  # the most recently used: its socket is warm
             if connection.reusable and now - since < self._keepalive_expiry_s:
                 return connection
-            self._forget(connection)
+            self.forget(connection)
             connection.close()
         return None
 
@@ -164,21 +164,22 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         for idle in self._idle.values():
             if idle:
                 connection, _ = idle.popitem()
-                self._forget(connection)
+                self.forget(connection)
                 connection.close()
                 return True
         return False
 
-    def _release(self, connection: Http11Connection, key: PoolKey) -> None:
+    def release(self, connection: Http11Connection, key: PoolKey) -> None:
         """The response was closed: keep the connection for the next request, or drop it."""
         if connection.reusable and not self._closed:
             self._idle.setdefault(key, {})[connection] = time.monotonic()
             self._wake_slot_waiter()
             return
-        self._forget(connection)
+        self.forget(connection)
         connection.close()
 
-    def _forget(self, connection: Http11Connection) -> None:
+    def forget(self, connection: Http11Connection) -> None:
+        """The connection is gone (lost, closed): it no longer counts against the pool."""
         if connection not in self._open:
             return
         self._open.discard(connection)

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Protocol, cast
 
 import httptools
 import httpx
 
 PoolKey = tuple[str, str, int]
-Release = Callable[["Http11Connection", PoolKey], None]
 
 # The response extension holding the body as received: a reader of an uncoded body may iterate
 # it directly, without httpx's per-chunk layers (three async generators, a decoder, a chunker).
@@ -45,6 +44,20 @@ class BodyConsumer(Protocol):
     """
 
     def __call__(self, data: bytes) -> bool: ...
+
+
+class ConnectionOwner(Protocol):
+    """The pool a connection belongs to (``AsyncioHTTPTransport``).
+
+    Each connection keeps its owner rather than two bound methods of it: thousands of
+    connections are open at once, and a bound method costs 64 bytes.
+    """
+
+    def release(self, connection: Http11Connection, key: PoolKey) -> None:
+        """The response was closed: keep the connection for the next request, or drop it."""
+
+    def forget(self, connection: Http11Connection) -> None:
+        """The connection is gone (lost, closed): it no longer counts against the pool."""
 
 
 class StaleConnection(Exception):
@@ -70,7 +83,7 @@ class Http11Connection(asyncio.Protocol):
         "_last_read",
         "_loop",
         "_lost",
-        "_on_lost",
+        "_owner",
         "_parser",
         "_read_paused",
         "_read_timeout",
@@ -83,9 +96,9 @@ class Http11Connection(asyncio.Protocol):
         "key",
     )
 
-    def __init__(self, *, on_lost: Callable[[Http11Connection], None]) -> None:
+    def __init__(self, owner: ConnectionOwner) -> None:
         self.key: PoolKey | None = None
-        self._on_lost = on_lost
+        self._owner = owner
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -153,7 +166,6 @@ class Http11Connection(asyncio.Protocol):
         request: httpx.Request,
         write_timeout: float | None,
         read_timeout: float | None,
-        release: Release,
     ) -> httpx.Response:
         """Send ``request`` and wait for the answer's head; the body is read from the response."""
         reused, self._used = self._used, True
@@ -168,7 +180,7 @@ class Http11Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
-        body = ResponseBody(self, release)
+        body = ResponseBody(self)
         headers, self._headers = self._headers, []  # the response keeps its own copy
         return httpx.Response(
             self._status,
@@ -244,12 +256,15 @@ class Http11Connection(asyncio.Protocol):
         return False
 
     def end_exchange(self) -> None:
-        """The response was closed; an unfinished body makes the connection unusable."""
+        """The response was closed; an unfinished body makes the connection unusable. The
+        connection goes back to its owner."""
         self._active = False
         self._consumer = None
         self._cancel_watchdog()
         if not self._complete:
             self.close()
+        assert self.key is not None
+        self._owner.release(self, self.key)
 
     def close(self) -> None:
         self._cancel_watchdog()
@@ -293,7 +308,7 @@ class Http11Connection(asyncio.Protocol):
                 )
         self._wake()
         self._wake_drain()
-        self._on_lost(self)
+        self._owner.forget(self)
 
     def pause_writing(self) -> None:
         self._drain = self._loop.create_future()
@@ -458,11 +473,10 @@ class Http11Connection(asyncio.Protocol):
 class ResponseBody(httpx.AsyncByteStream):
     """The body of one response; closing it ends the exchange and returns the connection."""
 
-    __slots__ = ("_closed", "_connection", "_release")
+    __slots__ = ("_closed", "_connection")
 
-    def __init__(self, connection: Http11Connection, release: Release) -> None:
+    def __init__(self, connection: Http11Connection) -> None:
         self._connection = connection
-        self._release = release
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -504,13 +518,9 @@ class ResponseBody(httpx.AsyncByteStream):
         return self._connection.next_change()
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        connection = self._connection
-        connection.end_exchange()
-        assert connection.key is not None
-        self._release(connection, connection.key)
+        if not self._closed:
+            self._closed = True
+            self._connection.end_exchange()
 
 
 async def _body_parts(request: httpx.Request) -> AsyncIterator[bytes]:
