@@ -54,9 +54,9 @@ from rag_service.upstream_events import (
 Sleep = Callable[[float], Awaitable[None]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Answer:
-    """The state of one answer across its attempts."""
+    """The state of one answer across its attempts (one per open stream)."""
 
     request: ChatRequest
     started_at: float
