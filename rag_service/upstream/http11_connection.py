@@ -113,10 +113,12 @@ class Http11Connection(asyncio.Protocol):
         self._active = False
         self._status = 0
         self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        # Both lists are made at their first item: a pushed body never fills ``_body``, and
+        # after the head no list need stay per open stream.
+        self._headers: list[tuple[bytes, bytes]] | None = None
         self._head_done = False
         self._close_delimited = False
-        self._body: list[bytes] = []
+        self._body: list[bytes] | None = None
         self._body_bytes = 0
         self._read_paused = False
         self._complete = False
@@ -181,14 +183,15 @@ class Http11Connection(asyncio.Protocol):
             self.close()
             raise
         body = ResponseBody(self)
-        headers, self._headers = self._headers, []  # the response keeps its own copy
+        headers, self._headers = self._headers or [], None  # the response keeps its own copy
+        reason, self._reason = self._reason, b""
         return httpx.Response(
             self._status,
             headers=headers,
             stream=body,
             extensions={
                 "http_version": b"HTTP/1.1",
-                "reason_phrase": self._reason,
+                "reason_phrase": reason,
                 RAW_BODY_EXTENSION: body,
             },
             request=request,
@@ -199,7 +202,7 @@ class Http11Connection(asyncio.Protocol):
         if not body:
             return b""
         data = body[0] if len(body) == 1 else b"".join(body)
-        self._body = []
+        self._body = None
         self._body_bytes = 0
         if self._read_paused and self._transport is not None:
             self._read_paused = False
@@ -327,7 +330,10 @@ class Http11Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self._headers is None:
+            self._headers = [(name, value)]
+        else:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -335,7 +341,8 @@ class Http11Connection(asyncio.Protocol):
             return  # an interim answer (100 Continue): the real head follows
         self._keep_alive = self._parser.should_keep_alive()
         self._close_delimited = self._status not in _NO_BODY_STATUSES and not any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+            name.lower() in (b"content-length", b"transfer-encoding")
+            for name, _ in self._headers or ()
         )
         self._head_done = True
         self._wake()
@@ -344,7 +351,10 @@ class Http11Connection(asyncio.Protocol):
         if self._consumer is not None:
             self._push(body)
             return
-        self._body.append(body)
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
         self._body_bytes += len(body)
         if self._body_bytes > _HIGH_WATER_BYTES and self._transport is not None:
             self._read_paused = True
@@ -353,7 +363,7 @@ class Http11Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if not self._head_done:  # the end of an interim answer
-            self._headers = []
+            self._headers = None
             self._reason = b""
             return
         self._complete = True
