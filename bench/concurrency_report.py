@@ -1,0 +1,77 @@
+"""The markdown of the concurrency benchmark's results (``bench.concurrency``) for the docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_markdown(
+    levels: list[dict[str, Any]], goals: dict[str, bool], notes: list[str], *, goal_streams: int
+) -> str:
+    """The table of ``levels`` (``bench.concurrency.run_level``'s reports), goals and notes."""
+    lines = [
+        "| streams | completed | added inter-token latency p50 / p99 / max (ms) "
+        "| p99 in plateau (ms) | TTFT p50 / p99 (ms) | service loop lag p99 / max (ms) "
+        "| service RSS idle → plateau (MB) | KB per stream "
+        "| CPU cores service / upstream / client | service CPU µs per delta |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lvl in levels:
+        gap, plateau = lvl["added_gap_all"], lvl["added_gap_plateau"]
+        cores = lvl["cores"]
+        lag = lvl.get("service_stats", {}).get("loop_lag", {})
+        ttft = lvl["ttft"]
+        lines.append(
+            f"| {lvl['streams']:,} | {_completed(lvl)} "
+            f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
+            f"| {plateau.get('p99_ms', '-')} | {ttft.get('median_ms', '-')} / {ttft.get('p99_ms', '-')} "
+            f"| {lag.get('p99_ms', '-')} / {lag.get('max_ms', '-')} "
+            f"| {lvl['rss_idle_mb']} → {lvl['rss_plateau_mb']} | {_kb(lvl)} "
+            f"| {cores['service']} / {cores['upstream']} / {cores['client']} "
+            f"| {lvl['service_us_per_delta']} |"
+        )
+    for lvl in levels:
+        if lvl["clearly_failed"]:
+            lines.append("")
+            lines.append(f"{lvl['streams']:,} streams: {_failure_text(lvl)}.")
+    lines += ["", f"Goals at {goal_streams:,} streams: {_goal_text(goals)}", ""]
+    lines += [f"- {note}" for note in notes]
+    loads = ", ".join(
+        f"{lvl['streams']:,}: {lvl['load_avg_1m'][0]} → {lvl['load_avg_1m'][1]}" for lvl in levels
+    )
+    lines.append(f"- 1-minute load average at each level's start → end: {loads}.")
+    upstream = ", ".join(f"{lvl['streams']:,}: {lvl['upstream_us_per_delta']}" for lvl in levels)
+    lines.append(f"- upstream CPU µs per delta delivered (whole run): {upstream}.")
+    lines.append(
+        "- (after a 503): streams the service first refused because its event loop was behind "
+        "(load shedding, docs/streaming.md), retried by the client after `Retry-After`; their "
+        "TTFT counts from the first attempt."
+    )
+    lines.append(
+        "- (est.): a level without a plateau (not every stream open at once) has no real "
+        "per-stream figure; shown is (peak RSS - idle) / most streams open at once."
+    )
+    return "\n".join(lines)
+
+
+def _completed(level: dict[str, Any]) -> str:
+    refused = level.get("streams_refused", 0)
+    after = f" ({refused:,} after a 503)" if refused else ""
+    return f"{level['completed']:,}{after}"
+
+
+def _kb(level: dict[str, Any]) -> str:
+    return str(level["kb_per_stream"]) + ("" if level["plateau"] else " (est.)")
+
+
+def _failure_text(level: dict[str, Any]) -> str:
+    if level["stopped_early"]:
+        return f"stopped early, {level['stopped_early']}; {level['completed']:,} completed"
+    lost = level["streams"] - level["completed"]
+    if lost:
+        return f"{lost:,} streams did not complete ({level['outcomes']})"
+    return "p99 added latency above 1 s"
+
+
+def _goal_text(goals: dict[str, bool]) -> str:
+    return ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in goals.items())
