@@ -173,10 +173,11 @@ async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -
     import uvicorn
 
     from rag_service.app import create_app
+    from rag_service.http_server import server_config
     from rag_service.settings import Settings
 
     sock = listening_socket()
-    config = uvicorn.Config(
+    config = server_config(
         create_app(Settings()),
         log_level="warning",
         access_log=False,

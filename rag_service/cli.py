@@ -89,6 +89,7 @@ def serve(
     import uvicorn
 
     from rag_service.app import create_app
+    from rag_service.http_server import server_config
 
     console = Console(stderr=True)
     try:
@@ -96,13 +97,18 @@ def serve(
     except ValueError as error:
         console.print(f"[red]invalid configuration[/]: {error}", highlight=False)
         raise typer.Exit(2) from None
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
+    server = uvicorn.Server(
+        server_config(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=10,
+        )
     )
+    server.run()
+    if not server.started:  # uvicorn logged why (port in use, a failed start-up)
+        raise typer.Exit(3)
 
 
 @app.command("local-llm")
