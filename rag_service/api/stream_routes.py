@@ -37,6 +37,7 @@ while a stream is being set up; the response that follows holds no reference to 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,26 @@ class StreamingFastAPI(FastAPI):
 
     stream_endpoint: StreamEndpoint | None = None
 
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        """What ``FastAPI.__call__`` does for an HTTP request while its native telemetry is
+        off (that of ``Starlette.__call__``), without a frame of either kept for the whole of a
+        stream: it hands back the middleware stack's awaitable. Everything else (the lifespan,
+        websockets, telemetry on, a FastAPI without that check) takes FastAPI's own path."""
+        if scope["type"] != "http" or self._native_telemetry_may_run(scope):
+            return super().__call__(scope, receive, send)
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        return self.middleware_stack(scope, receive, send)
+
+    def _native_telemetry_may_run(self, scope: Scope) -> bool:
+        telemetry = getattr(self, "_native_telemetry", None)  # recent FastAPI releases only
+        if telemetry is None or not callable(getattr(telemetry, "enabled", None)):
+            return True  # unknown to us: FastAPI's own path, whatever it does
+        return "fastapi.telemetry" not in scope and bool(telemetry.enabled())
+
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         if self.stream_endpoint is None:
@@ -87,6 +108,21 @@ class StreamingFastAPI(FastAPI):
         for cls, args, kwargs in reversed(self.user_middleware):
             endpoint = cls(endpoint, *args, **kwargs)
         return StreamRoutes(stack, endpoint)
+
+
+def _mark_as_coroutine_function(function: Callable[..., Any]) -> None:
+    """Let servers that tell ASGI 3 from ASGI 2 by ``asyncio.iscoroutinefunction(app.__call__)``
+    (uvicorn, Hypercorn) see ASGI 3 in a function that returns its awaitable instead of being a
+    coroutine function: ``inspect.markcoroutinefunction`` from Python 3.12, before that the
+    marker 3.11's ``asyncio.iscoroutinefunction`` looks for (as Django marks such views)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        mark(function)
+    else:
+        function._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine")  # type: ignore[attr-defined]  # noqa: B009
+
+
+_mark_as_coroutine_function(StreamingFastAPI.__call__)
 
 
 def mount_stream_routes(

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -134,3 +135,60 @@ async def test_without_an_exception_handler_a_bug_is_a_plain_500(deps: StreamDep
 
     assert response.status_code == 500
     assert response.text == "Internal Server Error"
+
+
+def stream_scope(app: FastAPI) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/rag/stream",
+        "raw_path": b"/rag/stream",
+        "root_path": "",
+        "query_string": b"context=c-1",
+        "headers": [(b"content-type", b"application/json")],
+        "app": app,
+    }
+
+
+async def never_called(*_: object) -> None:
+    raise AssertionError("the request was only to be dispatched, not run")
+
+
+def first_frame_of(app: FastAPI) -> str:
+    """The code that a request's task would run first for a stream (the awaitable is closed)."""
+    awaitable = app(stream_scope(app), never_called, never_called)
+    try:
+        return awaitable.cr_code.co_qualname  # type: ignore[attr-defined,no-any-return]
+    finally:
+        awaitable.close()  # type: ignore[attr-defined]
+
+
+async def test_with_telemetry_off_a_stream_keeps_no_frame_of_fastapi_or_starlette(
+    deps: StreamDeps,
+) -> None:
+    app = build_app(deps)
+    assert not app._native_telemetry.enabled()  # type: ignore[attr-defined]
+    assert first_frame_of(app) == "StreamEndpoint.__call__"
+
+
+async def test_with_native_telemetry_on_requests_take_fastapis_own_path(
+    deps: StreamDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build_app(deps)
+    monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)  # type: ignore[attr-defined]
+    assert first_frame_of(app) == "FastAPI.__call__"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as c:
+        response = await post_stream(c)
+    assert response.status_code == 200
+    assert deltas(parse_sse(response.content).events)
+
+
+def test_servers_detect_the_app_as_asgi3(deps: StreamDeps) -> None:
+    """uvicorn picks ASGI 2 or 3 by whether ``app.__call__`` looks like a coroutine function."""
+    config = uvicorn.Config(build_app(deps))
+    config.load()
+    assert config.interface == "asgi3"
