@@ -6,8 +6,8 @@ httpcore reads each one through an anyio cancel scope, h11's event machine and a
 generators: about 96 µs of CPU and 20 KB of memory per stream in the concurrency benchmark
 (docs/benchmarks.md). Here each connection is one ``asyncio.Protocol``: the C parser of
 httptools (the one uvicorn uses) decodes the response framing inside ``data_received``, the body
-waits in a list until the reader takes it, and the read timeout is one timer per connection that
-re-arms itself rather than one per read.
+waits in a list until the reader takes it, and the read timeouts of all connections are checked
+by one periodic timer (``StallWatch``) rather than one timer per read or per connection.
 
 Scope: HTTP/1.1 over TCP or TLS, keep-alive with a bounded pool, request bodies of any httpx
 kind, ``Content-Length``, chunked or close-delimited response bodies. Not supported: HTTP/2,
@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from rag_service.upstream.http11_connection import Http11Connection, PoolKey, StaleConnection
+from rag_service.upstream.stall_watch import StallWatch
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -49,6 +50,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         self._idle: dict[PoolKey, dict[Http11Connection, float]] = {}
         self._open: set[Http11Connection] = set()
         self._slot_waiters: dict[asyncio.Future[None], None] = {}
+        self._stall_watch = StallWatch()
         self._closed = False
 
     @property
@@ -59,6 +61,11 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
     @property
     def idle_connections(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
+
+    @property
+    def watched_connections(self) -> int:
+        """Connections whose read timeout is being checked: those waiting for bytes."""
+        return len(self._stall_watch)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
@@ -84,6 +91,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             connection.close()
         self._open.clear()
         self._idle.clear()
+        self._stall_watch.close()
         for waiter in self._slot_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -188,6 +196,12 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             if idle is not None:
                 idle.pop(connection, None)
         self._wake_slot_waiter()
+
+    def watch(self, connection: Http11Connection, read_timeout_s: float) -> None:
+        self._stall_watch.add(connection, read_timeout_s)
+
+    def unwatch(self, connection: Http11Connection) -> None:
+        self._stall_watch.discard(connection)
 
     def _wake_slot_waiter(self) -> None:
         for waiter in self._slot_waiters:

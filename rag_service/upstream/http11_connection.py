@@ -11,9 +11,9 @@ The connection carries one exchange at a time. httptools' C parser calls back in
 Every waiter is a plain future resolved with ``None``: failures are kept in ``_error`` and
 raised by the waiting side, so a failure nobody waits for never logs "exception never retrieved".
 
-The read timeout (httpx's: the longest wait for the next bytes) is one timer per exchange that
-re-arms itself from the time of the last read, so an arriving chunk costs one attribute store
-instead of arming and cancelling a timer.
+The read timeout (httpx's: the longest wait for the next bytes) is checked by the pool's one
+``StallWatch`` timer against the time of the last read, so an arriving chunk costs one attribute
+store instead of arming and cancelling a timer, and an open stream holds no timer of its own.
 """
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ class ConnectionOwner(Protocol):
     def forget(self, connection: Http11Connection) -> None:
         """The connection is gone (lost, closed): it no longer counts against the pool."""
 
+    def watch(self, connection: Http11Connection, read_timeout_s: float) -> None:
+        """Call ``connection.check_stall`` periodically (``StallWatch.add``)."""
+
+    def unwatch(self, connection: Http11Connection) -> None:
+        """Stop calling it (idempotent)."""
+
 
 class StaleConnection(Exception):
     """A reused connection closed before any byte of the answer: safe to send again."""
@@ -92,7 +98,6 @@ class Http11Connection(asyncio.Protocol):
         "_transport",
         "_used",
         "_waiter",
-        "_watchdog",
         "key",
     )
 
@@ -106,7 +111,6 @@ class Http11Connection(asyncio.Protocol):
         self._used = False
         self._drain: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
         self._reset_exchange(None)
 
     def _reset_exchange(self, read_timeout: float | None) -> None:
@@ -457,27 +461,22 @@ class Http11Connection(asyncio.Protocol):
         timeout = self._read_timeout
         if timeout is not None and not self._complete:
             self._last_read = self._loop.time()
-            self._watchdog = self._loop.call_later(timeout, self._check_stall)
+            self._owner.watch(self, timeout)
 
-    def _check_stall(self) -> None:
-        self._watchdog = None
+    def check_stall(self, now: float) -> None:
+        """Called by the pool's ``StallWatch``: fail the exchange once no byte has come for the
+        read timeout (a socket we paused waits for our reader, not for the upstream)."""
         timeout = self._read_timeout
         if timeout is None or self._complete or self._lost or not self._active:
+            self._cancel_watchdog()
             return
-        idle = self._loop.time() - self._last_read
-        if self._read_paused:  # a paused socket waits for our reader, not for the upstream
-            self._watchdog = self._loop.call_later(timeout, self._check_stall)
-            return
-        if idle < timeout:
-            self._watchdog = self._loop.call_later(timeout - idle, self._check_stall)
+        if self._read_paused or now - self._last_read < timeout:
             return
         self._fail(httpx.ReadTimeout(f"no bytes from the upstream for {timeout:g} s"))
         self.close()
 
     def _cancel_watchdog(self) -> None:
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.cancel()
+        self._owner.unwatch(self)
 
 
 class ResponseBody(httpx.AsyncByteStream):

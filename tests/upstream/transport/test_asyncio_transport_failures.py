@@ -200,8 +200,11 @@ async def test_a_reused_connection_that_times_out_is_not_sent_again(
 async def test_a_stall_between_body_chunks_raises_read_timeout(
     serve: Serve, make_pool: MakePool
 ) -> None:
+    answered_at: list[float] = []
+
     async def handler(peer: Peer) -> None:
         await peer.read_request()
+        answered_at.append(time.monotonic())
         await peer.send(HEAD_ONLY + chunk(b"first"))
         await asyncio.Event().wait()
 
@@ -212,9 +215,13 @@ async def test_a_stall_between_body_chunks_raises_read_timeout(
     async with pool.client.stream("GET", server.url) as answer:
         with pytest.raises(httpx.ReadTimeout):
             await read_into(received, answer)
+        failed_at = time.monotonic()
 
     assert received == [b"first"]
     assert await pool.counts((0, 0)) == (0, 0)
+    assert pool.transport.watched_connections == 0
+    # Never early: the stall is measured from the last byte, which came before the head returned.
+    assert failed_at - answered_at[0] >= 0.2
 
 
 async def test_the_read_timeout_is_per_gap_not_per_answer(
@@ -239,6 +246,7 @@ async def test_the_read_timeout_is_per_gap_not_per_answer(
     answer = await pool.client.get(server.url)
 
     assert answer.content == b"abcdef"
+    assert pool.transport.watched_connections == 0  # the exchange ended: nothing to watch
 
 
 async def test_a_cancelled_request_frees_its_connection(serve: Serve, make_pool: MakePool) -> None:
