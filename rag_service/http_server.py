@@ -79,28 +79,39 @@ class _Pipeline(list[_T]):
 
 
 class LeanHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol without the per-connection objects that wait empty."""
+    """uvicorn's httptools protocol without the per-connection objects that wait empty.
+
+    Each swap happens only where uvicorn's attribute is what this class expects (an empty
+    ``deque``, an ``asyncio.Event`` nobody waits on), so a uvicorn release that changes them
+    costs memory, not correctness (and fails ``tests/test_http_server.py``).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pipeline = cast(deque[Any], _Pipeline())
+        pipeline = getattr(self, "pipeline", None)
+        if isinstance(pipeline, deque) and not pipeline:
+            self.pipeline = cast(deque[Any], _Pipeline())
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow._is_writable_event = _as_event(LazyEvent(is_set=True))
+        _swap_idle_event(self.flow, "_is_writable_event")
 
     def on_headers_complete(self) -> None:
         previous = self.cycle
         super().on_headers_complete()
         # A new cycle, made just now, whose task has not run yet: nobody can wait on its event.
         # (An upgrade makes none, and the previous cycle's event may have waiters.)
-        if self.cycle is not previous:
-            self.cycle.message_event = _as_event(LazyEvent())
+        if self.cycle is not previous and self.cycle is not None:
+            _swap_idle_event(self.cycle, "message_event")
 
 
-def _as_event(event: LazyEvent) -> asyncio.Event:
-    """uvicorn's attributes are typed ``asyncio.Event``; ``LazyEvent`` has the part it uses."""
-    return cast(asyncio.Event, event)
+def _swap_idle_event(owner: object, name: str) -> None:
+    """Replace ``owner.<name>``, an ``asyncio.Event`` nobody waits on, with a ``LazyEvent`` in
+    the same state (uvicorn's attributes are typed ``asyncio.Event``: the cast says that
+    ``LazyEvent`` has the part of it uvicorn uses)."""
+    event = getattr(owner, name, None)
+    if isinstance(event, asyncio.Event) and not getattr(event, "_waiters", None):
+        setattr(owner, name, cast(asyncio.Event, LazyEvent(is_set=event.is_set())))
 
 
 def server_config(app: Any, **options: Any) -> uvicorn.Config:

@@ -1,4 +1,8 @@
-"""A real uvicorn serving an app on a free loopback port, inside the test's event loop."""
+"""A real uvicorn serving an app on a free loopback port, inside the test's event loop.
+
+It runs the service's own server configuration (``server_config``: the lean httptools
+protocol), so every live-server test exercises what ``rag-service serve`` runs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from rag_service.http_server import server_config
 
@@ -16,12 +20,11 @@ SERVER_START_TIMEOUT_S = 5.0
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: FastAPI) -> AsyncIterator[str]:
-    """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
+async def running_server(app: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """uvicorn serving the ASGI ``app`` (no lifespan) for the block; yields it and its port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     config = server_config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -30,8 +33,15 @@ async def live_server(app: FastAPI) -> AsyncIterator[str]:
             # uvicorn offers no event for "listening"; a bounded poll of its flag is all there is.
             while not server.started:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield server, sock.getsockname()[1]
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def live_server(app: Any) -> AsyncIterator[str]:
+    """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
+    async with running_server(app) as (_, port):
+        yield f"http://127.0.0.1:{port}"

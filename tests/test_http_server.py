@@ -6,16 +6,20 @@ client that reads slowly, and a disconnect."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import uvicorn
 
-from rag_service.http_server import LazyEvent, LeanHttpToolsProtocol, server_config
+from rag_service.http_server import (
+    LazyEvent,
+    LeanHttpToolsProtocol,
+    _swap_idle_event,
+)
+from tests.live_server import running_server
 
 WAIT_LIMIT_S = 5.0
 # Far more than the kernel buffers between the two ends hold while the client does not read.
@@ -98,6 +102,39 @@ async def test_lazy_event_holds_no_waiter_list_when_nobody_waits() -> None:
     assert event._waiters is None
 
 
+class Holder:
+    def __init__(self, value: object) -> None:
+        self.event = value
+
+
+@pytest.mark.parametrize("is_set", [False, True])
+def test_an_idle_asyncio_event_is_swapped_in_the_same_state(is_set: bool) -> None:
+    event = asyncio.Event()
+    if is_set:
+        event.set()
+    holder = Holder(event)
+
+    _swap_idle_event(holder, "event")
+
+    assert type(holder.event) is LazyEvent
+    assert holder.event.is_set() is is_set
+
+
+async def test_an_event_with_a_waiter_or_anything_else_is_left_alone() -> None:
+    """What uvicorn might one day keep there instead: memory may suffer, behaviour may not."""
+    event = asyncio.Event()
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    for value in (event, "not an event", None):
+        holder = Holder(value)
+        _swap_idle_event(holder, "event")
+        assert holder.event is value
+    _swap_idle_event(holder, "missing")
+    assert not hasattr(holder, "missing")
+    event.set()
+    await waiter
+
+
 # -- a real uvicorn with the lean protocol --------------------------------------------------------
 
 
@@ -136,24 +173,6 @@ class EchoStreamApp:
             self.disconnects += 1
 
 
-@contextlib.asynccontextmanager
-async def lean_server(app: EchoStreamApp) -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = server_config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(WAIT_LIMIT_S):
-            while not server.started:  # noqa: ASYNC110 - uvicorn has no "listening" event
-                await asyncio.sleep(0.01)
-        yield server, sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
-
-
 async def read_response(reader: asyncio.StreamReader) -> bytes:
     """One chunked response's body."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -190,7 +209,7 @@ def empty_waiting_objects(protocol: Any) -> list[str]:
 
 async def test_the_server_runs_the_lean_protocol_and_keeps_no_event_or_deque_per_stream() -> None:
     app = EchoStreamApp()
-    async with lean_server(app) as (server, port):
+    async with running_server(app) as (server, port):
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
         await asyncio.wait_for(app.holding.wait(), WAIT_LIMIT_S)
@@ -206,7 +225,7 @@ async def test_the_server_runs_the_lean_protocol_and_keeps_no_event_or_deque_per
 
 async def test_a_request_body_sent_in_parts_arrives_whole() -> None:
     app = EchoStreamApp()
-    async with lean_server(app) as (_, port):
+    async with running_server(app) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\nhello ")
         await writer.drain()
@@ -219,7 +238,7 @@ async def test_a_request_body_sent_in_parts_arrives_whole() -> None:
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
     app = EchoStreamApp()
-    async with lean_server(app) as (_, port):
+    async with running_server(app) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"GET /big?kb=64 HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -235,7 +254,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
 async def test_a_client_that_reads_slowly_gets_every_byte() -> None:
     """Megabytes to a reader that pauses: the server's writes wait on the writability event."""
     app = EchoStreamApp()
-    async with lean_server(app) as (server, port):
+    async with running_server(app) as (server, port):
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)  # before connect
         client.setblocking(False)
