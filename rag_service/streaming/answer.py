@@ -15,7 +15,7 @@ import functools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache
 
@@ -29,6 +29,7 @@ from rag_service.ports import (
 from rag_service.settings import Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
+from rag_service.streaming.sse_format import to_json
 from rag_service.upstream_events import ChatMessage, ChatRequest
 
 # Distinct passage tuples whose source list is kept (as many as fresh contexts by default).
@@ -48,30 +49,41 @@ class PromptBuilder(Protocol):
     ) -> ChatRequest: ...
 
 
+class SharedSources(NamedTuple):
+    """A context's ``source_list`` and its compact JSON, shared by the streams using it."""
+
+    entries: list[dict[str, Any]]
+    json: bytes
+
+
+_NO_SOURCES = SharedSources([], b"[]")
+
+
 class SourceLists:
-    """``source_list`` per passages tuple, computed once and shared by the streams using it.
+    """``source_list`` per passages tuple, computed and encoded once and shared by the streams
+    using it: the ``meta`` event of every stream of a context holds the same JSON bytes.
 
     A fresh context hands every request the very passages tuple of its cache entry, so a tuple
     seen before is found by identity. An entry holds its tuple, so the tuple's ``id`` cannot be
-    reused while the entry lives. The lists are shared: a ``meta`` payload is encoded when it is
-    published and must not be changed.
+    reused while the entry lives. The lists are shared and must not be changed.
     """
 
     def __init__(self, max_entries: int = DEFAULT_SHARED_SOURCE_LISTS) -> None:
-        self._lists: LRUCache[int, tuple[tuple[Passage, ...], list[dict[str, Any]]]] = LRUCache(
+        self._lists: LRUCache[int, tuple[tuple[Passage, ...], SharedSources]] = LRUCache(
             maxsize=max_entries
         )
 
-    def __call__(self, context: ResolvedContext) -> list[dict[str, Any]]:
+    def __call__(self, context: ResolvedContext) -> SharedSources:
         passages = context.passages
         if not passages:
-            return []
+            return _NO_SOURCES
         known = self._lists.get(id(passages))
         if known is not None and known[0] is passages:
             return known[1]
-        sources = source_list(context)
-        self._lists[id(passages)] = (passages, sources)
-        return sources
+        entries = source_list(context)
+        shared = SharedSources(entries, to_json(entries))
+        self._lists[id(passages)] = (passages, shared)
+        return shared
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ async def start_answer(
         context_id=request.context_id, principal=principal, started_at=started_at
     )
     try:
-        session.publish_meta(meta_payload(session.stream_id, context, deps.sources(context)))
+        session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
         deps.registry.start(session, functools.partial(deps.upstream.answer, chat_request))
     except BaseException:
         deps.registry.abandon(session)  # no response will ever detach its reader
@@ -152,6 +164,21 @@ def meta_payload(
             "sources": source_list(context) if sources is None else sources,
         },
     }
+
+
+# ``meta_payload`` puts "sources" last in "context", which comes last: its JSON ends so.
+_EMPTY_SOURCES_END = b'"sources":[]}}'
+
+
+def meta_json(
+    stream_id: str, context: ResolvedContext, sources: SharedSources
+) -> tuple[bytes, bytes, bytes]:
+    """``to_json(meta_payload(stream_id, context, sources.entries))`` in three parts, the
+    middle one ``sources.json`` itself: thousands of streams of one context hold one copy of
+    their sources (~0.5 KB each) instead of one each."""
+    head = to_json(meta_payload(stream_id, context, []))
+    assert head.endswith(_EMPTY_SOURCES_END), "meta_payload must end with its sources"
+    return head[: -len(b"[]}}")], sources.json, b"}}"
 
 
 def source_list(context: ResolvedContext) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ own encoded ``bytes`` object would cost ~100 bytes per token (object header, the
 - one 4-byte end offset per event in an ``array`` (an answer would need 4 GiB of text to
   overflow it; the buffer refuses such a delta with an error rather than wrap around);
 - the few other events (``meta``, ``retry``, ``resumed``, ``done``, ``error``) fully encoded in
-  a small dict keyed by seq.
+  a small dict keyed by seq; an event given in parts (``append_event_parts``: the ``meta``
+  event, whose sources list is the same bytes for every stream of a context) is kept in parts
+  and joined on each read.
 
 An event is re-encoded from these on every read, which is cheap next to a socket write. Seqs count
 from 1 without gaps. When more than ``capacity`` events are held, the oldest are dropped in
@@ -20,7 +22,13 @@ from __future__ import annotations
 from array import array
 
 from rag_service.errors import RagServiceError
-from rag_service.streaming.sse_format import encode_delta, encode_event, json_string, to_json
+from rag_service.streaming.sse_format import (
+    encode_delta,
+    encode_event,
+    encode_event_parts,
+    json_string,
+    to_json,
+)
 
 _TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
 
@@ -37,7 +45,7 @@ class ReplayBuffer:
         self._text = bytearray()
         self._text_base = 0  # absolute offset of _text[0] (bytes dropped from the front)
         self._ends = array("I")  # absolute end offset of each held event's delta literal
-        self._others: dict[int, bytes] = {}
+        self._others: dict[int, bytes | tuple[bytes, ...]] = {}
         self._first_seq = 1
 
     @property
@@ -65,6 +73,12 @@ class ReplayBuffer:
         self._others[seq] = encode_event(self._id_prefix, seq, event, to_json(payload))
         return self._append_end(self._text_base + len(self._text))
 
+    def append_event_parts(self, event: str, data: tuple[bytes, ...]) -> int:
+        """An event whose JSON is ``b"".join(data)``, held in parts (shared parts stay shared)."""
+        seq = self.last_seq + 1
+        self._others[seq] = encode_event_parts(self._id_prefix, seq, event, data)
+        return self._append_end(self._text_base + len(self._text))
+
     def read(self, after_seq: int, max_events: int) -> tuple[bytes, int]:
         """Events ``after_seq+1 ..`` (at most ``max_events``) joined, and the last seq included.
 
@@ -85,7 +99,7 @@ class ReplayBuffer:
             raise IndexError(f"seq {seq} is not held")
         other = self._others.get(seq)
         if other is not None:
-            return other
+            return other if isinstance(other, bytes) else b"".join(other)
         index = seq - self._first_seq
         begin = self._ends[index - 1] if index > 0 else self._text_base
         end = self._ends[index]

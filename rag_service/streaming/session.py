@@ -132,8 +132,13 @@ class StreamSession:
         self.notify(waiter)
         return waiter
 
-    def publish_meta(self, payload: dict[str, Any]) -> None:
-        self._append("meta", payload)
+    def publish_meta(self, payload: dict[str, Any] | tuple[bytes, ...]) -> None:
+        """The ``meta`` event: its payload, or its JSON in parts (``meta_json``)."""
+        if isinstance(payload, dict):
+            self._append("meta", payload)
+        else:
+            self._buffer.append_event_parts("meta", payload)
+            self._wake()
 
     def apply(self, item: UpstreamEvent) -> None:
         """Append the event for one upstream item; a terminal item finishes the session."""

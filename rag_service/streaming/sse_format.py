@@ -43,7 +43,7 @@ def is_well_formed_stream_id(value: str) -> bool:
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def to_json(payload: dict[str, Any]) -> bytes:
+def to_json(payload: dict[str, Any] | list[Any]) -> bytes:
     """Compact one-line JSON; non-ASCII stays UTF-8 (SSE streams are always UTF-8)."""
     return _COMPACT_JSON.encode(payload).encode()
 
@@ -58,6 +58,17 @@ def json_string(text: str) -> bytes:
 def encode_event(id_prefix: bytes, seq: int, event: str, data: bytes) -> bytes:
     """One complete event; ``id_prefix`` is ``b"<stream_id>:"`` and ``data`` one-line JSON."""
     return b"id: %s%d\nevent: %s\ndata: %s\n\n" % (id_prefix, seq, event.encode(), data)
+
+
+def encode_event_parts(
+    id_prefix: bytes, seq: int, event: str, data: tuple[bytes, ...]
+) -> tuple[bytes, ...]:
+    """``encode_event`` for ``data`` in parts (joined, one-line JSON), as parts: the parts in
+    the middle stay the very objects passed in, so that events can share them."""
+    head = b"id: %s%d\nevent: %s\ndata: %s" % (id_prefix, seq, event.encode(), data[0])
+    if len(data) == 1:
+        return (head + b"\n\n",)
+    return (head, *data[1:-1], data[-1] + b"\n\n")
 
 
 def encode_delta(id_prefix: bytes, seq: int, text_literal: bytes) -> bytes:

@@ -139,3 +139,25 @@ def test_retry_hint_is_spread_around_the_base() -> None:
     assert max(hints) <= 1500
     assert len(set(hints)) > 100  # actually spread, not one value
     assert retry_field(0, rng) == b"retry: 0\n\n"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [(b'{"a":1}',), (b'{"a":', b"[1,2]", b"}"), (b'{"a":', b"[1,", b"2]", b"}")],
+    ids=["one", "three", "four"],
+)
+def test_an_event_in_parts_reads_as_the_joined_event_and_is_trimmed_like_any(
+    parts: tuple[bytes, ...],
+) -> None:
+    buffer = ReplayBuffer(SID, capacity=4)
+    buffer.append_event_parts("meta", parts)
+    buffer.append_delta("x")
+
+    joined = b"".join(parts).decode()
+    assert buffer.encode(1) == f"id: {SID}:1\nevent: meta\ndata: {joined}\n\n".encode()
+    assert buffer.read(0, 10)[0].startswith(buffer.encode(1))
+    for _ in range(8):
+        buffer.append_delta("y")
+    assert buffer.first_seq > 1  # trimmed away with the deltas around it
+    with pytest.raises(IndexError):
+        buffer.encode(1)
