@@ -56,7 +56,12 @@ def test_ttft_measures_every_path_with_checked_answers(small_store: Path) -> Non
 
 def test_concurrency_level_completes_every_stream_with_the_whole_answer(small_store: Path) -> None:
     result = concurrency.run(
-        levels=(STREAMS,), plateau_s=1.0, rate=100.0, store=small_store, log=lambda _: None
+        levels=(STREAMS,),
+        plateau_s=1.0,
+        admission_s=0.0,
+        rate=100.0,
+        store=small_store,
+        log=lambda _: None,
     )
 
     [level] = result.levels
