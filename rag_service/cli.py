@@ -107,7 +107,9 @@ def serve(
         )
     )
     server.run()
-    if not server.started:  # uvicorn logged why (port in use, a failed start-up)
+    # A failed bind or lifespan start-up exits with 3 inside uvicorn; a start-up cut short (a
+    # signal) returns here without having started, which uvicorn.run also reports as 3.
+    if not server.started:
         raise typer.Exit(3)
 
 

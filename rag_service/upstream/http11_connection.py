@@ -179,7 +179,7 @@ class Http11Connection(asyncio.Protocol):
         self._active = True
         try:
             await self._write_request(request, write_timeout, reused)
-            self._arm_watchdog()
+            self._watch_reads()
             while not self._head_done:
                 self._raise_error(reused)
                 await self._wait()
@@ -267,14 +267,14 @@ class Http11Connection(asyncio.Protocol):
         connection goes back to its owner."""
         self._active = False
         self._consumer = None
-        self._cancel_watchdog()
+        self._unwatch_reads()
         if not self._complete:
             self.close()
         assert self.key is not None
         self._owner.release(self, self.key)
 
     def close(self) -> None:
-        self._cancel_watchdog()
+        self._unwatch_reads()
         transport = self._transport
         if transport is None or self._lost:
             return
@@ -303,7 +303,7 @@ class Http11Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._cancel_watchdog()
+        self._unwatch_reads()
         if self._active and not self._complete and self._error is None:
             if self._head_done and self._close_delimited:
                 self._complete = True  # the end of the connection is the end of this body
@@ -371,7 +371,7 @@ class Http11Connection(asyncio.Protocol):
             self._reason = b""
             return
         self._complete = True
-        self._cancel_watchdog()
+        self._unwatch_reads()
         self._wake()
 
     # -- internals --------------------------------------------------------------------------------
@@ -454,10 +454,10 @@ class Http11Connection(asyncio.Protocol):
     def _fail(self, error: httpx.TransportError) -> None:
         if self._error is None and not self._complete:
             self._error = error
-        self._cancel_watchdog()
+        self._unwatch_reads()
         self._wake()
 
-    def _arm_watchdog(self) -> None:
+    def _watch_reads(self) -> None:
         timeout = self._read_timeout
         if timeout is not None and not self._complete:
             self._last_read = self._loop.time()
@@ -468,14 +468,14 @@ class Http11Connection(asyncio.Protocol):
         read timeout (a socket we paused waits for our reader, not for the upstream)."""
         timeout = self._read_timeout
         if timeout is None or self._complete or self._lost or not self._active:
-            self._cancel_watchdog()
+            self._unwatch_reads()
             return
         if self._read_paused or now - self._last_read < timeout:
             return
         self._fail(httpx.ReadTimeout(f"no bytes from the upstream for {timeout:g} s"))
         self.close()
 
-    def _cancel_watchdog(self) -> None:
+    def _unwatch_reads(self) -> None:
         self._owner.unwatch(self)
 
 

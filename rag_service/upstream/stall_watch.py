@@ -6,10 +6,11 @@ bytes) would be the largest single item of an open stream's upstream side; one p
 over the watched connections costs one call per connection per period instead (~5,000 calls a
 second at 5,000 streams: a fraction of a millisecond).
 
-The period is a quarter of the shortest read timeout watched (at least 10 ms, at most 1 s), so a
-stall is reported between 1 and 1.25 read timeouts after the last byte. Each connection
-compares the time of its own last read, so a connection is never failed early. The timer runs
-only while something is watched.
+The period is a quarter of the shortest read timeout added since the timer last started (at
+least 10 ms, at most 1 s), so a stall is reported between 1 and 1.25 read timeouts after the
+last byte (up to 10 ms later for a timeout under 40 ms). Each connection compares the time of
+its own last read, so a connection is never failed early. The timer runs only while something
+is watched; when nothing is, it stops, and the period starts afresh with the next connection.
 """
 
 from __future__ import annotations
