@@ -1,32 +1,37 @@
-"""The concurrency benchmark's loopback upstream: thousands of paced token streams, little CPU.
+"""The benches' loopback upstream: thousands of paced token streams, little CPU, a real ending.
 
     async with TokenUpstream(words=60, first_token_s=0.2, inter_token_s=0.2) as upstream:
         ...  # POST {upstream.base_url}/chat/completions with "stream": true
 
-``FaultUpstream`` (rag_service/testing) spends about 46 µs of CPU per token: a coroutine per
-connection, a timer and a ``drain()`` per token, the chunk JSON encoded per token. At 5,000 streams
-of 5 tokens/s that is more than one of the machine's two cores, so the concurrency benchmark would
-measure its own upstream. This server does per token only what cannot be avoided: one
-``transport.write`` of bytes encoded once per distinct text piece. Measured alone (raw-socket
-clients) at 5,000 streams of 100 tokens: 4 µs user + 5 µs system CPU per token, 0.22 cores in
-all, where ``FaultUpstream`` needs 36 + 16 µs and 1.3 cores and falls behind (its loop lag p99
-77 ms). On this VM every loop wakeup costs 30-40 µs of CPU, so the 1 ms ticker adds about 4 % of
-a core while streams are open, whatever their number (at 1,000 streams: 7 + 8 µs per token).
+It behaves like a real OpenAI-compatible server where the benches depend on it:
 
-- HTTP/1.1 via httptools as an ``asyncio.Protocol``: keep-alive (the service reuses its upstream
-  connections), ``Content-Length`` bodies, pipelined requests answered in order, ``Connection:
-  close`` honoured. Malformed HTTP gets a 400 and the connection closes.
+- HTTP/1.1 via httptools as an ``asyncio.Protocol``: keep-alive, ``Content-Length`` bodies,
+  pipelined requests answered in order, ``Connection: close`` honoured. Malformed HTTP gets a 400
+  and the connection closes. ``accepted_connections`` counts every connection it accepted.
 - ``POST /v1/chat/completions`` with ``"stream": true``: ``text/event-stream`` in chunked transfer
   coding, OpenAI ``chat.completion.chunk`` events (role, one per text piece, ``finish_reason``
   stop, usage when ``stream_options.include_usage``) and ``data: [DONE]``. The text is exactly the
   fault upstream's: ``continuation_pieces(body, AnswerStyle(words=words))``, so the load client's
   exact-text check holds. Other bodies: 400; ``GET /v1/models``: a model list; else 404.
+- **The chunked terminator comes on its own**, ``terminator_delay_s`` (default 2 ms) after
+  ``data: [DONE]``, in a separate write. A server behind TLS ends its body like that: the last
+  TLS record arrives in a read of its own. A client that stops reading at ``[DONE]`` leaves the
+  body unfinished and cannot reuse the connection; writing both together (as this server once
+  did) hid exactly that bug. The next pipelined answer starts after the terminator.
 - Pacing: one ticker for all streams. Time is cut into ``tick_s`` slots; a stream's first token
   is due in the first slot at least ``first_token_s`` after its request, then one every
   ``inter_token_s``. Streams sit in a ring of ``inter_token_s / tick_s`` buckets (a stream stays
   in its bucket for its whole answer), and each tick writes the next token of every due stream of
   the buckets whose slots have passed. Gaps between a stream's tokens are whole periods; only the
   first token is up to one tick late. The ticker runs only while a stream is open.
+
+Why not ``FaultUpstream`` (rag_service/testing): it spends about 46 µs of CPU per token (a
+coroutine per connection, a timer and a ``drain()`` per token, the chunk JSON encoded per token).
+At 5,000 streams of 5 tokens/s that is more than one of the machine's two cores. Here a token
+costs one ``transport.write`` of bytes encoded once per distinct piece (``bench.token_frames``).
+Measured alone (raw-socket clients) at 5,000 streams of 100 tokens: 4 µs user + 5 µs system CPU
+per token, 0.22 cores in all; at 1,000 streams 7 + 8 µs. On this VM every loop wakeup costs
+30-40 µs of CPU, so the 1 ms ticker adds about 4 % of a core while streams are open.
 """
 
 from __future__ import annotations
@@ -35,13 +40,23 @@ import asyncio
 import json
 import math
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
 import httptools
 
+from bench.token_frames import (
+    DONE,
+    OPENING,
+    STOP,
+    STREAM_HEAD,
+    TERMINATOR,
+    content_frame,
+    error_payload,
+    plain_response,
+    usage_frame,
+)
 from rag_service.testing.fault_plan import AnswerStyle, answer_text, continuation_pieces
 
 LOOPBACK = "127.0.0.1"
@@ -51,50 +66,7 @@ MAX_BODY_BYTES = 1 << 20
 LISTEN_BACKLOG = 8192  # thousands of service connections open within seconds
 DEFAULT_TICK_S = 0.001  # libuv timers have millisecond resolution anyway
 _SLOT_EPSILON = 1e-3  # of a slot: loop.time() arithmetic must not land a hair before a boundary
-_CHUNK_ID = "chatcmpl-bench"
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Content Too Large"}
-
-
-# -- encoding, once per distinct piece --------------------------------------------------------
-
-
-def _chunk_frame(payload: Mapping[str, Any]) -> bytes:
-    """One SSE event as one chunk of the chunked transfer coding."""
-    event = b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
-
-def _chunk(delta: Mapping[str, str], finish_reason: str | None = None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": dict(delta), "finish_reason": finish_reason}
-    return {"id": _CHUNK_ID, "object": "chat.completion.chunk", "choices": [choice]}
-
-
-_STREAM_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    b"Transfer-Encoding: chunked\r\n"
-)
-_OPENING = _chunk_frame(_chunk({"role": "assistant", "content": ""}))
-_STOP = _chunk_frame(_chunk({}, "stop"))
-_DONE = b"%x\r\n%s\r\n" % (len(b"data: [DONE]\n\n"), b"data: [DONE]\n\n") + b"0\r\n\r\n"
-
-
-def _usage_frame(pieces: int) -> bytes:
-    usage = {"prompt_tokens": 10, "completion_tokens": pieces, "total_tokens": 10 + pieces}
-    return _chunk_frame({"id": _CHUNK_ID, "object": "chat.completion.chunk", "choices": [],
-                         "usage": usage})  # fmt: skip
-
-
-def _plain_response(status: int, payload: Any, *, keep_alive: bool) -> bytes:
-    body = json.dumps(payload).encode()
-    head = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n" + ("" if keep_alive else "Connection: close\r\n")
-    )
-    return head.encode("ascii") + b"\r\n" + body
-
-
-def _error(message: str, status: int) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "code": status}}
+DEFAULT_TERMINATOR_DELAY_S = 0.002  # between `data: [DONE]` and the chunked terminator
 
 
 # -- streams and the ticker -------------------------------------------------------------------
@@ -202,6 +174,7 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._queue: deque[_Request] = deque()
         self._stream: _Stream | None = None
+        self._ending: asyncio.TimerHandle | None = None  # the terminator, due after [DONE]
         self._keep_alive = True
 
     # asyncio.Protocol
@@ -215,15 +188,17 @@ class _Connection(asyncio.Protocol):
         self._transport = None
         if self._stream is not None:
             self._stream.over = True
+        if self._ending is not None:
+            self._ending.cancel()
         self._server.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply(400, _error("upgrades are not supported", 400), keep_alive=False)
+            self._reply(400, error_payload("upgrades are not supported", 400), keep_alive=False)
         except httptools.HttpParserError:
-            self._reply(400, _error("malformed HTTP request", 400), keep_alive=False)
+            self._reply(400, error_payload("malformed HTTP request", 400), keep_alive=False)
 
     # httptools callbacks
 
@@ -244,7 +219,7 @@ class _Connection(asyncio.Protocol):
         self._queue.append(
             _Request(self._parser.get_method(), path, body, self._parser.should_keep_alive())
         )
-        if self._stream is None:
+        if self._stream is None and self._ending is None:
             self._answer_next()
 
     # answering
@@ -258,9 +233,16 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
     def finish(self, last: bytes) -> None:
-        """Called by the ticker with an answer's last bytes."""
+        """Called by the ticker with an answer's last events, ``[DONE]`` included."""
         self.write(last)
         self._stream = None
+        delay = self._server.terminator_delay_s
+        self._ending = asyncio.get_running_loop().call_later(delay, self._end_body)
+
+    def _end_body(self) -> None:
+        """The chunked terminator, in a write of its own (module docstring)."""
+        self._ending = None
+        self.write(TERMINATOR)
         if not self._keep_alive:
             self._close()
         else:
@@ -271,32 +253,32 @@ class _Connection(asyncio.Protocol):
             request = self._queue.popleft()
             self._keep_alive = request.keep_alive
             if request.body is None:
-                self._reply(413, _error("request body too large", 413), keep_alive=False)
+                self._reply(413, error_payload("request body too large", 413), keep_alive=False)
             elif request.method == b"POST" and request.path == CHAT_PATH:
                 self._chat(request)
             elif request.method == b"GET" and request.path == MODELS_PATH:
                 models = {"object": "list", "data": [{"id": "bench-token", "object": "model"}]}
                 self._reply(200, models, keep_alive=request.keep_alive)
             else:
-                self._reply(404, _error("no such route", 404), keep_alive=request.keep_alive)
+                self._reply(404, error_payload("no such route", 404), keep_alive=request.keep_alive)
 
     def _chat(self, request: _Request) -> None:
         body = _json_object(request.body or b"")
         if body is None or not isinstance(body.get("messages"), list):
-            self._reply(400, _error("body must be a JSON object with messages", 400),
+            self._reply(400, error_payload("body must be a JSON object with messages", 400),
                         keep_alive=request.keep_alive)  # fmt: skip
             return
         if body.get("stream") is not True:
             self._reply(
-                400, _error("only streamed completions", 400), keep_alive=request.keep_alive
+                400, error_payload("only streamed completions", 400), keep_alive=request.keep_alive
             )
             return
-        head = _STREAM_HEAD + (b"\r\n" if request.keep_alive else b"Connection: close\r\n\r\n")
-        self.write(head + _OPENING)
+        head = STREAM_HEAD + (b"\r\n" if request.keep_alive else b"Connection: close\r\n\r\n")
+        self.write(head + OPENING)
         self._stream = self._server.start_answer(self, body)
 
     def _reply(self, status: int, payload: Any, *, keep_alive: bool) -> None:
-        self.write(_plain_response(status, payload, keep_alive=keep_alive))
+        self.write(plain_response(status, payload, keep_alive=keep_alive))
         if not keep_alive:
             self._close()
 
@@ -327,12 +309,15 @@ class TokenUpstream:
         first_token_s: float,
         inter_token_s: float,
         tick_s: float = DEFAULT_TICK_S,
+        terminator_delay_s: float = DEFAULT_TERMINATOR_DELAY_S,
         host: str = LOOPBACK,
         port: int = 0,
     ) -> None:
         self.style = AnswerStyle(words=words)  # the fault upstream's answers, word for word
         self.first_token_s = first_token_s
+        self.terminator_delay_s = terminator_delay_s
         self.chat_requests = 0
+        self.accepted_connections = 0
         self.max_open_connections = 0
         self._connections: set[_Connection] = set()
         self._inter_token_s = inter_token_s
@@ -396,6 +381,7 @@ class TokenUpstream:
         return len(self._connections)
 
     def connection_opened(self, connection: _Connection) -> None:
+        self.accepted_connections += 1
         self._connections.add(connection)
         self.max_open_connections = max(self.max_open_connections, len(self._connections))
 
@@ -408,15 +394,15 @@ class TokenUpstream:
         self.chat_requests += 1
         frames = [self._frame(piece) for piece in continuation_pieces(body, self.style)]
         options = body.get("stream_options")
-        closing = _STOP
+        closing = STOP
         if isinstance(options, dict) and options.get("include_usage"):
-            closing += _usage_frame(len(frames))
-        closing += _DONE
+            closing += usage_frame(len(frames))
+        closing += DONE
         frames = [*frames[:-1], frames[-1] + closing] if frames else [closing]
         return self._ticker.add(connection, frames, self.first_token_s)
 
     def _frame(self, piece: str) -> bytes:
         frame = self._frames.get(piece)
         if frame is None:
-            frame = self._frames[piece] = _chunk_frame(_chunk({"content": piece}))
+            frame = self._frames[piece] = content_frame(piece)
         return frame

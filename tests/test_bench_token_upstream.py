@@ -206,3 +206,63 @@ def test_serves_on_uvloop_as_in_the_benchmark() -> None:
     texts, expected, connections = uvloop.run(two_answers())
     assert texts == expected
     assert connections == 1
+
+
+class RecordingReads(asyncio.Protocol):
+    """A raw client that keeps every read as it came from the socket."""
+
+    def __init__(self) -> None:
+        self.reads: list[bytes] = []
+        self.received = bytearray()
+        self.arrived = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append(data)
+        self.received += data
+        self.arrived.set()
+
+    async def until(self, ending: bytes) -> None:
+        while not self.received.endswith(ending):
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 5.0)
+
+
+def chat_request(question: str) -> bytes:
+    body = json.dumps(chat_body(question)).encode()
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+async def test_the_chunked_terminator_comes_in_a_read_after_done(upstream: TokenUpstream) -> None:
+    """As over TLS: a client that stops at [DONE] has not read the body's end yet."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(RecordingReads, "127.0.0.1", upstream.port)
+    try:
+        transport.write(chat_request("one"))  # type: ignore[attr-defined]
+        await client.until(b"0\r\n\r\n")
+        done_read = next(i for i, read in enumerate(client.reads) if b"data: [DONE]" in read)
+        terminator_read = len(client.reads) - 1
+        # Keep-alive: the same connection answers again, and ends the same way.
+        client.received.clear()
+        transport.write(chat_request("two"))  # type: ignore[attr-defined]
+        await client.until(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    finally:
+        transport.close()
+
+    assert client.reads[done_read].endswith(b"data: [DONE]\n\n\r\n")
+    assert terminator_read > done_read
+    assert client.reads[terminator_read] == b"0\r\n\r\n"
+    assert upstream.chat_requests == 2
+    assert upstream.accepted_connections == 1
+
+
+async def test_counts_every_accepted_connection(upstream: TokenUpstream) -> None:
+    limits = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
+    async with httpx.AsyncClient(limits=limits) as client:
+        for question in ("a", "b", "c"):
+            await stream_chunks(client, upstream.base_url, chat_body(question))
+
+    assert upstream.accepted_connections == 3
+    assert upstream.chat_requests == 3
