@@ -2,13 +2,15 @@
 
 - ``ingest_sample_catalog`` fills an embedded Chroma store with ``rag-service ingest`` (the real
   sentence-transformers model) in a child process, so the benchmark process never loads torch.
-- ``ChildProcess`` runs one ``bench.stream_children`` child (upstream or service) and gives its
-  port, its RSS (``/proc/<pid>/status`` VmRSS) and its CPU time (``/proc/<pid>/stat``), and stops
-  it with SIGTERM, returning the ``STATS`` line the child prints on the way out.
+- ``ChildProcess`` runs one ``bench.stream_children`` child (upstream, proxy, relay or service)
+  and gives its port, its RSS (``/proc/<pid>/status`` VmRSS), its CPU time (``/proc/<pid>/stat``)
+  and, for the upstream and the proxy, its live counters (``counts``); it stops the child with
+  SIGTERM, returning the ``STATS`` line the child prints on the way out.
 - ``ProcessSampler`` records a child's RSS and CPU time a few times a second while a load runs.
 
 Children get a clean environment: no ``RAG_*`` variable from the caller leaks in, no model hub, no
-telemetry; the service reads only what ``service_env`` sets.
+telemetry, no proxy variables (everything is on loopback, and a client that honours
+``HTTP(S)_PROXY`` must not send it elsewhere); the service reads only what ``service_env`` sets.
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ FALLBACK_CONTEXT = REPO_ROOT / "data" / "fallback_context.md"
 INGEST_TIMEOUT_S = 900.0
 READY_TIMEOUT_S = 180.0  # the service loads the embedding model before it is ready
 STOP_TIMEOUT_S = 20.0
+COUNTS_TIMEOUT_S = 30.0
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("RAG_") and name.lower() not in PROXY_VARIABLES
+    }
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
@@ -96,7 +104,8 @@ class ChildProcess:
         with log.open("wb") as errors:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.stream_children", *args,
-                stdout=asyncio.subprocess.PIPE, stderr=errors, env=env, cwd=workdir,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors,
+                env=env, cwd=workdir,
             )  # fmt: skip
         child = cls(name, process, 0, log)
         try:
@@ -126,6 +135,18 @@ class ChildProcess:
 
     def cpu_s(self) -> float:
         return read_cpu_s(self.pid)
+
+    async def counts(self) -> dict[str, Any]:
+        """The child's live counters (token upstream, proxy): ``COUNTS`` asked on its stdin."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(b"COUNTS\n")
+        await stdin.drain()
+        line = await asyncio.wait_for(stdout.readline(), COUNTS_TIMEOUT_S)
+        if not line.startswith(b"COUNTS "):
+            raise RuntimeError(f"{self.name} gave no counts ({line!r}):\n{self.log_tail()}")
+        counts: dict[str, Any] = json.loads(line[len(b"COUNTS ") :])
+        return counts
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

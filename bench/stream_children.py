@@ -1,20 +1,24 @@
-"""The child processes of the streaming benchmarks: the loopback upstream and the service.
+"""The child processes of the streaming benchmarks: the upstream, proxy, relay and the service.
 
-    python -m bench.stream_children upstream --words 30 --first-token-ms 50 --inter-token-ms 200
-    python -m bench.stream_children token-upstream --words 60 [--tick-ms 1]  # 200 ms pacing
+    python -m bench.stream_children token-upstream --words 60 [--terminator-delay-ms 2]
+    python -m bench.stream_children proxy --target-port P --delay-ms 60
+    python -m bench.stream_children relay --upstream http://127.0.0.1:P/v1
     python -m bench.stream_children service [--profile FILE]     # settings from RAG_* env
 
-``upstream`` is the fault-injecting ``FaultUpstream`` (one request per connection, 36-52 µs of
-CPU per token; the TTFT benchmark uses it). ``token-upstream`` is ``bench.token_upstream``: the
-same answers, keep-alive, one ticker for all streams, 9-15 µs per token; the concurrency
-benchmark uses it so that 25,000 tokens/s leave the service its share of the two cores.
+``token-upstream`` is ``bench.token_upstream``: keep-alive, one ticker for all streams, 9-15 µs
+of CPU per token, the chunked terminator in a write of its own after ``[DONE]``; every streaming
+benchmark uses it (the fault-injecting ``FaultUpstream`` costs 36-52 µs per token). ``proxy`` is
+``bench.connect_delay_proxy`` (a set-up delay per new connection), ``relay`` the minimal FastAPI
++ httpx relay (``bench.minimal_relay``) under stock uvicorn.
 
 Each child runs on uvloop in its own process, so the benchmark client, the upstream and the
 service never share an event loop (or a GIL). A child prints ``READY <port>`` on stdout once it
 accepts connections (the service: once its lifespan, model load included, has completed) and, when
 stopped with SIGTERM, one ``STATS <json>`` line: the lateness of a 10 ms timer on its event loop
-(how late a sleeping stream would wake up there) and its CPU seconds; the upstreams add their
-chat request count and most connections open at once, the token upstream its tokens sent.
+(how late a sleeping stream would wake up there) and its CPU seconds; the upstream adds its chat
+request count, connections accepted and most open at once and tokens sent, the proxy its
+connection counts. While running, the token upstream and the proxy answer a ``COUNTS`` line on
+stdin with a ``COUNTS <json>`` line of their counters (``ChildProcess.counts``).
 
 The service child is ``rag-service serve`` minus the access log: the same ``create_app(Settings())``
 served by uvicorn with uvloop and httptools. ``--gc-freeze`` (a diagnostic, off by default) moves
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import gc
 import json
@@ -37,6 +40,7 @@ import socket
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,66 +102,83 @@ def _stats_line(probe: LagProbe, extra: dict[str, Any]) -> str:
     return "STATS " + json.dumps(stats)
 
 
-# -- the upstream -----------------------------------------------------------------------------
-
-
-async def serve_upstream(words: int, first_token_s: float, inter_token_s: float) -> None:
-    from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream
-
-    style = AnswerStyle(
-        words=words, first_token_delay_s=first_token_s, inter_token_delay_s=inter_token_s
-    )
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    probe = LagProbe()
-    upstream = FaultUpstream(style=style)
-    await upstream.start()
-    probe.start()
-    print(f"READY {upstream.port}", flush=True)
-    chat_requests = 0
+async def answer_counts(counts: Callable[[], dict[str, Any]]) -> None:
+    """Answer every ``COUNTS`` line on stdin with ``COUNTS <json>`` until stdin closes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
     try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            # The server records every request with its body; keep only a count.
-            chat_requests += len(upstream.requests)
-            upstream.requests.clear()
-    finally:
-        await probe.stop()
-        await upstream.stop()
-    chat_requests += len(upstream.requests)
-    extra = {"requests": chat_requests, "max_open_connections": upstream.max_open_connections}
-    print(_stats_line(probe, extra), flush=True)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError):  # stdin is not a pipe (run by hand): no control channel
+        return
+    while line := await reader.readline():
+        if line.strip() == b"COUNTS":
+            print("COUNTS " + json.dumps(counts()), flush=True)
 
 
-async def serve_token_upstream(
-    words: int, first_token_s: float, inter_token_s: float, tick_s: float
-) -> None:
-    from bench.token_upstream import TokenUpstream
-
+async def until_sigterm(counts: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Wait for SIGTERM, answering ``COUNTS`` meanwhile when ``counts`` is given."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    probe = LagProbe()
-    upstream = TokenUpstream(
-        words=words, first_token_s=first_token_s, inter_token_s=inter_token_s, tick_s=tick_s
-    )
-    await upstream.start()
-    probe.start()
-    print(f"READY {upstream.port}", flush=True)
+    control = asyncio.ensure_future(answer_counts(counts)) if counts else None
     try:
         await stop.wait()
     finally:
+        if control is not None:
+            control.cancel()
+            await asyncio.gather(control, return_exceptions=True)
+
+
+# -- the upstreams and the proxy --------------------------------------------------------------
+
+
+async def serve_token_upstream(args: argparse.Namespace) -> None:
+    from bench.token_upstream import TokenUpstream
+
+    probe = LagProbe()
+    upstream = TokenUpstream(
+        words=args.words,
+        first_token_s=args.first_token_ms / 1000,
+        inter_token_s=args.inter_token_ms / 1000,
+        tick_s=args.tick_ms / 1000,
+        terminator_delay_s=args.terminator_delay_ms / 1000,
+    )
+
+    def counts() -> dict[str, Any]:
+        return {
+            "requests": upstream.chat_requests,
+            "accepted_connections": upstream.accepted_connections,
+            "max_open_connections": upstream.max_open_connections,
+            "tokens": upstream.tokens_sent,
+        }
+
+    await upstream.start()
+    probe.start()
+    print(f"READY {upstream.port}", flush=True)
+    try:
+        await until_sigterm(counts)
+    finally:
         await probe.stop()
         await upstream.stop()
-    extra = {
-        "requests": upstream.chat_requests,
-        "max_open_connections": upstream.max_open_connections,
-        "tokens": upstream.tokens_sent,
-    }
-    print(_stats_line(probe, extra), flush=True)
+    print(_stats_line(probe, counts()), flush=True)
 
 
-# -- the service ------------------------------------------------------------------------------
+async def serve_proxy(target_port: int, delay_s: float) -> None:
+    from bench.connect_delay_proxy import ConnectDelayProxy
+
+    probe = LagProbe()
+    proxy = ConnectDelayProxy(target_port=target_port, delay_s=delay_s)
+    await proxy.start()
+    probe.start()
+    print(f"READY {proxy.port}", flush=True)
+    try:
+        await until_sigterm(proxy.counts)
+    finally:
+        await probe.stop()
+        await proxy.stop()
+    print(_stats_line(probe, proxy.counts()), flush=True)
+
+
+# -- the relay and the service ----------------------------------------------------------------
 
 
 def listening_socket() -> socket.socket:
@@ -169,21 +190,13 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -> None:
+async def serve_config(
+    config: Any, profile_path: Path | None = None, on_started: Callable[[], None] | None = None
+) -> None:
+    """Serve a ``uvicorn.Config`` on a loopback socket: ``READY``, then ``STATS`` on SIGTERM."""
     import uvicorn
 
-    from rag_service.app import create_app
-    from rag_service.http_server import server_config
-    from rag_service.settings import Settings
-
     sock = listening_socket()
-    config = server_config(
-        create_app(Settings()),
-        log_level="warning",
-        access_log=False,
-        backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=5,
-    )
     server = uvicorn.Server(config)
     probe = LagProbe()
     profiler = cProfile.Profile() if profile_path else None
@@ -193,9 +206,8 @@ async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     if server.started:
-        if gc_freeze:  # diagnostic: what the service would gain from freezing its startup heap
-            gc.collect()
-            gc.freeze()
+        if on_started is not None:
+            on_started()
         print(f"READY {sock.getsockname()[1]}", flush=True)
         probe.start()
         if profiler is not None:
@@ -212,20 +224,61 @@ async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -
         profiler.dump_stats(str(profile_path))
 
 
+async def serve_relay(upstream_base_url: str) -> None:
+    """The minimal relay under stock uvicorn (uvloop + httptools), as a plain service would run."""
+    import uvicorn
+
+    from bench.minimal_relay import relay_app
+
+    config = uvicorn.Config(
+        relay_app(upstream_base_url),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=5,
+    )
+    await serve_config(config)
+
+
+def _freeze_startup_heap() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -> None:
+    from rag_service.app import create_app
+    from rag_service.http_server import server_config
+    from rag_service.settings import Settings
+
+    config = server_config(
+        create_app(Settings()),
+        log_level="warning",
+        access_log=False,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=5,
+    )
+    # gc_freeze: a diagnostic, what the service would gain from freezing its startup heap.
+    await serve_config(config, profile_path, _freeze_startup_heap if gc_freeze else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream_children")
     kinds = parser.add_subparsers(dest="kind", required=True)
-    upstream = kinds.add_parser("upstream", help="the fault-injecting loopback upstream")
-    upstream.add_argument("--words", type=int, required=True, help="tokens per answer")
-    upstream.add_argument("--first-token-ms", type=float, default=0.0)
-    upstream.add_argument("--inter-token-ms", type=float, default=0.0)
-    token = kinds.add_parser(
-        "token-upstream", help="the lean paced upstream (bench.token_upstream)"
-    )
+    token = kinds.add_parser("token-upstream", help="the paced upstream (bench.token_upstream)")
     token.add_argument("--words", type=int, required=True, help="tokens per answer")
     token.add_argument("--first-token-ms", type=float, default=200.0)
     token.add_argument("--inter-token-ms", type=float, default=200.0)
     token.add_argument("--tick-ms", type=float, default=1.0, help="the ticker's resolution")
+    token.add_argument(
+        "--terminator-delay-ms", type=float, default=2.0, help="from [DONE] to the body's end"
+    )
+    proxy = kinds.add_parser("proxy", help="the delaying TCP proxy (bench.connect_delay_proxy)")
+    proxy.add_argument("--target-port", type=int, required=True)
+    proxy.add_argument("--delay-ms", type=float, required=True, help="per new connection")
+    relay = kinds.add_parser("relay", help="the minimal FastAPI + httpx relay under uvicorn")
+    relay.add_argument("--upstream", required=True, help="the upstream's base URL (.../v1)")
     service = kinds.add_parser("service", help="create_app(Settings()) under uvicorn")
     service.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     service.add_argument(
@@ -233,12 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     raise_open_file_limit()
-    if args.kind in ("upstream", "token-upstream"):
-        first_s, inter_s = args.first_token_ms / 1000, args.inter_token_ms / 1000
-        if args.kind == "upstream":
-            uvloop.run(serve_upstream(args.words, first_s, inter_s))
-        else:
-            uvloop.run(serve_token_upstream(args.words, first_s, inter_s, args.tick_ms / 1000))
+    if args.kind == "token-upstream":
+        uvloop.run(serve_token_upstream(args))
+    elif args.kind == "proxy":
+        uvloop.run(serve_proxy(args.target_port, args.delay_ms / 1000))
+    elif args.kind == "relay":
+        uvloop.run(serve_relay(args.upstream))
     else:
         uvloop.run(serve_service(args.profile, gc_freeze=args.gc_freeze))
     return 0
