@@ -1,7 +1,7 @@
 """A real uvicorn serving an app on a free loopback port, inside the test's event loop.
 
-It runs the service's own server configuration (``server_config``: the lean httptools
-protocol), so every live-server test exercises what ``rag-service serve`` runs.
+It runs the service's own server configuration (``server_config``: stock uvicorn on httptools),
+so every live-server test exercises what ``rag-service serve`` runs.
 """
 
 from __future__ import annotations
