@@ -1,9 +1,9 @@
 """The one exception hierarchy of rag_service.
 
-Adapters translate library exceptions (httpx, chromadb, sentence-transformers, OS errors) into
-these at the boundary, so services and the HTTP layer never see a foreign exception type. Each
-class carries the stable ``code`` used in the JSON error shape and in SSE ``error`` events, the
-HTTP status it maps to before a stream has started, and whether a client may retry.
+Adapters translate library exceptions (aiohttp, httpx, chromadb, sentence-transformers, OS
+errors) into these at the boundary, so services and the HTTP layer never see a foreign exception
+type. Each class carries the stable ``code`` used in the JSON error shape and in SSE ``error``
+events, the HTTP status it maps to before a stream has started, and whether a client may retry.
 
     RagServiceError
     ├── InvalidInput                 400  bad request data (query, contextId, filters, ...)
@@ -28,6 +28,8 @@ HTTP status it maps to before a stream has started, and whether a client may ret
     │   ├── RetriesExhausted         503  attempts, deadline or retry budget used up
     │   └── ContinuationMismatch     502  replayed text differed from what was already delivered
     └── ConfigurationError           500  settings that cannot work (raised at start-up)
+        └── UpstreamConfigurationError 502  the upstream cannot be reached as configured
+                                             (TLS trust, hostname, proxy refusal); not retried
 """
 
 from __future__ import annotations
@@ -196,3 +198,13 @@ class ContinuationMismatch(UpstreamError):
 
 class ConfigurationError(RagServiceError):
     code = "configuration_error"
+
+
+class UpstreamConfigurationError(ConfigurationError):
+    """Our way to the upstream is misconfigured: its certificate is not trusted or names another
+    host, or the proxy refuses us. Another attempt would fail the same way, so it is neither
+    retried nor held against the upstream's circuit breaker; 502 because the service is the
+    gateway that cannot reach its upstream."""
+
+    code = "upstream_configuration_error"
+    http_status = 502

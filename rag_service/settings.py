@@ -83,7 +83,9 @@ class UpstreamSettings(BaseModel):
         default_factory=lambda: {"temperature": 0, "seed": 42, "max_tokens": 256},
         description="Extra request body fields (JSON object); temperature 0 + seed make replay exact.",
     )
-    connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect timeout.")
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="TCP/TLS connect timeout; also the wait for a free connection."
+    )
     read_timeout_s: float = Field(
         30.0,
         gt=0,
@@ -92,7 +94,32 @@ class UpstreamSettings(BaseModel):
     max_connections: int = Field(
         10_000,
         ge=1,
-        description="Connections towards the upstream (one per live stream; split into small pools).",
+        description="Upstream connections open at once (one per live stream); more streams wait.",
+    )
+    keepalive_s: float = Field(
+        4.0,
+        gt=0,
+        description="An idle upstream connection is closed after this; keep it below the "
+        "upstream's own keep-alive timeout (5 s for uvicorn and llama.cpp).",
+    )
+    proxy: SecretStr | None = Field(
+        None,
+        description="HTTP proxy for the upstream, http://[user:password@]host:port; overrides "
+        "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY; never logged.",
+    )
+    trust_env: bool = Field(
+        True,
+        description="Without `proxy`: take it from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, honouring "
+        "NO_PROXY; false: connect directly.",
+    )
+    ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of CA certificates trusted for the upstream, in addition to the "
+        "system's (a private CA, a TLS-inspecting proxy).",
+    )
+    verify_tls: bool = Field(
+        True,
+        description="Verify the upstream's TLS certificate and host name; false logs a warning.",
     )
     continuation: ContinuationStrategy = Field(
         ContinuationStrategy.replay,

@@ -41,6 +41,31 @@ def test_the_fixed_variable_names_of_the_contract(monkeypatch: pytest.MonkeyPatc
     assert "admin-1" not in repr(settings)
 
 
+def test_the_upstream_connection_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "RAG_UPSTREAM__PROXY": "http://user:proxy-secret-7@proxy.example.test:3128",
+        "RAG_UPSTREAM__TRUST_ENV": "false",
+        "RAG_UPSTREAM__CA_BUNDLE": "/etc/ssl/private-ca.pem",
+        "RAG_UPSTREAM__VERIFY_TLS": "false",
+        "RAG_UPSTREAM__KEEPALIVE_S": "2.5",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    upstream = Settings().upstream
+    assert upstream.proxy is not None
+    assert upstream.proxy.get_secret_value() == env["RAG_UPSTREAM__PROXY"]
+    assert (upstream.trust_env, upstream.verify_tls) == (False, False)
+    assert upstream.ca_bundle == Path("/etc/ssl/private-ca.pem")
+    assert upstream.keepalive_s == 2.5
+    assert "proxy-secret-7" not in repr(upstream)
+
+
+def test_upstream_connections_are_verified_and_take_the_environments_proxy_by_default() -> None:
+    upstream = Settings().upstream
+    assert (upstream.proxy, upstream.trust_env) == (None, True)
+    assert (upstream.ca_bundle, upstream.verify_tls) == (None, True)
+
+
 def test_server_chroma_is_chosen_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_CHROMA__HOST", "127.0.0.1")
     monkeypatch.setenv("RAG_CHROMA__PORT", "8123")
