@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from rag_service.upstream_events import ChatRequest, EventSink
 
@@ -75,11 +75,32 @@ class PassageSearch(Protocol):
     def catalog_info(self) -> CatalogInfo: ...
 
 
+BreakerStateName = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True)
+class UpstreamHealth:
+    """What the upstream client knows of its upstream right now, for ``/readyz``."""
+
+    breaker: BreakerStateName
+    # In words, the configuration problem (untrusted certificate, proxy refusal) that made the
+    # last attempt fail; cleared once the upstream streams an answer again.
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.breaker != "open" and self.problem is None
+
+
 class ChatUpstream(Protocol):
     """An OpenAI-compatible chat model that streams its answer."""
 
     def ensure_available(self) -> None:
         """Raise ``CircuitOpen`` (with a jittered retry_after_s) when requests would fail fast."""
+        ...
+
+    def health(self) -> UpstreamHealth:
+        """The breaker's state and the last configuration problem; cheap, never raises."""
         ...
 
     async def answer(self, request: ChatRequest, sink: EventSink) -> None:

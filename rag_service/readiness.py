@@ -31,9 +31,13 @@ def embedder_check(embedder: Embedder) -> ReadinessCheck:
 
 
 def upstream_report(upstream: ChatUpstream) -> ReadinessCheck:
+    """The upstream's state; a configuration problem is named in words under ``error``."""
+
     async def report() -> dict[str, Any]:
-        breaker = getattr(upstream, "breaker", None)
-        state = str(breaker.state) if breaker is not None else "unknown"
-        return {"ok": state != "open", "breaker": state}
+        health = upstream.health()
+        body: dict[str, Any] = {"ok": health.ok, "breaker": health.breaker}
+        if health.problem is not None:
+            body["error"] = health.problem
+        return body
 
     return report

@@ -36,6 +36,9 @@ class AnswerStyle:
     chunked: bool = True  # False: the body ends when the connection closes
     first_token_delay_s: float = 0.0
     inter_token_delay_s: float = 0.0
+    # The chunked terminator always follows `data: [DONE]` in a write of its own; this long after
+    # it (over TLS a real server's terminator arrives in a read of its own).
+    terminator_delay_s: float = 0.0
     variant: int = 0  # another value: a different answer to the same request (a sampling model)
 
 

@@ -5,9 +5,12 @@
         ...  # 1st request: 503, 2nd: cut after 3 text events, later ones: complete answers
         assert upstream.request_count == 3
 
-It is a raw asyncio HTTP/1.1 server (one request per connection, ``Connection: close``), so every
-byte is under control: it can reset a connection, cut inside a data line, stall, or send broken
-JSON. Each chat request takes the next fault of the plan (a list, then ``default``) or asks a
+It is a raw asyncio HTTP/1.1 server, so every byte is under control: it can reset a connection,
+cut inside a data line, stall, or send broken JSON. Like a real server it keeps connections alive
+for further requests, writes the chunked body's terminator in a write of its own after
+``data: [DONE]`` (optionally later, ``AnswerStyle.terminator_delay_s``, as over TLS), and serves
+HTTPS when given an ``ssl.SSLContext``; ``connection_count`` counts accepted connections. Each
+chat request takes the next fault of the plan (a list, then ``default``) or asks a
 callable ``plan(index, body)``. Answers are deterministic functions of the request's messages, so
 a replayed request streams the same text, and a request ending in an assistant message marked
 ``prefix`` (DeepSeek) or with ``continue_final_message`` (vLLM) streams the rest of that answer.
@@ -16,16 +19,15 @@ a replayed request streams the same text, and a request ending in an assistant m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import struct
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from rag_service.testing.fault_connection import RequestHead, ServerConnection
 from rag_service.testing.fault_plan import (
     AnswerEvents,
     AnswerStyle,
@@ -78,83 +80,6 @@ class RecordedRequest:
     received_at: float  # time.monotonic()
 
 
-class _Connection:
-    """One accepted connection: response writing, chunk framing, disconnect detection."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.chunked = False
-        self.write_size: int | None = None
-        self._watch: asyncio.Future[bytes] | None = None
-
-    @property
-    def gone(self) -> bool:
-        return self.writer.is_closing() or (self._watch is not None and self._watch.done())
-
-    async def head(self, status: int, headers: Mapping[str, str]) -> None:
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        await self.writer.drain()
-
-    def watch_for_disconnect(self) -> None:
-        """After the request the client sends nothing more: reading EOF means it went away."""
-        self._watch = asyncio.ensure_future(self.reader.read(1))
-
-    async def send(self, data: bytes) -> bool:
-        """Write body bytes; False when the client is gone."""
-        size = self.write_size or len(data) or 1
-        for start in range(0, len(data), size):
-            if self.gone:
-                return False
-            piece = data[start : start + size]
-            self.writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if self.chunked else piece)
-            try:
-                await self.writer.drain()
-            except ConnectionError:
-                return False
-        return not self.gone
-
-    async def end_body(self) -> None:
-        if self.chunked and not self.gone:
-            self.writer.write(b"0\r\n\r\n")
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
-
-    async def pause(self, seconds: float) -> bool:
-        """Sleep, waking early when the client disconnects; False when it is gone."""
-        if seconds > 0 and self._watch is not None:
-            await asyncio.wait({self._watch}, timeout=seconds)
-        elif seconds > 0:
-            await asyncio.sleep(seconds)
-        return not self.gone
-
-    def reset(self) -> None:
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None:  # linger 0: close() sends RST instead of FIN
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.writer.transport.abort()
-
-    async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await self._watch
-        if self.gone:
-            self.writer.transport.abort()
-        else:
-            self.writer.close()
-        try:
-            await asyncio.wait_for(self.writer.wait_closed(), timeout=1.0)
-        except (TimeoutError, ConnectionError):
-            self.writer.transport.abort()
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429:
-            "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
-
-
 class FaultUpstream:
     """The server; an async context manager. See the module docstring."""
 
@@ -166,20 +91,25 @@ class FaultUpstream:
         style: AnswerStyle | None = None,
         host: str = LOOPBACK,
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        keep_alive: bool = True,
     ) -> None:
         self.style = style or AnswerStyle()
         self.requests: list[RecordedRequest] = []
+        self.connection_count = 0  # accepted so far
         self.open_connections = 0
         self.max_open_connections = 0
+        self.keep_alive = keep_alive
         self._host = host
         self._port = port
+        self._ssl = ssl_context
         self._plan: Plan = plan
         self._default = default
         self._plan_start = 0
         self._chat_requests = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._connections: set[_Connection] = set()
+        self._connections: set[ServerConnection] = set()
 
     @property
     def port(self) -> int:
@@ -190,7 +120,11 @@ class FaultUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}/v1"
+        return self.url_for(self._host)
+
+    def url_for(self, host: str) -> str:
+        """The base URL under another name of this host (``localhost``, for a certificate)."""
+        return f"{'https' if self._ssl else 'http'}://{host}:{self.port}/v1"
 
     @property
     def request_count(self) -> int:
@@ -209,7 +143,7 @@ class FaultUpstream:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._handle, self._host, self._port, limit=1 << 20, backlog=4096
+            self._handle, self._host, self._port, limit=1 << 20, backlog=4096, ssl=self._ssl
         )
 
     async def stop(self) -> None:
@@ -243,14 +177,19 @@ class FaultUpstream:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        self.connection_count += 1
         self.open_connections += 1
         self.max_open_connections = max(self.max_open_connections, self.open_connections)
-        connection = _Connection(reader, writer)
+        connection = ServerConnection(reader, writer)
         self._connections.add(connection)
         try:
-            await self._serve(connection)
+            while (request := await connection.next_request()) is not None:
+                if not await self._serve(connection, request) or not self.keep_alive:
+                    break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away mid-request
+        except ssl.SSLError:
+            pass  # a client that refused our certificate, or left without closing TLS
         finally:
             await connection.close()
             self._connections.discard(connection)
@@ -258,28 +197,25 @@ class FaultUpstream:
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _serve(self, connection: _Connection) -> None:
-        head = await connection.reader.readuntil(b"\r\n\r\n")
-        request_line, *header_lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        method, path, _version = request_line.split(" ", 2)
-        headers = {
-            name.strip().lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in header_lines)
-        }
-        length = int(headers.get("content-length", "0") or 0)
-        raw_body = await connection.reader.readexactly(length) if length else b""
-        body = json_object(raw_body)
-        connection.watch_for_disconnect()
+    async def _serve(self, connection: ServerConnection, request: RequestHead) -> bool:
+        """Answer one request; True when the connection may take another."""
+        body = request.body
         self.requests.append(
-            RecordedRequest(len(self.requests), method, path, headers, body, time.monotonic())
+            RecordedRequest(
+                len(self.requests),
+                request.method,
+                request.path,
+                request.headers,
+                body,
+                time.monotonic(),
+            )
         )
-        if method == "GET" and path.endswith("/models"):
+        if request.method == "GET" and request.path.endswith("/models"):
             models = {"object": "list", "data": [{"id": "fault-model", "object": "model"}]}
-            await self._send_json(connection, 200, models)
-        elif method == "POST" and path.endswith("/chat/completions"):
-            await self._answer(connection, self._next_fault(body), body or {})
-        else:
-            await self._send_json(connection, 404, error_json("no such route", 404))
+            return await self._send_json(connection, 200, models)
+        if request.method == "POST" and request.path.endswith("/chat/completions"):
+            return await self._answer(connection, self._next_fault(body), body or {})
+        return await self._send_json(connection, 404, error_json("no such route", 404))
 
     def _next_fault(self, body: dict[str, Any] | None) -> Fault:
         index = self._chat_requests - self._plan_start
@@ -288,74 +224,86 @@ class FaultUpstream:
             return self._plan(index, body)
         return self._plan[index] if index < len(self._plan) else self._default
 
-    async def _answer(self, connection: _Connection, fault: Fault, body: dict[str, Any]) -> None:
+    async def _answer(
+        self, connection: ServerConnection, fault: Fault, body: dict[str, Any]
+    ) -> bool:
         if isinstance(fault, Drop):
             if fault.reset:
                 connection.reset()
             else:
                 connection.writer.close()
-        elif isinstance(fault, Status):
+            return False
+        if isinstance(fault, Status):
             await connection.pause(fault.delay_s)
             payload = fault.body or json.dumps(error_json(fault.message, fault.status)).encode()
-            await self._send_bytes(
+            return await self._send_bytes(
                 connection, fault.status, payload, "application/json", fault.headers
             )
-        elif isinstance(fault, WrongContentType):
-            await self._send_bytes(connection, 200, fault.body, fault.content_type, {})
-        elif isinstance(fault, Complete):
-            await self._stream(connection, body, fault.style or self.style, None)
-        else:
-            await self._stream(connection, body, self.style, fault)
+        if isinstance(fault, WrongContentType):
+            return await self._send_bytes(connection, 200, fault.body, fault.content_type, {})
+        if isinstance(fault, Complete):
+            return await self._stream(connection, body, fault.style or self.style, None)
+        return await self._stream(connection, body, self.style, fault)
 
-    async def _send_json(self, connection: _Connection, status: int, payload: Any) -> None:
-        await self._send_bytes(
+    async def _send_json(self, connection: ServerConnection, status: int, payload: Any) -> bool:
+        return await self._send_bytes(
             connection, status, json.dumps(payload).encode(), "application/json", {}
         )
 
-    @staticmethod
     async def _send_bytes(
-        connection: _Connection,
+        self,
+        connection: ServerConnection,
         status: int,
         payload: bytes,
         content_type: str,
         extra_headers: Mapping[str, str],
-    ) -> None:
+    ) -> bool:
         headers = {"Content-Type": content_type, "Content-Length": str(len(payload))}
-        await connection.head(status, {**headers, **extra_headers})
-        await connection.send(payload)
+        await connection.head(status, {**headers, **extra_headers}, keep_alive=self.keep_alive)
+        connection.chunked, connection.write_size = False, None
+        return await connection.send(payload)
 
     async def _stream(
         self,
-        connection: _Connection,
+        connection: ServerConnection,
         body: dict[str, Any],
         style: AnswerStyle,
         fault: MidStreamFault | None,
-    ) -> None:
+    ) -> bool:
+        """Stream an answer (with ``fault``); True when it ended cleanly."""
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         if style.chunked:
             headers["Transfer-Encoding"] = "chunked"
-        await connection.head(200, headers)
+        keep_alive = self.keep_alive and style.chunked  # else the body ends with the connection
+        await connection.head(200, headers, keep_alive=keep_alive)
         connection.chunked, connection.write_size = style.chunked, style.write_size
         events = AnswerEvents(style, body)
         if not await connection.send(events.opening()):
-            return
+            return False
         pieces = continuation_pieces(body, style)
         for index, piece in enumerate(pieces):
             at_fault = fault_position(fault) == index
             if at_fault and not await self._disrupt(connection, fault, events, piece):
-                return
+                return False
             delay = style.first_token_delay_s if index == 0 else style.inter_token_delay_s
             if not await connection.pause(delay) or not await connection.send(events.text(piece)):
-                return
+                return False
         at_fault = fault_position(fault) >= len(pieces)
         if at_fault and not await self._disrupt(connection, fault, events, " tail"):
-            return
-        if await connection.send(events.closing(len(pieces))):
-            await connection.end_body()
+            return False
+        if not await connection.send(events.closing(len(pieces))):
+            return False
+        # As a real server over TLS: the terminator comes after [DONE], in a write of its own.
+        if not await connection.pause(style.terminator_delay_s):
+            return False
+        return await connection.end_body() and keep_alive
 
     @staticmethod
     async def _disrupt(
-        connection: _Connection, fault: MidStreamFault | None, events: AnswerEvents, piece: str
+        connection: ServerConnection,
+        fault: MidStreamFault | None,
+        events: AnswerEvents,
+        piece: str,
     ) -> bool:
         """Apply a mid-stream fault; True when the answer goes on afterwards."""
         if fault is None:
@@ -376,11 +324,3 @@ class FaultUpstream:
             await connection.send(line[: max(1, len(line) // 2)])
         connection.writer.close()
         return False
-
-
-def json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None

@@ -1,8 +1,8 @@
 """``OpenAICompatibleUpstream``: the backoff-protected streaming client of the upstream LLM.
 
 One answer runs as a loop of attempts, and its items are pushed to a sink (``answer``) as they
-arrive, from inside the transport's data callback; ``stream`` offers the same as an async iterator.
-Each attempt streams ``POST {base_url}/chat/completions``;
+arrive; ``stream`` offers the same as an async iterator. Each attempt streams
+``POST {base_url}/chat/completions`` through aiohttp (``wire``);
 when it fails with a retryable error the loop waits (full-jitter backoff, at least the upstream's
 ``Retry-After``), within the answer's attempts, deadline and the process-wide retry budget, and
 tries again, continuing a cut answer without repeating or dropping text (``continuation``). While
@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
     RetriesExhausted,
+    UpstreamConfigurationError,
     UpstreamError,
     UpstreamRejected,
     UpstreamRetryable,
 )
+from rag_service.ports import UpstreamHealth
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
-from rag_service.upstream.asyncio_transport import AsyncioHTTPTransport
 from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
@@ -52,6 +54,7 @@ from rag_service.upstream_events import (
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger("rag_service.upstream")
 
 
 @dataclass(slots=True)
@@ -85,13 +88,18 @@ class _Answer:
 
 
 class OpenAICompatibleUpstream:
-    """Implements the ``ChatUpstream`` port against any OpenAI-compatible streaming server."""
+    """Implements the ``ChatUpstream`` port against any OpenAI-compatible streaming server.
+
+    Raises ``ConfigurationError`` when the settings cannot work (a base URL that is not http(s),
+    a SOCKS proxy, an unreadable CA bundle). ``session``: an ``aiohttp.ClientSession`` the caller
+    owns and closes; by default the client makes its own at the first request.
+    """
 
     def __init__(
         self,
         settings: UpstreamSettings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -108,26 +116,15 @@ class OpenAICompatibleUpstream:
         self._metrics: UpstreamMetrics = metrics or NoopUpstreamMetrics()
         self._breaker.subscribe(lambda state: self._metrics.on_breaker_state(state.value))
         self._backoff = BackoffPolicy(settings.retry, self._rng)
-        self._owns_transport = transport is None
-        self._transport = transport or AsyncioHTTPTransport(
-            max_connections=settings.max_connections
-        )
-        secret = settings.api_key.get_secret_value()
-        headers = dict(settings.extra_headers)
-        if secret:
-            headers["Authorization"] = f"Bearer {secret}"
-        self._endpoint = CompletionsEndpoint(
-            self._transport,
-            settings.base_url.rstrip("/") + "/chat/completions",
-            headers=headers,
-            timeouts=httpx.Timeout(
-                connect=settings.connect_timeout_s,
-                read=settings.read_timeout_s,
-                write=settings.connect_timeout_s,
-                pool=settings.connect_timeout_s,
-            ),
-            secret=secret,
-        )
+        self._endpoint = CompletionsEndpoint(settings, session=session)
+        # The last configuration problem (TLS trust, proxy refusal), in words, for /readyz.
+        self._problem: str | None = None
+        if self._endpoint.proxy is not None:
+            log.info(
+                "upstream requests go through the proxy %s (from %s)",
+                self._endpoint.proxy.shown,
+                self._endpoint.proxy.source,
+            )
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -141,6 +138,9 @@ class OpenAICompatibleUpstream:
         wait = self._breaker.seconds_until_probe()
         if wait is None or wait > 0:
             raise self._circuit_open_error()
+
+    def health(self) -> UpstreamHealth:
+        return UpstreamHealth(breaker=self._breaker.state.value, problem=self._problem)
 
     async def answer(self, request: ChatRequest, sink: EventSink) -> None:
         """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item.
@@ -162,9 +162,11 @@ class OpenAICompatibleUpstream:
             attempt = self._attempt(answer, permit, sink)
             try:
                 await self._endpoint.stream(self._request_body(answer), attempt)
-                attempt.finish()
+                return  # attempt.end() delivered Completed before the body was drained
             except RagServiceError as error:
                 attempt.judge(error)
+                if isinstance(error, UpstreamConfigurationError):
+                    self._problem = error.message
                 failure = self._refuse_retry(answer, error)
                 if failure is None and isinstance(error, UpstreamRetryable):
                     await self._prepare_retry(answer, error, sink)
@@ -176,8 +178,6 @@ class OpenAICompatibleUpstream:
                 continue
             finally:
                 attempt.release_unjudged()  # cancelled before any verdict: a probe slot back
-            sink(self._completed(answer))
-            return
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[UpstreamEvent]:
         """``answer`` as an async iterator; closing it early cancels the answer."""
@@ -195,8 +195,7 @@ class OpenAICompatibleUpstream:
                     await task
 
     async def aclose(self) -> None:
-        if self._owns_transport:
-            await self._transport.aclose()
+        await self._endpoint.aclose()
 
     def _attempt(self, answer: _Answer, permit: Permit, sink: EventSink) -> _Attempt:
         """Count a new attempt and make its chunk callback."""
@@ -377,11 +376,12 @@ class OpenAICompatibleUpstream:
 
 
 class _Attempt:
-    """The chunk callback of one attempt: runs inside the transport's data callback.
+    """The ``AnswerConsumer`` of one attempt: takes each chunk as it is parsed.
 
     Judges the upstream for the breaker at its first chunk, lines the text up with what earlier
-    attempts delivered, and pushes the new text (after a ``Resumed`` when continuing) to the sink.
-    Part of the client (it uses its private state), split out to live as long as one attempt.
+    attempts delivered, pushes the new text (after a ``Resumed`` when continuing) to the sink, and
+    delivers ``Completed`` when the answer is complete. Part of the client (it uses its private
+    state), split out to live as long as one attempt.
     """
 
     __slots__ = ("_aligner", "_answer", "_permit", "_resuming", "_sink", "_upstream", "judged")
@@ -406,6 +406,7 @@ class _Attempt:
         if not self.judged:  # the upstream answers: enough for the breaker
             self.judged = True
             self._upstream._breaker.record_success(self._permit)
+            self._upstream._problem = None  # TLS and proxy work again
         new_text = self._aligner.accept(chunk.text)
         self._answer.note(chunk)
         if new_text:
@@ -413,10 +414,11 @@ class _Attempt:
             self._upstream._deliver(self._answer, new_text)
             self._sink(TextDelta(new_text))
 
-    def finish(self) -> None:
-        """The attempt's stream ended normally: it must have caught up with earlier text."""
+    def end(self) -> None:
+        """The answer is complete: it must have caught up with earlier text; then Completed."""
         self._aligner.finish()
         self._announce_resumed()
+        self._sink(self._upstream._completed(self._answer))
 
     def judge(self, error: RagServiceError) -> None:
         """The attempt failed with ``error``: the breaker's verdict, unless it had one."""

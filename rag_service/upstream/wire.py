@@ -1,18 +1,17 @@
-"""One attempt on the wire: POST the request, check the answer, turn its SSE into chunks.
+"""One attempt on the wire: POST the request through aiohttp, check the answer, turn its SSE into
+chunks, and read the body to its end so that the connection goes back to the pool.
 
-The answer's chunks are pushed, not pulled: our transport hands each body piece to a
-``ChunkReader`` inside the connection's ``data_received``, which parses it and calls the
-attempt's chunk callback at once. A streamed token thus costs no task wake-up and no async
-generator hop between the socket and the session it ends up in (docs/upstream.md, "Transport").
+One ``aiohttp.ClientSession`` per endpoint (one client per process), made inside the running loop
+at the first request, over a ``TCPConnector`` of at most ``max_connections`` keep-alive
+connections. Each body piece that aiohttp's ``StreamReader`` hands over (``readany``: whatever
+arrived, no line splitting) goes through our SSE parser and the chunk's JSON straight to the
+attempt's consumer, in the attempt's own frame.
 
-The request is handed to the transport directly, not through ``httpx.AsyncClient``: the client's
-per-request pipeline (header merging, cookie extraction, redirect and auth hooks, none of which
-this endpoint uses) cost a sizeable share of the CPU of setting up a stream. httpx still defines
-the request, the response, the transport interface and the exceptions.
+After ``[DONE]`` the rest of the body - over TLS the chunked terminator usually arrives in a read
+of its own - is read to its end, bounded in time and bytes, so that aiohttp hands the connection
+back to its pool instead of closing it; the consumer has already been told the answer is complete.
 
-Everything httpx raises is translated here (see ``classify``); callers only see our errors. The
-response is closed in a ``finally``, so a cancelled attempt releases its connection at once.
-
+Everything aiohttp raises is translated here (see ``classify``); callers only see our errors.
 Malformed JSON in a complete data event is an ``UpstreamProtocolError`` and is not retried: with
 deterministic decoding the upstream would most likely send the same bytes again. A data line cut
 off by a lost connection never forms a complete event (an event needs its blank line), so that
@@ -21,17 +20,20 @@ case surfaces as a cut stream and is retried.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any, NamedTuple, Protocol
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from rag_service import __version__
 from rag_service.errors import ConfigurationError, UpstreamProtocolError, UpstreamRetryable
-from rag_service.upstream.asyncio_transport import ReleasableBody
+from rag_service.settings import UpstreamSettings
 from rag_service.upstream.classify import (
     message_of,
     redact,
@@ -39,154 +41,276 @@ from rag_service.upstream.classify import (
     transport_error,
     truncate,
 )
-from rag_service.upstream.http11_connection import RAW_BODY_EXTENSION, ResponseBody
+from rag_service.upstream.proxy import UpstreamProxy, choose_proxy
 from rag_service.upstream.sse import SSEEvent, SSEParser
+from rag_service.upstream.tls import upstream_ssl_context, warn_if_unverified
 
 MAX_ERROR_BODY_BYTES = 16 * 1024
 MAX_EVENT_CHARS = 1 << 20  # one chunk event is a few hundred bytes; this bounds a broken stream
 DONE_MARKER = "[DONE]"
 USER_AGENT = f"rag-service/{__version__}"
+# What may follow [DONE] before the body ends (the chunked terminator, a trailer, a stray
+# comment): beyond these bounds the connection is closed rather than kept.
+DRAIN_MAX_BYTES = 64 * 1024
+DRAIN_MAX_S = 2.0
+# No Accept-Encoding: a token stream gains nothing from compression, and each chunk would cost a
+# decompressor call. aiohttp still decodes a server that compresses anyway.
+SKIPPED_AUTO_HEADERS = ("Accept-Encoding",)
 
 
-@dataclass(frozen=True)
-class CompletionChunk:
-    """What one OpenAI ``chat.completion.chunk`` tells us."""
+class CompletionChunk(NamedTuple):
+    """What one OpenAI ``chat.completion.chunk`` tells us (a tuple: one is made per token)."""
 
     text: str
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
 
 
-ChunkCallback = Callable[[CompletionChunk], None]
+class AnswerConsumer(Protocol):
+    """Takes the chunks of one attempt, then hears that the answer is complete."""
+
+    def __call__(self, chunk: CompletionChunk) -> None: ...
+
+    def end(self) -> None:
+        """The answer is complete ([DONE], or the body ended after a finish_reason); called
+        before what follows [DONE] is drained. May raise (a continuation that fell short)."""
+        ...
+
+
+class _Sending:
+    """Per request, for the trace hook: was the request sent on a pooled connection?"""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
 
 
 class CompletionsEndpoint:
-    """``POST {base_url}/chat/completions`` with the parts that are the same for every request
-    (URL, headers, timeouts) prepared once."""
-
-    __slots__ = ("_headers", "_invalid", "_timeouts", "_transport", "_url", "secret")
+    """``POST {base_url}/chat/completions``, with what is the same for every request (URL,
+    headers, proxy, TLS context, timeouts) prepared once, when the client is built."""
 
     def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        timeouts: httpx.Timeout,
-        secret: str = "",
+        self, settings: UpstreamSettings, *, session: aiohttp.ClientSession | None = None
     ) -> None:
-        self._transport = transport
-        self.secret = secret
-        self._timeouts = timeouts.as_dict()
-        self._invalid = ""
-        self._headers: list[tuple[bytes, bytes]] = []
-        try:
-            self._url: httpx.URL | None = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            self._url = None  # every request reports it as a ConfigurationError
-            self._invalid = f"invalid upstream URL {url!r}: {exc}"
-            return
-        fixed = {
-            "Host": self._url.netloc.decode("ascii"),
+        self.secret = settings.api_key.get_secret_value()
+        self._settings = settings
+        self._url = _completions_url(settings.base_url)
+        self.proxy: UpstreamProxy | None = choose_proxy(settings, self._url)
+        self._proxy_url = self.proxy.url if self.proxy is not None else None
+        warn_if_unverified(settings)
+        tls_needed = self._url.scheme == "https" or (
+            self._proxy_url is not None and self._proxy_url.scheme == "https"
+        )
+        self._ssl: ssl.SSLContext | bool = upstream_ssl_context(settings) if tls_needed else True
+        headers = {
             "User-Agent": USER_AGENT,
             "Accept": "text/event-stream",
             "Content-Type": "application/json",
-            **headers,
+            **settings.extra_headers,
         }
-        self._headers = [(name.encode(), value.encode()) for name, value in fixed.items()]
-
-    def request(self, body: Mapping[str, Any]) -> httpx.Request:
-        if self._url is None:
-            raise ConfigurationError(self._invalid)
-        sent = ReleasableBody(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-        headers = [*self._headers, (b"Content-Length", str(len(sent)).encode())]
-        return httpx.Request(
-            "POST", self._url, headers=headers, stream=sent, extensions={"timeout": self._timeouts}
+        if self.secret:
+            headers["Authorization"] = f"Bearer {self.secret}"
+        self._headers = headers
+        # sock_read: the longest gap between two reads, i.e. a stall (and, before the head, an
+        # upstream that does not answer). The wait for a free connection is ours (_slots):
+        # aiohttp's `connect` timeout cannot tell a full pool from an unreachable upstream.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=settings.connect_timeout_s,
+            sock_read=settings.read_timeout_s,
         )
+        self._drain_s = min(settings.read_timeout_s, DRAIN_MAX_S)
+        self._slots = asyncio.Semaphore(settings.max_connections)
+        self._session = session
+        self._owns_session = session is None
 
-    async def stream(self, body: Mapping[str, Any], on_chunk: ChunkCallback) -> None:
-        """Stream one completion into ``on_chunk``; raise an ``UpstreamError`` on failure.
+    async def stream(self, body: Mapping[str, Any], consumer: AnswerConsumer) -> None:
+        """Stream one completion into ``consumer``; raise our error on failure.
 
-        While the answer streams, this frame holds only the response body and the reader: the
-        request, its JSON and httpx's response object are let go once the head has been checked
-        (thousands of streams are open at once). It also runs the push loop of our transport's
-        body itself, rather than awaiting ``ResponseBody.push``: one coroutine frame less per
-        stream.
+        Returns once the rest of the body after ``[DONE]`` has been drained (the consumer heard
+        ``end()`` before that) or the connection closed. Cancelling it closes the response.
         """
-        response = await self._send(self.request(body))
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         del body
-        raw = response.extensions.get(RAW_BODY_EXTENSION)
-        source: ResponseBody | httpx.Response = response
-        if isinstance(raw, ResponseBody) and "content-encoding" not in response.headers:
-            source = raw
-            del response
-        reader = ChunkReader(on_chunk, self.secret)
+        await self._take_slot()
         try:
-            if isinstance(source, ResponseBody):
-                source.start_push(reader)
-                while source.push_pending():
-                    await source.next_change()
+            response = await self._send(data)
+            del data  # answered: the prompt need not stay alive as long as the stream
+            try:
+                settled = await self._read(response, consumer)
+            except BaseException:
+                response.close()
+                raise
+            if settled:
+                response.release()  # the body was read to its end: the connection is reused
             else:
-                await _push_decoded(source, reader)
-        except httpx.RequestError as exc:
-            if not reader.finished:  # all but [DONE] arrived: nothing is lost, else retry
-                raise transport_error(exc, response_started=True) from exc
-        else:
-            if not (reader.done or reader.finished):
-                raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+                response.close()
         finally:
-            await source.aclose()
+            self._slots.release()
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        """The checked head of the answer to ``request`` (whose body is released)."""
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def _take_slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once, no timer
+            return
         try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.RequestError as exc:
-            raise transport_error(exc, response_started=False) from exc
-        finally:
-            if isinstance(request.stream, ReleasableBody):
-                request.stream.release()  # answered (or failed): the prompt need not stay
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise UpstreamRetryable(
+                f"no free upstream connection within {self._settings.connect_timeout_s:g} s "
+                f"(all {self._settings.max_connections} in use)",
+                reason="pool_timeout",
+            ) from None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            reuse = aiohttp.TraceConfig()
+            reuse.on_connection_reuseconn.append(_note_reuse)
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._settings.max_connections,
+                    limit_per_host=0,
+                    keepalive_timeout=self._settings.keepalive_s,
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API upstream: no state between requests
+                trust_env=False,  # the proxy is chosen once, by choose_proxy
+                trace_configs=[reuse],
+            )
+            self._session = session
+        return session
+
+    async def _send(self, data: bytes) -> aiohttp.ClientResponse:
+        """The checked head of the answer to ``data``."""
+        session = self._open_session()
+        sending = _Sending()
         try:
-            await _check_response(response, self.secret)
+            try:
+                response = await self._post(session, data, sending)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not sending.reused or isinstance(exc, aiohttp.ClientConnectorError):
+                    raise
+                # The keep-alive race: the server closed the pooled connection as we reused it,
+                # before a byte of an answer. Once more, at once, on another connection.
+                response = await self._post(session, data, _Sending())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, response_started=False, proxy=self.proxy) from exc
+        try:
+            await self._check(response)
         except BaseException:
-            await response.aclose()
+            response.release()  # an error body read to its end keeps the connection
             raise
         return response
 
-
-async def _check_response(response: httpx.Response, secret: str) -> None:
-    if response.status_code != 200:
-        body = await _read_error_body(response)
-        raise status_error(
-            response.status_code, response.headers, body, now=time.time(), secret=secret
+    async def _post(
+        self, session: aiohttp.ClientSession, data: bytes, sending: _Sending
+    ) -> aiohttp.ClientResponse:
+        return await session.post(
+            self._url,
+            data=data,
+            headers=self._headers,
+            skip_auto_headers=SKIPPED_AUTO_HEADERS,
+            allow_redirects=False,
+            proxy=self._proxy_url,
+            ssl=self._ssl,
+            timeout=self._timeout,
+            trace_request_ctx=sending,
         )
-    content_type = response.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "text/event-stream":
-        raise UpstreamProtocolError(
-            f"upstream answered 200 with content type {truncate(content_type, 80)!r}, "
-            "not text/event-stream"
+
+    async def _check(self, response: aiohttp.ClientResponse) -> None:
+        if response.status != 200:
+            body = await _read_error_body(response.content)
+            raise status_error(
+                response.status, response.headers, body, now=time.time(), secret=self.secret
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "text/event-stream":
+            raise UpstreamProtocolError(
+                f"upstream answered 200 with content type {truncate(content_type, 80)!r}, "
+                "not text/event-stream"
+            )
+
+    async def _read(self, response: aiohttp.ClientResponse, consumer: AnswerConsumer) -> bool:
+        """Parse the body into ``consumer``; True when the body was read to its end."""
+        content = response.content
+        reader = ChunkReader(consumer, self.secret)
+        try:
+            while data := await content.readany():
+                if reader(data):
+                    break
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if not reader.finished:  # all but [DONE] arrived: nothing is lost, else retry
+                raise transport_error(exc, response_started=True, proxy=self.proxy) from exc
+            consumer.end()
+            return False
+        if not (reader.done or reader.finished):
+            raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+        consumer.end()
+        return not reader.done or await _drained(content, self._drain_s)
+
+
+def _completions_url(base_url: str) -> URL:
+    try:
+        url = URL(base_url.rstrip("/") + "/chat/completions")
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"RAG_UPSTREAM__BASE_URL must be an http:// or https:// URL, not {base_url!r}"
         )
+    return url
 
 
-async def _read_error_body(response: httpx.Response) -> bytes:
+async def _note_reuse(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    sending = context.trace_request_ctx
+    if isinstance(sending, _Sending):
+        sending.reused = True
+
+
+async def _read_error_body(content: aiohttp.StreamReader) -> bytes:
     collected = bytearray()
     try:
-        async for piece in response.aiter_bytes():
+        while len(collected) < MAX_ERROR_BODY_BYTES and (piece := await content.readany()):
             collected += piece
-            if len(collected) >= MAX_ERROR_BODY_BYTES:
-                break
-    except httpx.RequestError:
+    except (aiohttp.ClientError, TimeoutError):
         pass  # the status already says what happened; a half-read message is still useful
     return bytes(collected[:MAX_ERROR_BODY_BYTES])
 
 
+async def _drained(content: aiohttp.StreamReader, limit_s: float) -> bool:
+    """Read what follows ``[DONE]`` to the body's end; False past the bounds or on an error."""
+    if content.at_eof():
+        return True  # the terminator came with [DONE]
+    left = DRAIN_MAX_BYTES
+    try:
+        async with asyncio.timeout(limit_s):
+            while data := await content.readany():
+                left -= len(data)
+                if left < 0:
+                    return False
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return True
+
+
 class ChunkReader:
-    """A ``BodyConsumer``: parses body pieces into chunks and passes each one on at once."""
+    """Parses body pieces into chunks and passes each one on at once."""
 
-    __slots__ = ("_on_chunk", "_parser", "_secret", "done", "finished")
+    __slots__ = ("_consumer", "_parser", "_secret", "done", "finished")
 
-    def __init__(self, on_chunk: ChunkCallback, secret: str) -> None:
-        self._on_chunk = on_chunk
+    def __init__(self, consumer: AnswerConsumer, secret: str) -> None:
+        self._consumer = consumer
         self._secret = secret
         self._parser = SSEParser()
         self.done = False  # [DONE] arrived
@@ -195,24 +319,18 @@ class ChunkReader:
     def __call__(self, data: bytes) -> bool:
         """Take one body piece; True once ``[DONE]`` arrived (nothing more is wanted)."""
         for event in self._parser.feed(data):
-            if event.data.strip() == DONE_MARKER:
+            if event.data == DONE_MARKER or event.data.strip() == DONE_MARKER:
                 self.done = True
                 return True
             chunk = parse_chunk(event, self._secret)
-            self.finished = self.finished or chunk.finish_reason is not None
-            self._on_chunk(chunk)
+            if chunk.finish_reason is not None:
+                self.finished = True
+            self._consumer(chunk)
         if self._parser.pending_chars > MAX_EVENT_CHARS:
             raise UpstreamProtocolError(
                 f"upstream sent an event longer than {MAX_EVENT_CHARS} characters"
             )
         return False
-
-
-async def _push_decoded(response: httpx.Response, reader: ChunkReader) -> None:
-    """The body through httpx's decoders (a content-coded body, or another transport)."""
-    async for piece in response.aiter_bytes():
-        if reader(piece):
-            return
 
 
 def parse_chunk(event: SSEEvent, secret: str = "") -> CompletionChunk:
@@ -243,9 +361,7 @@ def _chunk_of(parsed: dict[str, Any]) -> CompletionChunk:
         reason = choices[0].get("finish_reason")
         finish_reason = reason if isinstance(reason, str) else None
     usage = parsed.get("usage")
-    return CompletionChunk(
-        text=text, finish_reason=finish_reason, usage=usage if isinstance(usage, dict) else None
-    )
+    return CompletionChunk(text, finish_reason, usage if isinstance(usage, dict) else None)
 
 
 def _error_payload(message: str, secret: str) -> UpstreamProtocolError:

@@ -9,7 +9,8 @@ Script steps are upstream items (``TextDelta``, ``RetryNotice``, ``Resumed``, ``
 
 The fake counts ``ensure_available``/``answer`` calls, keeps each request, and records an answer
 that was cancelled before its last step as ``closed_early`` (cancellation reached the upstream):
-``closed_event`` is set then, so a test can wait for it without sleeping.
+``closed_event`` is set then, so a test can wait for it without sleeping. ``health()`` returns
+``reported_health``, which a test may set (an open breaker, a configuration problem).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_service.errors import RagServiceError
+from rag_service.ports import UpstreamHealth
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,
@@ -72,6 +74,7 @@ def answer_script(pieces: Sequence[str], *, pause_s: float = 0.0) -> list[Step]:
 class ScriptedUpstream:
     script: Sequence[Step] = ()
     unavailable: RagServiceError | None = None  # raised by ensure_available (e.g. CircuitOpen)
+    reported_health: UpstreamHealth = UpstreamHealth(breaker="closed")  # what health() returns
     ensure_calls: int = 0
     answer_calls: int = 0
     requests: list[ChatRequest] = field(default_factory=list)
@@ -86,6 +89,9 @@ class ScriptedUpstream:
         self.ensure_calls += 1
         if self.unavailable is not None:
             raise self.unavailable
+
+    def health(self) -> UpstreamHealth:
+        return self.reported_health
 
     def release(self) -> None:
         """Let every stream waiting at a ``Hold()`` continue."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 
-import httpx
 import pytest
 
 from rag_service.errors import (
@@ -42,6 +43,7 @@ from tests.upstream.conftest import (
 )
 
 ANSWER = answer_text(QUESTION_MESSAGES)
+HEAD_200_SSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
 PIECES = answer_pieces(QUESTION_MESSAGES, AnswerStyle())
 
 
@@ -315,25 +317,29 @@ async def test_refused_connection_uses_every_attempt(
     assert fake_time.sleeps == [n.delay_s for n in notices]
 
 
-async def test_unsupported_url_scheme_is_a_configuration_error(make_client: ClientFactory) -> None:
-    items = await collect(make_client("ftp://127.0.0.1:9/v1").stream(QUESTION))
-    [failed] = items
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, ConfigurationError)
-    assert failed.attempts == 1
+@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1:9/v1", "127.0.0.1:8088/v1", "http:///v1"])
+def test_a_base_url_that_is_not_http_is_refused_when_the_client_is_built(base_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="RAG_UPSTREAM__BASE_URL must be an http"):
+        OpenAICompatibleUpstream(settings_for(base_url))
 
 
-async def test_an_endless_line_is_cut_off_as_a_protocol_error(fake_time: FakeTime) -> None:
-    def endless(request: httpx.Request) -> httpx.Response:
-        body = b"data: " + b"x" * (MAX_EVENT_CHARS + 10)
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+async def test_an_endless_line_is_cut_off_as_a_protocol_error(make_client: ClientFactory) -> None:
+    """A server that sends one data line without end: the client stops reading past 1 MB."""
 
-    client = OpenAICompatibleUpstream(
-        settings_for("http://upstream.test/v1"),
-        transport=httpx.MockTransport(endless),
-        sleep=fake_time.sleep,
-    )
-    items = await collect(client.stream(QUESTION))
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HEAD_200_SSE + b"data: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_EVENT_CHARS // 65536 + 2):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+            await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        items = await collect(make_client(f"http://127.0.0.1:{port}/v1").stream(QUESTION))
     [failed] = items
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamProtocolError)
