@@ -1,4 +1,5 @@
-"""Fixtures of the upstream client tests: fake time, a fault server, a client factory."""
+"""Fixtures of the upstream client tests: fake time, a fault server, a client factory, TLS
+certificates, and no proxy variables from the developer's shell."""
 
 from __future__ import annotations
 
@@ -20,9 +21,27 @@ from rag_service.upstream_events import (
     TextDelta,
     UpstreamEvent,
 )
+from tests.upstream.certificates import Certificates, make_certificates
 
 QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))
 QUESTION_MESSAGES = [{"role": "user", "content": "Do the boots come in size 46?"}]
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy set in the shell would carry the tests' loopback requests (or refuse them)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    made = make_certificates(tmp_path_factory.mktemp("tls"))
+    if made is None:
+        pytest.skip("no `openssl` command to make the test certificates with")
+    return made
 
 
 class FakeTime:
