@@ -1,0 +1,126 @@
+"""Keep-alive against the fault server: the body is read to its end after [DONE] so that the
+connection goes back to the pool, within bounds; a pooled connection the server had closed is
+retried once at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rag_service.testing.fault_upstream import (
+    AnswerStyle,
+    Complete,
+    Drop,
+    FaultUpstream,
+    Status,
+)
+from rag_service.upstream_events import Completed, RetryNotice, UpstreamEvent
+from tests.upstream.conftest import (
+    QUESTION,
+    QUESTION_MESSAGES,
+    ClientFactory,
+    FakeTime,
+    collect,
+    terminal,
+    text_of,
+)
+
+SEQUENTIAL_ANSWERS = 8
+
+
+@pytest.mark.parametrize("terminator_delay_s", [0.0, 0.05])
+async def test_sequential_answers_share_one_connection(
+    make_client: ClientFactory, terminator_delay_s: float
+) -> None:
+    """The terminator in a write of its own after [DONE], at once or later (as over TLS)."""
+    style = AnswerStyle(terminator_delay_s=terminator_delay_s)
+    async with FaultUpstream(style=style) as upstream:
+        client = make_client(upstream.base_url)
+        for _ in range(SEQUENTIAL_ANSWERS):
+            items = await collect(client.stream(QUESTION))
+            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert upstream.request_count == SEQUENTIAL_ANSWERS
+        assert upstream.connection_count == 1
+
+
+async def test_an_answer_completes_before_a_late_terminator_and_its_connection_is_dropped(
+    make_client: ClientFactory,
+) -> None:
+    """A terminator later than the drain's bound (min(read timeout, 2 s)): the answer is
+    complete at [DONE], and the connection is closed rather than kept."""
+    late = AnswerStyle(terminator_delay_s=60.0)
+    async with FaultUpstream(style=late) as upstream:
+        client = make_client(upstream.base_url, read_timeout_s=0.2)
+        completed = asyncio.Event()
+        items: list[UpstreamEvent] = []
+
+        def sink(item: UpstreamEvent) -> None:
+            items.append(item)
+            if isinstance(item, Completed):
+                completed.set()
+
+        answer = asyncio.create_task(client.answer(QUESTION, sink))
+        await completed.wait()
+        assert not answer.done()  # still reading towards the body's end
+        await answer
+        assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert await wait_until(lambda: upstream.open_connections == 0)
+        second = await collect(client.stream(QUESTION))
+        assert isinstance(terminal(second), Completed)
+        assert upstream.connection_count == 2
+
+
+async def test_an_error_answer_read_to_its_end_keeps_the_connection(
+    make_client: ClientFactory,
+) -> None:
+    async with FaultUpstream([Status(503), Status(429)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+        assert [i.reason for i in items if isinstance(i, RetryNotice)] == [
+            "status_503",
+            "status_429",
+        ]
+        assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert (upstream.request_count, upstream.connection_count) == (3, 1)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+async def test_a_pooled_connection_the_server_closed_is_retried_once_at_once(
+    make_client: ClientFactory, fake_time: FakeTime, reset: bool
+) -> None:
+    """The keep-alive race: the second request finds its pooled connection closed, with no
+    byte of an answer. It goes again on a new connection: no backoff, no retry notice, no
+    verdict for the breaker, no retry budget."""
+    async with FaultUpstream([Complete(), Drop(reset=reset)]) as upstream:
+        client = make_client(upstream.base_url, breaker={"failure_threshold": 1})
+        await collect(client.stream(QUESTION))
+        budget = client.budget.tokens
+        items = await collect(client.stream(QUESTION))
+        assert (upstream.request_count, upstream.connection_count) == (3, 2)
+    assert not any(isinstance(item, RetryNotice) for item in items)
+    done = terminal(items)
+    assert isinstance(done, Completed)
+    assert done.attempts == 1
+    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert fake_time.sleeps == []
+    assert client.breaker.state.value == "closed"
+    assert client.budget.tokens >= budget  # nothing spent (a retry would cost a whole token)
+
+
+async def test_a_fresh_connection_closed_without_an_answer_takes_the_normal_retry(
+    make_client: ClientFactory, fake_time: FakeTime
+) -> None:
+    async with FaultUpstream([Drop(reset=False)]) as upstream:
+        items = await collect(make_client(upstream.base_url).stream(QUESTION))
+        assert (upstream.request_count, upstream.connection_count) == (2, 2)
+    assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["connection_lost"]
+    assert len(fake_time.sleeps) == 1
+
+
+async def wait_until(condition: object, timeout_s: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if callable(condition) and condition():
+            return True
+        await asyncio.sleep(0.01)
+    return callable(condition) and bool(condition())
