@@ -36,6 +36,7 @@ BENCHMARKS = {  # name -> module, in the order they run
     "ingest": "bench.ingest_bench",
     "herd": "bench.herd",
     "ttft": "bench.ttft",
+    "client_cpu": "bench.client_cpu",
     "concurrency": "bench.concurrency",
 }
 HERD_FULL = {"streams": 1000, "outage_s": 20.0}
