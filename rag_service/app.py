@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
@@ -32,7 +32,7 @@ from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
-from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
+from rag_service.api.stream_routes import stream_router
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector, loop_lag_histogram
 from rag_service.ports import ChatUpstream, Embedder
@@ -96,13 +96,23 @@ def create_app(settings: Settings | None = None, components: Components | None =
             with _young_gc_threshold(YOUNG_GC_THRESHOLD):
                 yield
 
-    app = StreamingFastAPI(  # FastAPI, with the stream routes answered in front of it
+    app = FastAPI(
         title="rag_service",
         version=__version__,
         summary="Streaming RAG answers over SSE with fresh context and atomic catalogs.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    clients = client_principal(settings.api_keys)
+    stream_deps = _state_lookup("stream_deps")
+    app.include_router(health_router(get_deps=_state_lookup("health_deps")))
+    app.include_router(stream_router(get_deps=stream_deps, principal=clients))
+    app.include_router(openai_router(get_deps=stream_deps, principal=clients))
+    app.include_router(
+        admin_router(
+            get_deps=_state_lookup("admin_deps"), admin=admin_principal(settings.admin_api_key)
+        )
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -111,25 +121,16 @@ def create_app(settings: Settings | None = None, components: Components | None =
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Context-Id"],
             expose_headers=["Retry-After", "X-Context-Id"],
         )
-    app.include_router(health_router(get_deps=lambda request: request.app.state.health_deps))
-    mount_stream_routes(
-        app,
-        get_deps=lambda request: request.app.state.stream_deps,
-        principal=client_principal(settings.api_keys),
-    )
-    app.include_router(
-        openai_router(
-            get_deps=lambda request: request.app.state.stream_deps,
-            principal=client_principal(settings.api_keys),
-        )
-    )
-    app.include_router(
-        admin_router(
-            get_deps=lambda request: request.app.state.admin_deps,
-            admin=admin_principal(settings.admin_api_key),
-        )
-    )
     return app
+
+
+def _state_lookup(name: str) -> Callable[[Request], Any]:
+    """The routes' ``get_deps``: what ``_build_graph`` put in ``app.state`` under ``name``."""
+
+    def lookup(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return lookup
 
 
 async def _build_graph(

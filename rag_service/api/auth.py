@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import Request
 from pydantic import SecretStr
@@ -45,13 +45,17 @@ def principal_of(token: str) -> str:
     return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-def client_principal(keys: Sequence[SecretStr]) -> Callable[[Request], str | None]:
-    """A FastAPI dependency: the caller's identity, or None when no client keys are set."""
+def client_principal(keys: Sequence[SecretStr]) -> Callable[[Request], Awaitable[str | None]]:
+    """A FastAPI dependency: the caller's identity, or None when no client keys are set.
+
+    A coroutine function although it never waits: FastAPI runs a plain function in a worker
+    thread, a hop that would cost more than the check itself, for every answer set up.
+    """
 
     secrets = _key_bytes(keys)  # once, not per request
     identities = {token.decode(): principal_of(token.decode()) for token in secrets}
 
-    def dependency(request: Request) -> str | None:
+    async def dependency(request: Request) -> str | None:
         if not secrets:
             return None
         token = _bearer(request)

@@ -1,16 +1,23 @@
-"""The one place that maps errors to HTTP responses: ``{"error": {"code", "message", ...}}``."""
+"""The one place that maps errors to HTTP responses: ``{"error": {"code", "message", ...}}``.
+
+Our own errors carry their status and code (``rag_service/errors.py``). FastAPI's validation
+errors (a route's body, query or header parameters) become ``InvalidInput``: 400, with
+``details.errors`` naming each field and its problem, and never the values sent.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from rag_service.errors import RagServiceError
+from rag_service.errors import InvalidInput, RagServiceError
 
 log = logging.getLogger("rag_service.api")
 
@@ -44,14 +51,40 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+# Where FastAPI found a parameter: the first part of a validation error's ``loc``.
+_PARAMETER_SOURCES = frozenset({"body", "query", "header", "path", "cookie"})
+# A body that is not a JSON object at all (an array, or not JSON: a non-JSON content type).
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def validation_problem(error: Mapping[str, Any]) -> dict[str, str]:
+    """One of FastAPI's validation errors as ``{field, problem}``, without the input value."""
+    loc = [str(part) for part in error.get("loc", ())]
+    if loc and loc[0] in _PARAMETER_SOURCES:
+        source, path = loc[0], loc[1:]
+    else:
+        source, path = "", loc
+    kind = error.get("type")
+    if kind == "json_invalid":
+        ctx = error.get("ctx") or {}
+        return {"field": "body", "problem": f"not valid JSON ({ctx.get('error', 'malformed')})"}
+    if source == "body" and not path and kind in _NOT_AN_OBJECT:
+        return {
+            "field": "body",
+            "problem": "must be a JSON object (Content-Type: application/json)",
+        }
+    return {"field": ".".join(path) or source or "request", "problem": str(error.get("msg"))}
+
+
+def validation_error(exc: RequestValidationError) -> InvalidInput:
+    problems = [validation_problem(error) for error in exc.errors()]
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+    return InvalidInput(f"invalid request: {summary}", details={"errors": problems})
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
-        for err in exc.errors()
-    ]
-    body = {"code": "invalid_request", "message": "; ".join(problems), "retryable": False}
-    return JSONResponse({"error": body}, status_code=422)
+    return error_response(validation_error(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

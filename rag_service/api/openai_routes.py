@@ -14,7 +14,8 @@ Mounting (in ``create_app``)::
                       principal=client_principal(settings.api_keys))
     )
 
-``get_deps`` and ``principal`` are what ``mount_stream_routes`` takes; the same client keys apply.
+``get_deps`` and ``principal`` are what ``stream_router`` takes; the same client keys apply. The
+body size limit of ``/rag/stream`` applies (``api/body_limit.py``).
 """
 
 from __future__ import annotations
@@ -28,22 +29,22 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
+from rag_service.api.body_limit import body_limited_route
 from rag_service.api.openai_schemas import ChatCompletionRequest, parse_chat_completion
 from rag_service.api.openai_stream import (
     ChunkEncoder,
-    ChunkStreamResponse,
     CollectedAnswer,
     collect_answer,
     completion_id,
     finish_reason,
     rag_field,
 )
-from rag_service.api.schemas import read_limited_body
 from rag_service.api.stream_routes import PrincipalDependency
 from rag_service.errors import NotFound, RagServiceError
 from rag_service.ports import ResolvedContext
 from rag_service.streaming.answer import StreamDeps, start_answer
 from rag_service.streaming.session import StreamSession
+from rag_service.streaming.sse_response import SessionResponse
 from rag_service.upstream_events import ChatMessage, ChatRequest
 
 OWNER = "rag-service"
@@ -69,23 +70,29 @@ def openai_router(
 
     ``wall_clock`` gives the ``created`` timestamps (Unix seconds).
     """
-    router = APIRouter(tags=["openai"])
+    router = APIRouter(
+        tags=["openai"],
+        route_class=body_limited_route(
+            lambda request: get_deps(request).settings.stream.max_body_bytes
+        ),
+    )
     # A default, not Annotated[...]: FastAPI resolves annotation strings in module globals.
     client_dependency = Depends(principal)
     listed_since = int(wall_clock())
 
-    @router.post("/v1/chat/completions", response_model=None, responses=_CHAT_DOC)
+    @router.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses=_CHAT_DOC,
+    )
     async def chat_completions(
         request: Request, client: str | None = client_dependency
     ) -> Response:
         """OpenAI Chat Completions: the last user message is the question (see docs)."""
         deps = get_deps(request)
         limits = deps.settings.stream
-        raw = await read_limited_body(
-            request.stream(), request.headers.get("content-length"), limits.max_body_bytes
-        )
         chat = parse_chat_completion(
-            raw,
+            await request.body(),
             context_header=request.headers.get(CONTEXT_ID_HEADER),
             upstream=deps.settings.upstream,
             max_query_chars=limits.max_query_chars,
@@ -98,7 +105,7 @@ def openai_router(
         if chat.stream:
             return _chunk_stream(deps, session, chat, created, headers)
         try:
-            answer = await collect_answer(session, idle_after_s=limits.ping_interval_s)
+            answer = await collect_answer(session)
         finally:
             deps.registry.detach(session)
         if answer.error is not None:
@@ -206,16 +213,11 @@ def _chunk_stream(
     chat: ChatCompletionRequest,
     created: int,
     headers: dict[str, str],
-) -> ChunkStreamResponse:
+) -> SessionResponse:
     encoder = ChunkEncoder(
         stream_id=session.stream_id,
         model=chat.model,
         created=created,
         include_usage=chat.include_usage,
     )
-    return ChunkStreamResponse(
-        session,
-        deps.registry,
-        encoder=encoder,
-        headers=headers,
-    )
+    return SessionResponse(session, deps.registry, encoder=encoder, headers=headers)

@@ -1,9 +1,8 @@
 """Reading a stream session as OpenAI ``chat.completion.chunk`` events, or as one completion.
 
-A session holds its events in the native SSE encoding (``rag_service.streaming.sse_format``:
-one ``id:``/``event:``/``data:`` block per event). The facade reads those same events and
-translates each one, so an OpenAI-style stream and ``GET /rag/stream/{stream_id}`` show the same
-answer under the same ids:
+The facade reads a session's events (``rag_service.streaming.events``) exactly as the native
+stream does, and ``ChunkEncoder`` writes them as OpenAI chunks, so an OpenAI-style stream and
+``GET /rag/stream/{stream_id}`` show the same answer under the same ids:
 
     native event   OpenAI stream
     ------------   ------------------------------------------------------------------------
@@ -16,6 +15,10 @@ answer under the same ids:
 
 Every ``data:`` event carries ``id: <stream_id>:<seq>`` of the native event it came from.
 
+A token costs what it costs on ``/rag/stream``: a delta chunk is a byte template, made once per
+completion, with the delta's JSON string literal (as the session holds it) spliced in. Nothing
+is parsed or serialised per token. Only the few other events are read as JSON.
+
 One quirk shapes the bytes: the OpenAI SDKs' SSE decoder (copied from httpx-sse) dispatches an
 event at *every* blank line once an ``id`` has been seen, even when no ``data`` was given, and
 then fails to parse the empty data as JSON. So nothing here is a block without ``data``: there is
@@ -25,115 +28,84 @@ line after them (valid SSE: comment lines are ignored wherever they appear).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response
-
 from rag_service.errors import RagServiceError, ServiceUnavailable
-from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.events import DeltaEvent, NamedEvent, SessionEvent
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import to_json
-from rag_service.streaming.sse_response import SessionResponse
+from rag_service.streaming.sse_response import BATCH_EVENTS
 
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
-_BATCH_EVENTS = 64
+# Where a content chunk's text goes: JSON escapes every quote inside a string, so these bytes
+# occur once in a chunk, as the delta itself, whatever the model name.
+_EMPTY_CONTENT = b'"delta":{"content":""}'
 
 
-@dataclass(frozen=True)
-class NativeEvent:
-    """One event of a session as written by ``sse_format``: its seq, name and data."""
-
-    seq: int
-    name: str
-    data: dict[str, Any]
+def _fell_behind_error() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "the answer ran ahead of this reader beyond the replay window", retry_after_s=1.0
+    )
 
 
-def parse_native(chunk: bytes) -> list[NativeEvent]:
-    """The events in ``chunk`` (whole blocks from ``StreamSession.read``)."""
-    events = []
-    for block in chunk.split(b"\n\n"):
-        if not block:
-            continue
-        fields = dict(line.split(b": ", 1) for line in block.split(b"\n"))
-        seq = int(fields[b"id"].rpartition(b":")[2])
-        events.append(NativeEvent(seq, fields[b"event"].decode(), json.loads(fields[b"data"])))
-    return events
-
-
-async def follow_session(
-    session: StreamSession,
-    *,
-    idle_after_s: float,
-    disconnected: asyncio.Future[None] | None = None,
-) -> AsyncGenerator[list[NativeEvent], None]:
-    """A session's events from its first, in batches, until it ends (or ``disconnected``).
-
-    An empty batch means nothing happened for ``idle_after_s`` (time for a keep-alive). Raises
-    ``ServiceUnavailable`` when the reader fell out of the replay window: the events it missed
-    are gone, and an answer with a hole in it must not pass for a whole one.
-    """
-    after_seq = 0
-    while disconnected is None or not disconnected.done():
-        if after_seq + 1 < session.first_seq:
-            raise ServiceUnavailable(
-                "the answer ran ahead of this reader beyond the replay window",
-                retry_after_s=1.0,
-            )
-        chunk, after_seq = session.read(after_seq, _BATCH_EVENTS)
-        if chunk:
-            yield parse_native(chunk)
-            continue
-        if session.finished:
-            return
-        waiter = session.change_waiter()
-        waiters: list[asyncio.Future[None]] = [waiter]
-        if disconnected is not None:
-            waiters.append(disconnected)
-        try:
-            done, _ = await asyncio.wait(
-                waiters, timeout=idle_after_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            waiter.cancel()  # abandoned when idle: the session must not keep it until its next event
-        if not done:
-            yield []
-
-
-@dataclass(frozen=True)
 class ChunkEncoder:
-    """Encodes native events as the SSE bytes of OpenAI chunks for one completion."""
+    """Encodes a session's events as the SSE bytes of OpenAI chunks for one completion
+    (an ``EventEncoder``)."""
 
-    stream_id: str
-    model: str
-    created: int
-    include_usage: bool
+    __slots__ = ("_created", "_delta_format", "_id_prefix", "_include_usage", "_model", "stream_id")
+
+    ping = PING_LINE
+
+    def __init__(self, *, stream_id: str, model: str, created: int, include_usage: bool) -> None:
+        self.stream_id = stream_id
+        self._model = model
+        self._created = created
+        self._include_usage = include_usage
+        self._id_prefix = f"{stream_id}:".encode()
+        head, found, tail = to_json(self._chunk({"content": ""})).partition(_EMPTY_CONTENT)
+        assert found and _EMPTY_CONTENT not in tail
+        # A %-format: the seq and the literal are all that differ from one delta to the next.
+        self._delta_format = b'id: %s%%d\ndata: %s"delta":{"content":%%s}%s\n\n' % (
+            _percent_escaped(self._id_prefix),
+            _percent_escaped(head),
+            _percent_escaped(tail),
+        )
 
     @property
     def completion_id(self) -> str:
         return completion_id(self.stream_id)
 
-    def encode(self, event: NativeEvent) -> bytes:
-        if event.name == "delta":
-            return self._data(event.seq, self._chunk({"content": event.data["text"]}))
-        if event.name == "meta":
+    def encode(self, events: Sequence[SessionEvent]) -> bytes:
+        if len(events) == 1:  # the usual case while following a live answer
+            return self.encode_one(events[0])
+        return b"".join(map(self.encode_one, events))
+
+    def encode_one(self, event: SessionEvent) -> bytes:
+        if type(event) is DeltaEvent:
+            return self._delta_format % (event.seq, event.literal)
+        assert type(event) is NamedEvent
+        name = event.name
+        if name == "meta":
             first = self._chunk({"role": "assistant", "content": ""})
-            first["rag"] = rag_field(event.data)
+            first["rag"] = rag_field(event.payload())
             return self._data(event.seq, first)
-        if event.name == "done":
-            return self._ending(event.seq, event.data)
-        if event.name == "error":
-            return self._data(event.seq, {"error": event.data})
-        if event.name in ("retry", "resumed"):
-            attempt = int(event.data.get("attempt", 0))
-            return b": %s attempt=%d\n" % (event.name.encode(), attempt)
+        if name == "done":
+            return self._ending(event.seq, event.payload())
+        if name == "error":
+            return self._data(event.seq, {"error": event.payload()})
+        if name in ("retry", "resumed"):
+            attempt = int(event.payload().get("attempt", 0))
+            return b": %s attempt=%d\n" % (name.encode(), attempt)
         return b""
+
+    def fell_behind(self) -> bytes:
+        """The events this reader missed are gone: an ``error`` data, and the stream ends."""
+        return self.encode_error(_fell_behind_error())
 
     def encode_error(self, error: RagServiceError) -> bytes:
         """A failure of the facade itself (no native event): an ``error`` data without id."""
@@ -142,11 +114,11 @@ class ChunkEncoder:
     def _ending(self, seq: int, done: dict[str, Any]) -> bytes:
         final = self._chunk({}, finish_reason=finish_reason(done.get("finish_reason")))
         parts = [self._data(seq, final)]
-        if self.include_usage:
+        if self._include_usage:
             usage_chunk = self._chunk(None)
             usage_chunk["usage"] = done.get("usage")
             parts.append(self._data(seq, usage_chunk))
-        parts.append(b"id: %s:%d\ndata: %s\n\n" % (self.stream_id.encode(), seq, DONE_DATA))
+        parts.append(b"id: %s%d\ndata: %s\n\n" % (self._id_prefix, seq, DONE_DATA))
         return b"".join(parts)
 
     def _chunk(
@@ -160,14 +132,18 @@ class ChunkEncoder:
         return {
             "id": self.completion_id,
             "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
+            "created": self._created,
+            "model": self._model,
             "system_fingerprint": None,
             "choices": choices,
         }
 
     def _data(self, seq: int, payload: dict[str, Any]) -> bytes:
-        return b"id: %s:%d\ndata: %s\n\n" % (self.stream_id.encode(), seq, to_json(payload))
+        return b"id: %s%d\ndata: %s\n\n" % (self._id_prefix, seq, to_json(payload))
+
+
+def _percent_escaped(data: bytes) -> bytes:
+    return data.replace(b"%", b"%%")
 
 
 def completion_id(stream_id: str) -> str:
@@ -203,53 +179,36 @@ class CollectedAnswer:
     error: dict[str, Any] | None
 
 
-async def collect_answer(session: StreamSession, *, idle_after_s: float) -> CollectedAnswer:
-    """Read ``session`` to its end (the caller's reader must be attached, and detached after)."""
+async def collect_answer(session: StreamSession) -> CollectedAnswer:
+    """Read ``session`` to its end (the caller's reader must be attached, and detached after).
+
+    Events are read as they come, so a long answer cannot run out of the replay window behind
+    this reader (``ServiceUnavailable`` if the process was too busy to keep up). The text is
+    decoded once at the end, from the deltas' literals joined into one JSON array.
+    """
     meta: dict[str, Any] = {}
-    pieces: list[str] = []
+    literals: list[bytes] = []
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    batches = follow_session(session, idle_after_s=idle_after_s)
-    async with contextlib.aclosing(batches):
-        async for batch in batches:
-            for event in batch:
-                if event.name == "delta":
-                    pieces.append(event.data["text"])
-                elif event.name == "meta":
-                    meta = event.data
-                elif event.name == "done":
-                    done = event.data
-                elif event.name == "error":
-                    error = event.data
+    after_seq = 0
+    while True:
+        if after_seq + 1 < session.first_seq:
+            raise _fell_behind_error()
+        events = session.read_events(after_seq, BATCH_EVENTS)
+        if not events:
+            if session.finished:
+                break
+            await session.change_waiter()
+            continue
+        after_seq = events[-1].seq
+        for event in events:
+            if isinstance(event, DeltaEvent):
+                literals.append(event.literal)
+            elif event.name == "meta":
+                meta = event.payload()
+            elif event.name == "done":
+                done = event.payload()
+            elif event.name == "error":
+                error = event.payload()
+    pieces: list[str] = json.loads(b"[%s]" % b",".join(literals))
     return CollectedAnswer(meta=meta, text="".join(pieces), done=done, error=error)
-
-
-class ChunkStreamResponse(SessionResponse, Response):
-    """Streams ``session`` as OpenAI chunks; detaches its (already attached) reader when done.
-
-    Also a Starlette ``Response`` only so that a FastAPI endpoint may return it as it is.
-    """
-
-    ping = PING_LINE
-
-    def __init__(
-        self,
-        session: StreamSession,
-        registry: StreamRegistry,
-        *,
-        encoder: ChunkEncoder,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(session, registry, headers=headers)
-        self.background = None  # FastAPI attaches background tasks here
-        self._encoder = encoder
-
-    def _encode(self, chunk: bytes) -> bytes:
-        return b"".join(map(self._encoder.encode, parse_native(chunk)))
-
-    def _fell_behind(self) -> bytes:
-        return self._encoder.encode_error(
-            ServiceUnavailable(
-                "the answer ran ahead of this reader beyond the replay window", retry_after_s=1.0
-            )
-        )

@@ -1,9 +1,14 @@
-"""Request bodies of the streaming endpoint, and their validation into ``AnswerRequest``.
+"""Request bodies of the streaming endpoint, and what is checked beyond their types.
 
-The body is read and validated here rather than by FastAPI's body parameters so that the size
-limit applies before parsing and every failure raises one of our own errors (JSON error shape,
-400/413) instead of FastAPI's ``{"detail": ...}``. Types are strict: ``"yes"`` is not a bool and
+``StreamRequestBody`` is the one model of ``POST /rag/stream``: FastAPI parses and validates the
+body with it and documents it in ``/openapi.json``; its validation errors become our JSON error
+shape (400, with the fields) in ``api/errors.py``. Types are strict: ``"yes"`` is not a bool and
 ``"5"`` is not an int. Unknown fields are allowed (the contract lets clients send extra fields).
+What depends on settings or on two places at once (the query's configured length, the context id
+from the query string or the body) is checked by ``answer_request``.
+
+The other bodies of the API (the OpenAI facade's, admin's) are read with ``read_limited_body``
+and validated with ``validate_body``, which raise our own errors likewise.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ from collections.abc import AsyncIterable
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from starlette.requests import ClientDisconnect
-from starlette.types import Receive
 
 from rag_service.errors import InvalidInput, PayloadTooLarge
 from rag_service.ports import MetadataValue
@@ -48,12 +51,24 @@ class StreamRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    query: str
-    messages: list[TurnBody] = Field(default_factory=list, max_length=MAX_MESSAGES)
-    filters: dict[FilterKey, FilterValue] | None = Field(None, max_length=MAX_FILTERS)
-    refresh: bool = False
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
-    context_id: str | None = None
+    query: str = Field(
+        description="The question; surrounding whitespace is stripped; 1..max_query_chars."
+    )
+    messages: list[TurnBody] = Field(
+        default_factory=list,
+        max_length=MAX_MESSAGES,
+        description="Earlier turns of the conversation; system turns are ignored.",
+    )
+    filters: dict[FilterKey, FilterValue] | None = Field(
+        None, max_length=MAX_FILTERS, description="Metadata equality filters."
+    )
+    refresh: bool = Field(False, description="Skip the freshness cache.")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
+    context_id: str | None = Field(
+        None,
+        pattern=CONTEXT_ID_PATTERN,
+        description="The context id when the query parameter `context` is absent.",
+    )
 
 
 async def read_limited_body(
@@ -73,30 +88,6 @@ async def read_limited_body(
     return bytes(body)
 
 
-async def receive_limited_body(
-    receive: Receive, content_length: str | None, max_bytes: int
-) -> bytes:
-    """``read_limited_body`` of ``Request(scope, receive).stream()``, reading the ASGI messages
-    itself: the stream route sets up hundreds of streams a second, and the async generator
-    behind ``Request.stream()`` is a good part of reading a small body.
-
-    Like ``Request.stream()`` it raises Starlette's ``ClientDisconnect`` when the client leaves.
-    """
-    check_content_length(content_length, max_bytes)
-    body = bytearray()
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "http.request":
-            body += message.get("body", b"")
-            if len(body) > max_bytes:
-                raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
-            if not message.get("more_body", False):
-                return bytes(body)
-        elif kind == "http.disconnect":
-            raise ClientDisconnect()
-
-
 def check_content_length(content_length: str | None, max_bytes: int) -> None:
     """Refuse a body by its Content-Length header before reading any of it."""
     if content_length is not None:
@@ -106,11 +97,10 @@ def check_content_length(content_length: str | None, max_bytes: int) -> None:
             raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
 
 
-def parse_stream_request(
-    raw: bytes, *, context_param: str | None, max_query_chars: int
+def answer_request(
+    body: StreamRequestBody, *, context_param: str | None, max_query_chars: int
 ) -> AnswerRequest:
-    """Validate a ``POST /rag/stream`` body and the ``context`` query parameter."""
-    body = _validated_body(json_object(raw))
+    """The answer a validated ``POST /rag/stream`` body and its ``context`` parameter ask for."""
     query = body.query.strip()
     if not query:
         raise InvalidInput("query must not be empty", details={"field": "query"})
@@ -170,7 +160,3 @@ def validate_body(model: type[BodyModel], data: Any) -> BodyModel:
         raise InvalidInput(
             f"invalid request body: {summary}", details={"errors": problems}
         ) from None
-
-
-def _validated_body(data: dict[str, Any]) -> StreamRequestBody:
-    return validate_body(StreamRequestBody, data)

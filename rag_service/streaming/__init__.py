@@ -12,12 +12,12 @@ from rag_service.streaming.answer import (
 )
 from rag_service.streaming.registry import StreamRegistry, StreamStats
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_response import SseResponse
+from rag_service.streaming.sse_response import SessionResponse
 
 __all__ = [
     "AnswerRequest",
     "PromptBuilder",
-    "SseResponse",
+    "SessionResponse",
     "StreamDeps",
     "StreamRegistry",
     "StreamSession",

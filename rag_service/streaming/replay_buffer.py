@@ -7,12 +7,13 @@ own encoded ``bytes`` object would cost ~100 bytes per token (object header, the
 - the JSON string literals of all delta texts, back to back, in one ``bytearray``;
 - one 4-byte end offset per event in an ``array`` (an answer would need 4 GiB of text to
   overflow it; the buffer refuses such a delta with an error rather than wrap around);
-- the few other events (``meta``, ``retry``, ``resumed``, ``done``, ``error``) fully encoded in
-  a small dict keyed by seq; an event given in parts (``append_event_parts``: the ``meta``
-  event, whose sources list is the same bytes for every stream of a context) is kept in parts
-  and joined on each read.
+- the few other events (``meta``, ``retry``, ``resumed``, ``done``, ``error``) as their name and
+  data JSON in a small dict keyed by seq; an event given in parts (``append_event_parts``: the
+  ``meta`` event, whose sources list is the same bytes for every stream of a context) is kept in
+  parts and joined on each read.
 
-An event is re-encoded from these on every read, which is cheap next to a socket write. Seqs count
+Readers get the events themselves (``read_events``: ``DeltaEvent``/``NamedEvent``, see
+``events``), and each reader's encoder turns them into the bytes its client reads. Seqs count
 from 1 without gaps. When more than ``capacity`` events are held, the oldest are dropped in
 batches (amortised O(1)), so at least the last ``capacity`` events stay replayable.
 """
@@ -22,13 +23,8 @@ from __future__ import annotations
 from array import array
 
 from rag_service.errors import RagServiceError
-from rag_service.streaming.sse_format import (
-    encode_delta,
-    encode_event,
-    encode_event_parts,
-    json_string,
-    to_json,
-)
+from rag_service.streaming.events import DeltaEvent, NamedEvent, SessionEvent
+from rag_service.streaming.sse_format import json_string, to_json
 
 _TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
 
@@ -37,15 +33,15 @@ class ReplayBuffer:
     # The largest end offset an "I" array holds (a class attribute: tests lower it).
     max_text_bytes = 0xFFFF_FFFF
 
-    __slots__ = ("_capacity", "_ends", "_first_seq", "_id_prefix", "_others", "_text", "_text_base")
+    __slots__ = ("_capacity", "_ends", "_first_seq", "_others", "_text", "_text_base")
 
-    def __init__(self, stream_id: str, capacity: int) -> None:
-        self._id_prefix = f"{stream_id}:".encode()
+    def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._text = bytearray()
         self._text_base = 0  # absolute offset of _text[0] (bytes dropped from the front)
         self._ends = array("I")  # absolute end offset of each held event's delta literal
-        self._others: dict[int, bytes | tuple[bytes, ...]] = {}
+        # seq -> (name, data JSON or its parts) of each held event that is not a delta
+        self._others: dict[int, tuple[str, bytes | tuple[bytes, ...]]] = {}
         self._first_seq = 1
 
     @property
@@ -69,42 +65,37 @@ class ReplayBuffer:
         return self._append_end(end)
 
     def append_event(self, event: str, payload: dict[str, object]) -> int:
-        seq = self.last_seq + 1
-        self._others[seq] = encode_event(self._id_prefix, seq, event, to_json(payload))
+        self._others[self.last_seq + 1] = (event, to_json(payload))
         return self._append_end(self._text_base + len(self._text))
 
     def append_event_parts(self, event: str, data: tuple[bytes, ...]) -> int:
         """An event whose JSON is ``b"".join(data)``, held in parts (shared parts stay shared)."""
-        seq = self.last_seq + 1
-        self._others[seq] = encode_event_parts(self._id_prefix, seq, event, data)
+        self._others[self.last_seq + 1] = (event, data)
         return self._append_end(self._text_base + len(self._text))
 
-    def read(self, after_seq: int, max_events: int) -> tuple[bytes, int]:
-        """Events ``after_seq+1 ..`` (at most ``max_events``) joined, and the last seq included.
+    def read_events(self, after_seq: int, max_events: int) -> list[SessionEvent]:
+        """Events ``after_seq+1 ..``, at most ``max_events`` (none when nothing is new).
 
-        Returns ``(b"", after_seq)`` when there is nothing new. Events before ``first_seq`` are
-        gone; asking for them is the caller's error (check ``first_seq`` first).
+        Events before ``first_seq`` are gone; asking for them is the caller's error (check
+        ``first_seq`` first).
         """
         if after_seq + 1 < self._first_seq:
             raise IndexError(f"seq {after_seq + 1} is no longer held")
         stop = min(self.last_seq, after_seq + max_events)
-        if stop == after_seq + 1:
-            return self.encode(stop), stop  # the usual case when following live: one event
-        chunk = b"".join(self.encode(seq) for seq in range(after_seq + 1, stop + 1))
-        return chunk, max(stop, after_seq)
+        return [self.event(seq) for seq in range(after_seq + 1, stop + 1)]
 
-    def encode(self, seq: int) -> bytes:
-        """The complete SSE bytes of event ``seq``, which must be held."""
+    def event(self, seq: int) -> SessionEvent:
+        """Event ``seq``, which must be held."""
         if not self._first_seq <= seq <= self.last_seq:
             raise IndexError(f"seq {seq} is not held")
         other = self._others.get(seq)
         if other is not None:
-            return other if isinstance(other, bytes) else b"".join(other)
+            name, data = other
+            return NamedEvent(seq, name, data if isinstance(data, bytes) else b"".join(data))
         index = seq - self._first_seq
         begin = self._ends[index - 1] if index > 0 else self._text_base
         end = self._ends[index]
-        literal = bytes(self._text[begin - self._text_base : end - self._text_base])
-        return encode_delta(self._id_prefix, seq, literal)
+        return DeltaEvent(seq, bytes(self._text[begin - self._text_base : end - self._text_base]))
 
     def _append_end(self, end: int) -> int:
         self._ends.append(end)

@@ -1,14 +1,10 @@
 """One answer's generation state: its numbered events, whether it has ended, who is reading.
 
 A session is written by exactly one generation (see ``registry``) and read by any number of HTTP
-responses. Readers never poll. A reader that has caught up either
-
-- follows the session (``follow``): the session calls its ``on_append`` at each append and at
-  the end, synchronously, so a live token goes from the upstream's data callback to the
-  client's socket without waking any task; or
-- hands the session a future (``notify``) and sleeps on it until the next append or the end.
-
-The lists of followers and futures are created at first use, so an unread session costs nothing.
+responses. Readers never poll: a reader that has caught up hands the session a future
+(``notify``/``change_waiter``) and sleeps on it until the next append or the end; it then reads
+every event that came meanwhile (``read_events``) in one go. The list of futures is created at
+first use, so an unread session costs nothing.
 
 Event payloads (the ``data`` JSON of each event name) are built here and nowhere else.
 """
@@ -17,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, Protocol
+from typing import Any
 
 from rag_service.errors import RagServiceError
 from rag_service.ports import Clock
+from rag_service.streaming.events import SessionEvent
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.upstream_events import (
     Completed,
@@ -32,20 +29,14 @@ from rag_service.upstream_events import (
 )
 
 
-class Follower(Protocol):
-    def on_append(self) -> None:
-        """Called at each append and at the end. Must not raise, nor append to the session."""
-
-
 class StreamSession:
     __slots__ = (
         "_buffer",
         "_clock",
         "_finished",
         "_first_delta_at",
-        "_followers",
+        "_sleepers",
         "_started_at",
-        "_waiters",
         "context_id",
         "expiry",
         "principal",
@@ -71,13 +62,12 @@ class StreamSession:
         # Owned by the registry: the generation task and the grace-period timer.
         self.task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
-        self._buffer = ReplayBuffer(stream_id, buffer_capacity)
+        self._buffer = ReplayBuffer(buffer_capacity)
         self._clock = clock
         self._started_at = started_at
         self._first_delta_at: float | None = None
         self._finished = False
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._followers: list[Follower] | None = None
+        self._sleepers: list[asyncio.Future[None]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -92,9 +82,9 @@ class StreamSession:
     def last_seq(self) -> int:
         return self._buffer.last_seq
 
-    def read(self, after_seq: int, max_events: int) -> tuple[bytes, int]:
-        """See ``ReplayBuffer.read``."""
-        return self._buffer.read(after_seq, max_events)
+    def read_events(self, after_seq: int, max_events: int) -> list[SessionEvent]:
+        """See ``ReplayBuffer.read_events``."""
+        return self._buffer.read_events(after_seq, max_events)
 
     def notify(self, waiter: asyncio.Future[None]) -> None:
         """Resolve ``waiter`` at the next append or at the end (at once when already ended).
@@ -104,27 +94,15 @@ class StreamSession:
         if self._finished:
             if not waiter.done():
                 waiter.set_result(None)
-        elif self._waiters is None:
-            self._waiters = [waiter]
+        elif self._sleepers is None:
+            self._sleepers = [waiter]
         else:
-            waiters = self._waiters
+            waiters = self._sleepers
             if len(waiters) > self.readers:
                 # Futures a reader resolved itself (pings while the answer is idle) would pile
                 # up until the next append; each reader waits on at most one future at a time.
                 waiters[:] = [w for w in waiters if not w.done()]
             waiters.append(waiter)
-
-    def follow(self, follower: Follower) -> None:
-        """Call ``follower.on_append()`` at every append and at the end, until ``unfollow``."""
-        if self._followers is None:
-            self._followers = [follower]
-        elif follower not in self._followers:
-            self._followers.append(follower)
-
-    def unfollow(self, follower: Follower) -> None:
-        followers = self._followers
-        if followers and follower in followers:
-            followers.remove(follower)
 
     def change_waiter(self) -> asyncio.Future[None]:
         """A new future resolved at the next append (or at once when the session has finished)."""
@@ -180,14 +158,7 @@ class StreamSession:
         self._wake()
 
     def _wake(self) -> None:
-        followers = self._followers
-        if followers:
-            if len(followers) == 1:
-                followers[0].on_append()
-            else:
-                for follower in tuple(followers):  # on_append may unfollow
-                    follower.on_append()
-        waiters = self._waiters
+        waiters = self._sleepers
         if waiters:
             for waiter in waiters:
                 if not waiter.done():

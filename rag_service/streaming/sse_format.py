@@ -60,17 +60,6 @@ def encode_event(id_prefix: bytes, seq: int, event: str, data: bytes) -> bytes:
     return b"id: %s%d\nevent: %s\ndata: %s\n\n" % (id_prefix, seq, event.encode(), data)
 
 
-def encode_event_parts(
-    id_prefix: bytes, seq: int, event: str, data: tuple[bytes, ...]
-) -> tuple[bytes, ...]:
-    """``encode_event`` for ``data`` in parts (joined, one-line JSON), as parts: the parts in
-    the middle stay the very objects passed in, so that events can share them."""
-    head = b"id: %s%d\nevent: %s\ndata: %s" % (id_prefix, seq, event.encode(), data[0])
-    if len(data) == 1:
-        return (head + b"\n\n",)
-    return (head, *data[1:-1], data[-1] + b"\n\n")
-
-
 def encode_delta(id_prefix: bytes, seq: int, text_literal: bytes) -> bytes:
     """A ``delta`` event from the JSON string literal of its text (see ``json_string``)."""
     return b'id: %s%d\nevent: delta\ndata: {"text":%s}\n\n' % (id_prefix, seq, text_literal)

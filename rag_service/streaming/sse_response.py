@@ -1,121 +1,83 @@
-"""The HTTP side of a stream: one reader that replays a session's events and follows it live.
+"""The HTTP side of a stream: one response that replays a session's events, then follows it live.
 
-A plain ASGI callable rather than sse-starlette's ``EventSourceResponse`` (four tasks per
-connection) or a Starlette ``Response``: thousands of these are open at once, so each one holds
-as little as it can. Per connection there is the request's own task, which writes, and a task
-on the server's ``receive()`` whose done callback notices ``http.disconnect``.
+``SessionResponse`` is a Starlette ``StreamingResponse``: its ``__init__`` sets the status,
+headers and media type, and Starlette's own ``stream_response`` writes the body, each part with
+``await send(...)`` from the response's task. The body is the session's events as the reader's
+``EventEncoder`` writes them (native SSE or OpenAI chunks), read after ``after_seq``:
 
-Live events are written without waking that task. Once the reader has caught up, its task parks
-on a future and the reader follows the session (``StreamSession.follow``): each append calls
-``on_append``, which encodes the new events and runs the server's ``send`` coroutine by hand,
-inside the upstream's data callback. ``send`` of uvicorn completes without suspending unless
-the client's socket buffer is full; if it does suspend, or anything unusual happens (the end of
-the stream, a disconnect, a ping, a reader left behind by the replay window, an error), the
-reader stops following and wakes its task, which finishes the suspended ``send`` and handles the
-rest. So the task only ever runs while the reader does not follow, and writes never interleave.
-Three things wake the task: ``on_append`` as above, the disconnect watcher, and the
-process-wide keep-alive ticker (``keepalive``) when the reader has been silent too long.
+- events that are already there (a resume's replay, or whatever came while a write waited on a
+  slow client) go out in batches of up to ``BATCH_EVENTS`` per write;
+- once caught up, the task sleeps on one future from the session (``change_waiter``), resolved
+  by the next append, so one wake-up writes everything appended meanwhile. No timer, set or
+  callback is made per event, and there is no polling.
 
-Disconnect detection matters because servers such as uvicorn (ASGI spec 2.3) silently drop
-writes to a closed connection: only ``receive()`` tells us the client has gone. The watcher
-detaches the reader at that moment, so the session's grace period starts from the disconnect,
-not from the next write.
+A write to a slow client waits in uvicorn's flow control, which is the back-pressure: the
+answer keeps going into the replay buffer, and a reader that falls out of the replay window
+gets the encoder's ``fell_behind`` bytes and the end of the response.
+
+Only ``__call__`` is ours, for what ``StreamingResponse`` does not do under uvicorn: notice a
+disconnect at once, even on a stream that is silent. uvicorn drops writes to a closed connection
+silently (ASGI spec 2.3); only ``receive()`` says ``http.disconnect``. So the response keeps a
+task on ``receive()`` (with a done callback, not a coroutine looping over it) and detaches its
+reader the moment the client leaves: the session's grace period starts at the disconnect, not
+at the next write. Pings come from the process-wide keep-alive ticker (``keepalive``), which
+wakes a reader that has been silent too long.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
 
+from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from rag_service.streaming.events import EventEncoder
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import PING
 
 SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-store",
     # nginx buffers proxied responses unless told not to; an SSE stream must flush per event.
     "X-Accel-Buffering": "no",
     "Connection": "keep-alive",
 }
-_WATCHER_NAME = "sse-disconnect-watch"
-# Events joined into one write while replaying: fewer syscalls, bounded chunk size.
-_BATCH_EVENTS = 64
+# Events joined into one write: fewer syscalls, bounded chunk size.
+BATCH_EVENTS = 64
+_WATCHER_NAME = "sse-disconnect-watch"  # shared: a default task name is a new string per task
 
 
-def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
-    """ASGI response headers: lower-cased names, Latin-1 values."""
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
+class SessionResponse(StreamingResponse):
+    """Streams ``session`` from ``after_seq + 1`` to its end, after ``opening``, as ``encoder``
+    writes it; detaches the reader (attached by ``StreamRegistry.open``/``attach``, owned by the
+    response from construction on) exactly once, at the disconnect or at the end."""
 
-
-_SSE_RAW_HEADERS = raw_headers(SSE_HEADERS)
-
-
-class SessionResponse:
-    """The lifecycle every reader of a session shares: start the response, watch for the
-    client's disconnect, write the session's events as they come, and detach the reader exactly
-    once.
-
-    The reader must already be attached (``StreamRegistry.open``/``attach``); the response owns
-    it from construction on. Subclasses choose the bytes: ``_encode`` turns native SSE events
-    into what the client gets, ``ping`` keeps the connection alive, and ``_fell_behind`` is
-    written when the reader fell out of the replay window (then the response ends).
-    """
-
-    __slots__ = (
-        "_after_seq",
-        "_disconnected",
-        "_ended",
-        "_failure",
-        "_header_list",
-        "_opening",
-        "_ping_requested",
-        "_receive",
-        "_registry",
-        "_released",
-        "_send",
-        "_session",
-        "_suspended",
-        "_waiter",
-        "_watcher",
-        "wrote",
-    )
-
-    ping = PING
+    media_type = "text/event-stream"
 
     def __init__(
         self,
         session: StreamSession,
         registry: StreamRegistry,
         *,
+        encoder: EventEncoder,
         after_seq: int = 0,
         opening: bytes = b"",
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
         self._registry = registry
+        self._encoder = encoder
         self._after_seq = after_seq
         self._opening = opening
-        # Shared by every plain native response; copied at send time (middleware may append).
-        self._header_list = (
-            raw_headers(SSE_HEADERS | dict(headers)) if headers else _SSE_RAW_HEADERS
-        )
         self._waiter: asyncio.Future[None] | None = None
-        self._send: Send | None = None
         self._receive: Receive | None = None
         self._watcher: asyncio.Future[Message] | None = None
-        self._suspended: _SuspendedSend | None = None
-        self._failure: Exception | None = None
         self._disconnected = False
-        self._ended = False  # the last write (after falling out of the replay window) is done
         self._ping_requested = False
         self._released = False
-        self.wrote = True  # see keepalive: the response start counts as output
+        self.wrote = True  # see keepalive: the response's start counts as output
+        self._chunks = self._body()
+        super().__init__(self._chunks, headers=SSE_HEADERS | dict(headers or {}))
 
     def release(self) -> None:
         """Detach this response's reader (idempotent)."""
@@ -129,143 +91,66 @@ class SessionResponse:
         self._wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Write the events after ``_after_seq`` until the session ends or the client leaves.
-
-        This task writes what a reader must catch up on (the replay after a resume, a batch
-        that piled up behind a suspended ``send``), pings and the end; once caught up it sleeps
-        on one future while ``on_append`` writes the live events. One frame for the whole
-        stream: what to write next is decided by ``_next_write``, a plain call.
-        """
         keepalive = self._registry.keepalive
         self._receive = receive
         self._watch()
         keepalive.add(self)
-        self._send = send
         try:
-            await send(self._start_message())
-            body = self._next_write()
-            while body is not None:
-                if body:
-                    self.wrote = True
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                else:
-                    await self._follow_live()  # the future itself: no frame is kept while parked
-                    suspended = self._end_following()
-                    if suspended is not None:
-                        await suspended
-                body = self._next_write()
-            if not self._disconnected:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self.stream_response(send)
         except OSError:
-            pass  # the client went away during a write (servers on ASGI spec 2.4 raise this)
+            pass  # the client went away during a write (servers of ASGI spec 2.4 raise this)
         finally:
-            self._session.unfollow(self)
-            self._send = None
             keepalive.discard(self)
             self._receive = None
             if self._watcher is not None:
                 self._watcher.cancel()
                 self._watcher = None
             self.release()
+            await self._chunks.aclose()  # left at a `yield` when a write failed: no await in it
+        if self.background is not None:
+            await self.background()
 
-    def _start_message(self) -> Message:
-        # Built in a call of its own so that __call__'s frame, alive for the whole stream,
-        # does not hold the message.
-        return {"type": "http.response.start", "status": 200, "headers": list(self._header_list)}
-
-    def _next_write(self) -> bytes | None:
-        """What the task writes next: bytes; ``b""`` when it has caught up (it then follows
-        the session live); None at the end of the stream or once the client has gone."""
+    async def _body(self) -> AsyncGenerator[bytes, None]:
+        """The writes: the opening, the events in batches, pings; ends at the session's end,
+        at a disconnect, or when the reader fell out of the replay window."""
         if self._opening:
-            body, self._opening = self._opening, b""
-            return body
-        session = self._session
-        while not (self._disconnected or self._ended):
+            yield self._opening
+        session, encoder = self._session, self._encoder
+        while not self._disconnected:
             after_seq = self._after_seq
             if after_seq < session.last_seq:
                 if after_seq + 1 < session.first_seq:
-                    self._ended = True
-                    return self._fell_behind() or None
-                chunk, self._after_seq = session.read(after_seq, _BATCH_EVENTS)
-                body = self._encode(chunk)
+                    last_words = encoder.fell_behind()
+                    if last_words:
+                        yield last_words
+                    return
+                events = session.read_events(after_seq, BATCH_EVENTS)
+                self._after_seq = events[-1].seq
+                body = encoder.encode(events)
                 if body:
-                    return body
+                    self.wrote = True
+                    self._ping_requested = False  # this write is the sign of life
+                    yield body
             elif session.finished:
-                return None
+                return
             elif self._ping_requested:
                 self._ping_requested = False
-                return self.ping
-            else:
-                return b""
-        return None
-
-    def _follow_live(self) -> asyncio.Future[None]:
-        """Follow the session; the task sleeps on the returned future while ``on_append``
-        writes live events (``__call__`` unfollows if the task is cancelled meanwhile)."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        self._session.follow(self)
-        return self._waiter
-
-    def _end_following(self) -> _SuspendedSend | None:
-        """After the wake-up: the ``send`` left suspended, if any; raises what ``on_append`` met."""
-        self._session.unfollow(self)
-        self._waiter = None
-        suspended, self._suspended = self._suspended, None
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
-        return suspended
-
-    def on_append(self) -> None:
-        """The session grew (or ended) while the task is parked: write the new events now."""
-        session = self._session
-        after_seq = self._after_seq
-        if self._disconnected or session.finished or after_seq + 1 < session.first_seq:
-            self._wake()  # the end, a disconnect or a gap: the task's business
-            return
-        try:
-            chunk, self._after_seq = session.read(after_seq, _BATCH_EVENTS)
-            body = self._encode(chunk)
-            if body:
                 self.wrote = True
-                self._write_now(body)
-        except Exception as error:  # never into the upstream's callback: the task raises it
-            self._failure = error
-            self._wake()
-
-    def _write_now(self, body: bytes) -> None:
-        """Run ``send`` for ``body`` by hand; if it suspends, the task finishes it."""
-        assert self._send is not None
-        steps = self._send({"type": "http.response.body", "body": body, "more_body": True})
-        steps_iter = steps.__await__()
-        try:
-            yielded = steps_iter.send(None)
-        except StopIteration:
-            return  # the usual case: written without suspending
-        self._suspended = _SuspendedSend(steps_iter, yielded)
-        self._wake()
-
-    def _encode(self, chunk: bytes) -> bytes:
-        """What the client gets for ``chunk`` (whole native SSE events)."""
-        return chunk
-
-    def _fell_behind(self) -> bytes:
-        """The last write of a reader that fell out of the replay window (``b""``: none).
-
-        The events it missed are gone, and an answer with a hole in it must not pass for a
-        whole one; the native stream just ends, so its resume answers 404.
-        """
-        return b""
+                yield encoder.ping
+            else:
+                self._waiter = session.change_waiter()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
 
     def _wake(self) -> None:
-        """Wake the parked task; the reader stops following until the task parks again."""
-        self._session.unfollow(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def _watch(self) -> None:
-        """Wait for the next message of the client (``_on_received`` takes it).
+        """Wait for the client's next message (``_on_received`` takes it).
 
         A task on ``receive()`` itself with a done callback, not a coroutine of ours looping
         over it: thousands of these wait at once, and each frame costs a few hundred bytes.
@@ -273,7 +158,7 @@ class SessionResponse:
         assert self._receive is not None
         watcher = self._watcher = asyncio.ensure_future(self._receive())
         if isinstance(watcher, asyncio.Task):
-            watcher.set_name(_WATCHER_NAME)  # shared: a default name is a new string per task
+            watcher.set_name(_WATCHER_NAME)
         watcher.add_done_callback(self._on_received)
 
     def _on_received(self, watcher: asyncio.Future[Message]) -> None:
@@ -290,37 +175,3 @@ class SessionResponse:
         self._disconnected = True
         self.release()
         self._wake()
-
-
-class SseResponse(SessionResponse):
-    """Streams ``session`` from ``after_seq + 1`` to its end as the native SSE events, after
-    ``opening`` (the ``retry:`` field)."""
-
-    __slots__ = ()
-
-
-class _SuspendedSend:
-    """Awaiting it finishes, inside a task, a ``send`` that ``on_append`` started by hand and
-    that suspended on ``yielded`` (typically a future of the server's flow control)."""
-
-    __slots__ = ("_steps", "_yielded")
-
-    def __init__(self, steps: Generator[Any, Any, None], yielded: Any) -> None:
-        self._steps = steps
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coroutine, yielded = self._steps, self._yielded
-        while True:
-            try:
-                sent = yield yielded  # the task waits on it as if ``send`` itself had yielded it
-            except BaseException as thrown:  # cancellation reaches ``send`` as usual
-                try:
-                    yielded = coroutine.throw(thrown)
-                except StopIteration:
-                    return
-                continue
-            try:
-                yielded = coroutine.send(sent)
-            except StopIteration:
-                return

@@ -1,5 +1,5 @@
-"""The assembled app's stream routes: answered in front of FastAPI, yet documented and with
-CORS as configured in the settings."""
+"""The assembled app's stream routes: documented, and with CORS as configured in the settings
+(on the stream, on its errors, and on a refused oversized body)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,20 @@ async def test_stream_routes_get_the_configured_cors_headers(
     assert_error_shape(refused, 401)
     assert refused.headers["access-control-allow-origin"] == ORIGIN
     assert "retry-after" in refused.headers["access-control-expose-headers"].lower()
+
+
+async def test_a_refused_oversized_body_carries_the_cors_headers(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    response = await cors_client.post(
+        "/rag/stream",
+        params={"context": "c"},
+        content=b'{"query": "' + b"x" * 300_000 + b'"}',
+        headers=client_auth() | {"Origin": ORIGIN, "Content-Type": "application/json"},
+    )
+
+    assert assert_error_shape(response, 413)["code"] == "payload_too_large"
+    assert response.headers["access-control-allow-origin"] == ORIGIN
 
 
 async def test_openapi_documents_every_public_route(cors_client: httpx.AsyncClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,26 @@ async def test_a_broken_stream_resumes_through_the_native_endpoint(service: Live
     assert [event.type for event in parsed.events] == ["delta", "done"]
     assert native_deltas(parsed) == "rest of it."
     assert foreign.status_code == 401  # resuming needs the creator's key
+
+
+async def test_a_chunked_body_over_the_limit_is_cut_off_with_a_json_413(
+    service: LiveService,
+) -> None:
+    """Without Content-Length the limit holds on the bytes that arrive."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "m", "messages": [{"role": "user", "content": "'
+        for _ in range(4 * service.settings.stream.max_body_bytes // 8192):
+            yield b"x" * 8192
+        yield b'"}]}'
+
+    async with service.http() as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            content=chunks(),
+            headers=client_auth() | {"Content-Type": "application/json"},
+        )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert service.upstream.answer_calls == 0

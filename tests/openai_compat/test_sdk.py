@@ -266,3 +266,17 @@ async def test_an_open_circuit_is_a_503_with_retry_after(
         assert refused.value.response.headers["retry-after"] == "3"
         assert body_of(refused.value)["code"] == "upstream_circuit_open"
     assert service.upstream.answer_calls == 0
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_before_any_answer(
+    service: LiveService, sdk: openai.AsyncOpenAI
+) -> None:
+    too_long = "x" * service.settings.stream.max_body_bytes
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await sdk.chat.completions.create(
+                model="m", messages=user_turn(too_long), stream=stream
+            )
+        assert refused.value.status_code == 413
+        assert body_of(refused.value)["code"] == "payload_too_large"
+    assert service.upstream.answer_calls == 0

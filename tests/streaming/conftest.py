@@ -1,7 +1,7 @@
 """Fixtures of the streaming tests: a small FastAPI app with the stream routes mounted, and fakes.
 
-The app installs the real app's error handlers but none of ``create_app``'s components, so the
-routes run against fakes only.
+The app installs the real app's error handlers but none of ``create_app``'s
+components, so the routes run against fakes only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from rag_service.api.errors import install_error_handlers
-from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
+from rag_service.api.stream_routes import stream_router
 from rag_service.ports import ResolvedContext
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamDeps, StreamRegistry
@@ -50,12 +50,17 @@ async def header_principal(request: Request) -> str | None:
     return request.headers.get("x-client")
 
 
-def build_app(deps: StreamDeps) -> FastAPI:
-    app = StreamingFastAPI()
-    install_error_handlers(app)  # the real app's error mapping (JSON shape, Retry-After)
+def build_app(deps: StreamDeps, *, error_handlers: bool = True) -> FastAPI:
+    """The stream routes as ``create_app`` mounts them (``error_handlers=False``: without the
+    app's error mapping, i.e. Starlette's defaults)."""
+    app = FastAPI()
+    if error_handlers:
+        install_error_handlers(app)  # the real app's error mapping (JSON shape, Retry-After)
     app.state.stream_deps = deps
-    mount_stream_routes(
-        app, get_deps=lambda request: request.app.state.stream_deps, principal=header_principal
+    app.include_router(
+        stream_router(
+            get_deps=lambda request: request.app.state.stream_deps, principal=header_principal
+        )
     )
     return app
 

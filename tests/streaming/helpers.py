@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from rag_service.streaming.events import NativeSseEncoder
+from rag_service.streaming.session import StreamSession
 from tests.streaming.sse_spec import ParsedStream, SseEvent
 
 
@@ -66,3 +68,9 @@ async def resume(
 def hold_the_loop(seconds: float) -> None:
     """Block the running event loop on purpose, as more work than it keeps up with would."""
     time.sleep(seconds)
+
+
+def native_bytes(session: StreamSession, after_seq: int = 0) -> bytes:
+    """The session's events after ``after_seq`` as ``/rag/stream`` writes them."""
+    events = session.read_events(after_seq, 1_000_000)
+    return NativeSseEncoder(session.stream_id).encode(events)

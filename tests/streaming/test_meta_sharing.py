@@ -15,6 +15,7 @@ from rag_service.streaming import StreamRegistry, meta_payload
 from rag_service.streaming.answer import SourceLists, meta_json
 from rag_service.streaming.sse_format import encode_event, to_json
 from tests.fakes.resolver import sample_context
+from tests.streaming.helpers import native_bytes
 
 SESSIONS = 300
 # As a product search returns them: five documents with catalog-length titles.
@@ -72,10 +73,10 @@ async def test_the_session_sends_exactly_the_meta_event_of_the_payload() -> None
 
     session.publish_meta(meta_json(session.stream_id, context, SourceLists()(context)))
 
-    chunk, seq = session.read(0, 10)
     prefix = f"{session.stream_id}:".encode()
     expected = encode_event(prefix, 1, "meta", to_json(meta_payload(session.stream_id, context)))
-    assert (chunk, seq) == (expected, 1)
+    assert native_bytes(session) == expected
+    assert session.last_seq == 1
     await registry.close()
 
 

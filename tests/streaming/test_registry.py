@@ -13,6 +13,7 @@ from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
 from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed
+from tests.streaming.helpers import native_bytes
 from tests.streaming.sse_spec import parse_sse
 
 WAIT_LIMIT_S = 5.0
@@ -29,8 +30,7 @@ def make_registry(grace_s: float = 0.05, max_sessions: int = 100) -> StreamRegis
 
 
 def event_types(session: StreamSession) -> list[str]:
-    chunk, _ = session.read(0, 10_000)
-    return [e.type for e in parse_sse(chunk).events]
+    return [e.type for e in parse_sse(native_bytes(session)).events]
 
 
 def start(registry: StreamRegistry, upstream: ScriptedUpstream) -> StreamSession:

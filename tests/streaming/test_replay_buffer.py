@@ -1,12 +1,14 @@
-"""The compact replay buffer and the SSE formatting helpers."""
+"""The compact replay buffer, its events, the native encoder and the SSE formatting helpers."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
 from rag_service.errors import InvalidInput, RagServiceError
+from rag_service.streaming.events import DeltaEvent, NamedEvent, NativeSseEncoder
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import (
     is_well_formed_stream_id,
@@ -17,49 +19,58 @@ from rag_service.streaming.sse_format import (
 from tests.streaming.sse_spec import parse_sse
 
 SID = "S" * 22
+ENCODER = NativeSseEncoder(SID)
+
+
+def native(buffer: ReplayBuffer, after_seq: int, max_events: int = 1000) -> bytes:
+    return ENCODER.encode(buffer.read_events(after_seq, max_events))
 
 
 def test_events_encode_with_ids_names_and_one_line_json() -> None:
-    buffer = ReplayBuffer(SID, capacity=16)
+    buffer = ReplayBuffer(capacity=16)
     buffer.append_event("meta", {"stream_id": SID})
     buffer.append_delta('He said "hi"\nthen\\left')
     buffer.append_event("done", {"finish_reason": "stop"})
 
-    assert (
-        buffer.encode(1) == f'id: {SID}:1\nevent: meta\ndata: {{"stream_id":"{SID}"}}\n\n'.encode()
+    meta, delta, done = buffer.read_events(0, 10)
+
+    assert meta == NamedEvent(1, "meta", f'{{"stream_id":"{SID}"}}'.encode())
+    assert delta == DeltaEvent(2, b'"He said \\"hi\\"\\nthen\\\\left"')
+    assert done.seq == 3
+    assert ENCODER.encode([meta]) == (
+        f'id: {SID}:1\nevent: meta\ndata: {{"stream_id":"{SID}"}}\n\n'.encode()
     )
     assert (
-        buffer.encode(2)
+        ENCODER.encode([delta])
         == (
             f'id: {SID}:2\nevent: delta\ndata: {{"text":"He said \\"hi\\"\\nthen\\\\left"}}\n\n'
         ).encode()
     )
-    assert (
-        buffer.encode(3)
-        == f'id: {SID}:3\nevent: done\ndata: {{"finish_reason":"stop"}}\n\n'.encode()
+    assert ENCODER.encode([done]) == (
+        f'id: {SID}:3\nevent: done\ndata: {{"finish_reason":"stop"}}\n\n'.encode()
     )
+    assert json.loads(delta.literal) == 'He said "hi"\nthen\\left'
 
 
-def test_read_joins_a_bounded_batch_and_reports_the_last_seq() -> None:
-    buffer = ReplayBuffer(SID, capacity=64)
+def test_read_events_gives_a_bounded_batch_in_order() -> None:
+    buffer = ReplayBuffer(capacity=64)
     for index in range(10):
         buffer.append_delta(str(index))
 
-    chunk, last = buffer.read(after_seq=2, max_events=4)
-    nothing, same = buffer.read(after_seq=10, max_events=4)
+    batch = buffer.read_events(after_seq=2, max_events=4)
 
-    assert last == 6
-    assert [e.json()["text"] for e in parse_sse(chunk).events] == [
+    assert [event.seq for event in batch] == [3, 4, 5, 6]
+    assert [e.json()["text"] for e in parse_sse(ENCODER.encode(batch)).events] == [
         "2",
         "3",
         "4",
         "5",
     ]  # seq n holds str(n - 1)
-    assert (nothing, same) == (b"", 10)
+    assert buffer.read_events(after_seq=10, max_events=4) == []
 
 
 def test_trimming_keeps_at_least_capacity_recent_events_intact() -> None:
-    buffer = ReplayBuffer(SID, capacity=16)
+    buffer = ReplayBuffer(capacity=16)
     texts = [f"<{index}é>" for index in range(100)]
     for index, text in enumerate(texts):
         if index % 10 == 0:
@@ -69,15 +80,14 @@ def test_trimming_keeps_at_least_capacity_recent_events_intact() -> None:
     assert buffer.last_seq == 110
     assert buffer.last_seq - buffer.first_seq + 1 >= 16
     assert buffer.first_seq > 1
-    held, _ = buffer.read(buffer.first_seq - 1, max_events=1000)
-    events = parse_sse(held).events
+    events = parse_sse(native(buffer, buffer.first_seq - 1)).events
     assert [e.last_event_id for e in events] == [
         f"{SID}:{seq}" for seq in range(buffer.first_seq, 111)
     ]
     held_deltas = [e.json()["text"] for e in events if e.type == "delta"]
     assert held_deltas == texts[-len(held_deltas) :]
     with pytest.raises(IndexError):
-        buffer.read(buffer.first_seq - 2, max_events=1)
+        buffer.read_events(buffer.first_seq - 2, max_events=1)
 
 
 class _SmallBuffer(ReplayBuffer):
@@ -88,7 +98,7 @@ class _SmallBuffer(ReplayBuffer):
 
 
 def test_a_delta_past_the_offsets_limit_is_refused_and_the_buffer_stays_whole() -> None:
-    buffer = _SmallBuffer(SID, capacity=2)
+    buffer = _SmallBuffer(capacity=2)
     for index in range(5):
         buffer.append_delta(f"{index}12345")  # 8 bytes each, quotes included: 40 in all
         if index == 3:
@@ -99,9 +109,8 @@ def test_a_delta_past_the_offsets_limit_is_refused_and_the_buffer_stays_whole() 
     buffer.append_event("error", {"code": "internal_error"})
 
     assert buffer.last_seq == 7
-    held, last = buffer.read(buffer.first_seq - 1, max_events=10)
-    events = parse_sse(held).events
-    assert last == 7
+    events = parse_sse(native(buffer, buffer.first_seq - 1, 10)).events
+    assert events[-1].last_event_id == f"{SID}:7"
     assert [(e.type, e.data) for e in events[-2:]] == [
         ("delta", '{"text":"412345"}'),
         ("error", '{"code":"internal_error"}'),
@@ -149,15 +158,17 @@ def test_retry_hint_is_spread_around_the_base() -> None:
 def test_an_event_in_parts_reads_as_the_joined_event_and_is_trimmed_like_any(
     parts: tuple[bytes, ...],
 ) -> None:
-    buffer = ReplayBuffer(SID, capacity=4)
+    buffer = ReplayBuffer(capacity=4)
     buffer.append_event_parts("meta", parts)
     buffer.append_delta("x")
 
-    joined = b"".join(parts).decode()
-    assert buffer.encode(1) == f"id: {SID}:1\nevent: meta\ndata: {joined}\n\n".encode()
-    assert buffer.read(0, 10)[0].startswith(buffer.encode(1))
+    joined = b"".join(parts)
+    assert buffer.event(1) == NamedEvent(1, "meta", joined)
+    assert native(buffer, 0).startswith(
+        b"id: %s:1\nevent: meta\ndata: %s\n\n" % (SID.encode(), joined)
+    )
     for _ in range(8):
         buffer.append_delta("y")
     assert buffer.first_seq > 1  # trimmed away with the deltas around it
     with pytest.raises(IndexError):
-        buffer.encode(1)
+        buffer.event(1)

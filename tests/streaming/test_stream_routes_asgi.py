@@ -1,5 +1,5 @@
-"""The stream routes as served by ``StreamRoutes`` (in front of FastAPI's middleware stack): what
-FastAPI used to give them for free still holds - docs, CORS, 404/405, root_path, 500 on a bug."""
+"""The stream routes as FastAPI routes: documented from the real route and its model, with CORS,
+404/405, root_path and a JSON 500 on a bug; the response is a real Starlette response."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ from dataclasses import replace
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
-from rag_service.api.stream_routes import StreamingFastAPI, mount_stream_routes
-from rag_service.streaming import StreamDeps, StreamRegistry, StreamStats
+from rag_service.streaming import SessionResponse, StreamDeps, StreamRegistry, StreamStats
+from rag_service.streaming.events import NativeSseEncoder
 from tests.fakes.resolver import FakeResolver
 from tests.live_server import live_server
-from tests.streaming.conftest import build_app, header_principal
+from tests.streaming.conftest import build_app
 from tests.streaming.helpers import assert_error_shape, deltas, post_stream
 from tests.streaming.sse_spec import parse_sse
 
@@ -121,14 +120,9 @@ async def test_a_bug_while_starting_a_stream_is_a_500_json_error_not_a_hang(
     assert registry.stats() == StreamStats(sessions=0, generating=0, readers=0)
 
 
-def broken_deps_lookup(request: Request) -> StreamDeps:
-    raise ZeroDivisionError("a bug")
-
-
 async def test_without_an_exception_handler_a_bug_is_a_plain_500(deps: StreamDeps) -> None:
-    app = StreamingFastAPI()  # no install_error_handlers: Starlette's default answer
-    app.state.stream_deps = deps
-    mount_stream_routes(app, get_deps=broken_deps_lookup, principal=header_principal)
+    app = build_app(deps, error_handlers=False)  # Starlette's default answer
+    app.state.stream_deps = None  # the lookup below fails like a bug would
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await post_stream(client)
@@ -137,58 +131,37 @@ async def test_without_an_exception_handler_a_bug_is_a_plain_500(deps: StreamDep
     assert response.text == "Internal Server Error"
 
 
-def stream_scope(app: FastAPI) -> dict[str, object]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/rag/stream",
-        "raw_path": b"/rag/stream",
-        "root_path": "",
-        "query_string": b"context=c-1",
-        "headers": [(b"content-type", b"application/json")],
-        "app": app,
+async def test_the_openapi_body_schema_is_the_validating_model(client: httpx.AsyncClient) -> None:
+    """One model validates and documents the body: its constraints are in the schema."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+
+    body = schemas["StreamRequestBody"]
+    assert body["required"] == ["query"]
+    assert body["properties"]["top_k"]["anyOf"][0] == {
+        "type": "integer",
+        "maximum": 50,
+        "minimum": 1,
     }
+    assert body["properties"]["messages"]["maxItems"] == 50
+    assert "pattern" in body["properties"]["context_id"]["anyOf"][0]
 
 
-async def never_called(*_: object) -> None:
-    raise AssertionError("the request was only to be dispatched, not run")
-
-
-def first_frame_of(app: FastAPI) -> str:
-    """The code that a request's task would run first for a stream (the awaitable is closed)."""
-    awaitable = app(stream_scope(app), never_called, never_called)
-    try:
-        return awaitable.cr_code.co_qualname  # type: ignore[attr-defined,no-any-return]
-    finally:
-        awaitable.close()  # type: ignore[attr-defined]
-
-
-async def test_with_telemetry_off_a_stream_keeps_no_frame_of_fastapi_or_starlette(
-    deps: StreamDeps,
+async def test_the_stream_is_a_starlette_streaming_response(
+    registry: StreamRegistry,
 ) -> None:
-    app = build_app(deps)
-    assert not app._native_telemetry.enabled()  # type: ignore[attr-defined]
-    assert first_frame_of(app) == "StreamEndpoint.__call__"
+    """Made by ``StreamingResponse.__init__``: what middleware may read on a response is set."""
+    session = registry.open(context_id="c", principal=None, started_at=0.0)
+    response = SessionResponse(
+        session, registry, encoder=NativeSseEncoder(session.stream_id), headers={"X-A": "b"}
+    )
 
-
-async def test_with_native_telemetry_on_requests_take_fastapis_own_path(
-    deps: StreamDeps, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = build_app(deps)
-    monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)  # type: ignore[attr-defined]
-    assert first_frame_of(app) == "FastAPI.__call__"
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as c:
-        response = await post_stream(c)
+    assert isinstance(response, StreamingResponse)
     assert response.status_code == 200
-    assert deltas(parse_sse(response.content).events)
-
-
-def test_servers_detect_the_app_as_asgi3(deps: StreamDeps) -> None:
-    """uvicorn picks ASGI 2 or 3 by whether ``app.__call__`` looks like a coroutine function."""
-    config = uvicorn.Config(build_app(deps))
-    config.load()
-    assert config.interface == "asgi3"
+    assert response.background is None
+    headers = dict(response.raw_headers)
+    assert headers[b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert headers[b"cache-control"] == b"no-store"
+    assert headers[b"x-a"] == b"b"
+    assert b"content-length" not in headers
+    response.release()
+    assert registry.stats().readers == 0
