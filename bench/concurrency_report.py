@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+ROUTE_LABELS = {"rag": "`/rag/stream`", "v1": "`/v1/chat/completions`"}
+
 
 def render_markdown(
     levels: list[dict[str, Any]], goals: dict[str, bool], notes: list[str], *, goal_streams: int
 ) -> str:
     """The table of ``levels`` (``bench.concurrency.run_level``'s reports), goals and notes."""
     lines = [
-        "| streams | completed | added inter-token latency p50 / p99 / max (ms) "
+        "| route | streams | completed | added inter-token latency p50 / p99 / max (ms) "
         "| p99 in plateau (ms) | TTFT p50 / p99 (ms) | service loop lag p99 / max (ms) "
         "| service RSS idle → plateau (MB) | KB per stream "
         "| CPU cores service / upstream / client | service CPU µs per delta |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lvl in levels:
         gap, plateau = lvl["added_gap_all"], lvl["added_gap_plateau"]
@@ -22,7 +24,8 @@ def render_markdown(
         lag = lvl.get("service_stats", {}).get("loop_lag", {})
         ttft = lvl["ttft"]
         lines.append(
-            f"| {lvl['streams']:,} | {_completed(lvl)} "
+            f"| {ROUTE_LABELS.get(lvl['route'], lvl['route'])} | {lvl['streams']:,} "
+            f"| {_completed(lvl)} "
             f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
             f"| {plateau.get('p99_ms', '-')} | {ttft.get('median_ms', '-')} / {ttft.get('p99_ms', '-')} "
             f"| {lag.get('p99_ms', '-')} / {lag.get('max_ms', '-')} "
@@ -33,14 +36,19 @@ def render_markdown(
     for lvl in levels:
         if lvl["clearly_failed"]:
             lines.append("")
-            lines.append(f"{lvl['streams']:,} streams: {_failure_text(lvl)}.")
+            lines.append(f"{lvl['route']} at {lvl['streams']:,} streams: {_failure_text(lvl)}.")
     lines += ["", f"Goals at {goal_streams:,} streams: {_goal_text(goals)}", ""]
+    lines.append(
+        "Memory per stream is reported, with no goal: (median service VmRSS over the plateau − "
+        "idle VmRSS) / streams."
+    )
+    lines.append("")
     lines += [f"- {note}" for note in notes]
     loads = ", ".join(
-        f"{lvl['streams']:,}: {lvl['load_avg_1m'][0]} → {lvl['load_avg_1m'][1]}" for lvl in levels
+        f"{_name(lvl)}: {lvl['load_avg_1m'][0]} → {lvl['load_avg_1m'][1]}" for lvl in levels
     )
     lines.append(f"- 1-minute load average at each level's start → end: {loads}.")
-    upstream = ", ".join(f"{lvl['streams']:,}: {lvl['upstream_us_per_delta']}" for lvl in levels)
+    upstream = ", ".join(f"{_name(lvl)}: {lvl['upstream_us_per_delta']}" for lvl in levels)
     lines.append(f"- upstream CPU µs per delta delivered (whole run): {upstream}.")
     lines.append(
         "- (after a 503): streams the service first refused because its event loop was behind "
@@ -52,6 +60,10 @@ def render_markdown(
         "per-stream figure; shown is (peak RSS - idle) / most streams open at once."
     )
     return "\n".join(lines)
+
+
+def _name(level: dict[str, Any]) -> str:
+    return f"{level['route']} {level['streams']:,}"
 
 
 def _completed(level: dict[str, Any]) -> str:

@@ -1,12 +1,15 @@
-"""A light load client for ``POST /rag/stream``: thousands of concurrent SSE streams, one process.
+"""A light SSE load client: thousands of concurrent streams from one process, on either route.
 
     python -m bench.sse_load_client --port P --streams 5000 --rate 500 --words 80 \
-        --inter-token-ms 200 --contexts 10
+        --inter-token-ms 200 --contexts 10 [--route rag|v1]
+
+``--route rag`` (default) reads ``POST /rag/stream``, ``--route v1`` reads
+``POST /v1/chat/completions`` as the ``openai`` SDK would (the two shapes: ``bench.sse_stream``).
 
 httpx costs too much per connection and per chunk to hold 5,000 streams on a shared 2-core machine
-without becoming the bottleneck, so this is an ``asyncio.Protocol`` on uvloop with a hand-written
-HTTP/1.1 request and an incremental parser (chunked transfer coding, then SSE events). Each stream
-records the monotonic time of every ``delta`` event; ``time.monotonic()`` is one clock for all
+without becoming the bottleneck, so each stream is an ``asyncio.Protocol`` on uvloop with a
+hand-written HTTP/1.1 request and an incremental parser (``bench.sse_stream``). Each stream
+records the monotonic time of every text event; ``time.monotonic()`` is one clock for all
 processes on Linux, so the parent can line these times up with its RSS samples.
 
 Protocol with the parent (stdin/stdout lines): the client first opens one stream per contextId
@@ -22,17 +25,16 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, cast
+from typing import Any
 
 import uvloop
 
 from bench.load_report import StreamRecord, build_report
+from bench.sse_stream import ROUTES, SseStreamProtocol, open_stream, request_bytes
 from bench.stream_children import LagProbe, raise_open_file_limit
 
 QUERY = "Which sleeping bags are rated below -5 °C, and how do I return one?"
 _START_BATCH_S = 0.01  # streams due within this much time start together
-_STREAM_STATUS_OK = 200
-_REFUSED_STATUS = 503  # the service sheds load: retried after Retry-After, as SDK clients do
 _FAILURE_CHECK_S = 0.5
 # A level clearly fails when this share of the streams started so far has failed, or has waited
 # longer than _STALLED_S for its first token (the service no longer keeps up).
@@ -60,175 +62,15 @@ def failing_reason(started: list[StreamRecord], now: float) -> str | None:
     return None
 
 
-def request_bytes(port: int, context_id: str, query: str) -> bytes:
-    body = json.dumps({"query": query}).encode()
-    head = (
-        f"POST /rag/stream?context={context_id} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-class SseStreamProtocol(asyncio.Protocol):
-    """One ``POST /rag/stream``: writes the request, parses the response as it arrives."""
-
-    def __init__(self, record: StreamRecord, request: bytes, *, stop_after_first: bool) -> None:
-        self.record = record
-        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._request = request
-        self._stop_after_first = stop_after_first
-        self._transport: asyncio.Transport | None = None
-        self._head = b""
-        self._raw = bytearray()  # chunked body bytes not yet de-chunked
-        self._body = bytearray()  # de-chunked SSE bytes not yet parsed
-        self._in_body = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, but they implement it.
-        self._transport = cast(asyncio.Transport, transport)
-        self._transport.write(self._request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self._in_body:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self._start_body(self._head[:end], self._head[end + 4 :])
-            if self.finished.done():
-                return
-        else:
-            self._raw += data
-        self._dechunk()
-        self._parse_events(now)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished.done():
-            if self.record.outcome is None:
-                self.record.outcome = "connection_lost"
-            self.record.ended_at = time.monotonic()
-            self.finished.set_result(None)
-
-    def abort(self, outcome: str) -> None:
-        if self.record.outcome is None:
-            self.record.outcome = outcome
-        self._end()
-
-    def _start_body(self, head: bytes, rest: bytes) -> None:
-        self._in_body = True
-        status_line, _, headers = head.partition(b"\r\n")
-        self.record.status = int(status_line.split()[1])
-        if self.record.status == _REFUSED_STATUS:
-            self.record.retry_after_s = retry_after_s(headers)
-            self.abort("refused")
-            return
-        if self.record.status != _STREAM_STATUS_OK:
-            self.abort(f"http_{self.record.status}")
-            return
-        if b"transfer-encoding: chunked" not in headers.lower():
-            self.abort("not_chunked")
-            return
-        self._raw += rest
-
-    def _dechunk(self) -> None:
-        raw = self._raw
-        while True:
-            line_end = raw.find(b"\r\n")
-            if line_end < 0:
-                return
-            size = int(raw[:line_end].split(b";")[0], 16)
-            if size == 0:
-                del raw[:]
-                return
-            if len(raw) < line_end + 2 + size + 2:
-                return
-            self._body += raw[line_end + 2 : line_end + 2 + size]
-            del raw[: line_end + 2 + size + 2]
-
-    def _parse_events(self, now: float) -> None:
-        body = self._body
-        start = 0
-        while not self.finished.done():
-            end = body.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(bytes(body[start:end]), now)
-            start = end + 2
-        del body[:start]
-
-    def _event(self, block: bytes, now: float) -> None:
-        name = data = event_id = b""
-        for line in block.split(b"\n"):
-            if line.startswith(b"data: "):
-                data = line[6:]
-            elif line.startswith(b"event: "):
-                name = line[7:]
-            elif line.startswith(b"id: "):
-                event_id = line[4:]
-        if not name:
-            return  # the opening `retry:` field, or a `: ping` comment
-        record = self.record
-        record.note_seq(int(event_id.rpartition(b":")[2]))
-        if name == b"delta":
-            record.delta_times.append(now)
-            record.parts.append(json.loads(data)["text"])
-            if self._stop_after_first:
-                self.abort("warmed")
-        elif name == b"meta":
-            record.meta_at = now
-            record.state = json.loads(data)["context"]["state"]
-        elif name == b"done":
-            record.done_at = now
-            record.outcome = "done"
-            self._end()
-        elif name == b"error":
-            record.outcome = "error:" + str(json.loads(data).get("code"))
-            self._end()
-
-    def _end(self) -> None:
-        if self.record.ended_at is None:
-            self.record.ended_at = time.monotonic()
-        if self._transport is not None:
-            self._transport.close()
-        if not self.finished.done():
-            self.finished.set_result(None)
-
-
-def retry_after_s(headers: bytes) -> float:
-    for line in headers.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"retry-after":
-            return float(value.strip())
-    return 1.0
-
-
-async def open_stream(
-    port: int, record: StreamRecord, request: bytes, *, stop_after_first: bool = False
-) -> SseStreamProtocol | None:
-    """Connect and send; None (with the record's outcome set) when the connection fails."""
-    loop = asyncio.get_running_loop()
-    record.opened_at = time.monotonic()
-    if record.started_at is None:  # a retry keeps the first attempt's start (TTFT as users see it)
-        record.started_at = record.opened_at
-    protocol = SseStreamProtocol(record, request, stop_after_first=stop_after_first)
-    try:
-        await loop.create_connection(lambda: protocol, "127.0.0.1", port)
-    except OSError as error:
-        record.outcome = f"connect_error:{error.errno}"
-        return None
-    return protocol
-
-
-async def warm_up(port: int, contexts: int, query: str, timeout_s: float) -> list[StreamRecord]:
+async def warm_up(
+    port: int, contexts: int, query: str, timeout_s: float, route: str = "rag"
+) -> list[StreamRecord]:
     """One stream per contextId, read up to its first delta (retrieval runs here, once each)."""
     records = []
     for index in range(contexts):
         record = StreamRecord(index, f"bench-ctx-{index}")
-        protocol = await open_stream(
-            port, record, request_bytes(port, record.context_id, query), stop_after_first=True
-        )
+        request = request_bytes(port, record.context_id, query, route)
+        protocol = await open_stream(port, record, request, stop_after_first=True, route=route)
         if protocol is not None:
             await asyncio.wait([protocol.finished], timeout=timeout_s)
             protocol.abort("warm_up_timeout")
@@ -237,12 +79,18 @@ async def warm_up(port: int, contexts: int, query: str, timeout_s: float) -> lis
 
 
 async def ramp(
-    port: int, streams: int, rate: float, contexts: int, query: str, deadline_s: float
+    port: int,
+    streams: int,
+    rate: float,
+    contexts: int,
+    query: str,
+    deadline_s: float,
+    route: str = "rag",
 ) -> tuple[list[StreamRecord], dict[str, Any]]:
     """Open ``streams`` streams at ``rate``/s and follow them until done, the deadline, or the
     level clearly failing (then every open stream is aborted and the reason reported)."""
     records = [StreamRecord(i, f"bench-ctx-{i % contexts}") for i in range(streams)]
-    requests = [request_bytes(port, f"bench-ctx-{i}", query) for i in range(contexts)]
+    requests = [request_bytes(port, f"bench-ctx-{i}", query, route) for i in range(contexts)]
     live: dict[int, SseStreamProtocol] = {}
     followers: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
@@ -258,7 +106,7 @@ async def ramp(
             if stopped:
                 break  # do not pile more streams onto a service that no longer keeps up
         request = requests[record.index % contexts]
-        followers.append(loop.create_task(follow_stream(port, record, request, live)))
+        followers.append(loop.create_task(follow_stream(port, record, request, live, route)))
     ramp_end = time.monotonic()
     deadline = started + deadline_s
     while stopped is None:
@@ -272,11 +120,15 @@ async def ramp(
 
 
 async def follow_stream(
-    port: int, record: StreamRecord, request: bytes, live: dict[int, SseStreamProtocol]
+    port: int,
+    record: StreamRecord,
+    request: bytes,
+    live: dict[int, SseStreamProtocol],
+    route: str = "rag",
 ) -> None:
     """Open the stream and wait for its end; a refusal (503) is retried after its Retry-After."""
     while True:
-        protocol = await open_stream(port, record, request)
+        protocol = await open_stream(port, record, request, route=route)
         if protocol is None:
             return
         live[record.index] = protocol
@@ -307,7 +159,7 @@ def _stop_all(
 
 
 async def run_client(args: argparse.Namespace) -> None:
-    warmed = await warm_up(args.port, args.contexts, args.query, timeout_s=60.0)
+    warmed = await warm_up(args.port, args.contexts, args.query, 60.0, args.route)
     bad = [r for r in warmed if r.outcome != "warmed"]
     print(f"WARMED {len(warmed) - len(bad)}", flush=True)
     if bad:
@@ -319,7 +171,7 @@ async def run_client(args: argparse.Namespace) -> None:
     probe = LagProbe()
     probe.start()
     records, timing = await ramp(
-        args.port, args.streams, args.rate, args.contexts, args.query, args.deadline
+        args.port, args.streams, args.rate, args.contexts, args.query, args.deadline, args.route
     )
     await probe.stop()
     report = build_report(
@@ -344,6 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--contexts", type=int, default=10)
     parser.add_argument("--query", default=QUERY)
     parser.add_argument("--deadline", type=float, required=True, help="seconds for the ramp+run")
+    parser.add_argument("--route", choices=ROUTES, default="rag", help="/rag/stream or /v1")
     return parser.parse_args(argv)
 
 

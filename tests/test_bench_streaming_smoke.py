@@ -63,9 +63,13 @@ def test_ttft_measures_every_path_with_checked_answers_and_counts_connections(
         assert label in result.markdown
 
 
-def test_concurrency_level_completes_every_stream_with_the_whole_answer(small_store: Path) -> None:
+@pytest.mark.parametrize("route", ["rag", "v1"])
+def test_concurrency_level_completes_every_stream_with_the_whole_answer(
+    small_store: Path, route: str
+) -> None:
     result = concurrency.run(
         levels=(STREAMS,),
+        routes=(route,),
         plateau_s=1.0,
         admission_s=0.0,
         rate=100.0,
@@ -75,6 +79,7 @@ def test_concurrency_level_completes_every_stream_with_the_whole_answer(small_st
 
     [level] = result.levels
     words = level["words"]
+    assert level["route"] == route
     assert level["completed"] == STREAMS
     assert level["wrong_text"] == 0
     assert level["outcomes"] == {"done": STREAMS}
@@ -89,4 +94,8 @@ def test_concurrency_level_completes_every_stream_with_the_whole_answer(small_st
     assert level["rss_idle_mb"] > 0 and isinstance(level["kb_per_stream"], float)
     assert set(level["cores"]) == {"service", "upstream", "client"}
     assert level["stopped_early"] is None and not level["clearly_failed"]
+    assert set(result.goals) == {
+        f"{route}_1000_streams_complete",
+        f"{route}_p99_added_at_most_20ms",
+    }
     assert f"| {STREAMS} | {STREAMS} |" in result.markdown
