@@ -202,8 +202,9 @@ class OpenAICompatibleUpstream:
         answer.made += 1
         answer.charged += 1
         self._metrics.on_attempt()
-        verify = self._settings.continuation is ContinuationStrategy.replay
-        return _Attempt(self, answer, permit, sink, TextAligner(answer.delivered, verify=verify))
+        replaying = self._settings.continuation is ContinuationStrategy.replay
+        aligner = TextAligner(answer.delivered, verify=True) if replaying and answer.text else None
+        return _Attempt(self, answer, permit, sink, aligner)
 
     def _request_body(self, answer: _Answer) -> dict[str, Any]:
         return build_body(self._settings, answer.request, answer.delivered)
@@ -326,11 +327,9 @@ class OpenAICompatibleUpstream:
             reason=reason,
         )
 
-    def _deliver(self, answer: _Answer, text: str) -> None:
-        if answer.first_text_at is None:
-            answer.first_text_at = self._clock()
-            self._metrics.on_ttft(answer.first_text_at - answer.started_at)
-        answer.text += text.encode()
+    def _first_text(self, answer: _Answer) -> None:
+        answer.first_text_at = self._clock()
+        self._metrics.on_ttft(answer.first_text_at - answer.started_at)
 
     def _completed(self, answer: _Answer) -> Completed:
         self._metrics.on_outcome("ok")
@@ -392,7 +391,7 @@ class _Attempt:
         answer: _Answer,
         permit: Permit,
         sink: EventSink,
-        aligner: TextAligner,
+        aligner: TextAligner | None,  # None: no earlier text to reproduce
     ) -> None:
         self._upstream = upstream
         self._answer = answer
@@ -403,20 +402,29 @@ class _Attempt:
         self.judged = False
 
     def __call__(self, chunk: CompletionChunk) -> None:
+        """Runs once per token: the common case is kept to a few attribute reads."""
         if not self.judged:  # the upstream answers: enough for the breaker
             self.judged = True
             self._upstream._breaker.record_success(self._permit)
             self._upstream._problem = None  # TLS and proxy work again
-        new_text = self._aligner.accept(chunk.text)
-        self._answer.note(chunk)
-        if new_text:
-            self._announce_resumed()
-            self._upstream._deliver(self._answer, new_text)
-            self._sink(TextDelta(new_text))
+        answer = self._answer
+        text = chunk.text
+        if self._aligner is not None:
+            text = self._aligner.accept(text)
+        if chunk.finish_reason is not None or chunk.usage is not None:
+            answer.note(chunk)
+        if text:
+            if self._resuming:
+                self._announce_resumed()
+            if answer.first_text_at is None:
+                self._upstream._first_text(answer)
+            answer.text += text.encode()
+            self._sink(TextDelta(text))
 
     def end(self) -> None:
         """The answer is complete: it must have caught up with earlier text; then Completed."""
-        self._aligner.finish()
+        if self._aligner is not None:
+            self._aligner.finish()
         self._announce_resumed()
         self._sink(self._upstream._completed(self._answer))
 

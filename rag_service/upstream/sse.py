@@ -45,9 +45,9 @@ class SSEParser:
         self._retry_ms: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        single = self._single_data_event(chunk)
-        if single is not None:
-            return [single]
+        whole = self._data_events(chunk)
+        if whole is not None:
+            return whole
         text = self._decode(chunk)
         if self._at_stream_start and text:
             self._at_stream_start = False
@@ -65,14 +65,14 @@ class SSEParser:
         """Characters held for an event not yet dispatched (callers bound it)."""
         return len(self._partial_line) + self._data_chars
 
-    def _single_data_event(self, chunk: bytes) -> SSEEvent | None:
-        """The event when ``chunk`` is exactly one ``data: ...`` line and its blank line, and
-        nothing is pending: what an OpenAI stream sends per token. Parsing it line by line
-        would give the same event at several times the cost."""
+    def _data_events(self, chunk: bytes) -> list[SSEEvent] | None:
+        """The events when ``chunk`` is only whole ``data: ...`` lines, each with its blank line,
+        and nothing is pending: what an OpenAI stream sends, one token per event, and several
+        at once when reads fall behind. Parsing them line by line would give the same events at
+        several times the cost; anything else (None) takes the general path."""
         if (
             chunk[:6] != b"data: "
             or chunk[-2:] != b"\n\n"
-            or chunk.count(b"\n") != 2
             or b"\r" in chunk
             or self._at_stream_start
             or self._partial_line
@@ -83,10 +83,18 @@ class SSEParser:
         ):
             return None
         try:
-            data = chunk[6:-2].decode()
+            text = chunk[:-2].decode()
         except UnicodeDecodeError:
             return None  # the decoder's replacement rules apply: the general path
-        return SSEEvent(data, "message", self._last_id, self._retry_ms)
+        last_id, retry_ms = self._last_id, self._retry_ms
+        if "\n" not in text:  # one event: the usual case
+            return [SSEEvent(text[6:], "message", last_id, retry_ms)]
+        events = []
+        for block in text.split("\n\n"):
+            if block[:6] != "data: " or "\n" in block:
+                return None
+            events.append(SSEEvent(block[6:], "message", last_id, retry_ms))
+        return events
 
     def _decode(self, chunk: bytes) -> str:
         """UTF-8 as the incremental decoder would, without its Python layer when it holds no

@@ -151,3 +151,24 @@ def test_a_byte_held_back_by_the_decoder_belongs_to_the_next_piece() -> None:
     # The lone lead byte and "d" make one invalid sequence: the line's field name is no longer
     # "data", so no second event may come out of it.
     assert parse(b"data: x\n\n\xc3", b"data: y\n\n") == [SSEEvent(data="x")]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n'],  # reads that fell behind
+        [b"data: a\n\ndata: b\n\n", b"data: c\n\n"],
+        [b"data: a\n\n: ping\n\ndata: b\n\n"],  # a comment among them: the general path
+        [b"data: a\n\ndata: b\ndata: c\n\n"],  # a two-line event among them
+        [b"data: a\n\n\n\ndata: b\n\n"],  # an extra blank line
+        [b"data: a\n\nevent: error\ndata: b\n\n"],
+        [b"data: a\n\ndata: b\n\ndata: unfinish", b"ed\n\n"],
+    ],
+)
+def test_several_whole_events_in_one_piece_parse_as_when_fed_byte_by_byte(
+    pieces: list[bytes],
+) -> None:
+    stream = b"".join(pieces)
+    assert parse(b"data: first\n\n", *pieces) == parse(
+        *(bytes([b]) for b in b"data: first\n\n" + stream)
+    )
