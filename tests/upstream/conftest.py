@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rag_service.settings import UpstreamSettings
-from rag_service.testing.fault_upstream import FaultUpstream
+from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
 from rag_service.upstream_events import (
     ChatMessage,
@@ -26,6 +26,8 @@ from tests.upstream.certificates import Certificates, make_certificates
 QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))
 QUESTION_MESSAGES = [{"role": "user", "content": "Do the boots come in size 46?"}]
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+# As a real server over TLS: the chunked terminator in a read of its own, after [DONE].
+REALISTIC_ENDING = AnswerStyle(terminator_delay_s=0.05)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,13 @@
 """Keep-alive against the fault server: the body is read to its end after [DONE] so that the
 connection goes back to the pool, within bounds; a pooled connection the server had closed is
-retried once at once."""
+retried once at once; the read timeout is per gap; all of it on uvloop too."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import uvloop
 
 from rag_service.testing.fault_upstream import (
     AnswerStyle,
@@ -14,17 +15,23 @@ from rag_service.testing.fault_upstream import (
     Drop,
     FaultUpstream,
     Status,
+    answer_text,
 )
+from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream_events import Completed, RetryNotice, UpstreamEvent
+from tests.upstream.certificates import Certificates
 from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,
+    REALISTIC_ENDING,
     ClientFactory,
     FakeTime,
     collect,
+    settings_for,
     terminal,
     text_of,
 )
+from tests.upstream.loopback_proxy import running_proxy
 
 SEQUENTIAL_ANSWERS = 8
 
@@ -124,3 +131,37 @@ async def wait_until(condition: object, timeout_s: float = 5.0) -> bool:
             return True
         await asyncio.sleep(0.01)
     return callable(condition) and bool(condition())
+
+
+async def test_the_read_timeout_bounds_each_gap_not_the_answer(make_client: ClientFactory) -> None:
+    """Tokens 0.25 s apart under a 1 s read timeout: 1.5 s in all, and never a stall."""
+    paced = AnswerStyle(words=6, inter_token_delay_s=0.25)
+    async with FaultUpstream(style=paced) as upstream:
+        items = await collect(make_client(upstream.base_url, read_timeout_s=1.0).stream(QUESTION))
+        assert upstream.request_count == 1
+    assert not any(isinstance(item, RetryNotice) for item in items)
+    assert text_of(items) == answer_text(QUESTION_MESSAGES, paced)
+
+
+def test_tls_through_a_proxy_and_keep_alive_on_uvloop(certificates: Certificates) -> None:
+    """`rag-service serve` runs on uvloop: the CONNECT tunnel, TLS inside it, and the pool."""
+
+    async def scenario() -> tuple[list[str], int, int]:
+        async with (
+            running_proxy() as proxy,
+            FaultUpstream(
+                ssl_context=certificates.localhost.server_context(), style=REALISTIC_ENDING
+            ) as upstream,
+        ):
+            settings = settings_for(
+                upstream.url_for("localhost"), ca_bundle=str(certificates.ca), proxy=proxy.url
+            )
+            client = OpenAICompatibleUpstream(settings)
+            texts = [text_of(await collect(client.stream(QUESTION))) for _ in range(3)]
+            await client.aclose()
+            return texts, upstream.connection_count, len(proxy.forwarded_to(upstream.port))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        texts, connections, tunnels = runner.run(scenario())
+    assert texts == [answer_text(QUESTION_MESSAGES)] * 3
+    assert (connections, tunnels) == (1, 1)

@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
-import pproxy
 import pytest
+from yarl import URL
 
 from rag_service.errors import ConfigurationError, RetriesExhausted, UpstreamConfigurationError
 from rag_service.settings import UpstreamSettings
 from rag_service.testing.fault_upstream import FaultUpstream
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState
+from rag_service.upstream.proxy import choose_proxy
 from rag_service.upstream_events import Completed, Failed, RetryNotice
 from tests.conftest import free_port
 from tests.upstream.certificates import Certificates
@@ -28,30 +28,9 @@ from tests.upstream.conftest import (
     terminal,
     text_of,
 )
+from tests.upstream.loopback_proxy import running_proxy
 
 CREDENTIALS = "rag:proxy-pass-41"
-
-
-@dataclass
-class LoopbackProxy:
-    url: str
-    log: list[str]  # one line per connection the proxy forwarded ("http <client> -> host:port")
-
-    def forwarded_to(self, port: int) -> list[str]:
-        return [line for line in self.log if line.endswith(f"-> localhost:{port}")]
-
-
-@asynccontextmanager
-async def running_proxy(credentials: str | None = None) -> AsyncIterator[LoopbackProxy]:
-    log: list[str] = []
-    server = pproxy.Server("http://127.0.0.1:0" + (f"#{credentials}" if credentials else ""))
-    # authtime -1: pproxy would otherwise remember an authenticated client IP for 30 days
-    handler = await server.start_server({"rserver": [], "verbose": log.append, "authtime": -1})
-    try:
-        yield LoopbackProxy(f"http://127.0.0.1:{handler.sockets[0].getsockname()[1]}", log)
-    finally:
-        handler.close()
-        await handler.wait_closed()
 
 
 @asynccontextmanager
@@ -228,3 +207,30 @@ def test_a_socks_or_odd_explicit_proxy_is_refused_at_start() -> None:
         with pytest.raises(ConfigurationError, match=problem) as raised:
             OpenAICompatibleUpstream(settings)
         assert "secret-3" not in raised.value.message
+
+
+def test_the_upstreams_scheme_picks_the_variable_and_all_proxy_is_the_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = UpstreamSettings()
+    monkeypatch.setenv("HTTP_PROXY", "http://plain.test:1")
+    monkeypatch.setenv("ALL_PROXY", "http://any.test:3")
+    chosen = {
+        scheme: choose_proxy(settings, URL(f"{scheme}://api.example.test/v1"))
+        for scheme in ("http", "https")
+    }
+    assert {scheme: repr(proxy) for scheme, proxy in chosen.items()} == {
+        "http": "UpstreamProxy(http://plain.test:1 from HTTP_PROXY)",
+        "https": "UpstreamProxy(http://any.test:3 from ALL_PROXY)",
+    }
+
+
+def test_a_proxy_without_a_scheme_is_an_http_proxy_and_its_credentials_stay_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "user:pw-5@proxy.example.test:3128")
+    proxy = choose_proxy(UpstreamSettings(), URL("https://api.example.test/v1"))
+    assert proxy is not None
+    assert (proxy.shown, proxy.source) == ("http://proxy.example.test:3128", "HTTPS_PROXY")
+    assert proxy.url.password == "pw-5"  # handed to aiohttp, which sends Proxy-Authorization
+    assert "pw-5" not in repr(proxy)

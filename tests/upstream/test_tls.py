@@ -17,7 +17,7 @@ import pytest
 from rag_service.app import Components, create_app
 from rag_service.errors import ConfigurationError, UpstreamConfigurationError
 from rag_service.settings import Settings
-from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream
+from rag_service.testing.fault_upstream import FaultUpstream
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState, Permit
 from rag_service.upstream_events import Completed, Failed
@@ -26,6 +26,7 @@ from tests.upstream.certificates import Certificates, ServerCertificate
 from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,
+    REALISTIC_ENDING,
     ClientFactory,
     collect,
     settings_for,
@@ -34,8 +35,6 @@ from tests.upstream.conftest import (
 )
 
 SEQUENTIAL_ANSWERS = 5
-# Over TLS a real server's terminator arrives in a read of its own, after [DONE].
-REALISTIC_ENDING = AnswerStyle(terminator_delay_s=0.05)
 
 
 async def test_answers_over_tls_with_a_private_ca_share_one_connection(
