@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from rag_service import __version__
 from rag_service.errors import (
     ConfigurationError,
     RetriesExhausted,
@@ -72,6 +73,10 @@ async def test_complete_answer_with_request_shape(
     assert request.headers["authorization"] == "Bearer sk-test-123"
     assert request.headers["x-tenant"] == "shop"
     assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["user-agent"] == f"rag-service/{__version__}"
+    assert request.headers["content-type"] == "application/json"
+    assert "accept-encoding" not in request.headers  # the answer comes uncoded
+    assert "cookie" not in request.headers
     assert request.body == {
         "model": "smollm2",
         "temperature": 0,

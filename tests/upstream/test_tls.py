@@ -8,6 +8,7 @@ named by ``health()`` and by ``/readyz``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -165,3 +166,28 @@ async def test_readyz_names_the_certificate_problem_in_words(
     assert after == {"ok": False, "breaker": "closed", "error": failed.error.message}
     assert after["error"].startswith("the TLS certificate of localhost:")
     assert "Traceback" not in after["error"]
+
+
+async def test_https_to_a_plain_http_port_is_a_configuration_error(
+    make_client: ClientFactory,
+) -> None:
+    """A plain-HTTP server answers a TLS hello with a 400, as uvicorn and nginx do."""
+
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = make_client(f"https://127.0.0.1:{port}/v1", breaker={"failure_threshold": 1})
+        items = await collect(client.stream(QUESTION))
+    [failed] = items
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, UpstreamConfigurationError)
+    assert "WRONG_VERSION_NUMBER" in failed.error.message
+    assert "scheme (http/https)" in failed.error.message
+    assert failed.attempts == 1
+    assert client.breaker.state is BreakerState.closed
