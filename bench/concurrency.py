@@ -113,20 +113,19 @@ class ConcurrencyResult:
     connect_delay_ms: float = 0.0
 
     @property
-    def goals(self) -> dict[str, bool]:
-        goals = {}
+    def goals(self) -> dict[str, bool | None]:
+        """Per route at ``GOAL_STREAMS``; None: the run had no level of that size (not measured)."""
+        goals: dict[str, bool | None] = {}
         for route in dict.fromkeys(lvl["route"] for lvl in self.levels):
             at_goal = [
                 lvl
                 for lvl in self.levels
                 if lvl["route"] == route and lvl["streams"] == GOAL_STREAMS
             ]
-            goals[f"{route}_{GOAL_STREAMS}_streams_complete"] = any(
-                lvl["all_completed"] for lvl in at_goal
-            )
-            goals[f"{route}_p99_added_at_most_{GOAL_P99_ADDED_MS:g}ms"] = any(
-                lvl["latency_met"] for lvl in at_goal
-            )
+            complete = any(lvl["all_completed"] for lvl in at_goal) if at_goal else None
+            latency = any(lvl["latency_met"] for lvl in at_goal) if at_goal else None
+            goals[f"{route}_{GOAL_STREAMS}_streams_complete"] = complete
+            goals[f"{route}_p99_added_at_most_{GOAL_P99_ADDED_MS:g}ms"] = latency
         return goals
 
     @property

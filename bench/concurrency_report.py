@@ -8,7 +8,11 @@ ROUTE_LABELS = {"rag": "`/rag/stream`", "v1": "`/v1/chat/completions`"}
 
 
 def render_markdown(
-    levels: list[dict[str, Any]], goals: dict[str, bool], notes: list[str], *, goal_streams: int
+    levels: list[dict[str, Any]],
+    goals: dict[str, bool | None],
+    notes: list[str],
+    *,
+    goal_streams: int,
 ) -> str:
     """The table of ``levels`` (``bench.concurrency.run_level``'s reports), goals and notes."""
     lines = [
@@ -85,5 +89,6 @@ def _failure_text(level: dict[str, Any]) -> str:
     return "p99 added latency above 1 s"
 
 
-def _goal_text(goals: dict[str, bool]) -> str:
-    return ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in goals.items())
+def _goal_text(goals: dict[str, bool | None]) -> str:
+    verdicts = {True: "met", False: "MISSED", None: "not measured (no level of that size)"}
+    return ", ".join(f"{name} {verdicts[met]}" for name, met in goals.items())

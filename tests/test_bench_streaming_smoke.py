@@ -94,8 +94,10 @@ def test_concurrency_level_completes_every_stream_with_the_whole_answer(
     assert level["rss_idle_mb"] > 0 and isinstance(level["kb_per_stream"], float)
     assert set(level["cores"]) == {"service", "upstream", "client"}
     assert level["stopped_early"] is None and not level["clearly_failed"]
-    assert set(result.goals) == {
-        f"{route}_1000_streams_complete",
-        f"{route}_p99_added_at_most_20ms",
+    # No level of 1,000 streams in this run: the goals are not measured, not missed.
+    assert result.goals == {
+        f"{route}_1000_streams_complete": None,
+        f"{route}_p99_added_at_most_20ms": None,
     }
+    assert "MISSED" not in result.markdown
     assert f"| {STREAMS} | {STREAMS} |" in result.markdown
