@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
-    RetriesExhausted,
     UpstreamConfigurationError,
     UpstreamError,
     UpstreamRejected,
@@ -35,7 +31,8 @@ from rag_service.errors import (
 )
 from rag_service.ports import UpstreamHealth
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
-from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
+from rag_service.upstream.answer_state import AnswerState, retries_exhausted
+from rag_service.upstream.backoff import BackoffPolicy
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.continuation import TextAligner, build_body
@@ -54,37 +51,6 @@ from rag_service.upstream_events import (
 )
 
 Sleep = Callable[[float], Awaitable[None]]
-log = logging.getLogger("rag_service.upstream")
-
-
-@dataclass(slots=True)
-class _Answer:
-    """The state of one answer across its attempts (one per open stream)."""
-
-    request: ChatRequest
-    started_at: float
-    deadline: float
-    schedule: BackoffSchedule | None = None  # made at the first retry: most answers have none
-    # The text delivered so far, as UTF-8: a continuation needs it, and a str per token would
-    # cost ~70 bytes each for the whole answer (18 KB for 256 tokens, per open stream).
-    text: bytearray = field(default_factory=bytearray)
-    made: int = 0  # requests sent for this answer
-    charged: int = 0  # of those, the ones counted against max_attempts (failed probes are not)
-    first_text_at: float | None = None
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    next_permit: Permit = Permit.normal
-    failure: RagServiceError | None = None
-
-    @property
-    def delivered(self) -> str:
-        return self.text.decode()
-
-    def note(self, chunk: CompletionChunk) -> None:
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
-        if chunk.usage is not None:
-            self.usage = chunk.usage
 
 
 class OpenAICompatibleUpstream:
@@ -119,12 +85,6 @@ class OpenAICompatibleUpstream:
         self._endpoint = CompletionsEndpoint(settings, session=session)
         # The last configuration problem (TLS trust, proxy refusal), in words, for /readyz.
         self._problem: str | None = None
-        if self._endpoint.proxy is not None:
-            log.info(
-                "upstream requests go through the proxy %s (from %s)",
-                self._endpoint.proxy.shown,
-                self._endpoint.proxy.source,
-            )
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -149,7 +109,7 @@ class OpenAICompatibleUpstream:
         per nesting level would stay alive for the whole answer, for thousands of streams.
         """
         now = self._clock()
-        answer = _Answer(
+        answer = AnswerState(
             request=request, started_at=now, deadline=now + self._settings.retry.deadline_s
         )
         permit = self._breaker.try_acquire()
@@ -161,7 +121,8 @@ class OpenAICompatibleUpstream:
         while True:
             attempt = self._attempt(answer, permit, sink)
             try:
-                await self._endpoint.stream(self._request_body(answer), attempt)
+                body = build_body(self._settings, answer.request, answer.delivered)
+                await self._endpoint.stream(body, attempt)
                 return  # attempt.end() delivered Completed before the body was drained
             except RagServiceError as error:
                 attempt.judge(error)
@@ -175,7 +136,6 @@ class OpenAICompatibleUpstream:
                     sink(self._failed(answer, failure))
                     return
                 permit = answer.next_permit
-                continue
             finally:
                 attempt.release_unjudged()  # cancelled before any verdict: a probe slot back
 
@@ -197,7 +157,7 @@ class OpenAICompatibleUpstream:
     async def aclose(self) -> None:
         await self._endpoint.aclose()
 
-    def _attempt(self, answer: _Answer, permit: Permit, sink: EventSink) -> _Attempt:
+    def _attempt(self, answer: AnswerState, permit: Permit, sink: EventSink) -> _Attempt:
         """Count a new attempt and make its chunk callback."""
         answer.made += 1
         answer.charged += 1
@@ -206,10 +166,7 @@ class OpenAICompatibleUpstream:
         aligner = TextAligner(answer.delivered, verify=True) if replaying and answer.text else None
         return _Attempt(self, answer, permit, sink, aligner)
 
-    def _request_body(self, answer: _Answer) -> dict[str, Any]:
-        return build_body(self._settings, answer.request, answer.delivered)
-
-    def _judge(self, answer: _Answer, permit: Permit, error: RagServiceError) -> None:
+    def _judge(self, answer: AnswerState, permit: Permit, error: RagServiceError) -> None:
         if not isinstance(error, UpstreamError):  # our own fault (configuration): no verdict
             self._breaker.release(permit)
             return
@@ -223,7 +180,7 @@ class OpenAICompatibleUpstream:
         if permit is Permit.probe:
             answer.charged -= 1  # the probe tested the upstream for everyone
 
-    def _refuse_retry(self, answer: _Answer, error: RagServiceError) -> RagServiceError | None:
+    def _refuse_retry(self, answer: AnswerState, error: RagServiceError) -> RagServiceError | None:
         """The error that ends the answer now, or None when another attempt may follow."""
         if not isinstance(error, UpstreamRetryable):
             return error
@@ -236,11 +193,11 @@ class OpenAICompatibleUpstream:
             )
         retry = self._settings.retry
         if answer.charged >= retry.max_attempts:
-            return self._exhausted(
+            return retries_exhausted(
                 "max_attempts", f"gave up after {answer.made} attempts: {error.message}", error
             )
         if error.retry_after_s is not None and error.retry_after_s > retry.retry_after_cap_s:
-            return self._exhausted(
+            return retries_exhausted(
                 "retry_after_too_long",
                 f"the upstream asked to wait {error.retry_after_s:.0f} s, longer than the "
                 f"{retry.retry_after_cap_s:g} s this service waits",
@@ -250,14 +207,14 @@ class OpenAICompatibleUpstream:
         return None
 
     async def _prepare_retry(
-        self, answer: _Answer, error: UpstreamRetryable, sink: EventSink
+        self, answer: AnswerState, error: UpstreamRetryable, sink: EventSink
     ) -> None:
         """Wait for the next attempt; sets ``answer.next_permit`` or ``answer.failure``."""
         if answer.schedule is None:
             answer.schedule = self._backoff.schedule()
         delay = answer.schedule.next_delay(error.retry_after_s)
         if self._clock() + delay > answer.deadline:
-            answer.failure = self._exhausted(
+            answer.failure = retries_exhausted(
                 "deadline",
                 f"no time left for another attempt within the "
                 f"{self._settings.retry.deadline_s:g} s deadline: {error.message}",
@@ -269,7 +226,7 @@ class OpenAICompatibleUpstream:
             spent = error.reason == "pool_timeout" or self._budget.try_spend()
             self._metrics.on_budget(self._budget.tokens)
             if not spent:
-                answer.failure = self._exhausted(
+                answer.failure = retries_exhausted(
                     "retry_budget_exhausted",
                     f"retry budget exhausted, the upstream fails too often: {error.message}",
                     error,
@@ -283,7 +240,7 @@ class OpenAICompatibleUpstream:
                 return
         await self._park(answer, sink)
 
-    async def _park(self, answer: _Answer, sink: EventSink) -> None:
+    async def _park(self, answer: AnswerState, sink: EventSink) -> None:
         """Wait without sending while the circuit is open; parked waits cost no attempts."""
         announced = False
         released = False
@@ -302,7 +259,7 @@ class OpenAICompatibleUpstream:
                 continue
             released = False
             if remaining <= 0:
-                answer.failure = self._exhausted(
+                answer.failure = retries_exhausted(
                     "circuit_open",
                     "the upstream circuit breaker stayed open until the answer's deadline",
                     None,
@@ -318,7 +275,7 @@ class OpenAICompatibleUpstream:
             timeout = remaining if wait is None else min(wait, remaining)
             await self._breaker.wait_for_change(timeout, self._sleep)
 
-    def _notice(self, answer: _Answer, delay_s: float, reason: str) -> RetryNotice:
+    def _notice(self, answer: AnswerState, delay_s: float, reason: str) -> RetryNotice:
         uncharged = answer.made - answer.charged
         return RetryNotice(
             attempt=answer.made + 1,
@@ -327,11 +284,11 @@ class OpenAICompatibleUpstream:
             reason=reason,
         )
 
-    def _first_text(self, answer: _Answer) -> None:
+    def _first_text(self, answer: AnswerState) -> None:
         answer.first_text_at = self._clock()
         self._metrics.on_ttft(answer.first_text_at - answer.started_at)
 
-    def _completed(self, answer: _Answer) -> Completed:
+    def _completed(self, answer: AnswerState) -> Completed:
         self._metrics.on_outcome("ok")
         ttft = answer.first_text_at
         return Completed(
@@ -344,7 +301,7 @@ class OpenAICompatibleUpstream:
             attempts=answer.made,
         )
 
-    def _failed(self, answer: _Answer, error: RagServiceError) -> Failed:
+    def _failed(self, answer: AnswerState, error: RagServiceError) -> Failed:
         self._metrics.on_outcome(error.code)
         return Failed(error=error, attempts=answer.made)
 
@@ -353,19 +310,6 @@ class OpenAICompatibleUpstream:
             "the upstream LLM keeps failing; its circuit breaker is open",
             retry_after_s=self._breaker.retry_after_s(),
         )
-
-    @staticmethod
-    def _exhausted(
-        reason: str,
-        message: str,
-        last: UpstreamError | None,
-        *,
-        retry_after_s: float | None = None,
-    ) -> RetriesExhausted:
-        details: dict[str, Any] = {"reason": reason}
-        if isinstance(last, UpstreamRetryable):
-            details["last_reason"] = last.reason
-        return RetriesExhausted(message, retry_after_s=retry_after_s, details=details)
 
     def __repr__(self) -> str:
         return (
@@ -388,7 +332,7 @@ class _Attempt:
     def __init__(
         self,
         upstream: OpenAICompatibleUpstream,
-        answer: _Answer,
+        answer: AnswerState,
         permit: Permit,
         sink: EventSink,
         aligner: TextAligner | None,  # None: no earlier text to reproduce

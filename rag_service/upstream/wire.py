@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ DRAIN_MAX_S = 2.0
 # No Accept-Encoding: a token stream gains nothing from compression, and each chunk would cost a
 # decompressor call. aiohttp still decodes a server that compresses anyway.
 SKIPPED_AUTO_HEADERS = ("Accept-Encoding",)
+log = logging.getLogger("rag_service.upstream")
 
 
 class CompletionChunk(NamedTuple):
@@ -98,6 +100,12 @@ class CompletionsEndpoint:
         self._url = _completions_url(settings.base_url)
         self.proxy: UpstreamProxy | None = choose_proxy(settings, self._url)
         self._proxy_url = self.proxy.url if self.proxy is not None else None
+        if self.proxy is not None:
+            log.info(
+                "upstream requests go through the proxy %s (from %s)",
+                self.proxy.shown,
+                self.proxy.source,
+            )
         warn_if_unverified(settings)
         tls_needed = self._url.scheme == "https" or (
             self._proxy_url is not None and self._proxy_url.scheme == "https"

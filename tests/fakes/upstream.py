@@ -74,7 +74,9 @@ def answer_script(pieces: Sequence[str], *, pause_s: float = 0.0) -> list[Step]:
 class ScriptedUpstream:
     script: Sequence[Step] = ()
     unavailable: RagServiceError | None = None  # raised by ensure_available (e.g. CircuitOpen)
-    reported_health: UpstreamHealth = UpstreamHealth(breaker="closed")  # what health() returns
+    reported_health: UpstreamHealth = field(  # what health() returns
+        default_factory=lambda: UpstreamHealth(breaker="closed")
+    )
     ensure_calls: int = 0
     answer_calls: int = 0
     requests: list[ChatRequest] = field(default_factory=list)
