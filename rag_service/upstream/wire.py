@@ -9,7 +9,8 @@ attempt's consumer, in the attempt's own frame.
 
 After ``[DONE]`` the rest of the body - over TLS the chunked terminator usually arrives in a read
 of its own - is read to its end, bounded in time and bytes, so that aiohttp hands the connection
-back to its pool instead of closing it; the consumer has already been told the answer is complete.
+back to its pool instead of closing it. The consumer hears that the answer is complete once that
+is done (or after a short grace), so that a client asking again at once finds the connection idle.
 
 Everything aiohttp raises is translated here (see ``classify``); callers only see our errors.
 Malformed JSON in a complete data event is an ``UpstreamProtocolError`` and is not retried: with
@@ -54,6 +55,10 @@ USER_AGENT = f"rag-service/{__version__}"
 # comment): beyond these bounds the connection is closed rather than kept.
 DRAIN_MAX_BYTES = 64 * 1024
 DRAIN_MAX_S = 2.0
+# A healthy server's terminator follows [DONE] within a millisecond or two. The answer is reported
+# complete once it came, or after this grace: delivering it at [DONE] let the service's client ask
+# again before the connection was back in the pool, and a second connection was opened.
+DONE_GRACE_S = 0.05
 # No Accept-Encoding: a token stream gains nothing from compression, and each chunk would cost a
 # decompressor call. aiohttp still decodes a server that compresses anyway.
 SKIPPED_AUTO_HEADERS = ("Accept-Encoding",)
@@ -130,6 +135,7 @@ class CompletionsEndpoint:
             sock_read=settings.read_timeout_s,
         )
         self._drain_s = min(settings.read_timeout_s, DRAIN_MAX_S)
+        self._grace_s = min(self._drain_s, DONE_GRACE_S)
         self._slots = asyncio.Semaphore(settings.max_connections)
         self._session = session
         self._owns_session = session is None
@@ -260,8 +266,15 @@ class CompletionsEndpoint:
             return False
         if not (reader.done or reader.finished):
             raise UpstreamRetryable("upstream stream ended before [DONE]", reason="stream_cut")
+        if not reader.done:  # the body ended after a finish_reason: nothing left to read
+            consumer.end()
+            return True
+        tail = _Tail(content)
+        ended = await tail.read(self._grace_s)
         consumer.end()
-        return not reader.done or await _drained(content, self._drain_s)
+        if ended is None:  # a late terminator: read on, within the bounds, after the answer
+            ended = await tail.read(self._drain_s - self._grace_s)
+        return bool(ended)
 
 
 def _completions_url(base_url: str) -> URL:
@@ -296,20 +309,33 @@ async def _read_error_body(content: aiohttp.StreamReader) -> bytes:
     return bytes(collected[:MAX_ERROR_BODY_BYTES])
 
 
-async def _drained(content: aiohttp.StreamReader, limit_s: float) -> bool:
-    """Read what follows ``[DONE]`` to the body's end; False past the bounds or on an error."""
-    if content.at_eof():
-        return True  # the terminator came with [DONE]
-    left = DRAIN_MAX_BYTES
-    try:
-        async with asyncio.timeout(limit_s):
-            while data := await content.readany():
-                left -= len(data)
-                if left < 0:
-                    return False
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-    return True
+class _Tail:
+    """What follows ``[DONE]``, read towards the body's end in one or more timed steps."""
+
+    __slots__ = ("_content", "_left")
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+        self._left = DRAIN_MAX_BYTES
+
+    async def read(self, seconds: float) -> bool | None:
+        """True: the body ended; False: too many bytes or a failure (close the connection);
+        None: it goes on after ``seconds`` (nothing is lost: a cancelled read leaves the bytes
+        in the reader)."""
+        content = self._content
+        if content.at_eof():
+            return True  # the usual case: the terminator came with [DONE]
+        try:
+            async with asyncio.timeout(seconds):
+                while data := await content.readany():
+                    self._left -= len(data)
+                    if self._left < 0:
+                        return False
+        except aiohttp.ClientError:  # includes sock_read's SocketTimeoutError
+            return False
+        except TimeoutError:
+            return None
+        return True
 
 
 class ChunkReader:

@@ -51,6 +51,39 @@ async def test_sequential_answers_share_one_connection(
         assert upstream.connection_count == 1
 
 
+async def test_a_client_asking_again_at_completed_finds_the_connection_idle(
+    make_client: ClientFactory,
+) -> None:
+    """As the service's clients do: the next question leaves as soon as the answer is complete
+    (its `done` event), not when ``answer`` returns. With the terminator 20 ms after [DONE]
+    the connection must already be back in the pool by then."""
+    async with FaultUpstream(style=AnswerStyle(terminator_delay_s=0.02)) as upstream:
+        client = make_client(upstream.base_url)
+        answers = []
+        for _ in range(SEQUENTIAL_ANSWERS):
+            answer, items, completed = start_answer(client)
+            answers.append(answer)
+            await completed.wait()
+            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        await asyncio.gather(*answers)
+        assert upstream.connection_count == 1
+
+
+def start_answer(
+    client: OpenAICompatibleUpstream,
+) -> tuple[asyncio.Task[None], list[UpstreamEvent], asyncio.Event]:
+    """An answer running in a task: (the task, its items so far, set at its Completed)."""
+    items: list[UpstreamEvent] = []
+    completed = asyncio.Event()
+
+    def sink(item: UpstreamEvent) -> None:
+        items.append(item)
+        if isinstance(item, Completed):
+            completed.set()
+
+    return asyncio.create_task(client.answer(QUESTION, sink)), items, completed
+
+
 async def test_an_answer_completes_before_a_late_terminator_and_its_connection_is_dropped(
     make_client: ClientFactory,
 ) -> None:
@@ -59,15 +92,7 @@ async def test_an_answer_completes_before_a_late_terminator_and_its_connection_i
     late = AnswerStyle(terminator_delay_s=60.0)
     async with FaultUpstream(style=late) as upstream:
         client = make_client(upstream.base_url, read_timeout_s=0.2)
-        completed = asyncio.Event()
-        items: list[UpstreamEvent] = []
-
-        def sink(item: UpstreamEvent) -> None:
-            items.append(item)
-            if isinstance(item, Completed):
-                completed.set()
-
-        answer = asyncio.create_task(client.answer(QUESTION, sink))
+        answer, items, completed = start_answer(client)
         await completed.wait()
         assert not answer.done()  # still reading towards the body's end
         await answer
