@@ -15,13 +15,15 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No RAG_* setting or .env from the developer's shell leaks into a test; no hub access."""
     for name in list(os.environ):
-        if name.startswith("RAG_"):
+        # A proxy set in the developer's shell would carry the tests' loopback requests.
+        if name.startswith("RAG_") or name.lower() in PROXY_VARIABLES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
