@@ -118,13 +118,13 @@ class SessionResponse(StreamingResponse):
         session, encoder = self._session, self._encoder
         while not self._disconnected:
             after_seq = self._after_seq
-            if after_seq < session.last_seq:
-                if after_seq + 1 < session.first_seq:
-                    last_words = encoder.fell_behind()
-                    if last_words:
-                        yield last_words
-                    return
-                events = session.read_events(after_seq, BATCH_EVENTS)
+            if after_seq + 1 < session.first_seq:
+                last_words = encoder.fell_behind()
+                if last_words:
+                    yield last_words
+                return
+            events = session.read_events(after_seq, BATCH_EVENTS)
+            if events:
                 self._after_seq = events[-1].seq
                 body = encoder.encode(events)
                 if body:
