@@ -15,7 +15,7 @@ Mounting (in ``create_app``)::
     )
 
 ``get_deps`` and ``principal`` are what ``stream_router`` takes; the same client keys apply. The
-body size limit of ``/rag/stream`` applies (``api/body_limit.py``).
+body size limit of ``/rag/stream`` applies (``body_limited_route``, ``api/schemas.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
-from rag_service.api.body_limit import body_limited_route
 from rag_service.api.openai_schemas import ChatCompletionRequest, parse_chat_completion
 from rag_service.api.openai_stream import (
     ChunkEncoder,
@@ -39,6 +38,7 @@ from rag_service.api.openai_stream import (
     finish_reason,
     rag_field,
 )
+from rag_service.api.schemas import body_limited_route
 from rag_service.api.stream_routes import PrincipalDependency
 from rag_service.errors import NotFound, RagServiceError
 from rag_service.ports import ResolvedContext

@@ -1,6 +1,6 @@
 """Reading a stream session as OpenAI ``chat.completion.chunk`` events, or as one completion.
 
-The facade reads a session's events (``rag_service.streaming.events``) exactly as the native
+The facade reads a session's events (``rag_service.streaming.sse_format``) exactly as the native
 stream does, and ``ChunkEncoder`` writes them as OpenAI chunks, so an OpenAI-style stream and
 ``GET /rag/stream/{stream_id}`` show the same answer under the same ids:
 
@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_service.errors import RagServiceError, ServiceUnavailable
-from rag_service.streaming.events import DeltaEvent, NamedEvent, SessionEvent
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import to_json
+from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent, to_json
 from rag_service.streaming.sse_response import BATCH_EVENTS
 
 PING_LINE = b": ping\n"

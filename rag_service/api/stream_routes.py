@@ -4,7 +4,8 @@ Ordinary FastAPI routes. The question's body is parsed and validated by FastAPI 
 pydantic model (``StreamRequestBody``), which also gives ``/openapi.json`` its schema, so the
 documentation and the validation cannot disagree. A failure before the stream starts is one of
 our errors, mapped to the JSON error shape in ``api/errors.py`` (validation errors too: 400 with
-the fields). The body size limit applies before FastAPI reads the body (``api/body_limit.py``).
+the fields). The body size limit applies before FastAPI reads the body (``body_limited_route``
+in ``api/schemas.py``).
 
 Mounting (in ``create_app``)::
 
@@ -26,17 +27,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
-from rag_service.api.body_limit import body_limited_route
 from rag_service.api.schemas import (
     CONTEXT_ID_PATTERN,
     StreamRequestBody,
     answer_request,
+    body_limited_route,
 )
 from rag_service.errors import InvalidInput, NotFound
 from rag_service.streaming.answer import StreamDeps, start_answer
-from rag_service.streaming.events import NativeSseEncoder
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import parse_last_event_id, retry_field
+from rag_service.streaming.sse_format import NativeSseEncoder, parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SessionResponse
 
 PrincipalDependency = Callable[..., Awaitable[str | None]] | Callable[..., str | None]

@@ -13,7 +13,7 @@ own encoded ``bytes`` object would cost ~100 bytes per token (object header, the
   parts and joined on each read.
 
 Readers get the events themselves (``read_events``: ``DeltaEvent``/``NamedEvent``, see
-``events``), and each reader's encoder turns them into the bytes its client reads. Seqs count
+``sse_format``), and each reader's encoder turns them into the bytes its client reads. Seqs count
 from 1 without gaps. When more than ``capacity`` events are held, the oldest are dropped in
 batches (amortised O(1)), so at least the last ``capacity`` events stay replayable.
 """
@@ -23,8 +23,13 @@ from __future__ import annotations
 from array import array
 
 from rag_service.errors import RagServiceError
-from rag_service.streaming.events import DeltaEvent, NamedEvent, SessionEvent
-from rag_service.streaming.sse_format import json_string, to_json
+from rag_service.streaming.sse_format import (
+    DeltaEvent,
+    NamedEvent,
+    SessionEvent,
+    json_string,
+    to_json,
+)
 
 _TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
 

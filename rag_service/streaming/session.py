@@ -17,8 +17,8 @@ from typing import Any
 
 from rag_service.errors import RagServiceError
 from rag_service.ports import Clock
-from rag_service.streaming.events import SessionEvent
 from rag_service.streaming.replay_buffer import ReplayBuffer
+from rag_service.streaming.sse_format import SessionEvent
 from rag_service.upstream_events import (
     Completed,
     Failed,

@@ -1,6 +1,18 @@
-"""The bytes of the service's Server-Sent Events, and the parsing of ``Last-Event-ID``.
+"""A stream's events, the bytes of the service's Server-Sent Events, and ``Last-Event-ID``.
 
-Every event is written in one shape, which the WHATWG EventSource parser reads unambiguously:
+A session hands its readers its events in two kinds (``ReplayBuffer.read_events``):
+
+- ``DeltaEvent``: a piece of the answer, as its text's JSON string literal (quotes included),
+  which is what the replay buffer stores. No encoder ever decodes it: a delta is a byte template
+  with the literal spliced in, so a token costs the same on every endpoint;
+- ``NamedEvent``: any other event (``meta``, ``retry``, ``resumed``, ``done``, ``error``), as its
+  name and its data, one line of JSON. There are a handful per answer, so an encoder that needs
+  the fields reads them with ``payload()``.
+
+Each kind of client has an ``EventEncoder``: ``NativeSseEncoder`` writes ``/rag/stream``'s events,
+``ChunkEncoder`` (``rag_service.api.openai_stream``) writes OpenAI chunks. Both read the same
+events, so ``GET /rag/stream/{id}`` and ``/v1/chat/completions`` show one answer under the same
+ids. Every native event is written in one shape, which the WHATWG EventSource parser reads unambiguously:
 
     id: <stream_id>:<seq>\\n
     event: <name>\\n
@@ -17,8 +29,9 @@ import json
 import random
 import re
 import secrets
+from collections.abc import Sequence
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from rag_service.errors import InvalidInput
 
@@ -89,3 +102,68 @@ def parse_last_event_id(header: str | None, stream_id: str) -> int:
     if not seq_text.isdigit() or not seq_text.isascii() or len(seq_text) > _MAX_SEQ_DIGITS:
         raise InvalidInput("Last-Event-ID must end in ':<seq>' with a non-negative integer seq")
     return int(seq_text)
+
+
+# -- events and their encoders ---------------------------------------------------------------------
+
+
+class DeltaEvent(NamedTuple):
+    seq: int
+    literal: bytes  # the text as a JSON string literal, quotes included
+
+
+class NamedEvent(NamedTuple):
+    seq: int
+    name: str
+    data: bytes  # one line of JSON: an object
+
+    def payload(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        assert isinstance(value, dict), "an event's data is a JSON object"
+        return value
+
+
+SessionEvent = DeltaEvent | NamedEvent
+
+
+class EventEncoder(Protocol):
+    """What one kind of client reads for a session's events."""
+
+    @property
+    def ping(self) -> bytes:
+        """Written after a while without output (see ``keepalive``)."""
+
+    def encode(self, events: Sequence[SessionEvent]) -> bytes:
+        """The bytes for ``events`` (consecutive, in order); may be empty."""
+
+    def fell_behind(self) -> bytes:
+        """The last write of a reader that fell out of the replay window (``b""``: none)."""
+
+
+class NativeSseEncoder:
+    """The events of ``/rag/stream``: ``id:``, ``event:`` and ``data:`` lines (see above).
+
+    A reader that fell behind the replay window just ends: its resume then answers 404, so an
+    answer with a hole in it never passes for a whole one.
+    """
+
+    __slots__ = ("_id_prefix",)
+
+    ping = PING
+
+    def __init__(self, stream_id: str) -> None:
+        self._id_prefix = f"{stream_id}:".encode()
+
+    def encode(self, events: Sequence[SessionEvent]) -> bytes:
+        if len(events) == 1:  # the usual case while following a live answer
+            return self.encode_one(events[0])
+        return b"".join(map(self.encode_one, events))
+
+    def encode_one(self, event: SessionEvent) -> bytes:
+        if type(event) is DeltaEvent:
+            return encode_delta(self._id_prefix, event.seq, event.literal)
+        assert type(event) is NamedEvent
+        return encode_event(self._id_prefix, event.seq, event.name, event.data)
+
+    def fell_behind(self) -> bytes:
+        return b""

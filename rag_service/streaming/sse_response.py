@@ -32,9 +32,9 @@ from collections.abc import AsyncGenerator, Mapping
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from rag_service.streaming.events import EventEncoder
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
+from rag_service.streaming.sse_format import EventEncoder
 
 SSE_HEADERS = {
     "Cache-Control": "no-store",

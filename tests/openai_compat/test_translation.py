@@ -18,9 +18,8 @@ from rag_service.errors import (
     UpstreamStalled,
 )
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
-from rag_service.streaming.events import NamedEvent
 from rag_service.streaming.replay_buffer import ReplayBuffer
-from rag_service.streaming.sse_format import to_json
+from rag_service.streaming.sse_format import NamedEvent, to_json
 from tests.streaming.sse_spec import parse_sse
 
 STREAM_ID = "AbCdEfGhIjKlMnOpQrStUv"

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from rag_service.streaming.events import NativeSseEncoder
 from rag_service.streaming.session import StreamSession
+from rag_service.streaming.sse_format import NativeSseEncoder
 from tests.streaming.sse_spec import ParsedStream, SseEvent
 
 

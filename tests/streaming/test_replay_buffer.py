@@ -8,9 +8,11 @@ import random
 import pytest
 
 from rag_service.errors import InvalidInput, RagServiceError
-from rag_service.streaming.events import DeltaEvent, NamedEvent, NativeSseEncoder
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import (
+    DeltaEvent,
+    NamedEvent,
+    NativeSseEncoder,
     is_well_formed_stream_id,
     new_stream_id,
     parse_last_event_id,

@@ -14,7 +14,7 @@ from starlette.types import Message
 from rag_service.api.openai_stream import ChunkEncoder
 from rag_service.settings import StreamSettings
 from rag_service.streaming import SessionResponse, StreamRegistry, StreamSession
-from rag_service.streaming.events import EventEncoder, NativeSseEncoder, SessionEvent
+from rag_service.streaming.sse_format import EventEncoder, NativeSseEncoder, SessionEvent
 from rag_service.upstream_events import Completed, TextDelta, Timings
 from tests.streaming.sse_spec import parse_sse
 

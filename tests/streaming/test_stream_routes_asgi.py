@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import StreamingResponse
 
 from rag_service.streaming import SessionResponse, StreamDeps, StreamRegistry, StreamStats
-from rag_service.streaming.events import NativeSseEncoder
+from rag_service.streaming.sse_format import NativeSseEncoder
 from tests.fakes.resolver import FakeResolver
 from tests.live_server import live_server
 from tests.streaming.conftest import build_app
