@@ -86,7 +86,12 @@ class ReplayBuffer:
         """
         if after_seq + 1 < self._first_seq:
             raise IndexError(f"seq {after_seq + 1} is no longer held")
-        stop = min(self.last_seq, after_seq + max_events)
+        last = self._first_seq + len(self._ends) - 1
+        if after_seq >= last or max_events < 1:
+            return []  # a live reader that has caught up: asked once per event it follows
+        if after_seq + 1 == last or max_events == 1:
+            return [self._held(after_seq + 1)]  # the next event alone: the live case
+        stop = min(last, after_seq + max_events)
         return [self._held(seq) for seq in range(after_seq + 1, stop + 1)]
 
     def event(self, seq: int) -> SessionEvent:

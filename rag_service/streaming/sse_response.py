@@ -7,7 +7,7 @@ headers and media type, and Starlette's own ``stream_response`` writes the body,
 
 - events that are already there (a resume's replay, or whatever came while a write waited on a
   slow client) go out in batches of up to ``BATCH_EVENTS`` per write;
-- once caught up, the task sleeps on one future from the session (``change_waiter``), resolved
+- once caught up, the task sleeps on one future handed to the session (``notify``), resolved
   by the next append, so one wake-up writes everything appended meanwhile. No timer, set or
   callback is made per event, and there is no polling.
 
@@ -116,6 +116,9 @@ class SessionResponse(StreamingResponse):
         if self._opening:
             yield self._opening
         session, encoder = self._session, self._encoder
+        # Held for the whole body: asyncio.get_running_loop() costs a getpid() syscall per
+        # call, and the loop is asked for one future per event followed live.
+        loop = asyncio.get_running_loop()
         while not self._disconnected:
             after_seq = self._after_seq
             if after_seq + 1 < session.first_seq:
@@ -138,7 +141,8 @@ class SessionResponse(StreamingResponse):
                 self.wrote = True
                 yield encoder.ping
             else:
-                self._waiter = session.change_waiter()
+                self._waiter = loop.create_future()
+                session.notify(self._waiter)
                 try:
                     await self._waiter
                 finally:
