@@ -29,13 +29,18 @@ line after them (valid SSE: comment lines are ignored wherever they appear).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rag_service.errors import RagServiceError, ServiceUnavailable
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent, to_json
+from rag_service.streaming.sse_format import (
+    DeltaEvent,
+    EventByEventEncoder,
+    NamedEvent,
+    SessionEvent,
+    to_json,
+)
 from rag_service.streaming.sse_response import BATCH_EVENTS
 
 PING_LINE = b": ping\n"
@@ -52,7 +57,7 @@ def _fell_behind_error() -> ServiceUnavailable:
     )
 
 
-class ChunkEncoder:
+class ChunkEncoder(EventByEventEncoder):
     """Encodes a session's events as the SSE bytes of OpenAI chunks for one completion
     (an ``EventEncoder``)."""
 
@@ -78,11 +83,6 @@ class ChunkEncoder:
     @property
     def completion_id(self) -> str:
         return completion_id(self.stream_id)
-
-    def encode(self, events: Sequence[SessionEvent]) -> bytes:
-        if len(events) == 1:  # the usual case while following a live answer
-            return self.encode_one(events[0])
-        return b"".join(map(self.encode_one, events))
 
     def encode_one(self, event: SessionEvent) -> bytes:
         if type(event) is DeltaEvent:

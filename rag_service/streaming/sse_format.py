@@ -29,6 +29,7 @@ import json
 import random
 import re
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple, Protocol
@@ -140,7 +141,22 @@ class EventEncoder(Protocol):
         """The last write of a reader that fell out of the replay window (``b""``: none)."""
 
 
-class NativeSseEncoder:
+class EventByEventEncoder(ABC):
+    """An ``EventEncoder``'s ``encode`` for encoders that encode each event on its own."""
+
+    __slots__ = ()
+
+    def encode(self, events: Sequence[SessionEvent]) -> bytes:
+        if len(events) == 1:  # the usual case while following a live answer
+            return self.encode_one(events[0])
+        return b"".join(map(self.encode_one, events))
+
+    @abstractmethod
+    def encode_one(self, event: SessionEvent) -> bytes:
+        """The bytes for one event; may be empty."""
+
+
+class NativeSseEncoder(EventByEventEncoder):
     """The events of ``/rag/stream``: ``id:``, ``event:`` and ``data:`` lines (see above).
 
     A reader that fell behind the replay window just ends: its resume then answers 404, so an
@@ -153,11 +169,6 @@ class NativeSseEncoder:
 
     def __init__(self, stream_id: str) -> None:
         self._id_prefix = f"{stream_id}:".encode()
-
-    def encode(self, events: Sequence[SessionEvent]) -> bytes:
-        if len(events) == 1:  # the usual case while following a live answer
-            return self.encode_one(events[0])
-        return b"".join(map(self.encode_one, events))
 
     def encode_one(self, event: SessionEvent) -> bytes:
         if type(event) is DeltaEvent:
