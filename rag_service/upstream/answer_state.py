@@ -14,7 +14,7 @@ from rag_service.errors import (
 )
 from rag_service.upstream.backoff import BackoffSchedule
 from rag_service.upstream.breaker import Permit
-from rag_service.upstream.wire import CompletionChunk
+from rag_service.upstream.chunks import CompletionChunk
 from rag_service.upstream_events import ChatRequest
 
 

@@ -35,9 +35,10 @@ from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
+from rag_service.upstream.chunks import CompletionChunk
 from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
-from rag_service.upstream.wire import CompletionChunk, CompletionsEndpoint
+from rag_service.upstream.wire import CompletionsEndpoint
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,

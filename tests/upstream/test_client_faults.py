@@ -30,7 +30,7 @@ from rag_service.testing.fault_upstream import (
     answer_text,
 )
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.wire import MAX_EVENT_CHARS
+from rag_service.upstream.chunks import MAX_EVENT_CHARS
 from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.upstream.conftest import (
     QUESTION,
