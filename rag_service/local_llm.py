@@ -83,7 +83,7 @@ def disable_weight_repacking() -> None:
     import llama_cpp.llama_cpp as bindings
 
     original = bindings.llama_model_default_params
-    if getattr(original, "_rag_service_no_repack", False):
+    if getattr(original, "rag_service_no_repack", False):
         return
 
     def default_params_without_repacking() -> Any:
@@ -91,7 +91,7 @@ def disable_weight_repacking() -> None:
         params.use_extra_bufts = False
         return params
 
-    default_params_without_repacking._rag_service_no_repack = True  # type: ignore[attr-defined]
+    default_params_without_repacking.rag_service_no_repack = True  # type: ignore[attr-defined]
     bindings.llama_model_default_params = default_params_without_repacking
 
 
