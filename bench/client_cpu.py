@@ -32,6 +32,7 @@ from typing import Any
 import uvloop
 
 from bench.client_cpu_child import CONTENDERS
+from bench.result_output import write_and_print
 from bench.service_process import REPO_ROOT, ChildProcess, child_env
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "client_cpu.json"
@@ -232,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         connect_delay_ms=args.connect_delay_ms,
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")
-    print(result.markdown)
-    print(f"\nJSON: {args.output}")
+    write_and_print(result.markdown, result.data, args.output)
     return 0
 
 

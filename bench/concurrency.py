@@ -48,6 +48,7 @@ from typing import Any
 import uvloop
 
 from bench.concurrency_report import render_markdown
+from bench.result_output import write_and_print
 from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
@@ -393,10 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=profile_dir,
         gc_freeze=args.gc_freeze,
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")
-    print(result.markdown)
-    print(f"\nJSON: {args.output}")
+    write_and_print(result.markdown, result.data, args.output)
     return 0
 
 

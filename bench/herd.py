@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import random
@@ -30,6 +29,7 @@ import httpx
 
 from bench.herd_clients import RUNNERS, StreamOutcome
 from bench.herd_upstream import ANSWER_TEXT, serve_forever
+from bench.result_output import write_and_print
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "herd.json"
@@ -218,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown strategies: {', '.join(sorted(unknown))}")
     result = asyncio.run(run_herd(streams, outage_s, settle_s=args.settle, strategies=strategies))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(render_table(result))
-    print(f"\nJSON: {args.output}")
+    write_and_print(render_table(result), result, args.output)
     return 0
 
 

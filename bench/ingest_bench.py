@@ -41,6 +41,7 @@ from bench.ingest_children import (
     bench_settings,
     run_child,
 )
+from bench.result_output import write_and_print
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
@@ -356,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args.child, args.catalog, args.store)))
         return 0
     result = run(args.quick, products=args.products)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")
-    print(result.markdown)
-    print(f"\nJSON: {args.output}")
+    write_and_print(result.markdown, result.data, args.output)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import httpx
 import uvloop
 
 from bench.latency_stats import summarise_ms
+from bench.result_output import write_and_print
 from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
@@ -303,10 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         connect_delay_ms=args.connect_delay_ms,
         store=args.store,
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result.data, indent=2) + "\n", encoding="utf-8")
-    print(result.markdown)
-    print(f"\nJSON: {args.output}")
+    write_and_print(result.markdown, result.data, args.output)
     return 0
 
 
