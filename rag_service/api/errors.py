@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -76,10 +76,16 @@ def validation_problem(error: Mapping[str, Any]) -> dict[str, str]:
     return {"field": ".".join(path) or source or "request", "problem": str(error.get("msg"))}
 
 
-def validation_error(exc: RequestValidationError) -> InvalidInput:
-    problems = [validation_problem(error) for error in exc.errors()]
+def invalid_input(what: str, errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
+    """``InvalidInput`` for pydantic's ``errors`` of ``what`` ("request", "request body"): each
+    field and its problem in ``details.errors``, the first five in the message."""
+    problems = [validation_problem(error) for error in errors]
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
-    return InvalidInput(f"invalid request: {summary}", details={"errors": problems})
+    return InvalidInput(f"invalid {what}: {summary}", details={"errors": problems})
+
+
+def validation_error(exc: RequestValidationError) -> InvalidInput:
+    return invalid_input("request", exc.errors())
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
+from rag_service.api.errors import invalid_input
 from rag_service.errors import InvalidInput, PayloadTooLarge
 from rag_service.ports import MetadataValue
 from rag_service.streaming.answer import AnswerRequest
@@ -166,14 +167,12 @@ def validate_body(model: type[BodyModel], data: Any) -> BodyModel:
     try:
         return model.model_validate(data)
     except ValidationError as error:
+        # Located in the body, as FastAPI locates the errors of a route's body parameter.
         problems = [
-            {"field": ".".join(str(part) for part in problem["loc"]), "problem": problem["msg"]}
+            {**problem, "loc": ("body", *problem["loc"])}
             for problem in error.errors(include_url=False, include_input=False)
         ]
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
-        raise InvalidInput(
-            f"invalid request body: {summary}", details={"errors": problems}
-        ) from None
+        raise invalid_input("request body", problems) from None
 
 
 RouteHandler = Callable[[Request], Coroutine[Any, Any, Response]]

@@ -94,12 +94,6 @@ class ReplayBuffer:
         stop = min(last, after_seq + max_events)
         return [self._held(seq) for seq in range(after_seq + 1, stop + 1)]
 
-    def event(self, seq: int) -> SessionEvent:
-        """Event ``seq``, which must be held."""
-        if not self._first_seq <= seq <= self.last_seq:
-            raise IndexError(f"seq {seq} is not held")
-        return self._held(seq)
-
     def _held(self, seq: int) -> SessionEvent:
         other = self._others.get(seq)
         if other is not None:

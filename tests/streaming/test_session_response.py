@@ -29,6 +29,7 @@ class Client:
     writes: list[tuple[bytes, asyncio.Task[object] | None]] = field(default_factory=list)
     gate: asyncio.Future[None] | None = None  # when set, the write of ``hold_on`` waits for it
     hold_on: bytes = b"\x00"
+    held: bool = False  # a write of ``hold_on`` is waiting at the gate
     fail_on: bytes = b"\x00"
     ended: bool = False
     gone: asyncio.Event = field(default_factory=asyncio.Event)
@@ -40,6 +41,7 @@ class Client:
         if self.fail_on in body:
             raise OSError("connection reset by peer")
         if self.gate is not None and self.hold_on in body:
+            self.held = True
             await self.gate
         if message.get("more_body", False):
             self.writes.append((body, asyncio.current_task()))
@@ -95,6 +97,16 @@ async def start(
     return Stream(registry, session, response, task)
 
 
+async def start_stuck_in_a_write() -> tuple[Client, Stream]:
+    """A stream whose task waits in the write of a delta ``stuck`` (the gate stays closed)."""
+    client = Client(hold_on=b"stuck")
+    client.gate = asyncio.get_running_loop().create_future()
+    stream = await start(client)
+    stream.session.apply(TextDelta("stuck"))
+    await until(lambda: client.held)
+    return client, stream
+
+
 async def test_every_event_is_written_by_the_responses_own_task_in_order() -> None:
     client = Client()
     stream = await start(client)
@@ -139,8 +151,8 @@ async def test_a_send_that_waits_holds_the_events_back_and_they_follow_in_order(
 
     stream.session.apply(TextDelta("a"))
     await until(lambda: client.text == "a")
-    stream.session.apply(TextDelta("b"))  # this write waits at the gate
-    await asyncio.sleep(0)
+    stream.session.apply(TextDelta("b"))
+    await until(lambda: client.held)  # this write waits at the gate
     for word in ["c", "d"]:
         stream.session.apply(TextDelta(word))
     await asyncio.sleep(0)
@@ -209,11 +221,7 @@ async def test_a_disconnect_of_a_silent_stream_detaches_the_reader_at_once() -> 
 
 async def test_a_disconnect_detaches_the_reader_even_while_a_write_waits() -> None:
     """Not when the task gets to notice it: the watcher detaches the reader itself."""
-    client = Client(hold_on=b"stuck")
-    client.gate = asyncio.get_running_loop().create_future()
-    stream = await start(client)
-    stream.session.apply(TextDelta("stuck"))
-    await asyncio.sleep(0)  # the task waits in this write
+    client, stream = await start_stuck_in_a_write()
 
     client.gone.set()
     await until(lambda: stream.session.readers == 0)
@@ -273,11 +281,7 @@ async def test_a_receive_that_fails_with_an_os_error_counts_as_a_disconnect() ->
 
 async def test_a_cancelled_response_releases_its_reader() -> None:
     """Shutdown cancels the request's task, here in the middle of a write."""
-    client = Client(hold_on=b"stuck")
-    client.gate = asyncio.get_running_loop().create_future()
-    stream = await start(client)
-    stream.session.apply(TextDelta("stuck"))
-    await asyncio.sleep(0)
+    _, stream = await start_stuck_in_a_write()
 
     stream.task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -326,7 +330,7 @@ async def test_a_reader_left_behind_by_the_replay_window_ends(
     client.gate = asyncio.get_running_loop().create_future()
     stream = await start(client, encoder, capacity=16)
     stream.session.apply(TextDelta("first"))
-    await asyncio.sleep(0)  # the reader is stuck in this write
+    await until(lambda: client.held)  # the reader is stuck in this write
     for index in range(40):
         stream.session.apply(TextDelta(f"<{index}>"))
     assert stream.session.first_seq > 3

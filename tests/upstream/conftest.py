@@ -126,3 +126,14 @@ def terminal(items: list[UpstreamEvent]) -> Completed | Failed:
     assert isinstance(last, Completed | Failed)
     assert sum(isinstance(item, Completed | Failed) for item in items) == 1
     return last
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Whether ``condition()`` became true within ``timeout_s`` (polled every 10 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()

@@ -10,18 +10,9 @@ from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream, Statu
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState, Permit
 from rag_service.upstream_events import TextDelta, UpstreamEvent
-from tests.upstream.conftest import QUESTION, settings_for
+from tests.upstream.conftest import QUESTION, settings_for, wait_until
 
 SLOW = AnswerStyle(words=200, inter_token_delay_s=0.05)
-
-
-async def wait_until(condition: object, timeout_s: float = 2.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if callable(condition) and condition():
-            return True
-        await asyncio.sleep(0.01)
-    return callable(condition) and bool(condition())
 
 
 async def read_deltas(stream: AsyncGenerator[UpstreamEvent, None], count: int) -> None:

@@ -30,6 +30,7 @@ from tests.upstream.conftest import (
     settings_for,
     terminal,
     text_of,
+    wait_until,
 )
 from tests.upstream.loopback_proxy import running_proxy
 
@@ -149,15 +150,6 @@ async def test_a_fresh_connection_closed_without_an_answer_takes_the_normal_retr
     assert len(fake_time.sleeps) == 1
 
 
-async def wait_until(condition: object, timeout_s: float = 5.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if callable(condition) and condition():
-            return True
-        await asyncio.sleep(0.01)
-    return callable(condition) and bool(condition())
-
-
 async def test_the_read_timeout_bounds_each_gap_not_the_answer(make_client: ClientFactory) -> None:
     """Tokens 0.25 s apart under a 1 s read timeout: 1.5 s in all, and never a stall."""
     paced = AnswerStyle(words=6, inter_token_delay_s=0.25)
@@ -190,3 +182,45 @@ def test_tls_through_a_proxy_and_keep_alive_on_uvloop(certificates: Certificates
         texts, connections, tunnels = runner.run(scenario())
     assert texts == [answer_text(QUESTION_MESSAGES)] * 3
     assert (connections, tunnels) == (1, 1)
+
+
+async def test_a_server_that_keeps_talking_after_done_loses_its_connection(
+    make_client: ClientFactory,
+) -> None:
+    """After [DONE], comments (80 KiB) and no end of the body: the answer is complete all the
+    same, and past the drain's bounds the connection is closed, not pooled."""
+    connections = 0
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for event in (
+            b'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n',
+            b"data: [DONE]\n\n",
+            *[b": " + b"x" * 1021 + b"\n"] * 80,
+        ):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        await reader.read()  # no terminator: the body ends only when the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(chatty, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = make_client(f"http://127.0.0.1:{port}/v1")
+        for _ in range(2):
+            items = await collect(client.stream(QUESTION))
+            assert text_of(items) == "hi"
+            assert isinstance(terminal(items), Completed)
+        assert connections == 2
