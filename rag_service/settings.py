@@ -167,6 +167,13 @@ class IngestSettings(BaseModel):
         None,
         description="Lock file for one-ingest-at-a-time (default: next to the embedded store).",
     )
+    max_delete_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="A sync whose plan deletes more than this share of the live catalog's "
+        "documents is refused unless confirmed (confirm_deletions / --yes).",
+    )
 
 
 class FreshnessSettings(BaseModel):
@@ -218,6 +225,71 @@ class StreamSettings(BaseModel):
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
 
 
+class ServerSettings(BaseModel):
+    """How `rag-service serve` listens, and how long a client may take (connection hygiene)."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface to bind; a non-loopback address needs client keys (or auth "
+        "explicitly disabled). `rag-service serve --host` overrides it.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on (`--port` overrides).")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's headers must be complete this long after the connection opens "
+        "(or after the previous response on it); past it the connection is closed.",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request body may pause this long between two reads; past it: 408 and "
+        "the connection is closed.",
+    )
+    keepalive_s: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this (seconds)."
+    )
+    max_connections: int = Field(
+        16_384,
+        ge=1,
+        description="Open client connections per process; past it a new connection gets 503 "
+        "and is closed.",
+    )
+
+
+class AuthSettings(BaseModel):
+    disabled: bool = Field(
+        False,
+        description="Run without client keys on a non-loopback address (no client auth at all); "
+        "without it, `serve` refuses to listen beyond loopback with no RAG_API_KEYS.",
+    )
+
+
+class KeyLimitOverride(BaseModel):
+    streams: int | None = Field(None, ge=1, description="Concurrent streams of this key.")
+    requests_per_s: float | None = Field(None, gt=0, description="Sustained request rate.")
+    burst: int | None = Field(None, ge=1, description="Requests that may come at once.")
+
+
+class KeyLimitSettings(BaseModel):
+    """Per client key: concurrent streams and a request rate (token bucket); past them, 429."""
+
+    streams: int = Field(
+        200,
+        ge=1,
+        description="Concurrent streams per client key, disconnected-but-generating ones included.",
+    )
+    requests_per_s: float = Field(
+        20.0, gt=0, description="Sustained answers per second per client key (bucket refill)."
+    )
+    burst: int = Field(50, ge=1, description="Answers a key may start at once (bucket size).")
+    overrides: dict[str, KeyLimitOverride] = Field(
+        default_factory=dict,
+        description="Per-key limits (JSON object keyed by key id, as `rag-service key-id` "
+        "prints it).",
+    )
+
+
 class Settings(BaseSettings):
     """All of rag_service's configuration; build one with ``Settings()`` to read the environment."""
 
@@ -235,6 +307,9 @@ class Settings(BaseSettings):
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: KeyLimitSettings = Field(default_factory=KeyLimitSettings)
     fallback_context_file: Path = Field(
         Path("data/fallback_context.md"),
         description="Text served as context when nothing can be retrieved.",
