@@ -11,6 +11,7 @@ events, the HTTP status it maps to before a stream has started, and whether a cl
     ├── Unauthorized                 401
     ├── Forbidden                    403
     ├── NotFound                     404  unknown/expired stream, unknown ingest job
+    ├── RequestTimeout               408  a request body arrived too slowly (connection closed)
     ├── PayloadTooLarge              413
     ├── Conflict                     409
     │   ├── IngestInProgress         409  another ingest holds the catalog lock
@@ -101,6 +102,16 @@ class Forbidden(RagServiceError):
 class NotFound(RagServiceError):
     code = "not_found"
     http_status = 404
+
+
+class RequestTimeout(RagServiceError):
+    """The client sent its request body too slowly (``ServerSettings``: body time limit and
+    minimum rate). The connection is closed after the answer: the rest of that body may still
+    be on its way, and only a new connection starts clean."""
+
+    code = "request_timeout"
+    http_status = 408
+    retryable = True
 
 
 class PayloadTooLarge(RagServiceError):

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from rag_service.errors import InvalidInput, RagServiceError
+from rag_service.errors import InvalidInput, RagServiceError, RequestTimeout
 
 log = logging.getLogger("rag_service.api")
 
@@ -39,6 +39,9 @@ def error_response(error: RagServiceError) -> JSONResponse:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RequestTimeout):
+        # The rest of the slow body may still be on its way: only a new connection starts clean.
+        headers["Connection"] = "close"
     return JSONResponse(
         {"error": error.to_payload()}, status_code=error.http_status, headers=headers
     )
