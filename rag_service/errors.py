@@ -15,7 +15,8 @@ events, the HTTP status it maps to before a stream has started, and whether a cl
     ├── PayloadTooLarge              413
     ├── Conflict                     409
     │   ├── IngestInProgress         409  another ingest holds the catalog lock
-    │   └── StoreInUse               409  another process owns the embedded store
+    │   ├── StoreInUse               409  another process owns the embedded store
+    │   └── DeletionNotConfirmed     409  a sync would delete too much of the live catalog
     ├── RateLimited                  429  (retry_after_s)
     ├── ServiceUnavailable           503  (retry_after_s)
     │   ├── CircuitOpen              503  the upstream breaker is open; fail fast
@@ -131,6 +132,13 @@ class IngestInProgress(Conflict):
 
 class StoreInUse(Conflict):
     code = "store_in_use"
+
+
+class DeletionNotConfirmed(Conflict):
+    """A sync would delete more than the configured share of the live catalog and was not
+    confirmed; ``details`` holds the counts. The same request with confirmation goes through."""
+
+    code = "confirmation_required"
 
 
 class RateLimited(RagServiceError):
