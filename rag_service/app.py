@@ -33,12 +33,14 @@ from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
+from rag_service.errors import RagServiceError
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
 from rag_service.observability import ServiceCollector, loop_lag_histogram
-from rag_service.ports import ChatUpstream, Embedder
-from rag_service.readiness import embedder_check, store_check, upstream_report
+from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
+from rag_service.readiness import UpstreamCheck, embedder_check, store_check
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
 from rag_service.settings import Settings
+from rag_service.startup import ClientAuth, client_auth, startup_summary
 from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
@@ -82,11 +84,13 @@ def _young_gc_threshold(threshold: int) -> Iterator[None]:
 def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:
     settings = settings or Settings()
     parts = components or Components()
+    auth = client_auth(settings)  # refuses, before anything starts, to serve the world unguarded
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             loop_lag = await _build_graph(app, settings, parts, stack)
+            await _announce(settings, auth, app.state.admin_deps.catalog)
             # torch, transformers and chromadb leave ~500k long-lived objects; without freezing
             # them every full collection walks them all and stalls the event loop ~250 ms.
             gc.collect()
@@ -185,11 +189,26 @@ async def _build_graph(
     )
     app.state.admin_deps = AdminDeps(settings=settings, jobs=jobs, catalog=store, contexts=contexts)
     app.state.health_deps = HealthDeps(
-        checks={"vector_store": store_check(store), "embedder": embedder_check(embedder)},
-        reports={"upstream": upstream_report(upstream)},
+        checks={
+            "vector_store": store_check(store),
+            "embedder": embedder_check(embedder),
+            "upstream": UpstreamCheck(upstream),
+        },
+        reports={},
         registry=registry,
     )
     return loop_lag
+
+
+async def _announce(settings: Settings, auth: ClientAuth, catalog: PassageSearch) -> None:
+    """The start-up summary, and the auth warning where there is one."""
+    try:
+        info: CatalogInfo | None = await asyncio.to_thread(catalog.catalog_info)
+    except RagServiceError:
+        info = None
+    if auth.warning is not None:
+        log.warning(auth.warning)
+    log.info(startup_summary(settings, auth, info))
 
 
 async def _warm_up(embedder: Embedder) -> None:

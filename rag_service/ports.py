@@ -92,6 +92,15 @@ class UpstreamHealth:
         return self.breaker != "open" and self.problem is None
 
 
+@dataclass(frozen=True)
+class UpstreamProbe:
+    """The outcome of one real request to the upstream, for ``/readyz``."""
+
+    ok: bool  # the server answered and takes our key
+    detail: str  # in words: how it answered, or why not (never a stack trace)
+    model_listed: bool | None = None  # None: the server lists no models
+
+
 class ChatUpstream(Protocol):
     """An OpenAI-compatible chat model that streams its answer."""
 
@@ -101,6 +110,10 @@ class ChatUpstream(Protocol):
 
     def health(self) -> UpstreamHealth:
         """The breaker's state and the last configuration problem; cheap, never raises."""
+        ...
+
+    async def probe(self) -> UpstreamProbe:
+        """One cheap real request to the upstream (``GET /models``); never raises."""
         ...
 
     async def answer(self, request: ChatRequest, sink: EventSink) -> None:

@@ -1,12 +1,22 @@
-"""Readiness checks of the service's dependencies, for ``GET /readyz``."""
+"""Readiness checks of the service's dependencies, for ``GET /readyz``.
+
+Each check answers ``{"ok": bool, ...details}``. The upstream's check makes a real request
+(``ChatUpstream.probe``), so its outcome is kept for ``UPSTREAM_PROBE_TTL_S``: a load balancer
+asking every second, on every replica, costs the upstream one request per replica per TTL, and
+concurrent ``/readyz`` calls share one probe in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rag_service.api.health_routes import ReadinessCheck
-from rag_service.ports import ChatUpstream, Embedder, PassageSearch
+from rag_service.ports import ChatUpstream, Embedder, PassageSearch, UpstreamProbe
+
+UPSTREAM_PROBE_TTL_S = 5.0
 
 
 def store_check(store: PassageSearch) -> ReadinessCheck:
@@ -30,14 +40,48 @@ def embedder_check(embedder: Embedder) -> ReadinessCheck:
     return check
 
 
-def upstream_report(upstream: ChatUpstream) -> ReadinessCheck:
-    """The upstream's state; a configuration problem is named in words under ``error``."""
+class UpstreamCheck:
+    """The upstream's readiness: a real probe, at most one per ``ttl_s``, plus the breaker and
+    the last configuration problem the client met (both reported in words)."""
 
-    async def report() -> dict[str, Any]:
-        health = upstream.health()
-        body: dict[str, Any] = {"ok": health.ok, "breaker": health.breaker}
-        if health.problem is not None:
+    def __init__(
+        self,
+        upstream: ChatUpstream,
+        *,
+        ttl_s: float = UPSTREAM_PROBE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._upstream = upstream
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._last: tuple[float, UpstreamProbe] | None = None
+        self._running: asyncio.Task[UpstreamProbe] | None = None
+
+    async def __call__(self) -> dict[str, Any]:
+        probe = await self._probe()
+        health = self._upstream.health()
+        body: dict[str, Any] = {"ok": probe.ok, "breaker": health.breaker, "probe": probe.detail}
+        if probe.model_listed is not None:
+            body["model_listed"] = probe.model_listed
+        if health.problem is not None:  # what made the last answer fail, e.g. an untrusted cert
+            body["ok"] = False
             body["error"] = health.problem
+        elif not probe.ok:
+            body["error"] = probe.detail
         return body
 
-    return report
+    async def _probe(self) -> UpstreamProbe:
+        if self._last is not None and self._clock() - self._last[0] < self._ttl_s:
+            return self._last[1]
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._probe_once())
+        # shield: a /readyz caller that gives up must not cancel the probe the others await
+        return await asyncio.shield(self._running)
+
+    async def _probe_once(self) -> UpstreamProbe:
+        try:
+            probe = await self._upstream.probe()
+        finally:
+            self._running = None
+        self._last = (self._clock(), probe)
+        return probe

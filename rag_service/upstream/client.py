@@ -29,7 +29,7 @@ from rag_service.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
-from rag_service.ports import UpstreamHealth
+from rag_service.ports import UpstreamHealth, UpstreamProbe
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy
@@ -38,6 +38,7 @@ from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.chunks import CompletionChunk
 from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
+from rag_service.upstream.probe import probe_models
 from rag_service.upstream.wire import CompletionsEndpoint
 from rag_service.upstream_events import (
     ChatRequest,
@@ -102,6 +103,11 @@ class OpenAICompatibleUpstream:
 
     def health(self) -> UpstreamHealth:
         return UpstreamHealth(breaker=self._breaker.state.value, problem=self._problem)
+
+    async def probe(self) -> UpstreamProbe:
+        return await probe_models(
+            self._endpoint, model=self._settings.model, secret=self._endpoint.secret
+        )
 
     async def answer(self, request: ChatRequest, sink: EventSink) -> None:
         """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item.

@@ -46,6 +46,8 @@ from rag_service.upstream.proxy import UpstreamProxy, choose_proxy
 from rag_service.upstream.tls import upstream_ssl_context, warn_if_unverified
 
 MAX_ERROR_BODY_BYTES = 16 * 1024
+# A hosted API may list hundreds of models; what is past this is not needed to find ours.
+MAX_MODELS_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"rag-service/{__version__}"
 # What may follow [DONE] before the body ends (the chunked terminator, a trailer, a stray
 # comment): beyond these bounds the connection is closed rather than kept.
@@ -80,6 +82,7 @@ class CompletionsEndpoint:
         self.secret = settings.api_key.get_secret_value()
         self._settings = settings
         self._url = _completions_url(settings.base_url)
+        self.models_url = URL(settings.base_url.rstrip("/") + "/models")  # checked just above
         self.proxy: UpstreamProxy | None = choose_proxy(settings, self._url)
         self._proxy_url = self.proxy.url if self.proxy is not None else None
         if self.proxy is not None:
@@ -140,6 +143,25 @@ class CompletionsEndpoint:
                 response.close()
         finally:
             self._slots.release()
+
+    async def get_models(self, timeout_s: float) -> tuple[int, bytes]:
+        """``GET {base_url}/models`` through the same pool, proxy and TLS as the answers: the
+        status and up to ``MAX_MODELS_BODY_BYTES`` of the body; raises our transport errors."""
+        headers = {**self._headers, "Accept": "application/json"}
+        del headers["Content-Type"]
+        try:
+            async with self._open_session().get(
+                self.models_url,
+                headers=headers,
+                skip_auto_headers=SKIPPED_AUTO_HEADERS,
+                allow_redirects=False,
+                proxy=self._proxy_url,
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                return response.status, await _read_bounded(response.content, MAX_MODELS_BODY_BYTES)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, response_started=False, proxy=self.proxy) from exc
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -217,7 +239,7 @@ class CompletionsEndpoint:
 
     async def _check(self, response: aiohttp.ClientResponse) -> None:
         if response.status != 200:
-            body = await _read_error_body(response.content)
+            body = await _read_bounded(response.content, MAX_ERROR_BODY_BYTES)
             raise status_error(
                 response.status, response.headers, body, now=time.time(), secret=self.secret
             )
@@ -276,14 +298,15 @@ async def _note_reuse(
         sending.reused = True
 
 
-async def _read_error_body(content: aiohttp.StreamReader) -> bytes:
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most ``limit`` bytes of a body that is not a stream (an error, the model list)."""
     collected = bytearray()
     try:
-        while len(collected) < MAX_ERROR_BODY_BYTES and (piece := await content.readany()):
+        while len(collected) < limit and (piece := await content.readany()):
             collected += piece
     except (aiohttp.ClientError, TimeoutError):
         pass  # the status already says what happened; a half-read message is still useful
-    return bytes(collected[:MAX_ERROR_BODY_BYTES])
+    return bytes(collected[:limit])
 
 
 class _Tail:

@@ -10,7 +10,8 @@ Script steps are upstream items (``TextDelta``, ``RetryNotice``, ``Resumed``, ``
 The fake counts ``ensure_available``/``answer`` calls, keeps each request, and records an answer
 that was cancelled before its last step as ``closed_early`` (cancellation reached the upstream):
 ``closed_event`` is set then, so a test can wait for it without sleeping. ``health()`` returns
-``reported_health``, which a test may set (an open breaker, a configuration problem).
+``reported_health``, which a test may set (an open breaker, a configuration problem), and
+``probe()`` returns ``probe_result`` (an unreachable upstream), counting ``probe_calls``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_service.errors import RagServiceError
-from rag_service.ports import UpstreamHealth
+from rag_service.ports import UpstreamHealth, UpstreamProbe
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,
@@ -77,7 +78,11 @@ class ScriptedUpstream:
     reported_health: UpstreamHealth = field(  # what health() returns
         default_factory=lambda: UpstreamHealth(breaker="closed")
     )
+    probe_result: UpstreamProbe = field(  # what probe() returns
+        default_factory=lambda: UpstreamProbe(ok=True, detail="scripted: reachable")
+    )
     ensure_calls: int = 0
+    probe_calls: int = 0
     answer_calls: int = 0
     requests: list[ChatRequest] = field(default_factory=list)
     completed_streams: int = 0
@@ -94,6 +99,10 @@ class ScriptedUpstream:
 
     def health(self) -> UpstreamHealth:
         return self.reported_health
+
+    async def probe(self) -> UpstreamProbe:
+        self.probe_calls += 1
+        return self.probe_result
 
     def release(self) -> None:
         """Let every stream waiting at a ``Hold()`` continue."""

@@ -143,7 +143,7 @@ def test_an_unreadable_ca_bundle_is_refused_when_the_client_is_built(tmp_path: P
 async def test_readyz_names_the_certificate_problem_in_words(
     certificates: Certificates, tmp_path: Path
 ) -> None:
-    """The real app with the real client: the upstream report says why, not a stack trace."""
+    """The real app with the real client: the upstream check says why, not a stack trace."""
     async with FaultUpstream(ssl_context=certificates.other_host.server_context()) as upstream:
         upstream_settings = settings_for(
             upstream.url_for("localhost"), ca_bundle=str(certificates.ca)
@@ -161,9 +161,14 @@ async def test_readyz_names_the_certificate_problem_in_words(
                 before = (await http.get("/readyz")).json()["components"]["upstream"]
                 [failed] = await collect(client.stream(QUESTION))
                 after = (await http.get("/readyz")).json()["components"]["upstream"]
-    assert before == {"ok": True, "breaker": "closed"}
+    # The probe (GET /models) meets the problem before any question does ...
+    assert before["ok"] is False
+    assert before["error"].startswith("the TLS certificate of localhost:")
+    assert before["error"] == before["probe"]
+    # ... and a failed answer's configuration problem is named as well.
     assert isinstance(failed, Failed)
-    assert after == {"ok": False, "breaker": "closed", "error": failed.error.message}
+    assert after["ok"] is False
+    assert after["error"] == failed.error.message
     assert after["error"].startswith("the TLS certificate of localhost:")
     assert "Traceback" not in after["error"]
 
