@@ -35,7 +35,8 @@ from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
 from rag_service.errors import RagServiceError
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
-from rag_service.observability import ServiceCollector, loop_lag_histogram
+from rag_service.limits import InMemoryKeyLimiter
+from rag_service.observability import KeyLimitCollector, ServiceCollector, loop_lag_histogram
 from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import UpstreamCheck, embedder_check, store_check
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
@@ -180,12 +181,16 @@ async def _build_graph(
     registry.register(
         ServiceCollector(streams.stats, contexts.stats, lambda: contexts.catalog_version)
     )
+    # Per client key; callers without a key (no RAG_API_KEYS) are not limited by it.
+    limiter = InMemoryKeyLimiter(settings.limits)
+    registry.register(KeyLimitCollector(limiter.stats))
     app.state.stream_deps = StreamDeps(
         resolver=contexts,
         upstream=upstream,
         registry=streams,
         settings=settings,
         build_request=ChatRequestBuilder(),
+        limiter=limiter,
     )
     app.state.admin_deps = AdminDeps(settings=settings, jobs=jobs, catalog=store, contexts=contexts)
     app.state.health_deps = HealthDeps(

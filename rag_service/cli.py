@@ -178,5 +178,31 @@ def ask(
     raise typer.Exit(0 if result.done is not None else 1)
 
 
+@app.command("key-id")
+def key_id(
+    key: Annotated[
+        str | None,
+        typer.Option(help="The client key (else read from stdin, one key a line, or prompted)."),
+    ] = None,
+) -> None:
+    """Print the id of a client key: what per-key limit overrides (RAG_LIMITS__OVERRIDES) and
+    logs name it by, so the secret itself is written nowhere else."""
+    import sys
+
+    from rag_service.api.auth import principal_of
+
+    if key is not None:
+        keys = [key.strip()]
+    elif sys.stdin.isatty():
+        keys = [typer.prompt("Client key", hide_input=True).strip()]
+    else:  # as RAG_API_KEYS is read: surrounding blanks are not part of a key
+        keys = [line.strip() for line in sys.stdin if line.strip()]
+    if not keys or not all(keys):
+        Console(stderr=True).print("[red]error[/]: no key given", highlight=False)
+        raise typer.Exit(2)
+    for each in keys:
+        typer.echo(principal_of(each))
+
+
 def main() -> None:
     app()

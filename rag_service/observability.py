@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rag_service.limits import KeyLimitStats
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
 
@@ -68,3 +69,29 @@ class ServiceCollector(Collector):
         version = self._catalog_version()
         if version is not None:
             yield GaugeMetricFamily("rag_catalog_version", "Live catalog version", version)
+
+
+class KeyLimitCollector(Collector):
+    """Per-key limit refusals by reason (``streams`` / ``rate``) and the keys held in memory.
+
+    No key id is a label: one series per key would grow with the keys, and the ids are the
+    operators' business, not the scrapers'. Which key was refused is in the 429's log line.
+    """
+
+    def __init__(self, stats: Callable[[], KeyLimitStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stats = self._stats()
+        refused = CounterMetricFamily(
+            "rag_key_limit_rejections",
+            "New answers refused with 429 because their client key was past a limit, by limit",
+            labels=["reason"],
+        )
+        refused.add_metric(["streams"], stats.refused_streams)
+        refused.add_metric(["rate"], stats.refused_rate)
+        yield refused
+        if stats.keys_tracked is not None:
+            yield GaugeMetricFamily(
+                "rag_key_limit_keys", "Client keys whose limit state is held", stats.keys_tracked
+            )

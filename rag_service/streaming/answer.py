@@ -1,12 +1,14 @@
 """Starting one streamed answer: everything that may still fail with an HTTP status.
 
 ``start_answer`` runs before the response's first byte, so its failures become ordinary JSON
-errors (503 + Retry-After for an open upstream circuit or a full registry). Once it returns, the
-answer's generation runs in the registry and every later failure arrives as an SSE ``error``.
+errors (503 + Retry-After for an open upstream circuit or a full registry, 429 + Retry-After for
+a client key past its own limits). Once it returns, the answer's generation runs in the registry
+and every later failure arrives as an SSE ``error``.
 
-Order matters for cost: the cheap refusals (circuit open, registry full) come before the context
-lookup, and the session is opened only after the context is known, so its ``meta`` event is
-always its first.
+Order matters for cost: the cheap refusals (circuit open, the key's limits, registry full) come
+before the context lookup, and the session is opened only after the context is known, so its
+``meta`` event is always its first. The key's limits come before the registry's: a key that
+holds its share is told so (429), whatever the state of the process.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache
 
+from rag_service.limits import KeyLimiter, StreamSlot
 from rag_service.ports import (
     ChatUpstream,
     ContextResolver,
@@ -97,6 +100,8 @@ class StreamDeps:
     build_request: PromptBuilder
     rng: random.Random = field(default_factory=random.Random)  # jitters the `retry:` hint
     sources: SourceLists = field(default_factory=SourceLists)
+    # Per-key limits; None: none (they apply only to callers with a key, i.e. with auth on).
+    limiter: KeyLimiter | None = None
 
 
 @dataclass(frozen=True)
@@ -117,26 +122,35 @@ async def start_answer(
     """Open a session for ``request``, publish its ``meta`` event and start its generation.
 
     The returned session has one reader attached: the caller's response must detach it.
-    Raises ``CircuitOpen`` / ``ServiceUnavailable`` (503) and whatever the resolver raises.
+    Raises ``CircuitOpen`` / ``ServiceUnavailable`` (503), ``RateLimited`` (429: the caller's
+    key is past its limits) and whatever the resolver raises.
     """
     started_at = deps.registry.now()
     deps.upstream.ensure_available()
-    deps.registry.check_capacity()
-    context = await deps.resolver.resolve(
-        request.context_id,
-        request.query,
-        filters=request.filters,
-        top_k=request.top_k,
-        refresh=request.refresh,
-    )
-    chat_request = deps.build_request(
-        context,
-        request.query,
-        request.history,
-        char_budget=deps.settings.retrieval.context_char_budget,
-    )
+    slot = await _admit(deps, principal)
+    try:
+        deps.registry.check_capacity()
+        context = await deps.resolver.resolve(
+            request.context_id,
+            request.query,
+            filters=request.filters,
+            top_k=request.top_k,
+            refresh=request.refresh,
+        )
+        chat_request = deps.build_request(
+            context,
+            request.query,
+            request.history,
+            char_budget=deps.settings.retrieval.context_char_budget,
+        )
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    # From here on the session holds the slot: the registry releases it when the generation
+    # ends, which may be long after the client left.
     session = deps.registry.open(
-        context_id=request.context_id, principal=principal, started_at=started_at
+        context_id=request.context_id, principal=principal, started_at=started_at, slot=slot
     )
     try:
         session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
@@ -145,6 +159,13 @@ async def start_answer(
         deps.registry.abandon(session)  # no response will ever detach its reader
         raise
     return session
+
+
+async def _admit(deps: StreamDeps, principal: str | None) -> StreamSlot | None:
+    """The key's stream slot; None without a key (auth off) or without a limiter."""
+    if principal is None or deps.limiter is None:
+        return None
+    return await deps.limiter.admit(principal)
 
 
 def meta_payload(

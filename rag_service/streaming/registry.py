@@ -12,6 +12,10 @@ Lifetime of a session (``grace`` = ``settings.stream.grace_period_s``):
   and the session is removed, so a later resume answers 404;
 - a session whose generation has ended stays resumable for ``grace`` after its last reader left.
 
+A session may hold its key's stream slot (per-key limits, ``rag_service.limits``): it is given
+back when the generation ends or the session is removed, whichever comes first, so a stream
+whose client left still counts against its key until its generation is cancelled.
+
 Readers (the HTTP responses) also register with the registry's ``keepalive``: one timer for the
 whole process that tells readers silent for too long to send a ping (see ``keepalive``).
 
@@ -39,6 +43,7 @@ from rag_service.errors import (
     ServiceUnavailable,
     UpstreamProtocolError,
 )
+from rag_service.limits import StreamSlot
 from rag_service.ports import Clock
 from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
@@ -120,13 +125,28 @@ class StreamRegistry:
                 details={"reason": "too_many_streams"},
             )
 
-    def open(self, *, context_id: str, principal: str | None, started_at: float) -> StreamSession:
+    def open(
+        self,
+        *,
+        context_id: str,
+        principal: str | None,
+        started_at: float,
+        slot: StreamSlot | None = None,
+    ) -> StreamSession:
         """A new session with one reader already attached (the response being prepared).
+
+        ``slot`` (the key's stream slot) is the session's from here on, released by the registry
+        even when this raises.
 
         The lag is not checked again here: a stream whose context was just looked up is let
         through, even if that look-up held the loop (a cold model, a lazy store opening).
         """
-        self._check_room()
+        try:
+            self._check_room()
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         if len(self._sessions) >= self._max_sessions:
             self._remove(self._sessions[next(iter(self._idle_ended))])
         session = StreamSession(
@@ -137,6 +157,7 @@ class StreamRegistry:
             clock=self._clock,
             started_at=started_at,
         )
+        session.slot = slot
         self._sessions[session.stream_id] = session
         self.attach(session)
         return session
@@ -198,6 +219,9 @@ class StreamRegistry:
             session.expiry = None
         if session.task is not None and not session.task.done():
             session.task.cancel()  # closes the upstream request (its generator is aclose()d)
+        # Now rather than at the task's end: a task cancelled before its first step never runs
+        # its ``finally``.
+        _release_slot(session)
 
     async def _generate(self, session: StreamSession, generate: Generation) -> None:
         """Run ``generate`` into ``session``; always ends the session with ``done``/``error``.
@@ -221,6 +245,7 @@ class StreamRegistry:
             self._on_generation_end(session)
 
     def _on_generation_end(self, session: StreamSession) -> None:
+        _release_slot(session)
         if not session.finished:
             # Cancelled (expiry or shutdown): make sure readers still attached see an end.
             session.fail(ServiceUnavailable("the answer was cancelled", retry_after_s=1.0))
@@ -250,6 +275,12 @@ class StreamRegistry:
             self._remove(session)
         if tasks:
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
+
+
+def _release_slot(session: StreamSession) -> None:
+    slot, session.slot = session.slot, None
+    if slot is not None:
+        slot.release()
 
 
 def _same_principal(owner: str | None, caller: str | None) -> bool:

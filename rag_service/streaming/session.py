@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from rag_service.errors import RagServiceError
+from rag_service.limits import StreamSlot
 from rag_service.ports import Clock
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import SessionEvent
@@ -41,6 +42,7 @@ class StreamSession:
         "expiry",
         "principal",
         "readers",
+        "slot",
         "stream_id",
         "task",
     )
@@ -59,9 +61,11 @@ class StreamSession:
         self.context_id = context_id
         self.principal = principal
         self.readers = 0
-        # Owned by the registry: the generation task and the grace-period timer.
+        # Owned by the registry: the generation task, the grace-period timer, and the key's
+        # stream slot (per-key limits), held until the generation ends.
         self.task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
+        self.slot: StreamSlot | None = None
         self._buffer = ReplayBuffer(buffer_capacity)
         self._clock = clock
         self._started_at = started_at
