@@ -34,37 +34,47 @@ async def test_fifty_streams_stopped_mid_answer_leave_nothing_open() -> None:
         # half are closed by the consumer, half are consumed by tasks that get cancelled
         await asyncio.gather(*(stream.aclose() for stream in streams[:25]))
 
-        async def consume(stream: AsyncGenerator[UpstreamEvent, None]) -> None:
-            async for _ in stream:
-                pass
+        received = [0] * 25
 
-        tasks = [asyncio.create_task(consume(stream)) for stream in streams[25:]]
-        await asyncio.sleep(0.02)
+        async def consume(index: int, stream: AsyncGenerator[UpstreamEvent, None]) -> None:
+            async for _ in stream:
+                received[index] += 1
+
+        tasks = [asyncio.create_task(consume(i, s)) for i, s in enumerate(streams[25:])]
+        # cancelled mid-answer: each task has had more of its answer first
+        assert await wait_until(lambda: all(received), timeout_s=60.0)
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(result, asyncio.CancelledError) for result in results)
-        assert await wait_until(lambda: upstream.open_connections == 0, timeout_s=2.0)
+        assert await wait_until(lambda: upstream.open_connections == 0, timeout_s=30.0)
         assert upstream.request_count == 50  # nothing was retried on the way out
         await client.aclose()
-    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=1.0)
+    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=30.0)
 
 
 async def test_cancelling_a_parked_stream_leaves_no_waiter_tasks() -> None:
     baseline = asyncio.all_tasks()
     async with FaultUpstream(default=Status(503)) as upstream:
         settings = settings_for(upstream.base_url, breaker={"failure_threshold": 1, "open_s": 30.0})
-        client = OpenAICompatibleUpstream(settings)
+        parked = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            parked.set()  # after the notice, the only wait is the parked one
+            await asyncio.sleep(seconds)
+
+        client = OpenAICompatibleUpstream(settings, sleep=sleep)
         stream = client.stream(QUESTION)
         notice = await anext(stream)  # parked: circuit_open
         assert getattr(notice, "reason", None) == "circuit_open"
+        parked.clear()
         task = asyncio.create_task(anext(stream))
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(parked.wait(), timeout=30.0)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await stream.aclose()
         await client.aclose()
-    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=1.0)
+    assert await wait_until(lambda: asyncio.all_tasks() == baseline, timeout_s=30.0)
 
 
 async def test_cancelled_probe_gives_its_slot_back() -> None:
