@@ -55,11 +55,18 @@ class Chunk:
 
 @dataclass(frozen=True)
 class LoadProblem:
-    """A record that could not be loaded; ``line`` is 1-based where the format has lines."""
+    """A record that could not be loaded; ``line`` is 1-based where the format has lines.
+
+    ``keeps_live``: a sync keeps the live documents of ``file`` (or of the files below it)
+    instead of deleting them, so a malformed line or an unreadable folder never silently
+    deletes what it held. False for what must not be served at all (a symlink leaving the
+    catalog directory).
+    """
 
     file: str
     line: int | None
     message: str
+    keeps_live: bool = field(default=True, compare=False)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file

@@ -8,6 +8,11 @@ Folders are walked recursively in name order (dot-files and dot-folders skipped)
 tree always loads in the same order. A bad record is skipped and reported; with ``strict=True``
 the first problem raises ``CatalogFormatError`` instead. Ids must be unique across everything
 loaded in one call: a repeated id is reported at the later record.
+
+Text the service cannot carry is a problem at its file and line, never a failure further on: a
+NUL character or a lone surrogate (a ``"\\ud800"`` escape) in a record, a NUL in a Markdown or
+text file (the file is skipped), JSON nested too deeply for the parser, a file name that is not
+UTF-8. With ``base_dir``, nothing whose real path leaves it is read (``paths``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from ingest.loaders.products import REQUIRED_FIELDS, product_document, product_t
 from ingest.loaders.records import (
     RawRecord,
     csv_records,
+    decode_text,
     decode_utf8,
     json_kind,
     json_records,
     jsonl_records,
+    record_text_problem,
 )
 from rag_service.errors import CatalogFormatError
 
@@ -44,8 +51,9 @@ def load_catalog(
 ) -> LoadResult:
     """Load every catalog file in ``paths`` (files or folders).
 
-    ``source`` of each document and problem is the path relative to ``base_dir`` when the file
-    lies inside it, else the path as given. Raises ``CatalogFormatError`` only when ``strict``.
+    ``source`` of each document and problem is the path relative to ``base_dir``; anything whose
+    real path leaves ``base_dir`` is skipped and reported. Without ``base_dir``, sources are the
+    paths as given and nothing is confined. Raises ``CatalogFormatError`` only when ``strict``.
     """
     log = ProblemLog(strict=strict)
     result = LoadResult()
@@ -85,9 +93,9 @@ def _file_documents(file: CatalogFile, data: bytes, log: ProblemLog) -> Iterator
             rows = csv_records(decode_utf8(data, source), source, log, required=REQUIRED_FIELDS)
             yield from _products(rows, source, log, from_csv=True)
         elif file.suffix in (".md", ".markdown"):
-            yield from markdown_documents(decode_utf8(data, source), source)
+            yield from markdown_documents(decode_text(data, source), source)
         else:
-            yield from text_document(decode_utf8(data, source), source)
+            yield from text_document(decode_text(data, source), source)
     except CatalogFormatError as exc:  # the file as a whole is unreadable
         log.add(exc)
 
@@ -100,10 +108,16 @@ def _products(
             got = json_kind(value)
             log.report(f"record is not a JSON object (got {got})", file=source, line=line)
             continue
+        problem = record_text_problem(value)
+        if problem is not None:
+            log.report(problem, file=source, line=line)
+            continue
         try:
             yield product_document(value, from_csv=from_csv, source=source, line=line)
         except CatalogFormatError as exc:
             log.add(exc)
+        except RecursionError:  # a field nested almost as deep as the parser could read
+            log.report("record nested too deeply to read", file=source, line=line)
 
 
 def _is_new_id(document: SourceDocument, first_seen: dict[str, str], log: ProblemLog) -> bool:

@@ -17,10 +17,24 @@ class ProblemLog:
         self.strict = strict
         self.problems: list[LoadProblem] = []
 
-    def add(self, error: CatalogFormatError) -> None:
+    def add(self, error: CatalogFormatError, *, keeps_live: bool = True) -> None:
         if self.strict:
             raise error
-        self.problems.append(LoadProblem(file=error.file, line=error.line, message=error.reason))
+        self.problems.append(
+            LoadProblem(
+                file=error.file, line=error.line, message=error.reason, keeps_live=keeps_live
+            )
+        )
 
-    def report(self, message: str, *, file: str, line: int | None = None) -> None:
-        self.add(CatalogFormatError(message, file=file, line=line))
+    def report(
+        self, message: str, *, file: str, line: int | None = None, keeps_live: bool = True
+    ) -> None:
+        self.add(
+            CatalogFormatError(message, file=printable(file), line=line), keeps_live=keeps_live
+        )
+
+
+def printable(name: str) -> str:
+    """``name`` as text any encoder takes: a file name in a foreign encoding reaches Python with
+    lone surrogates for its bytes, which would fail the JSON of the report; shown as escapes."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")

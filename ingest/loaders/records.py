@@ -15,11 +15,18 @@ from collections.abc import Iterator, Sequence
 
 from ingest.loaders.problems import ProblemLog
 from rag_service.errors import CatalogFormatError
+from rag_service.safe_text import text_problem
 
 RawRecord = tuple[int | None, object]  # (1-based line where the record starts, parsed value)
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _SHAPE_MESSAGE = 'expected a JSON array of products or an object with a "products" array'
+# json.loads recurses once per level and gives up near the interpreter's recursion limit; a
+# product record is a few levels deep, so the line where nesting passes this many levels is
+# where to look in a file that was too deep to read.
+_SHOWN_NESTING = 100
+_TOO_DEEP = "JSON nested too deeply to read"
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')
 
 
 def decode_utf8(data: bytes, source: str, *, line_offset: int = 0, byte_offset: int = 0) -> str:
@@ -69,7 +76,9 @@ def _jsonl_line(text: str, number: int, source: str, log: ProblemLog) -> RawReco
         return number, json.loads(text)
     except json.JSONDecodeError as exc:
         log.report(f"malformed JSON: {exc.msg} (column {exc.colno})", file=source, line=number)
-        return None
+    except RecursionError:
+        log.report(_TOO_DEEP, file=source, line=number)
+    return None
 
 
 def json_records(text: str, source: str) -> list[RawRecord]:
@@ -79,6 +88,13 @@ def json_records(text: str, source: str) -> list[RawRecord]:
     except json.JSONDecodeError as exc:
         raise CatalogFormatError(
             f"malformed JSON: {exc.msg} (column {exc.colno})", file=source, line=exc.lineno
+        ) from None
+    except RecursionError:
+        line = _deep_nesting_line(text)
+        raise CatalogFormatError(
+            f"{_TOO_DEEP} (deeper than {_SHOWN_NESTING} levels from this line)",
+            file=source,
+            line=line,
         ) from None
     if isinstance(data, list):
         items = data
@@ -96,7 +112,7 @@ def _element_lines(text: str, in_object: bool, count: int) -> list[int | None]:
     try:
         start = _products_offset(text) if in_object else _skip_space(text, 0)
         offsets = _array_element_offsets(text, start)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         offsets = []
     if len(offsets) != count:
         return [None] * count
@@ -107,6 +123,69 @@ def _element_lines(text: str, in_object: bool, count: int) -> list[int | None]:
         previous = offset
         lines.append(line)
     return lines
+
+
+def _deep_nesting_line(text: str) -> int | None:
+    """The line where the nesting of ``text`` passes ``_SHOWN_NESTING`` levels (strings skipped)."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > _SHOWN_NESTING:
+                return text.count("\n", 0, token.start()) + 1
+        elif bracket in "]}":
+            depth -= 1
+    return None
+
+
+def record_text_problem(record: object) -> str | None:
+    """What makes a parsed record's text unusable (a NUL, a lone surrogate from a ``\\ud800``
+    escape), naming the top-level field; ``None`` when every key and string is fine."""
+    if not isinstance(record, dict):
+        return None
+    for key, value in record.items():
+        problem = text_problem(key)
+        if problem is not None:
+            return f"a field name {problem}"
+        problem = _first_text_problem(value)
+        if problem is not None:
+            return f"field {key[:64]!r} {problem}"
+    return None
+
+
+def _first_text_problem(value: object) -> str | None:
+    # A loop over an explicit stack, not recursion: a value may be nested deeply.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        texts: list[str] = []
+        if isinstance(item, str):
+            texts = [item]
+        elif isinstance(item, dict):
+            texts = list(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        for text in texts:
+            problem = text_problem(text)
+            if problem is not None:
+                return problem
+    return None
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """A Markdown or text file's text; a NUL character (a binary file, most likely) fails the
+    file at its line: no reader or embedder expects one, and C code ends strings there."""
+    text = decode_utf8(data, source)
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise CatalogFormatError(
+            "contains a NUL character (U+0000); is it a binary file?",
+            file=source,
+            line=text.count("\n", 0, nul) + 1,
+        )
+    return text
 
 
 def _products_offset(text: str) -> int:
