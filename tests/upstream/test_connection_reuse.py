@@ -92,7 +92,7 @@ async def test_an_answer_completes_before_a_late_terminator_and_its_connection_i
     complete at [DONE], and the connection is closed rather than kept."""
     late = AnswerStyle(terminator_delay_s=60.0)
     async with FaultUpstream(style=late) as upstream:
-        client = make_client(upstream.base_url, read_timeout_s=0.2)
+        client = make_client(upstream.base_url, read_timeout_s=1.0)
         answer, items, completed = start_answer(client)
         await completed.wait()
         assert not answer.done()  # still reading towards the body's end
