@@ -252,8 +252,10 @@ async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -
     from rag_service.http_server import server_config
     from rag_service.settings import Settings
 
+    settings = Settings()
     config = server_config(
-        create_app(Settings()),
+        create_app(settings),
+        settings,
         log_level="warning",
         access_log=False,
         backlog=LISTEN_BACKLOG,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from rag_service.errors import RagServiceError
-from rag_service.settings import Settings
+from rag_service.settings import ServerSettings, Settings
 
 app = typer.Typer(
     name="rag-service",
@@ -81,8 +81,13 @@ def catalog(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: RAG_SERVER__HOST].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on [default: RAG_SERVER__PORT]."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP service (POST /rag/stream, admin, health)."""
@@ -97,13 +102,14 @@ def serve(
     except ValueError as error:
         console.print(f"[red]invalid configuration[/]: {error}", highlight=False)
         raise typer.Exit(2) from None
+    listen = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
+    if listen:
+        # Into the settings, not only into uvicorn: the app's start-up checks read the address.
+        server_settings = ServerSettings.model_validate(settings.server.model_dump() | listen)
+        settings = settings.model_copy(update={"server": server_settings})
     server = uvicorn.Server(
         server_config(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=log_level,
-            timeout_graceful_shutdown=10,
+            create_app(settings), settings, log_level=log_level, timeout_graceful_shutdown=10
         )
     )
     server.run()

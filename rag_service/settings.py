@@ -238,22 +238,35 @@ class ServerSettings(BaseModel):
         10.0,
         gt=0,
         description="A request's headers must be complete this long after the connection opens "
-        "(or after the previous response on it); past it the connection is closed.",
+        "(or after the previous response on it ends); past it the connection is closed without "
+        "an answer.",
     )
     body_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="A request body may pause this long between two reads; past it: 408 and "
-        "the connection is closed.",
+        description="A request body may pause this long between two parts, and gets this long "
+        "on top of what body_min_rate_bytes_s allows; past either: 408 and the connection is "
+        "closed.",
+    )
+    body_min_rate_bytes_s: int = Field(
+        1024,
+        ge=0,
+        description="Slowest average rate of a request body (bytes/s): t seconds after its "
+        "headers, at least (t - body_timeout_s) x this many bytes of it must have arrived; "
+        "0: no rate, pauses only.",
     )
     keepalive_s: int = Field(
-        5, ge=1, description="An idle keep-alive connection is closed after this (seconds)."
+        5,
+        ge=1,
+        description="A keep-alive connection with no new request is closed this long after "
+        "its last response (seconds).",
     )
     max_connections: int = Field(
         16_384,
         ge=1,
         description="Open client connections per process; past it a new connection gets 503 "
-        "and is closed.",
+        "(with Retry-After) and is closed. The soft open-file limit is raised to fit it "
+        "(a warning says when it cannot be).",
     )
 
 

@@ -1,7 +1,8 @@
 """A real uvicorn serving an app on a free loopback port, inside the test's event loop.
 
-It runs the service's own server configuration (``server_config``: stock uvicorn on httptools),
-so every live-server test exercises what ``rag-service serve`` runs.
+It runs the service's own server configuration (``server_config``: stock uvicorn on httptools,
+with the connection hygiene of ``settings.server``), so every live-server test exercises what
+``rag-service serve`` runs.
 """
 
 from __future__ import annotations
@@ -15,17 +16,27 @@ from typing import Any
 import uvicorn
 
 from rag_service.http_server import server_config
+from rag_service.settings import Settings
 
 SERVER_START_TIMEOUT_S = 5.0
 
 
 @contextlib.asynccontextmanager
-async def running_server(app: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    """uvicorn serving the ASGI ``app`` (no lifespan) for the block; yields it and its port."""
+async def running_server(
+    app: Any, settings: Settings | None = None
+) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """uvicorn serving the ASGI ``app`` (no lifespan) for the block, under ``settings.server``
+    (default: the defaults); yields it and its port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    config = server_config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
+    config = server_config(
+        app,
+        settings or Settings(),
+        lifespan="off",
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -41,7 +52,7 @@ async def running_server(app: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: Any) -> AsyncIterator[str]:
+async def live_server(app: Any, settings: Settings | None = None) -> AsyncIterator[str]:
     """A real uvicorn on a free loopback port for the duration of the block; yields its URL."""
-    async with running_server(app) as (_, port):
+    async with running_server(app, settings) as (_, port):
         yield f"http://127.0.0.1:{port}"
