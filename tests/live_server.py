@@ -23,10 +23,10 @@ SERVER_START_TIMEOUT_S = 5.0
 
 @contextlib.asynccontextmanager
 async def running_server(
-    app: Any, settings: Settings | None = None
+    app: Any, settings: Settings | None = None, **options: Any
 ) -> AsyncIterator[tuple[uvicorn.Server, int]]:
     """uvicorn serving the ASGI ``app`` (no lifespan) for the block, under ``settings.server``
-    (default: the defaults); yields it and its port."""
+    (default: the defaults) and uvicorn ``options``; yields it and its port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -36,6 +36,7 @@ async def running_server(
         lifespan="off",
         log_level="warning",
         timeout_graceful_shutdown=2,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -84,6 +84,7 @@ class ConnectionGuard:
             """uvicorn builds one per connection with keyword arguments; this binds the guard."""
 
             inner_protocol_class = guard.inner
+            connection_guard = guard  # the count and limits, for whoever holds the config
 
             def __init__(self, **uvicorn_arguments: Any) -> None:
                 super().__init__(guard, uvicorn_arguments)
