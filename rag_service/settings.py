@@ -6,11 +6,12 @@ Every field has a description; ``.env.example`` lists them with their defaults. 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -158,7 +159,9 @@ class IngestSettings(BaseModel):
     chunk_chars: int = Field(1200, ge=200, description="Target size of one chunk (characters).")
     chunk_overlap_chars: int = Field(200, ge=0, description="Overlap between neighbouring chunks.")
     catalog_dir: Path = Field(
-        Path("data"), description="Directory the admin HTTP ingest may read catalogs from."
+        Path("data/catalog"),
+        description="The catalog root: the admin HTTP ingest reads only inside it, and sources "
+        "are named relative to it (also by the CLI, for paths inside it).",
     )
     max_upload_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest catalog upload to POST /admin/ingest."
@@ -278,29 +281,58 @@ class AuthSettings(BaseModel):
     )
 
 
+# A key's id as ``principal_of`` (api/auth.py) and `rag-service key-id` write it.
+KEY_ID_FORMAT = re.compile(r"key-[0-9a-f]{12}")
+
+
 class KeyLimitOverride(BaseModel):
+    """One key's limits; a field left out keeps the default."""
+
+    # A misspelt field would silently leave the key at the defaults.
+    model_config = ConfigDict(extra="forbid")
+
     streams: int | None = Field(None, ge=1, description="Concurrent streams of this key.")
-    requests_per_s: float | None = Field(None, gt=0, description="Sustained request rate.")
-    burst: int | None = Field(None, ge=1, description="Requests that may come at once.")
+    requests_per_s: float | None = Field(None, gt=0, description="Sustained answer rate.")
+    burst: int | None = Field(None, ge=1, description="Answers that may start at once.")
 
 
 class KeyLimitSettings(BaseModel):
-    """Per client key: concurrent streams and a request rate (token bucket); past them, 429."""
+    """Per client key: concurrent streams and a rate of new answers (token bucket); past them,
+    429 + Retry-After. Only with client keys (RAG_API_KEYS): without them there is no key."""
 
     streams: int = Field(
         200,
         ge=1,
-        description="Concurrent streams per client key, disconnected-but-generating ones included.",
+        description="Concurrent streams per client key; a stream counts until its generation "
+        "ends, also after its client disconnected (until the grace period cancels it).",
     )
     requests_per_s: float = Field(
-        20.0, gt=0, description="Sustained answers per second per client key (bucket refill)."
+        20.0,
+        gt=0,
+        description="Sustained new answers per second per client key (token bucket refill); "
+        "resumes are not counted.",
     )
-    burst: int = Field(50, ge=1, description="Answers a key may start at once (bucket size).")
+    burst: int = Field(
+        50, ge=1, description="New answers a client key may start at once (bucket size)."
+    )
     overrides: dict[str, KeyLimitOverride] = Field(
         default_factory=dict,
-        description="Per-key limits (JSON object keyed by key id, as `rag-service key-id` "
-        "prints it).",
+        description="Per-key limits, a JSON object keyed by key id (`rag-service key-id` "
+        'prints it), e.g. {"key-0123456789ab": {"streams": 20, "requests_per_s": 2}}.',
     )
+
+    @field_validator("overrides")
+    @classmethod
+    def _key_ids_only(cls, overrides: dict[str, KeyLimitOverride]) -> dict[str, KeyLimitOverride]:
+        # Keyed by the non-secret id: a key itself pasted here would put the secret in config
+        # twice, and would never match.
+        wrong = [name for name in overrides if not KEY_ID_FORMAT.fullmatch(name)]
+        if wrong:
+            raise ValueError(
+                f"{len(wrong)} override(s) not keyed by a key id (key-<12 hex digits>; "
+                "`rag-service key-id` prints it)"
+            )
+        return overrides
 
 
 class Settings(BaseSettings):
