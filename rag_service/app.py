@@ -32,6 +32,7 @@ from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.health_routes import HealthDeps, health_router
 from rag_service.api.openai_routes import openai_router
+from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
 from rag_service.errors import RagServiceError
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app, settings)
     clients = client_principal(settings.api_keys)
     stream_deps = _state_lookup("stream_deps")
     app.include_router(health_router(get_deps=_state_lookup("health_deps")))

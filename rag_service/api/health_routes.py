@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import JSONResponse, Response
 
+from rag_service.api.openapi import LIVENESS_DOC, READINESS_DOC, metrics_doc
+
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
 """Returns ``{"ok": bool, ...details}``; a check that raises or times out counts as not ok."""
 
@@ -26,12 +28,12 @@ class HealthDeps:
 def health_router(*, get_deps: Callable[[Request], HealthDeps]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
+    @router.get("/healthz", responses=LIVENESS_DOC)
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_class=JSONResponse, responses=READINESS_DOC)
     async def readyz(request: Request) -> JSONResponse:
         """Ready when the vector store and the embedder work; the upstream state is reported."""
         deps = get_deps(request)
@@ -43,7 +45,7 @@ def health_router(*, get_deps: Callable[[Request], HealthDeps]) -> APIRouter:
         body = {"status": "ready" if ready else "not_ready", "components": components}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses=metrics_doc(CONTENT_TYPE_LATEST))
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
         return Response(generate_latest(get_deps(request).registry), media_type=CONTENT_TYPE_LATEST)

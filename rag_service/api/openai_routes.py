@@ -24,12 +24,16 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import JSONResponse, Response
 
-from rag_service.api.openai_schemas import ChatCompletionRequest, parse_chat_completion
+from rag_service.api.openai_schemas import (
+    ChatCompletionBody,
+    ChatCompletionRequest,
+    parse_chat_completion,
+)
 from rag_service.api.openai_stream import (
     ChunkEncoder,
     CollectedAnswer,
@@ -38,7 +42,13 @@ from rag_service.api.openai_stream import (
     finish_reason,
     rag_field,
 )
-from rag_service.api.schemas import body_limited_route
+from rag_service.api.openapi import (
+    CLIENT_AUTH,
+    OPENAI_SSE_EVENT,
+    error_responses,
+    sse_content,
+)
+from rag_service.api.schemas import CONTEXT_ID_PATTERN, body_limited_route
 from rag_service.api.stream_routes import PrincipalDependency
 from rag_service.errors import NotFound, RagServiceError
 from rag_service.ports import ResolvedContext
@@ -54,10 +64,17 @@ _UNKNOWN_ERROR_STATUS = 502
 
 _CHAT_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {"application/json": {}, "text/event-stream": {}},
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            **sse_content(OPENAI_SSE_EVENT),
+        },
         "description": "A chat.completion object, or chat.completion.chunk events (stream: true).",
-    }
+    },
+    # 502/503: a non-streamed answer whose generation failed answers with that error's status.
+    **error_responses(400, 401, 413, 429, 502, 503),
 }
+_MODELS_DOC = error_responses(401)
+_MODEL_DOC = error_responses(401, 404)
 
 
 def openai_router(
@@ -75,6 +92,8 @@ def openai_router(
         route_class=body_limited_route(
             lambda request: get_deps(request).settings.stream.max_body_bytes
         ),
+        # The SDKs send application/json; a client that sends no Content-Type still works.
+        strict_content_type=False,
     )
     # A default, not Annotated[...]: FastAPI resolves annotation strings in module globals.
     client_dependency = Depends(principal)
@@ -84,16 +103,27 @@ def openai_router(
         "/v1/chat/completions",
         response_model=None,
         responses=_CHAT_DOC,
+        openapi_extra=CLIENT_AUTH,
     )
     async def chat_completions(
-        request: Request, client: str | None = client_dependency
+        request: Request,
+        body: ChatCompletionBody,
+        context_header: Annotated[
+            str | None,
+            Header(
+                alias=CONTEXT_ID_HEADER,
+                pattern=CONTEXT_ID_PATTERN,
+                description="The conversation's context id (else `user`, else one per request).",
+            ),
+        ] = None,
+        client: str | None = client_dependency,
     ) -> Response:
         """OpenAI Chat Completions: the last user message is the question (see docs)."""
         deps = get_deps(request)
         limits = deps.settings.stream
         chat = parse_chat_completion(
-            await request.body(),
-            context_header=request.headers.get(CONTEXT_ID_HEADER),
+            body,
+            context_header=context_header,
             upstream=deps.settings.upstream,
             max_query_chars=limits.max_query_chars,
         )
@@ -110,16 +140,16 @@ def openai_router(
             deps.registry.detach(session)
         if answer.error is not None:
             return error_payload_response(answer.error)
-        body = completion_body(session.stream_id, chat, answer, created)
-        return JSONResponse(body, headers=headers)
+        completion = completion_body(session.stream_id, chat, answer, created)
+        return JSONResponse(completion, headers=headers)
 
-    @router.get("/v1/models")
+    @router.get("/v1/models", responses=_MODELS_DOC, openapi_extra=CLIENT_AUTH)
     async def list_models(request: Request, client: str | None = client_dependency) -> Any:
         """The configured upstream model: the one every completion is generated with."""
         model = get_deps(request).settings.upstream.model
         return {"object": "list", "data": [model_entry(model, listed_since)]}
 
-    @router.get("/v1/models/{model_id:path}")
+    @router.get("/v1/models/{model_id:path}", responses=_MODEL_DOC, openapi_extra=CLIENT_AUTH)
     async def get_model(
         model_id: str, request: Request, client: str | None = client_dependency
     ) -> Any:

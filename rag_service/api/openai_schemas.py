@@ -12,8 +12,14 @@ grounded in retrieved catalog context. Hence:
 - sampling fields are forwarded upstream only where they cannot break exactly-once answers
   (see ``upstream_params``); every other field is accepted and ignored.
 
-Types are strict, like the native endpoint's: ``"1"`` is not an int. Failures raise
+Types are strict, like the native endpoint's: ``"1"`` is not an int. Every text is a ``SafeStr``
+(no NUL character, no lone surrogate), as on the native endpoint. Failures raise
 ``InvalidInput``, so they get the JSON error shape, whose ``error.message`` the SDKs display.
+
+``ChatCompletionBody`` is the route's body parameter: FastAPI validates the body with it and
+documents it in ``/openapi.json``. The rules checked here in code, for messages that an SDK's
+user can act on, are stated in its JSON schema too, except the last user message's length,
+which the field's description gives in words.
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag_service.api.schemas import (
     CONTEXT_ID_PATTERN,
     MAX_FILTERS,
-    MAX_TOP_K,
-    FilterKey,
-    FilterValue,
-    json_object,
-    validate_body,
+    QUERY_PATTERN,
+    Filters,
+    JsonInt,
+    PositiveInt,
+    Text,
+    TopK,
 )
 from rag_service.errors import InvalidInput
 from rag_service.ports import MetadataValue
@@ -47,19 +54,46 @@ _GENERATED_CONTEXT_PREFIX = "oai-"
 # configuration (the operator's) may be used then.
 _SAMPLING_FIELDS = ("temperature", "top_p", "seed")
 
+# What the schema says of the rules ``_refuse_unsupported`` and ``split_conversation`` check
+# (the checks stay in code, for messages the SDKs' users can act on).
+_NON_BLANK_TEXT: dict[str, Any] = {"type": "string", "pattern": QUERY_PATTERN}
+_USER_MESSAGE_WITH_TEXT: dict[str, Any] = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"const": "user"},
+        "content": {
+            "anyOf": [
+                _NON_BLANK_TEXT,
+                {
+                    "type": "array",
+                    "contains": {
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {"text": _NON_BLANK_TEXT},
+                    },
+                },
+            ]
+        },
+    },
+}
+_NO_TOOLS = "Not supported: an empty list or null."
+_EMPTY_LIST: dict[str, Any] = {"maxItems": 0}
+
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class MessageBody(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
+    name: Text | None = None
 
 
 class StreamOptionsBody(BaseModel):
@@ -73,9 +107,9 @@ class RagOptionsBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    filters: dict[FilterKey, FilterValue] | None = Field(None, max_length=MAX_FILTERS)
+    filters: Filters | None = Field(None, max_length=MAX_FILTERS)
     refresh: bool = False
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_k: TopK | None = None
 
 
 class ChatCompletionBody(BaseModel):
@@ -83,20 +117,30 @@ class ChatCompletionBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    model: str | None = None
-    messages: list[MessageBody]
+    model: Text | None = None
+    messages: list[MessageBody] = Field(
+        description="The conversation: the last user message with text is the question (at "
+        "most `max_query_chars` characters, checked by the service); system, developer, tool "
+        "and function messages are ignored.",
+        json_schema_extra={"minItems": 1, "contains": _USER_MESSAGE_WITH_TEXT},
+    )
     stream: bool | None = False
     stream_options: StreamOptionsBody | None = None
-    n: int | None = None
+    n: JsonInt | None = Field(None, description="Only 1.", json_schema_extra={"enum": [1, None]})
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    user: str | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    seed: JsonInt | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    user: Text | None = None
+    stop: Text | list[Text] | None = None
+    tools: list[Any] | None = Field(None, description=_NO_TOOLS, json_schema_extra=_EMPTY_LIST)
+    functions: list[Any] | None = Field(None, description=_NO_TOOLS, json_schema_extra=_EMPTY_LIST)
+    response_format: dict[str, Any] | None = Field(
+        None,
+        description='Answers are plain text: only `{"type": "text"}`.',
+        json_schema_extra={"properties": {"type": {"const": "text"}}},
+    )
     rag: RagOptionsBody | None = None
 
 
@@ -112,14 +156,14 @@ class ChatCompletionRequest:
 
 
 def parse_chat_completion(
-    raw: bytes,
+    body: ChatCompletionBody,
     *,
     context_header: str | None,
     upstream: UpstreamSettings,
     max_query_chars: int,
 ) -> ChatCompletionRequest:
-    """Validate a Chat Completions body; ``context_header`` is ``X-Context-Id`` (or None)."""
-    body = _validated(json_object(raw))
+    """The answer a typed Chat Completions body asks for; ``context_header`` is ``X-Context-Id``
+    (or None)."""
     _refuse_unsupported(body)
     query, history = split_conversation(body.messages)
     if len(query) > max_query_chars:
@@ -223,7 +267,3 @@ def _refuse_unsupported(body: ChatCompletionBody) -> None:
             f"response_format {kind!r} is not supported; answers are plain text",
             details={"field": "response_format"},
         )
-
-
-def _validated(data: dict[str, Any]) -> ChatCompletionBody:
-    return validate_body(ChatCompletionBody, data)

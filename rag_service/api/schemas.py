@@ -7,6 +7,12 @@ shape (400, with the fields) in ``api/errors.py``. Types are strict: ``"yes"`` i
 What depends on settings or on two places at once (the query's configured length, the context id
 from the query string or the body) is checked by ``answer_request``.
 
+Every text a client sends is a ``SafeStr`` (``rag_service/safe_text.py``): a NUL character or a
+lone surrogate (valid JSON, but no text) is a 400 naming the field, not a failure deep inside.
+The JSON schema says so with a pattern (``TextPattern``, ``api/openapi.py``), and the query's
+pattern also says that it needs a character other than whitespace: ``QUERY_PATTERN`` is the
+very regex ``answer_request`` checks the query with.
+
 The other bodies of the API (the OpenAI facade's, admin's) are read with ``read_limited_body``
 and validated with ``validate_body``, which raise our own errors likewise.
 
@@ -28,15 +34,25 @@ import re
 from collections.abc import AsyncIterable, Callable, Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
+from annotated_types import Ge, Le
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from rag_service.api.errors import invalid_input
+from rag_service.api.openapi import TextKeys, TextPattern
 from rag_service.errors import InvalidInput, PayloadTooLarge
 from rag_service.ports import MetadataValue
+from rag_service.safe_text import SafeStr
 from rag_service.streaming.answer import AnswerRequest
 from rag_service.upstream_events import ChatMessage
 
@@ -46,9 +62,32 @@ MAX_MESSAGE_CHARS = 16_000
 MAX_FILTERS = 16
 MAX_TOP_K = 50
 
+# What ``str.strip()`` removes (every character for which ``str.isspace()`` is true), spelt out
+# so that every regex engine reads the class alike (``\s`` differs between Python and Rust).
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# No NUL, and at least one character that is not whitespace.
+QUERY_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+
 _CONTEXT_ID = re.compile(CONTEXT_ID_PATTERN)
-FilterKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-FilterValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+_QUERY = re.compile(QUERY_PATTERN)
+Text = Annotated[SafeStr, TextPattern()]
+"""A client's text: no NUL, no lone surrogate (400), documented as a pattern."""
+FilterKey = Annotated[SafeStr, StringConstraints(min_length=1, max_length=64)]
+FilterValue = Annotated[Text, StringConstraints(max_length=256)] | int | float | bool
+Filters = Annotated[dict[FilterKey, FilterValue], TextKeys()]
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON (and JSON Schema) means it: ``3.0`` is the integer 3; ``3.5`` and ``"3"``
+# are not integers (strict otherwise). Bounds go before the validator, so that the JSON schema
+# shows them as minimum/maximum.
+_AS_INT = BeforeValidator(_integral_float_as_int)
+JsonInt = Annotated[int, _AS_INT]
+PositiveInt = Annotated[int, Ge(1), _AS_INT]
+TopK = Annotated[int, Ge(1), Le(MAX_TOP_K), _AS_INT]
 
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
@@ -58,7 +97,7 @@ class TurnBody(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["user", "assistant", "system"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+    content: Text = Field(max_length=MAX_MESSAGE_CHARS)
 
 
 class StreamRequestBody(BaseModel):
@@ -66,23 +105,26 @@ class StreamRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    query: str = Field(
-        description="The question; surrounding whitespace is stripped; 1..max_query_chars."
+    query: Annotated[SafeStr, TextPattern(QUERY_PATTERN)] = Field(
+        min_length=1,
+        description="The question: at most `max_query_chars` characters, at least one of them "
+        "not whitespace; surrounding whitespace is stripped.",
     )
     messages: list[TurnBody] = Field(
         default_factory=list,
         max_length=MAX_MESSAGES,
         description="Earlier turns of the conversation; system turns are ignored.",
     )
-    filters: dict[FilterKey, FilterValue] | None = Field(
+    filters: Filters | None = Field(
         None, max_length=MAX_FILTERS, description="Metadata equality filters."
     )
     refresh: bool = Field(False, description="Skip the freshness cache.")
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
+    top_k: TopK | None = Field(None, description="Passages to retrieve.")
     context_id: str | None = Field(
         None,
         pattern=CONTEXT_ID_PATTERN,
-        description="The context id when the query parameter `context` is absent.",
+        description="The context id when the query parameter `context` is absent (one of the "
+        "two is required).",
     )
 
 
@@ -116,13 +158,14 @@ def answer_request(
     body: StreamRequestBody, *, context_param: str | None, max_query_chars: int
 ) -> AnswerRequest:
     """The answer a validated ``POST /rag/stream`` body and its ``context`` parameter ask for."""
-    query = body.query.strip()
-    if not query:
-        raise InvalidInput("query must not be empty", details={"field": "query"})
-    if len(query) > max_query_chars:
+    # The length as sent (what the schema's maxLength means), the emptiness after stripping.
+    if len(body.query) > max_query_chars:
         raise InvalidInput(
             f"query is longer than {max_query_chars} characters", details={"field": "query"}
         )
+    if _QUERY.search(body.query) is None:
+        raise InvalidInput("query must not be empty", details={"field": "query"})
+    query = body.query.strip()
     filters: dict[str, MetadataValue] | None = dict(body.filters) if body.filters else None
     return AnswerRequest(
         context_id=choose_context_id(context_param, body.context_id),

@@ -27,6 +27,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
+from rag_service.api.openapi import (
+    CLIENT_AUTH,
+    NATIVE_SSE_EVENT,
+    error_responses,
+    sse_content,
+)
 from rag_service.api.schemas import (
     CONTEXT_ID_PATTERN,
     StreamRequestBody,
@@ -44,36 +50,17 @@ DepsLookup = Callable[[Request], StreamDeps]
 
 STREAM_PATH = "/rag/stream"
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "retryable"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "retryable": {"type": "boolean"},
-                "details": {"type": "object"},
-            },
-        }
-    },
+_SSE = {
+    "description": "The answer as Server-Sent Events (see docs/streaming.md).",
+    "content": sse_content(NATIVE_SSE_EVENT),
 }
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-
-
-_SSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The answer as Server-Sent Events (see docs/streaming.md)."},
-    400: _error("Invalid request (see docs/streaming.md)."),
-    401: _error("Missing or wrong client key."),
-    403: _error("The stream belongs to another client."),
-    404: _error("Unknown or expired stream, or the events asked for are no longer held."),
-    413: _error("Request body too large."),
-    503: _error("Upstream circuit open, too many streams, overloaded, or shutting down."),
+_CREATE_DOC: dict[int | str, dict[str, Any]] = {
+    200: _SSE,
+    **error_responses(400, 401, 413, 429, 503),
+}
+_RESUME_DOC: dict[int | str, dict[str, Any]] = {
+    200: _SSE,
+    **error_responses(400, 401, 403, 404, 503),
 }
 
 
@@ -94,7 +81,8 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
         STREAM_PATH,
         response_class=SessionResponse,
         status_code=200,
-        responses=_SSE_DOC,
+        responses=_CREATE_DOC,
+        openapi_extra=CLIENT_AUTH,
         summary="Create Stream",
     )
     async def create_stream(
@@ -117,13 +105,21 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
         STREAM_PATH + "/{stream_id}",
         response_class=SessionResponse,
         status_code=200,
-        responses=_SSE_DOC,
+        responses=_RESUME_DOC,
+        openapi_extra=CLIENT_AUTH,
         summary="Resume Stream",
     )
     async def resume_stream(
         request: Request,
         stream_id: str,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                description="`<stream_id>:<seq>` of this stream's last event received; "
+                "without it (or empty) the stream is replayed from the start.",
+            ),
+        ] = None,
         client: str | None = client_dependency,
     ) -> SessionResponse:
         """Replay the events after ``Last-Event-ID`` (all without it), then follow live."""

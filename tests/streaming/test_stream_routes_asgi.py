@@ -56,7 +56,9 @@ async def test_both_routes_are_documented_in_openapi(client: httpx.AsyncClient) 
     )
     assert {p["name"] for p in create["parameters"]} == {"context"}
     assert {p["name"] for p in resume["parameters"]} == {"stream_id", "Last-Event-ID"}
-    assert set(create["responses"]) >= {"200", "400", "401", "404", "413", "503"}
+    # What each can answer (a new stream has no 404; only a resumed one can be another's, 403).
+    assert set(create["responses"]) >= {"200", "400", "401", "413", "429", "503"}
+    assert set(resume["responses"]) >= {"200", "400", "401", "403", "404", "503"}
 
 
 async def test_other_methods_and_paths_get_the_json_error_shape(
