@@ -67,6 +67,14 @@ def print_report(console: Console, report: IngestReport) -> None:
         console.print(
             f"Nothing written; the live catalog stays at version {report.version_before}."
         )
+        if report.needs_confirmation:
+            console.print(
+                f"[yellow]needs confirmation[/]: this sync would delete {report.deleted} of the "
+                f"{report.live_documents} live documents, more than RAG_INGEST__MAX_DELETE_SHARE "
+                "allows; the real run is refused without --yes.",
+                highlight=False,
+                soft_wrap=True,
+            )
     elif report.published:
         console.print(
             f"Published catalog version {report.version_after} "

@@ -19,7 +19,9 @@ from typing import Protocol
 from ingest.chunking import chunk_documents
 from ingest.documents import Chunk, LoadProblem
 from ingest.loaders import load_catalog
-from ingest.plan import IngestPlan, plan_ingest
+from ingest.loaders.paths import display_path
+from ingest.loaders.problems import printable
+from ingest.plan import IngestPlan, check_deletions, plan_ingest
 from rag_service.adapters.chroma_store import LiveRecord, LiveState, NewRecord
 from rag_service.errors import InvalidInput
 from rag_service.ports import Embedder, Vector
@@ -64,6 +66,8 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     kept: int = 0
+    live_documents: int = 0  # in the live catalog before this run
+    needs_confirmation: bool = False  # deletes more than max_delete_share of live_documents
     chunks_embedded: int = 0
     chunks_reused: int = 0
     seconds: float = 0.0
@@ -100,15 +104,24 @@ class IngestPipeline:
         strict: bool = False,
         dry_run: bool = False,
         append: bool = False,
+        confirm_deletions: bool = False,
         base_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
+        """Load ``paths`` and make the live catalog match them (``append``: add and update only).
+
+        ``base_dir`` is the catalog root: sources are named relative to it, a sync deletes only
+        within ``paths`` relative to it, and nothing whose real path leaves it is read (default:
+        the deepest folder holding ``paths``). A plan that deletes more than
+        ``max_delete_share`` of the live documents raises ``DeletionNotConfirmed`` unless
+        ``confirm_deletions``; a dry run reports it as ``needs_confirmation`` instead.
+        """
         started = time.perf_counter()
         notify = progress or _ignore_progress
         root = base_dir or catalog_root(paths)
         loaded = load_catalog(paths, strict=strict, base_dir=root)
         if not loaded.documents:
-            raise InvalidInput(_nothing_to_ingest(paths, loaded.problems))
+            raise InvalidInput(_nothing_to_ingest(paths, root, loaded.problems))
         chunks = chunk_documents(
             loaded.documents,
             max_chars=self._settings.chunk_chars,
@@ -123,13 +136,18 @@ class IngestPipeline:
             chunks,
             live_records,
             delete_missing=not append,
-            protected_sources={p.file for p in loaded.problems},
+            protected_sources={p.file for p in loaded.problems if p.keeps_live},
             sync_scope=sync_scope(paths, root),
         )
         if not same_model:
             plan = _rewrite_everything(plan, chunks, live.embedding_model)
         notify("plan", len(chunks), len(chunks))
+        deletions = check_deletions(plan, live_records, max_share=self._settings.max_delete_share)
+        if deletions.needs_confirmation and not (dry_run or confirm_deletions):
+            raise deletions.refusal()  # before any write: the live catalog stays as it was
         report = _report(live.version, plan, loaded.problems, dry_run=dry_run)
+        report.live_documents = deletions.live_documents
+        report.needs_confirmation = deletions.needs_confirmation
         if dry_run or not plan.changes_anything:
             report.seconds = time.perf_counter() - started
             return report
@@ -212,17 +230,13 @@ class IngestPipeline:
 
 
 def sync_scope(paths: Sequence[Path], root: Path) -> list[str]:
-    """What a sync may delete from: the given paths relative to the root ("." for the root).
+    """What a sync may delete from: the given paths relative to the root ("." for the root),
+    named exactly as the sources found below them are.
 
-    ``ingest catalog/`` syncs the whole catalog; ``ingest catalog/new.csv`` only the documents
-    that came from new.csv, so naming one file never wipes the rest of the catalog."""
-    scope = []
-    for path in paths:
-        try:
-            scope.append(path.resolve().relative_to(root.resolve()).as_posix())
-        except ValueError:
-            scope.append(str(path))
-    return scope
+    With root ``catalog/``: ``ingest catalog/`` syncs the whole catalog, ``ingest
+    catalog/policies`` only the documents from that folder and ``ingest catalog/new.csv`` only
+    those from new.csv, so naming a part never wipes the rest of the catalog."""
+    return [display_path(path, root) for path in paths]
 
 
 def catalog_root(paths: Sequence[Path]) -> Path:
@@ -230,6 +244,23 @@ def catalog_root(paths: Sequence[Path]) -> Path:
     folder holding everything given. Ids then do not depend on the working directory."""
     folders = [p.resolve() if p.is_dir() else p.resolve().parent for p in paths]
     return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+
+
+def choose_catalog_root(paths: Sequence[Path], catalog_dir: Path) -> Path:
+    """The catalog root of a command-line ingest: ``catalog_dir`` (RAG_INGEST__CATALOG_DIR)
+    when every path lies in it, as for the admin HTTP ingest, so ``ingest data/catalog/policies``
+    names and syncs the same documents as ``POST /admin/ingest {"path": "policies"}``; else the
+    deepest folder holding the paths (``catalog_root``)."""
+    if paths and all(_lies_in(path, catalog_dir) for path in paths):
+        return Path(os.path.abspath(catalog_dir))
+    return catalog_root(paths)
+
+
+def _lies_in(path: Path, folder: Path) -> bool:
+    return any(
+        Path(normal(path)).is_relative_to(normal(folder))
+        for normal in (os.path.abspath, os.path.realpath)
+    )
 
 
 def _record(version: int, chunk: Chunk, vector: Vector) -> NewRecord:
@@ -294,8 +325,8 @@ def _report(
     )
 
 
-def _nothing_to_ingest(paths: Sequence[Path], problems: list[LoadProblem]) -> str:
-    named = ", ".join(str(p) for p in paths)
+def _nothing_to_ingest(paths: Sequence[Path], root: Path, problems: list[LoadProblem]) -> str:
+    named = ", ".join(printable(display_path(p, root)) for p in paths)
     detail = f"; {len(problems)} problem(s), first: {problems[0]}" if problems else ""
     return f"no documents found in {named}{detail}; the live catalog is unchanged"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ingest.documents import Chunk
 from rag_service.adapters.chroma_store import LiveRecord
+from rag_service.errors import DeletionNotConfirmed
 
 
 @dataclass
@@ -39,8 +41,8 @@ def plan_ingest(
 
     Live documents missing from the new catalog are deleted in sync mode when their source lies
     in ``sync_scope`` (the ingested files and folders, relative to the catalog root; "." is
-    everything), except those whose source file had load errors: a malformed line must not
-    silently delete a product.
+    everything), except those whose source lies in ``protected_sources`` (files or folders that
+    had load errors): a malformed line must not silently delete a product.
     """
     plan = IngestPlan()
     new_ids = {chunk.chunk_id for chunk in chunks}
@@ -71,7 +73,8 @@ def plan_ingest(
             continue
         sources = {r.source for r in records}
         in_scope = any(_within(source, sync_scope) for source in sources)
-        if delete_missing and in_scope and not sources & protected_sources:
+        protected = any(_within(source, protected_sources) for source in sources)
+        if delete_missing and in_scope and not protected:
             plan.deleted_docs.add(doc_id)
             plan.to_retire.extend(r.record_id for r in records)
         else:
@@ -81,3 +84,54 @@ def plan_ingest(
 
 def _within(source: str, scope: Collection[str]) -> bool:
     return any(s == "." or source == s or source.startswith(s.rstrip("/") + "/") for s in scope)
+
+
+@dataclass(frozen=True)
+class DeletionCheck:
+    """How much of the live catalog a plan deletes, against the share allowed unconfirmed."""
+
+    deleted: int
+    live_documents: int
+    max_share: float
+    deleted_sources: dict[str, int]  # documents deleted per source, the largest first
+
+    @property
+    def share(self) -> float:
+        return self.deleted / self.live_documents if self.live_documents else 0.0
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.share > self.max_share
+
+    def refusal(self) -> DeletionNotConfirmed:
+        return DeletionNotConfirmed(
+            f"this sync would delete {self.deleted} of the {self.live_documents} documents in "
+            f"the live catalog ({self.share:.1%}), more than the {self.max_share:.0%} allowed "
+            "without confirmation (RAG_INGEST__MAX_DELETE_SHARE); nothing was changed. Check "
+            'the paths (a dry run shows what would change), then repeat with "confirm_deletions"'
+            ": true (HTTP) or --yes (CLI) if this is meant",
+            details=self.details(),
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "deleted": self.deleted,
+            "live_documents": self.live_documents,
+            "share": round(self.share, 4),
+            "max_delete_share": self.max_share,
+            "deleted_sources": self.deleted_sources,
+        }
+
+
+def check_deletions(
+    plan: IngestPlan, live: Mapping[str, LiveRecord], *, max_share: float, shown_sources: int = 10
+) -> DeletionCheck:
+    """The plan's deletions as a share of the live documents (none live: nothing to delete)."""
+    doc_sources = {record.doc_id: record.source for record in live.values()}
+    per_source = Counter(doc_sources[doc_id] for doc_id in plan.deleted_docs)
+    return DeletionCheck(
+        deleted=len(plan.deleted_docs),
+        live_documents=len(doc_sources),
+        max_share=max_share,
+        deleted_sources=dict(per_source.most_common(shown_sources)),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
+from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback, choose_catalog_root
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
@@ -26,11 +26,16 @@ def ingest_catalog(
     strict: bool = False,
     dry_run: bool = False,
     append: bool = False,
+    confirm_deletions: bool = False,
     progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` into the configured store; raises IngestInProgress / StoreInUse when
-    another process holds the lock, CatalogFormatError (strict) or InvalidInput on bad input."""
+    another process holds the lock, CatalogFormatError (strict) or InvalidInput on bad input,
+    DeletionNotConfirmed when a sync would delete too much without ``confirm_deletions``.
+
+    The catalog root is ``RAG_INGEST__CATALOG_DIR`` when the paths lie in it, else the deepest
+    folder holding them (``choose_catalog_root``)."""
     with ingest_lock(settings):
         store = ChromaStore.open(settings.chroma)
         pipeline = IngestPipeline(
@@ -43,6 +48,8 @@ def ingest_catalog(
             strict=strict,
             dry_run=dry_run,
             append=append,
+            confirm_deletions=confirm_deletions,
+            base_dir=choose_catalog_root(paths, settings.ingest.catalog_dir),
             progress=progress,
         )
 

@@ -35,7 +35,7 @@ from rag_service.api.openai_routes import openai_router
 from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
 from rag_service.errors import RagServiceError
-from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions
+from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions, IngestTarget
 from rag_service.limits import InMemoryKeyLimiter
 from rag_service.observability import KeyLimitCollector, ServiceCollector, loop_lag_histogram
 from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
@@ -232,15 +232,21 @@ async def _warm_up(embedder: Embedder) -> None:
 def _ingest_runner(
     settings: Settings, store: CatalogWriter, embedder: Embedder, owns_store: bool
 ) -> Any:
-    def run(paths: list[Path], options: IngestOptions, progress: ProgressCallback) -> IngestReport:
+    def run(
+        target: IngestTarget, options: IngestOptions, progress: ProgressCallback
+    ) -> IngestReport:
         # With a shared (server) store, the lock file keeps CLI ingests on other hosts out.
         with nullcontext() if owns_store else ingest_lock(settings):
             pipeline = IngestPipeline(store, embedder, settings.ingest)
+            # The target's root, not the paths' own folder: a subfolder keeps its
+            # catalog-relative sources and its sync deletes only below it.
             return pipeline.run(
-                paths,
+                target.paths,
                 strict=options.strict,
                 append=options.append,
                 dry_run=options.dry_run,
+                confirm_deletions=options.confirm_deletions,
+                base_dir=target.root,
                 progress=progress,
             )
 

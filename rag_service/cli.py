@@ -36,9 +36,22 @@ def ingest(
     append: Annotated[
         bool, typer.Option(help="Keep documents missing from PATHS (default: delete them).")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Confirm a sync that deletes more than RAG_INGEST__MAX_DELETE_SHARE of the "
+            "live catalog (refused without).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Ingest catalog files into the vector store: incremental, atomic, one at a time."""
+    """Ingest catalog files into the vector store: incremental, atomic, one at a time.
+
+    Paths inside RAG_INGEST__CATALOG_DIR (default data/catalog) are named relative to it, and a
+    sync deletes only below the paths given; nothing whose real path leaves that root is read.
+    """
     from ingest.console import print_report, progress_bar
     from ingest.service import ingest_catalog
     from rag_service.ingest_jobs import report_json
@@ -47,7 +60,13 @@ def ingest(
     try:
         with progress_bar(console) as progress:
             report = ingest_catalog(
-                Settings(), paths, strict=strict, dry_run=dry_run, append=append, progress=progress
+                Settings(),
+                paths,
+                strict=strict,
+                dry_run=dry_run,
+                append=append,
+                confirm_deletions=yes,
+                progress=progress,
             )
     except RagServiceError as error:
         raise _fail(console, error) from None

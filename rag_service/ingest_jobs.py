@@ -20,6 +20,7 @@ from ingest.pipeline import IngestReport, ProgressCallback
 from rag_service.errors import IngestInProgress, NotFound, RagServiceError
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JOB_ID_BYTES = 8  # a job id is this many random bytes in hex
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,19 @@ class IngestOptions:
     strict: bool = False
     append: bool = False
     dry_run: bool = False
+    confirm_deletions: bool = False
 
 
-RunIngest = Callable[[list[Path], IngestOptions, ProgressCallback], IngestReport]
+@dataclass(frozen=True)
+class IngestTarget:
+    """What a job ingests: ``paths``, with sources named relative to ``root`` and nothing read
+    whose real path leaves it (the catalog directory, or an upload's own folder)."""
+
+    paths: list[Path]
+    root: Path
+
+
+RunIngest = Callable[[IngestTarget, IngestOptions, ProgressCallback], IngestReport]
 
 
 @dataclass
@@ -83,7 +94,7 @@ class IngestJobs:
 
     def submit(
         self,
-        paths: list[Path],
+        target: IngestTarget,
         options: IngestOptions,
         *,
         cleanup: Callable[[], None] | None = None,
@@ -91,12 +102,13 @@ class IngestJobs:
         """Start a job now; ``IngestInProgress`` (409) while another one runs."""
         if self._running is not None and not self._running.done():
             raise IngestInProgress("another ingest is running; wait for it to finish")
-        job = IngestJob(job_id=secrets.token_hex(8), paths=[str(p) for p in paths], options=options)
+        paths = [str(p) for p in target.paths]
+        job = IngestJob(job_id=secrets.token_hex(JOB_ID_BYTES), paths=paths, options=options)
         self._jobs[job.job_id] = job
         while len(self._jobs) > self._keep:
             self._jobs.popitem(last=False)
         self._running = asyncio.get_running_loop().create_task(
-            self._run(job, paths, cleanup), name=f"ingest-{job.job_id}"
+            self._run(job, target, cleanup), name=f"ingest-{job.job_id}"
         )
         return job
 
@@ -116,7 +128,7 @@ class IngestJobs:
             await asyncio.shield(self._running)
 
     async def _run(
-        self, job: IngestJob, paths: list[Path], cleanup: Callable[[], None] | None
+        self, job: IngestJob, target: IngestTarget, cleanup: Callable[[], None] | None
     ) -> None:
         loop = asyncio.get_running_loop()
 
@@ -126,7 +138,7 @@ class IngestJobs:
 
         job.status, job.started_at = "running", time.time()
         try:
-            report = await asyncio.to_thread(self._run_ingest, paths, job.options, progress)
+            report = await asyncio.to_thread(self._run_ingest, target, job.options, progress)
         except RagServiceError as error:
             job.status, job.error = "failed", error.to_payload()
         except Exception as error:  # a bug must still end the job visibly

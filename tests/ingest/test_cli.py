@@ -17,8 +17,9 @@ from tests.ingest.catalogs import product, write_policy, write_products
 pytestmark = pytest.mark.slow
 
 
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+def cli(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``rag-service ARGS`` in ``cwd``; ``settings`` are RAG_* variables (none from outside)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | settings
     env["PYTHONPATH"] = str(REPO)
     env["COLUMNS"] = "200"
     return subprocess.run(
@@ -32,8 +33,8 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def live_catalog(cwd: Path) -> dict[str, object]:
-    shown = cli(cwd, "catalog", "--json")
+def live_catalog(cwd: Path, **settings: str) -> dict[str, object]:
+    shown = cli(cwd, "catalog", "--json", **settings)
     assert shown.returncode == 0, shown.stderr
     info: dict[str, object] = json.loads(shown.stdout)
     return info
@@ -83,3 +84,36 @@ def test_ingest_refuses_a_store_owned_by_a_running_service(tmp_path: Path) -> No
         assert "POST /admin/ingest" in refused.stdout
         catalog = cli(tmp_path, "catalog")
         assert catalog.returncode == 2
+
+
+def test_a_subfolder_sync_stays_in_it_and_a_mass_deletion_needs_yes(tmp_path: Path) -> None:
+    root = {"RAG_INGEST__CATALOG_DIR": "catalog"}
+    catalog = tmp_path / "catalog"
+    products = write_products(catalog / "products.jsonl", [product(i) for i in range(6)])
+    write_policy(catalog / "policies" / "returns.md")
+    write_policy(catalog / "policies" / "shipping.md")
+    assert cli(tmp_path, "ingest", "catalog", **root).returncode == 0
+
+    (catalog / "policies" / "shipping.md").unlink()
+    sub = cli(tmp_path, "ingest", "catalog/policies", "--json", **root)
+    assert sub.returncode == 0, sub.stderr
+    assert (json.loads(sub.stdout)["deleted"], json.loads(sub.stdout)["kept"]) == (2, 6)
+    assert live_catalog(tmp_path, **root)["sources"] == {
+        "policies/returns.md": 2,
+        "products.jsonl": 6,
+    }
+
+    write_products(products, [product(1)])
+    refused = cli(tmp_path, "ingest", "catalog/products.jsonl", **root)
+    assert refused.returncode == 2
+    assert "confirmation_required" in refused.stdout
+    assert "delete 5 of the 8 documents" in refused.stdout
+    assert live_catalog(tmp_path, **root)["version"] == 2
+    dry = cli(tmp_path, "ingest", "catalog/products.jsonl", "--dry-run", **root)
+    assert dry.returncode == 0 and "needs confirmation" in dry.stdout
+
+    confirmed = cli(tmp_path, "ingest", "catalog/products.jsonl", "--yes", "--json", **root)
+    assert confirmed.returncode == 0, confirmed.stdout
+    assert json.loads(confirmed.stdout)["deleted"] == 5
+    info = live_catalog(tmp_path, **root)
+    assert info["sources"] == {"policies/returns.md": 2, "products.jsonl": 1}

@@ -178,7 +178,7 @@ def test_a_new_embedding_model_reembeds_everything(store: ChromaStore, tmp_path:
     first = store.live_state().records_collection
     other = HashingEmbedder(32)
     write_products(catalog, [product(i) for i in range(3)])
-    report = IngestPipeline(store, other, IngestSettings()).run([catalog])
+    report = IngestPipeline(store, other, IngestSettings()).run([catalog], confirm_deletions=True)
     assert (report.updated, report.deleted, report.chunks_embedded) == (3, 1, 3)
     assert report.chunks_reused == 0
     state = store.live_state()
@@ -226,6 +226,7 @@ def test_a_sync_only_deletes_within_the_paths_it_was_given(
     assert (only_a.deleted, only_a.kept) == (1, 3)  # b.jsonl's products are out of scope
     assert visible_ids(store) == {f"SKU-{i:05d}#0" for i in (0, 1, 2, 10, 11, 12)}
     b.unlink()
-    whole = pipeline.run([catalog])  # the folder is the whole catalog: b.jsonl is gone
+    # the folder is the whole catalog: b.jsonl is gone (half of it, so confirmed)
+    whole = pipeline.run([catalog], confirm_deletions=True)
     assert whole.deleted == 3
     assert visible_ids(store) == {f"SKU-{i:05d}#0" for i in (0, 1, 2)}
