@@ -126,8 +126,7 @@ async def _submit_path(request: Request, deps: AdminDeps) -> IngestJob:
         request.stream(), request.headers.get("content-length"), MAX_BODY_BYTES
     )
     body = _parse(raw)
-    root = deps.settings.ingest.catalog_dir.resolve()
-    path = _inside_catalog_dir(root, deps.settings.ingest.catalog_dir, body.path)
+    root, path = _inside_catalog_dir(deps.settings.ingest.catalog_dir, body.path)
     options = IngestOptions(
         strict=body.strict,
         append=body.append,
@@ -146,8 +145,10 @@ def _parse(raw: bytes) -> IngestByPath:
     return validate_body(IngestByPath, data)
 
 
-def _inside_catalog_dir(root: Path, catalog_dir: Path, requested: str) -> Path:
+def _inside_catalog_dir(catalog_dir: Path, requested: str) -> tuple[Path, Path]:
+    """The catalog root and the requested path in it, both resolved."""
     try:
+        root = catalog_dir.resolve()
         path = (root / requested).resolve()
         if not path.is_relative_to(root):
             raise _bad_field(
@@ -163,7 +164,7 @@ def _inside_catalog_dir(root: Path, catalog_dir: Path, requested: str) -> Path:
             "no such file or directory in the catalog directory: " + requested,
             details={"field": "path"},
         )
-    return path
+    return root, path
 
 
 async def _submit_upload(request: Request, deps: AdminDeps) -> IngestJob:
