@@ -27,7 +27,7 @@ import asyncio
 import json
 import logging
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from rag_service.errors import ServiceUnavailable
 
@@ -121,7 +121,8 @@ class GuardedConnection(asyncio.Protocol):
     # The protocol interface, delegated to uvicorn's protocol.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A TCP transport, though uvloop's does not derive from asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if not self._guard.admit():
             self._refuse(transport)

@@ -1,14 +1,17 @@
 """The stream routes on a real uvicorn built by ``server_config``, with small connection limits,
-driven over raw sockets; a scripted upstream stands in for the model."""
+driven over raw sockets; a scripted upstream stands in for the model. Every test runs on
+asyncio's loop and on uvloop's, which ``rag-service serve`` runs: their transports differ."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
 from rag_service.server.connection_guard import ConnectionGuard
@@ -22,6 +25,12 @@ from tests.streaming.conftest import build_app, simple_prompt
 ANSWER = [f"word{i} " for i in range(12)]
 
 Serve = Callable[..., AbstractAsyncContextManager[tuple[uvicorn.Server, int]]]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
