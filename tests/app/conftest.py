@@ -3,6 +3,8 @@ embedder and the upstream, driven in-process (ASGI) with its lifespan running.""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,3 +81,18 @@ def client_auth() -> dict[str, str]:
 
 def admin_auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+JOB_DEADLINE_S = 120.0  # an ingest of a few documents; the bound only stops a hang
+
+
+async def wait_for_job(service: Service, job_id: str) -> dict[str, Any]:
+    """The admin ingest job once it has finished (succeeded or failed)."""
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while time.monotonic() < deadline:
+        response = await service.client.get(f"/admin/ingest/{job_id}", headers=admin_auth())
+        job: dict[str, Any] = response.json()
+        if job["status"] in {"succeeded", "failed"}:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"ingest job {job_id} did not finish in {JOB_DEADLINE_S} s")

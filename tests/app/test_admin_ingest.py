@@ -3,9 +3,7 @@ named like live files, mass deletions, symlinks out of the catalog directory, od
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,16 @@ from typing import Any
 import pytest
 
 from rag_service.settings import Settings
-from tests.app.conftest import Service, admin_auth, app_settings, running_service
+from tests.app.conftest import (
+    Service,
+    admin_auth,
+    app_settings,
+    running_service,
+    wait_for_job,
+)
 from tests.ingest.catalogs import product, write_policy
 from tests.streaming.helpers import assert_error_shape
 
-JOB_DEADLINE_S = 120.0  # generous: the machine may be busy; a finished job returns at once
 JSON = {"Content-Type": "application/json"}
 
 
@@ -36,21 +39,10 @@ async def admin(settings: Settings) -> AsyncIterator[Service]:
         yield running
 
 
-async def finished_job(service: Service, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + JOB_DEADLINE_S
-    while time.monotonic() < deadline:
-        response = await service.client.get(f"/admin/ingest/{job_id}", headers=admin_auth())
-        job: dict[str, Any] = response.json()
-        if job["status"] in {"succeeded", "failed"}:
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"ingest job {job_id} did not finish in {JOB_DEADLINE_S} s")
-
-
 async def ingest_path(service: Service, **body: Any) -> dict[str, Any]:
     response = await service.client.post("/admin/ingest", json=body, headers=admin_auth())
     assert response.status_code == 202, response.text
-    return await finished_job(service, response.json()["job_id"])
+    return await wait_for_job(service, response.json()["job_id"])
 
 
 async def upload(service: Service, content: str, **params: str) -> dict[str, Any]:
@@ -61,7 +53,7 @@ async def upload(service: Service, content: str, **params: str) -> dict[str, Any
         headers=admin_auth() | {"Content-Type": "application/x-ndjson"},
     )
     assert response.status_code == 202, response.text
-    return await finished_job(service, response.json()["job_id"])
+    return await wait_for_job(service, response.json()["job_id"])
 
 
 async def live_catalog(service: Service) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ from tests.app.conftest import (
     app_settings,
     client_auth,
     running_service,
+    wait_for_job,
 )
 from tests.ingest.catalogs import product, write_products
 from tests.streaming.helpers import assert_error_shape, deltas
@@ -31,16 +31,6 @@ async def ask(service: Service, context: str = "shop:user-1", **body: Any) -> li
     )
     assert response.status_code == 200, response.text
     return parse_sse(response.content).events
-
-
-async def wait_for_job(service: Service, job_id: str) -> dict[str, Any]:
-    for _ in range(200):
-        response = await service.client.get(f"/admin/ingest/{job_id}", headers=admin_auth())
-        job: dict[str, Any] = response.json()
-        if job["status"] in {"succeeded", "failed"}:
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"ingest job {job_id} did not finish")
 
 
 async def test_an_answer_is_grounded_then_served_fresh(service: Service) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from rag_service.errors import InvalidInput
 from rag_service.testing.fault_proxy import CutPlan, FaultProxy, ResponseScanner
+from tests.upstream.conftest import wait_until
 
 EVENTS = [b'data: {"n": %d}\n\n' % n for n in range(1, 6)]
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -139,11 +140,8 @@ async def test_counts_open_connections_until_they_close(origin: int) -> None:
         assert (proxy.connections, proxy.open_connections) == (1, 1)
         writer.close()
         await writer.wait_closed()
-        for _ in range(100):
-            if proxy.open_connections == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert (proxy.connections, proxy.open_connections) == (1, 0)
+        assert await wait_until(lambda: proxy.open_connections == 0, timeout_s=30.0)
+        assert proxy.connections == 1
 
 
 async def test_a_plan_queued_later_cuts_the_next_response_on_a_kept_alive_connection(
