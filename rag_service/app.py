@@ -42,7 +42,7 @@ from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import UpstreamCheck, embedder_check, store_check
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
 from rag_service.settings import Settings
-from rag_service.startup import ClientAuth, client_auth, startup_summary
+from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
 from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
@@ -215,6 +215,8 @@ async def _announce(settings: Settings, auth: ClientAuth, catalog: PassageSearch
         info = None
     if auth.warning is not None:
         log.warning(auth.warning)
+    for key_id in unmatched_overrides(settings):
+        log.warning("RAG_LIMITS__OVERRIDES names %s, which is none of RAG_API_KEYS", key_id)
     log.info(startup_summary(settings, auth, info))
 
 

@@ -343,6 +343,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        # A mistyped setting is reported by name and problem; its value may be a key.
+        hide_input_in_errors=True,
     )
 
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rag_service import __version__
 from rag_service.adapters.chroma_client import describe
+from rag_service.api.auth import principal_of
 from rag_service.errors import ConfigurationError
 from rag_service.ports import CatalogInfo
 from rag_service.settings import Settings
@@ -74,6 +75,13 @@ def client_auth(settings: Settings) -> ClientAuth:
     )
 
 
+def unmatched_overrides(settings: Settings) -> list[str]:
+    """Per-key limit overrides that name no configured key (a typo, or a key since removed):
+    they would silently never apply."""
+    configured = {principal_of(key.get_secret_value()) for key in settings.api_keys}
+    return sorted(set(settings.limits.overrides) - configured)
+
+
 def base_url(settings: Settings) -> str:
     """The URL clients use; a wildcard address is shown as this machine's name."""
     host = settings.server.host
@@ -100,6 +108,13 @@ def startup_summary(settings: Settings, auth: ClientAuth, catalog: CatalogInfo |
     else:
         live = f"catalog version {catalog.version} ({catalog.document_count} documents)"
     admin = "enabled" if settings.admin_api_key else "disabled (no RAG_ADMIN_API_KEY)"
+    limits = settings.limits
+    per_key = (
+        f"per key {limits.streams} streams, {limits.requests_per_s:g}/s (burst {limits.burst})"
+        + (f", {len(limits.overrides)} override(s)" if limits.overrides else "")
+        if settings.api_keys
+        else "none per key (no client keys)"
+    )
     return "\n".join(
         [
             f"rag_service {__version__} on {url} (API docs: {url}/docs)",
@@ -108,5 +123,6 @@ def startup_summary(settings: Settings, auth: ClientAuth, catalog: CatalogInfo |
             f"  store:    {describe(settings.chroma)}, collection "
             f"{settings.chroma.collection}; {live}",
             f"  auth:     clients: {auth.mode}; admin: {admin}",
+            f"  limits:   {per_key}",
         ]
     )

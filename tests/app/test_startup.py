@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
 from rag_service.errors import ConfigurationError
 from rag_service.settings import Settings
@@ -95,3 +96,28 @@ async def test_the_summary_names_upstream_store_catalog_auth_and_docs(
 def test_what_counts_as_loopback() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "host.example", ""]))
+
+
+async def test_the_summary_shows_the_limits_and_an_override_for_no_key_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    known = principal_of("k1")
+    stray = "key-0123456789ab"
+    config = settings(
+        tmp_path,
+        api_keys=[SecretStr("k1")],
+        limits={"streams": 7, "overrides": {known: {"streams": 9}, stray: {"streams": 1}}},
+    )
+    records = await start(config, caplog)
+    [summary] = [r.message for r in records if r.message.startswith("rag_service ")]
+    assert "limits:   per key 7 streams, 20/s (burst 50), 2 override(s)" in summary
+    warnings = [r.message for r in records if r.levelno == logging.WARNING]
+    assert f"RAG_LIMITS__OVERRIDES names {stray}, which is none of RAG_API_KEYS" in warnings
+    assert not [w for w in warnings if known in w]
+
+
+def test_a_settings_error_does_not_echo_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_LIMITS__OVERRIDES", '{"sk-live-secret-key": {"streams": 2}}')
+    with pytest.raises(ValidationError) as invalid:
+        Settings()
+    assert "sk-live-secret-key" not in str(invalid.value)
