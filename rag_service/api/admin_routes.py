@@ -20,15 +20,23 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from rag_service.api.errors import invalid_input
+from rag_service.api.openapi import (
+    ADMIN_AUTH,
+    INGEST_STARTED_DOC,
+    admin_ingest_openapi,
+    error_responses,
+)
 from rag_service.api.schemas import (
+    CONTEXT_ID_PATTERN,
     choose_context_id,
     json_object,
     read_limited_body,
@@ -73,7 +81,12 @@ def admin_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
 
-    @router.post("/ingest", status_code=202)
+    @router.post(
+        "/ingest",
+        status_code=202,
+        responses={**INGEST_STARTED_DOC, **error_responses(400, 401, 403, 404, 409, 413)},
+        openapi_extra=admin_ingest_openapi(IngestByPath.model_json_schema(), _UPLOAD_FLAGS),
+    )
     async def start_ingest(request: Request) -> JSONResponse:
         """Re-ingest a catalog; 202 with the job id, 409 while another ingest runs."""
         deps = get_deps(request)
@@ -85,14 +98,16 @@ def admin_router(
             job = await _submit_upload(request, deps)
         return JSONResponse({"job_id": job.job_id, "status": job.status}, status_code=202)
 
-    @router.get("/ingest/{job_id}")
+    @router.get(
+        "/ingest/{job_id}", responses=error_responses(401, 403, 404), openapi_extra=ADMIN_AUTH
+    )
     async def ingest_status(request: Request, job_id: str) -> dict[str, Any]:
         """Status, progress and report of one ingest job."""
         if _JOB_ID.fullmatch(job_id) is None:  # not echoed: it may be anything at all
             raise NotFound(f"no such ingest job (a job id is {2 * JOB_ID_BYTES} hex digits)")
         return get_deps(request).jobs.get(job_id).to_json()
 
-    @router.get("/catalog")
+    @router.get("/catalog", responses=error_responses(401, 403, 503), openapi_extra=ADMIN_AUTH)
     async def catalog(request: Request) -> dict[str, Any]:
         """The live catalog's version, document count and sources."""
         info = get_deps(request).catalog.catalog_info()
@@ -105,8 +120,15 @@ def admin_router(
             "embedding_model": info.embedding_model,
         }
 
-    @router.post("/contexts/{context_id}/invalidate")
-    async def invalidate(request: Request, context_id: str) -> dict[str, Any]:
+    @router.post(
+        "/contexts/{context_id}/invalidate",
+        responses=error_responses(400, 401, 403),
+        openapi_extra=ADMIN_AUTH,
+    )
+    async def invalidate(
+        request: Request,
+        context_id: Annotated[str, PathParameter(pattern=CONTEXT_ID_PATTERN)],
+    ) -> dict[str, Any]:
         """Drop one context from the freshness cache; the next question re-retrieves."""
         choose_context_id(context_id, None)  # validates
         dropped = get_deps(request).contexts.invalidate(context_id)

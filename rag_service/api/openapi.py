@@ -303,3 +303,60 @@ def metrics_doc(media_type: str) -> dict[int | str, dict[str, Any]]:
             "content": {media_type: {"schema": {"type": "string"}}},
         }
     }
+
+
+def admin_ingest_openapi(body_schema: dict[str, Any], flags: tuple[str, ...]) -> dict[str, Any]:
+    """``openapi_extra`` of ``POST /admin/ingest``: its two bodies (a JSON one of
+    ``body_schema``, or the uploaded file itself) and the upload's query parameters.
+
+    OpenAPI cannot tie parameters to one of two body media types: the parameters are listed
+    as optional, and their descriptions say that they belong to an upload only.
+    """
+    upload_only = " For an upload only; with a JSON body any query parameter is a 400."
+    parameters = [
+        {
+            "name": "filename",
+            "in": "query",
+            "required": False,
+            "description": "The uploaded file's name (a bare name with a supported suffix, "
+            "e.g. `products.jsonl`); required for an upload." + upload_only,
+            "schema": {"type": "string", "pattern": NO_NUL_PATTERN},
+        },
+        *(
+            {
+                "name": flag,
+                "in": "query",
+                "required": False,
+                "description": f"The `{flag}` option of an upload." + upload_only,
+                "schema": {"enum": ["true", "false"]},
+            }
+            for flag in flags
+        ),
+    ]
+    return {
+        **ADMIN_AUTH,
+        "parameters": parameters,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": body_schema},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+    }
+
+
+INGEST_STARTED_DOC: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "The ingest job started.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["job_id", "status"],
+                    "properties": {"job_id": {"type": "string"}, "status": {"type": "string"}},
+                }
+            }
+        },
+    }
+}

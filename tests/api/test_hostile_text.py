@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.app.conftest import Service, client_auth
+from tests.app.conftest import Service, admin_auth, client_auth
 from tests.streaming.helpers import assert_error_shape
 
 SURROGATE = "\ud800"
@@ -152,3 +152,26 @@ async def _a_finished_stream(service: Service) -> str:
     assert response.status_code == 200
     first_id = next(line for line in response.text.splitlines() if line.startswith("id: "))
     return first_id.removeprefix("id: ").rpartition(":")[0]
+
+
+@HOSTILE
+async def test_admin_refuses_it_in_paths_and_names(service: Service, bad: str) -> None:
+    admin = {**admin_auth(), "Content-Type": "application/json"}
+    body = json.dumps({"path": f"catalogs{bad}"})
+    response = await service.client.post("/admin/ingest", content=body, headers=admin)
+    assert_refused(response, "path")
+
+    encoded = quote(f"p{bad}.jsonl".encode("utf-8", "surrogatepass"))
+    upload = await service.client.post(
+        f"/admin/ingest?filename={encoded}", content=b"{}\n", headers=admin_auth()
+    )
+    if bad == NUL:
+        assert_error_shape(upload, 400)
+    else:  # a URL's invalid UTF-8 reads as U+FFFD: a name like any other, no surrogate
+        assert upload.status_code == 202, upload.text
+
+    context = quote(f"c{bad}".encode("utf-8", "surrogatepass"))
+    invalidate = await service.client.post(
+        f"/admin/contexts/{context}/invalidate", headers=admin_auth()
+    )
+    assert_refused(invalidate, "context_id")
