@@ -113,7 +113,7 @@ def serve(
     import uvicorn
 
     from rag_service.app import create_app
-    from rag_service.http_server import server_config
+    from rag_service.http_server import logging_config, server_config
 
     console = Console(stderr=True)
     try:
@@ -126,9 +126,18 @@ def serve(
         # Into the settings, not only into uvicorn: the app's start-up checks read the address.
         server_settings = ServerSettings.model_validate(settings.server.model_dump() | listen)
         settings = settings.model_copy(update={"server": server_settings})
+    try:
+        service = create_app(settings)
+    except RagServiceError as error:  # e.g. no client keys on a non-loopback address
+        console.print(f"[red]refusing to start[/]: {error.message}", highlight=False)
+        raise typer.Exit(2) from None
     server = uvicorn.Server(
         server_config(
-            create_app(settings), settings, log_level=log_level, timeout_graceful_shutdown=10
+            service,
+            settings,
+            log_level=log_level,
+            log_config=logging_config(log_level),
+            timeout_graceful_shutdown=10,
         )
     )
     server.run()

@@ -19,11 +19,12 @@ Connection hygiene (``settings.server``, docs/deployment.md) is wired here, in t
 
 from __future__ import annotations
 
+import copy
 from importlib.util import find_spec
 from typing import Any
 
 import uvicorn
-from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.config import HTTP_PROTOCOLS, LOGGING_CONFIG
 from uvicorn.importer import import_from_string
 
 from rag_service.server.body_deadline import BodyDeadline
@@ -76,3 +77,17 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
         timeout_keep_alive=server.keepalive_s,
         **(defaults | options),
     )
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the service's own ``rag_service`` loggers on the
+    same handler and format, so that ``rag-service serve`` prints the start-up summary and the
+    service's warnings the way it prints uvicorn's lines. Only for ``serve``: tests keep their
+    records flowing to the root logger."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["rag_service"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config

@@ -265,8 +265,10 @@ class ServerSettings(BaseModel):
         "its last response (seconds).",
     )
     max_connections: int = Field(
-        16_384,
+        8_192,
         ge=1,
+        # Far above what one process can stream (~1,500 answers at 5 tokens/s, see
+        # docs/benchmarks.md), and with the upstream pool within a 20,000 open-file limit.
         description="Open client connections per process; past it a new connection gets 503 "
         "(with Retry-After) and is closed. The soft open-file limit is raised to fit it "
         "(a warning says when it cannot be).",

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
 import pytest
+import uvicorn.config
 from typer.testing import CliRunner
 
 import rag_service.app
 from rag_service.cli import app as cli
 from rag_service.settings import Settings
+from tests.conftest import free_port
 
 SERVER_START_FAILED = 3  # uvicorn.run's own exit code for a failed start-up
 
@@ -79,3 +82,34 @@ def test_host_and_port_options_override_the_settings_the_app_gets(
     seen, port = serve_on_busy_port(monkeypatch, ["--host", "127.0.0.1", "--port", "{port}"])
 
     assert (seen[0].server.host, seen[0].server.port) == ("127.0.0.1", port)
+
+
+def test_no_client_keys_on_a_public_address_refuses_to_start_with_the_reason() -> None:
+    """Refused before anything loads or binds: no model, no store, no socket."""
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--log-level", "error"])
+
+    assert result.exit_code == 2, result.output
+    assert "refusing to start" in result.output
+    assert "refusing to listen on 0.0.0.0 without client keys" in result.output
+    assert "RAG_AUTH__DISABLED=true" in result.output
+
+
+async def app_that_logs_then_fails(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Logs at INFO through the service's logger during start-up, then fails the start-up (so
+    that serve returns)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        logging.getLogger("rag_service").info("start-up summary goes here")
+        await send({"type": "lifespan.startup.failed", "message": "stop the test server"})
+
+
+def test_serve_prints_the_services_own_info_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up summary is an INFO line of the ``rag_service`` logger: serve wires that
+    logger to uvicorn's handler, else Python would print nothing below WARNING."""
+    monkeypatch.setattr(rag_service.app, "create_app", lambda settings: app_that_logs_then_fails)
+
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+
+    assert result.exit_code == SERVER_START_FAILED, result.output
+    assert "INFO:     start-up summary goes here" in result.output
+    assert "rag_service" not in uvicorn.config.LOGGING_CONFIG["loggers"]  # a copy, not a patch
