@@ -31,6 +31,26 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # relative defaults (var/, .env) resolve inside the test's dir
 
 
+def run_cli(
+    cwd: Path | None, *args: str, stdin: str = "", **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """``rag-service ARGS`` as a process in ``cwd``, ``stdin`` on its input; ``settings`` are its
+    RAG_* variables (none from outside)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | settings
+    env["PYTHONPATH"] = str(REPO)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "rag_service", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rag_service.adapters.store_lock import StoreLock
-from tests.conftest import REPO
+from tests.conftest import run_cli as cli
 from tests.ingest.catalogs import product, write_policy, write_products
 
 pytestmark = pytest.mark.slow
-
-
-def cli(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    """``rag-service ARGS`` in ``cwd``; ``settings`` are RAG_* variables (none from outside)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | settings
-    env["PYTHONPATH"] = str(REPO)
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "rag_service", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def live_catalog(cwd: Path, **settings: str) -> dict[str, object]:

@@ -4,31 +4,19 @@ that overrides are written for."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
 
 from rag_service.limits import limits_by_key
 from rag_service.settings import KeyLimitSettings, Settings
-from tests.conftest import REPO
+from tests.conftest import run_cli
 from tests.limits.conftest import ID_A, ID_B, KEY_A, KEY_B
 
 
 def key_id_command(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "rag_service", "key-id", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(None, "key-id", *args, stdin=stdin)
 
 
 def test_key_id_prints_the_id_of_each_key_on_stdin_and_never_the_key() -> None:
