@@ -11,6 +11,7 @@ events, the HTTP status it maps to before a stream has started, and whether a cl
     ├── Unauthorized                 401
     ├── Forbidden                    403
     ├── NotFound                     404  unknown/expired stream, unknown ingest job
+    ├── StreamCancelled              (409) a stream cancelled by its client: SSE `error` only
     ├── RequestTimeout               408  a request body arrived too slowly (connection closed)
     ├── PayloadTooLarge              413
     ├── Conflict                     409
@@ -103,6 +104,18 @@ class Forbidden(RagServiceError):
 class NotFound(RagServiceError):
     code = "not_found"
     http_status = 404
+
+
+class StreamCancelled(RagServiceError):
+    """The stream's client cancelled its generation (``DELETE /rag/stream/{stream_id}``).
+
+    Only ever the ``error`` event that ends the cancelled stream, never an HTTP answer (the
+    cancel itself answers 200); its status is the one it would have. Not retryable: the client
+    asked for the end, and asking the same question again is a new stream.
+    """
+
+    code = "cancelled"
+    http_status = 409
 
 
 class RequestTimeout(RagServiceError):

@@ -209,6 +209,22 @@ class StreamSettings(BaseModel):
     grace_period_s: float = Field(
         30.0, ge=0, description="Generation keeps running this long after its client disconnects."
     )
+    retention_s: float = Field(
+        600.0,
+        ge=0,
+        description="A finished, failed or cancelled stream stays resumable this long after "
+        "its end and its last reader's leaving (within retention_max_bytes and max_sessions); "
+        "0: forgotten when its last reader leaves.",
+    )
+    retention_max_bytes: int = Field(
+        # 10,000 (max_sessions) full replay windows of ordinary tokens (2048 events of ~12
+        # bytes) fit, so for ordinary answers max_sessions bounds first; this caps the memory
+        # of answers with unusually large events.
+        256 * 1024 * 1024,
+        ge=0,
+        description="Replay-buffer bytes of all retained streams (ended, no reader) together; "
+        "past it the longest-retained are forgotten first. Running streams never count.",
+    )
     ping_interval_s: float = Field(15.0, gt=0, description="Keep-alive comment interval.")
     retry_hint_ms: int = Field(1000, ge=0, description="Base of the jittered SSE `retry:` hint.")
     max_sessions: int = Field(

@@ -4,13 +4,27 @@ Generation is decoupled from delivery. Each answer runs as a task owned by this 
 the HTTP request that asked for it, so a client that drops its connection loses nothing: the task
 keeps appending to the session's replay buffer and a resume picks up where the client left off.
 
-Lifetime of a session (``grace`` = ``settings.stream.grace_period_s``):
+Lifetime of a session (``grace`` = ``grace_period_s``, ``retention`` = ``retention_s`` of
+``settings.stream``):
 
 - it is kept while at least one reader is attached;
-- when its last reader detaches, a timer of ``grace`` starts; a reader attaching in time cancels
-  it. When it fires, a still-running generation is cancelled (which closes the upstream request)
-  and the session is removed, so a later resume answers 404;
-- a session whose generation has ended stays resumable for ``grace`` after its last reader left.
+- while it generates: when its last reader detaches, a timer of ``grace`` starts; a reader
+  attaching in time cancels it. When it fires, the generation is cancelled (which closes the
+  upstream request) and the session is removed, so a later resume answers 404;
+- once its generation has ended (``done``, ``error``, cancelled by its client) and no reader is
+  attached, it is *retained*: resumable for ``retention`` from then, so a client that lost the
+  end can come back minutes later. Retained sessions are also forgotten oldest first while their
+  replay buffers together hold more than ``retention_max_bytes``; a generating session never is.
+
+Retention needs no timer per session: retained sessions are kept in the order they were
+retained, which is also the order their time runs out (one clock, one ``retention``), so
+forgetting the expired ones looks at the oldest only. That happens on every look-up (``find``,
+``check_capacity``, ``stats``: an expired stream is never found, whatever the loop's timers did)
+and on one timer for the whole registry, due when the oldest runs out, which frees the memory of
+an idle process. The times come from the registry's ``clock``; tests give it a fake one.
+
+A client may cancel its running stream (``cancel``): its readers get a final ``error`` event
+(``cancelled``), the generation task is cancelled, and the session is retained like any ended one.
 
 A session may hold its key's stream slot (per-key limits, ``rag_service.limits``): it is given
 back when the generation ends or the session is removed, whichever comes first, so a stream
@@ -19,8 +33,8 @@ whose client left still counts against its key until its generation is cancelled
 Readers (the HTTP responses) also register with the registry's ``keepalive``: one timer for the
 whole process that tells readers silent for too long to send a ping (see ``keepalive``).
 
-Capacity: at most ``max_sessions`` sessions. When full, ended sessions nobody reads are evicted
-oldest first; only when none is left does ``open`` refuse with 503 + Retry-After. New sessions
+Capacity: at most ``max_sessions`` sessions. When full, retained sessions are evicted oldest
+first; only when none is left does ``open`` refuse with 503 + Retry-After. New sessions
 are also refused while the event loop runs more than ``shed_loop_lag_ms`` behind (``loop_lag``,
 see ``loop_lag.py``): past the process's capacity, shedding new streams keeps the open ones on
 pace. Both refusals carry ``details.reason`` and are counted in ``stats``.
@@ -33,14 +47,17 @@ import hmac
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rag_service.errors import (
     Forbidden,
     NotFound,
     RagServiceError,
     ServiceUnavailable,
+    StreamCancelled,
     UpstreamProtocolError,
 )
 from rag_service.limits import StreamSlot
@@ -57,6 +74,9 @@ DEFAULT_MAX_SESSIONS = 20_000
 # One answer's generation: pushes its items into the sink it is given (``ChatUpstream.answer``).
 Generation = Callable[[EventSink], Awaitable[None]]
 _CLOSE_TIMEOUT_S = 5.0
+# The retention timer fires this much after the oldest retained session's time: sessions that
+# run out within it are forgotten in one go (a look-up forgets them on time regardless).
+_SWEEP_SLACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,16 @@ class StreamStats:
     readers: int  # attached HTTP responses
     refused_full: int = 0  # new streams refused: max_sessions held
     refused_overloaded: int = 0  # new streams refused: the event loop was behind
+    retained: int = 0  # ended sessions without a reader, kept for resumes
+    retained_bytes: int = 0  # their replay buffers' bytes (``ReplayBuffer.nbytes``)
+    cancelled: int = 0  # generations cancelled by their client (``cancel``)
+    evicted_full: int = 0  # retained sessions forgotten early: max_sessions held
+    evicted_bytes: int = 0  # retained sessions forgotten early: retention_max_bytes reached
+
+
+class _Retained(NamedTuple):
+    until: float  # the registry clock's time when it is forgotten
+    nbytes: int  # its replay buffer's bytes when it was retained (an ended buffer is final)
 
 
 class StreamRegistry:
@@ -90,8 +120,14 @@ class StreamRegistry:
         self._clock = clock
         self._rng = rng or random.Random()
         self._sessions: dict[str, StreamSession] = {}
-        # Ended sessions without readers, oldest first (dicts keep insertion order): evictable.
-        self._idle_ended: dict[str, None] = {}
+        # Ended sessions without readers, oldest first: resumable until their time is up, and
+        # evictable. An OrderedDict: taking its oldest entry is O(1) however many went before.
+        self._retained: OrderedDict[str, _Retained] = OrderedDict()
+        self._retained_bytes = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._cancelled = 0
+        self._evicted_full = 0
+        self._evicted_bytes = 0
         self._readers = 0
         self._closed = False
         self.keepalive = KeepAlive(settings.ping_interval_s)
@@ -117,7 +153,8 @@ class StreamRegistry:
     def _check_room(self) -> None:
         if self._closed:
             raise ServiceUnavailable("the service is shutting down", retry_after_s=1.0)
-        if len(self._sessions) >= self._max_sessions and not self._idle_ended:
+        self._forget_expired()
+        if len(self._sessions) >= self._max_sessions and not self._retained:
             self._refused_full += 1
             raise ServiceUnavailable(
                 "too many concurrent streams",
@@ -148,7 +185,8 @@ class StreamRegistry:
                 slot.release()
             raise
         if len(self._sessions) >= self._max_sessions:
-            self._remove(self._sessions[next(iter(self._idle_ended))])
+            self._evicted_full += 1
+            self._remove(self._sessions[next(iter(self._retained))])
         session = StreamSession(
             stream_id=new_stream_id(),
             context_id=context_id,
@@ -174,6 +212,7 @@ class StreamRegistry:
 
     def find(self, stream_id: str, principal: str | None) -> StreamSession:
         """The session a resume asks for; NotFound when unknown/expired, Forbidden when foreign."""
+        self._forget_expired()
         session = self._sessions.get(stream_id) if is_well_formed_stream_id(stream_id) else None
         if session is None:
             raise NotFound("unknown or expired stream")
@@ -181,12 +220,33 @@ class StreamRegistry:
             raise Forbidden("this stream belongs to another client")
         return session
 
-    # -- readers and expiry -----------------------------------------------------------------------
+    def cancel(self, session: StreamSession) -> bool:
+        """End ``session``'s generation now, at its client's request; False if it had ended.
+
+        Its readers get a final ``error`` event (``cancelled``, not retryable), the generation
+        task is cancelled (closing the upstream request), and the session stays resumable
+        like any ended one, so a client reconnecting later sees how it ended.
+        """
+        if session.finished:
+            return False
+        session.fail(StreamCancelled("the answer was cancelled by its client"))
+        self._cancelled += 1
+        task = session.task
+        if task is None or task.done():
+            self._on_generation_end(session)
+        else:
+            task.cancel()
+            # ``_generate`` ends the session in its ``finally``, but a task cancelled before its
+            # first step runs none of it; ``_on_generation_end`` may run twice, harmlessly.
+            task.add_done_callback(lambda _: self._on_generation_end(session))
+        return True
+
+    # -- readers, expiry and retention ------------------------------------------------------------
 
     def attach(self, session: StreamSession) -> None:
         session.readers += 1
         self._readers += 1
-        self._idle_ended.pop(session.stream_id, None)
+        self._unretain(session)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -195,11 +255,12 @@ class StreamRegistry:
         session.readers -= 1
         self._readers -= 1
         if session.readers == 0 and self._sessions.get(session.stream_id) is session:
-            self._start_grace(session)
+            if session.finished:
+                self._retain(session)
+            else:
+                self._start_grace(session)
 
     def _start_grace(self, session: StreamSession) -> None:
-        if session.finished:
-            self._idle_ended[session.stream_id] = None
         if session.expiry is not None:
             session.expiry.cancel()
         loop = asyncio.get_running_loop()
@@ -210,10 +271,60 @@ class StreamRegistry:
         if session.readers == 0:
             self._remove(session)
 
+    def _retain(self, session: StreamSession) -> None:
+        """Keep an ended session nobody reads for ``retention_s`` (idempotent)."""
+        if session.stream_id in self._retained:
+            return
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        retained = _Retained(self._clock() + self._settings.retention_s, session.nbytes)
+        self._retained[session.stream_id] = retained
+        self._retained_bytes += retained.nbytes
+        while self._retained_bytes > self._settings.retention_max_bytes:
+            # Oldest first, down to this very session if it alone is over the bound.
+            self._evicted_bytes += 1
+            self._remove(self._sessions[next(iter(self._retained))])
+        self._forget_expired()
+        self._arm_sweeper()
+
+    def _unretain(self, session: StreamSession) -> None:
+        retained = self._retained.pop(session.stream_id, None)
+        if retained is not None:
+            self._retained_bytes -= retained.nbytes
+
+    def _forget_expired(self) -> None:
+        """Remove the retained sessions whose time is up: the oldest ones, so stop at the first
+        one still in time."""
+        retained = self._retained
+        if not retained:
+            return
+        now = self._clock()
+        while retained:
+            stream_id, oldest = next(iter(retained.items()))
+            if oldest.until > now:
+                return
+            self._remove(self._sessions[stream_id])
+
+    def _arm_sweeper(self) -> None:
+        """The registry's one retention timer, due when the oldest retained session's time is
+        up. A timer due too early (that session was resumed or evicted) only re-arms; one is
+        never late, as sessions retained later run out later."""
+        if self._sweeper is not None or not self._retained or self._closed:
+            return
+        oldest = next(iter(self._retained.values()))
+        delay = max(0.0, oldest.until - self._clock()) + _SWEEP_SLACK_S
+        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        self._forget_expired()
+        self._arm_sweeper()
+
     def _remove(self, session: StreamSession) -> None:
         if self._sessions.get(session.stream_id) is session:
             del self._sessions[session.stream_id]
-        self._idle_ended.pop(session.stream_id, None)
+        self._unretain(session)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -245,16 +356,19 @@ class StreamRegistry:
             self._on_generation_end(session)
 
     def _on_generation_end(self, session: StreamSession) -> None:
+        """Release the key's slot, make sure the stream ended, retain it if nobody reads it.
+        Idempotent (``cancel`` may call it besides ``_generate``)."""
         _release_slot(session)
         if not session.finished:
             # Cancelled (expiry or shutdown): make sure readers still attached see an end.
             session.fail(ServiceUnavailable("the answer was cancelled", retry_after_s=1.0))
         if session.readers == 0 and self._sessions.get(session.stream_id) is session:
-            self._start_grace(session)
+            self._retain(session)
 
     # -- metrics and shutdown ---------------------------------------------------------------------
 
     def stats(self) -> StreamStats:
+        self._forget_expired()
         generating = sum(1 for s in self._sessions.values() if s.task and not s.task.done())
         return StreamStats(
             sessions=len(self._sessions),
@@ -262,12 +376,20 @@ class StreamRegistry:
             readers=self._readers,
             refused_full=self._refused_full,
             refused_overloaded=self._refused_overloaded,
+            retained=len(self._retained),
+            retained_bytes=self._retained_bytes,
+            cancelled=self._cancelled,
+            evicted_full=self._evicted_full,
+            evicted_bytes=self._evicted_bytes,
         )
 
     async def close(self) -> None:
         """Refuse new streams, end every session with an ``error`` event, cancel generations."""
         self._closed = True
         self.keepalive.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         sessions = list(self._sessions.values())
         tasks = [s.task for s in sessions if s.task is not None and not s.task.done()]
         for session in sessions:

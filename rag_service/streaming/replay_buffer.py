@@ -38,7 +38,15 @@ class ReplayBuffer:
     # The largest end offset an "I" array holds (a class attribute: tests lower it).
     max_text_bytes = 0xFFFF_FFFF
 
-    __slots__ = ("_capacity", "_ends", "_first_seq", "_others", "_text", "_text_base")
+    __slots__ = (
+        "_capacity",
+        "_ends",
+        "_first_seq",
+        "_other_bytes",
+        "_others",
+        "_text",
+        "_text_base",
+    )
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
@@ -47,6 +55,7 @@ class ReplayBuffer:
         self._ends = array("I")  # absolute end offset of each held event's delta literal
         # seq -> (name, data JSON or its parts) of each held event that is not a delta
         self._others: dict[int, tuple[str, bytes | tuple[bytes, ...]]] = {}
+        self._other_bytes = 0  # the name and data bytes of the events in _others
         self._first_seq = 1
 
     @property
@@ -59,6 +68,15 @@ class ReplayBuffer:
         """The newest seq (0 before the first event)."""
         return self._first_seq + len(self._ends) - 1
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the held events: delta text, 4 per end offset, other events' name and JSON.
+
+        A shared part (``append_event_parts``) counts in full in every buffer holding it, and
+        Python's object headers and spare capacity do not count: a figure for bounds, O(1).
+        """
+        return len(self._text) + self._ends.itemsize * len(self._ends) + self._other_bytes
+
     def append_delta(self, text: str) -> int:
         literal = json_string(text)
         end = self._text_base + len(self._text) + len(literal)
@@ -70,12 +88,15 @@ class ReplayBuffer:
         return self._append_end(end)
 
     def append_event(self, event: str, payload: dict[str, object]) -> int:
-        self._others[self.last_seq + 1] = (event, to_json(payload))
+        data = to_json(payload)
+        self._others[self.last_seq + 1] = (event, data)
+        self._other_bytes += len(event) + len(data)
         return self._append_end(self._text_base + len(self._text))
 
     def append_event_parts(self, event: str, data: tuple[bytes, ...]) -> int:
         """An event whose JSON is ``b"".join(data)``, held in parts (shared parts stay shared)."""
         self._others[self.last_seq + 1] = (event, data)
+        self._other_bytes += _event_bytes(event, data)
         return self._append_end(self._text_base + len(self._text))
 
     def read_events(self, after_seq: int, max_events: int) -> list[SessionEvent]:
@@ -117,4 +138,8 @@ class ReplayBuffer:
         del self._ends[:count]
         self._first_seq += count
         for seq in [s for s in self._others if s < self._first_seq]:
-            del self._others[seq]
+            self._other_bytes -= _event_bytes(*self._others.pop(seq))
+
+
+def _event_bytes(event: str, data: bytes | tuple[bytes, ...]) -> int:
+    return len(event) + (len(data) if isinstance(data, bytes) else sum(map(len, data)))

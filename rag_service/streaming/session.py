@@ -86,6 +86,11 @@ class StreamSession:
     def last_seq(self) -> int:
         return self._buffer.last_seq
 
+    @property
+    def nbytes(self) -> int:
+        """What its events take in the replay buffer (``ReplayBuffer.nbytes``), O(1)."""
+        return self._buffer.nbytes
+
     def read_events(self, after_seq: int, max_events: int) -> list[SessionEvent]:
         """See ``ReplayBuffer.read_events``."""
         return self._buffer.read_events(after_seq, max_events)

@@ -1,4 +1,5 @@
-"""StreamRegistry: generation tasks, grace periods, capacity, ownership, shutdown."""
+"""StreamRegistry: generation tasks, grace periods, capacity, ownership, shutdown (retention of
+ended streams and cancels: test_retention.py)."""
 
 from __future__ import annotations
 
@@ -90,21 +91,6 @@ async def test_a_reader_returning_within_grace_keeps_the_generation() -> None:
     await registry.close()
 
 
-async def test_finished_session_stays_resumable_for_the_grace_period_then_expires() -> None:
-    registry = make_registry(grace_s=0.1)
-    upstream = ScriptedUpstream(script=answer_script(["x"]))
-    session = start(registry, upstream)
-    assert session.task is not None
-    await session.task
-
-    registry.detach(session)
-    assert registry.find(session.stream_id, "alice") is session
-    await wait_until(lambda: registry.stats().sessions == 0)
-
-    with pytest.raises(NotFound):
-        registry.find(session.stream_id, "alice")
-
-
 async def test_only_the_creator_finds_its_stream() -> None:
     registry = make_registry()
     session = registry.open(context_id="c", principal="alice", started_at=0.0)
@@ -118,7 +104,7 @@ async def test_only_the_creator_finds_its_stream() -> None:
     await registry.close()
 
 
-async def test_full_registry_evicts_ended_unread_sessions_before_refusing() -> None:
+async def test_full_registry_evicts_retained_sessions_before_refusing() -> None:
     registry = make_registry(grace_s=60.0, max_sessions=2)
     upstream = ScriptedUpstream(script=answer_script(["x"]))
     ended = start(registry, upstream)
@@ -138,6 +124,7 @@ async def test_full_registry_evicts_ended_unread_sessions_before_refusing() -> N
     assert registry.stats().sessions == 2
     assert registry.find(live.stream_id, None) is live
     assert registry.find(newest.stream_id, None) is newest
+    assert registry.stats().evicted_full == 1
     await registry.close()
 
 

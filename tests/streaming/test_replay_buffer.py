@@ -174,3 +174,30 @@ def test_an_event_in_parts_reads_as_the_joined_event_and_is_trimmed_like_any(
     assert buffer.first_seq > 1  # trimmed away with the deltas around it
     with pytest.raises(IndexError):
         buffer.read_events(0, 1)
+
+
+def held_bytes(buffer: ReplayBuffer) -> int:
+    """What ``nbytes`` should say, from the events read back (4 bytes per end offset)."""
+    total = 0
+    for event in buffer.read_events(buffer.first_seq - 1, 100_000):
+        if isinstance(event, DeltaEvent):
+            total += 4 + len(event.literal)
+        else:
+            assert isinstance(event, NamedEvent)
+            total += 4 + len(event.name) + len(event.data)
+    return total
+
+
+def test_nbytes_counts_the_held_events_as_they_come_and_go() -> None:
+    buffer = ReplayBuffer(capacity=16)
+    assert buffer.nbytes == 0
+    buffer.append_event_parts("meta", (b'{"stream_id":"x","sources":', b"[1,2,3]", b"}"))
+    assert buffer.nbytes == held_bytes(buffer) == 4 + len("meta") + 35
+    for index in range(40):  # past the capacity: the oldest events are trimmed in batches
+        buffer.append_delta(f"tök\n{index}" * (index % 3))
+        if index % 7 == 0:
+            buffer.append_event("retry", {"attempt": index})
+        assert buffer.nbytes == held_bytes(buffer)
+    assert buffer.first_seq > 1  # the meta event and early deltas are gone, and not counted
+    buffer.append_event("done", {"finish_reason": "stop"})
+    assert buffer.nbytes == held_bytes(buffer)
