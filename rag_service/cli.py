@@ -183,33 +183,35 @@ def ask(
     api_key: Annotated[
         str | None, typer.Option(envvar="RAG_CLIENT_KEY", help="Client key (Bearer).")
     ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show meta/retry/done events.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Also show the done event's details.")] = False,
+    max_attempts: Annotated[
+        int, typer.Option(min=0, help="Reconnects (or retries of a 429/503) before giving up.")
+    ] = 10,
+    deadline: Annotated[
+        float, typer.Option(min=0.001, help="Seconds the whole answer may take.")
+    ] = 300.0,
 ) -> None:
-    """Stream an answer to the terminal (resumes with Last-Event-ID if the connection drops)."""
-    import asyncio
+    """Stream an answer: its text on stdout, a status line on stderr (connected, reconnecting,
+    context and sources). Resumes with Last-Event-ID if the connection drops. Exits 0 when
+    answered, 1 when the service failed or could not be reached, 2 when it refused (4xx)."""
+    import sys
 
-    from rag_service.ask_client import AskClient, RequestRefused
+    from rag_service.ask_console import run_ask
+    from rag_service.client import RetryPolicy
 
-    out, err = Console(highlight=False), Console(stderr=True, highlight=False)
-
-    def show(event: str, data: dict[str, object]) -> None:
-        if event == "delta":
-            out.print(str(data["text"]), end="", soft_wrap=True, markup=False)
-        elif event == "error":
-            err.print(f"\n[red]error[/] {data.get('code')}: {data.get('message')}")
-        elif verbose or event in {"reconnect", "retry", "resumed"}:
-            err.print(f"[dim]\\[{event}] {json.dumps(data)}[/]")
-
-    try:
-        result = asyncio.run(AskClient(url, api_key).ask(question, context, show))
-    except RequestRefused as refused:
-        err.print(f"[red]refused[/] {refused}")
-        raise typer.Exit(2 if refused.status < 500 else 1) from None
-    except (ConnectionError, OSError) as lost:
-        err.print(f"[red]failed[/] {lost} (is the service running at {url}?)")
-        raise typer.Exit(1) from None
-    out.print()
-    raise typer.Exit(0 if result.done is not None else 1)
+    policy = RetryPolicy(max_attempts=max_attempts, deadline_s=deadline)
+    raise typer.Exit(
+        run_ask(
+            question,
+            context=context,
+            url=url,
+            api_key=api_key,
+            policy=policy,
+            verbose=verbose,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    )
 
 
 @app.command("key-id")

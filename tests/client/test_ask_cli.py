@@ -1,0 +1,138 @@
+"""``rag-service ask`` as a process against the real app: the answer's exact text on stdout, the
+status on stderr, and its exit status (0 answered, 1 failed, 2 refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from dataclasses import dataclass
+
+from rag_service.ask_console import StatusLine
+from rag_service.client import AsyncRagClient
+from rag_service.testing.fault_plan import Complete, ErrorEvent
+from rag_service.testing.fault_proxy import CutPlan
+from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.conftest import REPO, free_port
+
+CLI_LIMIT_S = 120.0  # a process start on a loaded machine; the bound only stops a hang
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def ask(url: str, *args: str, key: str | None = CLIENT_KEY) -> Run:
+    """``rag-service ask QUESTION --url URL ARGS`` as a process (it does not block the loop that
+    serves it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {"PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    if key is not None:
+        env["RAG_CLIENT_KEY"] = key
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rag_service",
+        "ask",
+        QUESTION,
+        "--url",
+        url,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(CLI_LIMIT_S):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def reference_text(service: LiveService) -> str:
+    async with AsyncRagClient(service.direct_url, api_key=CLIENT_KEY, policy=FAST) as client:
+        return (await client.answer(QUESTION, context="reference")).text
+
+
+async def test_ask_prints_the_answer_and_its_status(service: LiveService) -> None:
+    reference = await reference_text(service)
+    run = await ask(service.url, "--context", "shop:cli", "--verbose")
+    assert run.code == 0, run.stderr
+    assert run.stdout == reference + "\n"
+    lines = run.stderr.splitlines()
+    assert lines[0] == "[connected]"
+    assert lines[1].startswith("[context refreshed (catalog v1); sources: ")
+    assert lines[-1].startswith('[done: {"finish_reason": "stop"')
+
+
+async def test_ask_reconnects_after_a_drop_and_prints_the_exact_text(
+    service: LiveService,
+) -> None:
+    reference = await reference_text(service)
+    service.proxy.cut_next(CutPlan(after_events=6))
+    run = await ask(service.url, "--context", "shop:cli-drop")
+    assert run.code == 0, run.stderr
+    assert run.stdout == reference + "\n"
+    assert "[reconnecting (attempt 1 of 10), next try in " in run.stderr
+    assert "[connected: resumed stream " in run.stderr
+    assert service.proxy.cuts == 1
+
+
+async def test_ask_exits_2_when_refused(service: LiveService) -> None:
+    run = await ask(service.url, key="wrong-key")
+    assert run.code == 2
+    assert run.stdout == ""
+    assert "[refused: 401 unauthorized: " in run.stderr
+    assert service.proxy.connections == 1  # not retried
+
+
+async def test_ask_exits_1_when_the_service_cannot_be_reached() -> None:
+    run = await ask(f"http://127.0.0.1:{free_port()}", "--max-attempts", "1")
+    assert run.code == 1
+    assert "[failed: could not reach the service after 1 retries: ConnectError" in run.stderr
+    assert "is the service running at http://127.0.0.1:" in run.stderr
+
+
+async def test_ask_exits_1_when_the_answer_fails(service: LiveService) -> None:
+    service.upstream.set_plan([ErrorEvent(after_events=3, named=False)], default=Complete())
+    run = await ask(service.url, "--context", "shop:cli-error")
+    assert run.code == 1
+    assert len(run.stdout.split()) == 3  # the text before the failure
+    assert "[error upstream_protocol_error: " in run.stderr
+    assert "(retrying will not help)" in run.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_status_is_rewritten_until_the_text_starts() -> None:
+    out, err = Terminal(), Terminal()
+    status = StatusLine(out, err)
+    status.show("connected")
+    status.show("context fresh")
+    status.text("The tent ")
+    status.show("reconnecting (attempt 1 of 10)")
+    status.text("costs 50 EUR.")
+    status.end()
+    assert out.getvalue() == "The tent costs 50 EUR.\n"
+    # In place until the text starts; cleared for it; then on a line below the text.
+    assert err.getvalue() == (
+        "\r\x1b[K[connected]\r\x1b[K[context fresh]\r\x1b[K"
+        "\n\r\x1b[K[reconnecting (attempt 1 of 10)]\r\x1b[K"
+    )
+
+
+def test_into_a_pipe_every_status_is_a_line() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    status = StatusLine(out, err)
+    status.show("connected")
+    status.text("The tent")
+    status.show("reconnecting (attempt 1 of 10)")
+    status.end()
+    assert out.getvalue() == "The tent\n"
+    assert err.getvalue() == "[connected]\n[reconnecting (attempt 1 of 10)]\n"
