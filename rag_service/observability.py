@@ -51,6 +51,27 @@ class ServiceCollector(Collector):
         refused.add_metric(["too_many_streams"], streams.refused_full)
         refused.add_metric(["overloaded"], streams.refused_overloaded)
         yield refused
+        yield GaugeMetricFamily(
+            "rag_streams_retained", "Ended streams held for resumes, no reader", streams.retained
+        )
+        yield GaugeMetricFamily(
+            "rag_streams_retained_bytes",
+            "Replay-buffer bytes of the retained streams",
+            streams.retained_bytes,
+        )
+        evicted = CounterMetricFamily(
+            "rag_streams_evicted",
+            "Retained streams forgotten before their retention ended, by bound",
+            labels=["reason"],
+        )
+        evicted.add_metric(["too_many_streams"], streams.evicted_full)
+        evicted.add_metric(["bytes"], streams.evicted_bytes)
+        yield evicted
+        yield CounterMetricFamily(
+            "rag_streams_cancelled",
+            "Generations cancelled by their client (DELETE /rag/stream/{stream_id})",
+            streams.cancelled,
+        )
         contexts = self._contexts()
         served = CounterMetricFamily(
             "rag_context_resolutions", "Contexts served, by state", labels=["state"]

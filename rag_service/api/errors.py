@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from rag_service.errors import InvalidInput, RagServiceError, RequestTimeout
 
@@ -54,6 +55,8 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+# The methods a 405's Allow may name (``_allowed_methods``).
+_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 # Where FastAPI found a parameter: the first part of a validation error's ``loc``.
 _PARAMETER_SOURCES = frozenset({"body", "query", "header", "path", "cookie"})
 # A body that is not a JSON object at all (an array, or not JSON: a non-JSON content type).
@@ -100,7 +103,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     body = {"code": code, "message": str(exc.detail), "retryable": False}
-    return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    allowed = _allowed_methods(request) if exc.status_code == 405 else []
+    if allowed:  # none: a 405 of something else than a route (static files): its own Allow
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return JSONResponse({"error": body}, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route of this path: Starlette's 405 names only the first route's
+    (``GET /rag/stream/{id}`` resumes and ``DELETE`` cancels: two routes, one path). A route
+    counts for a method it matches in full where it matched this request only in part."""
+    partial = [r for r in request.app.routes if r.matches(request.scope)[0] is Match.PARTIAL]
+    return [
+        method
+        for method in _HTTP_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in partial)
+    ]
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

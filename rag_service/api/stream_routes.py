@@ -1,4 +1,5 @@
-"""Routes of the streaming answers: ``POST /rag/stream`` and ``GET /rag/stream/{stream_id}``.
+"""Routes of the streaming answers: ``POST /rag/stream``, ``GET /rag/stream/{stream_id}`` (resume)
+and ``DELETE /rag/stream/{stream_id}`` (cancel).
 
 Ordinary FastAPI routes. The question's body is parsed and validated by FastAPI through one
 pydantic model (``StreamRequestBody``), which also gives ``/openapi.json`` its schema, so the
@@ -17,7 +18,7 @@ Mounting (in ``create_app``)::
 ``get_deps`` is a plain function of the ``Request``. ``principal`` is a FastAPI dependency of the
 ``Request`` (async, or sync, which FastAPI runs in a thread): it raises ``Unauthorized`` for a
 missing/wrong key and returns the caller's identity (``None`` when auth is off). A stream may be
-resumed only by the identity that created it.
+resumed or cancelled only by the identity that created it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, Field
 
 from rag_service.api.openapi import (
     CLIENT_AUTH,
@@ -62,6 +64,20 @@ _RESUME_DOC: dict[int | str, dict[str, Any]] = {
     200: _SSE,
     **error_responses(400, 401, 403, 404, 503),
 }
+_CANCEL_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The stream has ended: cancelled now, or it had ended before."},
+    **error_responses(401, 403, 404, 503),
+}
+
+
+class StreamCancelResult(BaseModel):
+    """The answer of ``DELETE /rag/stream/{stream_id}``."""
+
+    stream_id: str = Field(description="The stream asked for.")
+    cancelled: bool = Field(
+        description="True: its generation was running and is cancelled now (its last event is "
+        "an `error` with code `cancelled`). False: it had already ended (`done` or `error`)."
+    )
 
 
 def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> APIRouter:
@@ -135,6 +151,26 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
             )
         deps.registry.attach(session)
         return _stream_response(deps, session, after_seq=after_seq)
+
+    @router.delete(
+        STREAM_PATH + "/{stream_id}",
+        response_model=StreamCancelResult,
+        status_code=200,
+        responses=_CANCEL_DOC,
+        openapi_extra=CLIENT_AUTH,
+        summary="Cancel Stream",
+    )
+    async def cancel_stream(
+        request: Request, stream_id: str, client: str | None = client_dependency
+    ) -> StreamCancelResult:
+        """Stop the stream's generation now (closing the upstream request). Its readers get a
+        final `error` event (`cancelled`, not retryable), and the stream stays resumable, so
+        a client that reconnects sees how it ended. Cancelling an ended stream changes nothing.
+        """
+        deps = get_deps(request)
+        session = deps.registry.find(stream_id, client)
+        cancelled = deps.registry.cancel(session)
+        return StreamCancelResult(stream_id=session.stream_id, cancelled=cancelled)
 
     return router
 

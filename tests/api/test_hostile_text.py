@@ -125,6 +125,8 @@ async def test_headers_and_paths_with_nul_are_client_errors(service: Service) ->
 
     resume = await service.client.get("/rag/stream/a%00b", headers=client_auth())
     assert_error_shape(resume, 404)
+    for stream_path in ("/rag/stream/a%00b", "/rag/stream/%ED%A0%80"):
+        assert_error_shape(await service.client.delete(stream_path, headers=client_auth()), 404)
     stream_id = await _a_finished_stream(service)
     for last_event_id in (f"{stream_id}:1\x00", f"{stream_id}\x00:1", "\x00"):
         response = await service.client.get(
