@@ -40,7 +40,7 @@ from rag_service.client._events import (
     native_event,
 )
 from rag_service.client._policy import RetryPolicy
-from rag_service.upstream.sse import SSEParser
+from rag_service.sse_parser import SSEParser
 
 STREAM_PATH = "/rag/stream"
 _EVENT_STREAM = "text/event-stream"

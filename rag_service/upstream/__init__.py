@@ -1,5 +1,6 @@
 """The backoff-protected streaming client of the upstream LLM (see docs/upstream.md)."""
 
+from rag_service.sse_parser import SSEEvent, SSEParser
 from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
@@ -9,7 +10,6 @@ from rag_service.upstream.metrics import (
     PrometheusUpstreamMetrics,
     UpstreamMetrics,
 )
-from rag_service.upstream.sse import SSEEvent, SSEParser
 
 __all__ = [
     "BackoffPolicy",

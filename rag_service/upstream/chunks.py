@@ -13,8 +13,8 @@ import json
 from typing import Any, NamedTuple, Protocol
 
 from rag_service.errors import UpstreamProtocolError
+from rag_service.sse_parser import SSEEvent, SSEParser
 from rag_service.upstream.classify import message_of, redact, truncate
-from rag_service.upstream.sse import SSEEvent, SSEParser
 
 MAX_EVENT_CHARS = 1 << 20  # one chunk event is a few hundred bytes; this bounds a broken stream
 DONE_MARKER = "[DONE]"

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rag_service.upstream.sse import SSEEvent, SSEParser
+from rag_service.sse_parser import SSEEvent, SSEParser
 
 
 def parse(*chunks: bytes) -> list[SSEEvent]:
