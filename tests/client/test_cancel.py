@@ -3,53 +3,99 @@ stream being read ends with an ``error`` event ``cancelled``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fastapi.routing import APIRoute
 
-from rag_service.client import AsyncRagClient, Delta, Error, Meta, StreamNotFound
+from rag_service.client import (
+    AsyncRagClient,
+    Delta,
+    Done,
+    Error,
+    RagClient,
+    StreamEvent,
+    StreamFailed,
+    StreamNotFound,
+    Unauthorized,
+)
 from rag_service.testing.fault_plan import AnswerStyle
-from tests.app.conftest import CLIENT_KEY
-from tests.client.conftest import FAST, QUESTION, LiveService, running_service
+from tests.client.conftest import (
+    CLIENT_KEY,
+    FAST,
+    QUESTION,
+    LiveService,
+    metric,
+    running_service,
+    wait_until,
+)
 
-
-def has_cancel_route(service: LiveService) -> bool:
-    return any(
-        isinstance(route, APIRoute)
-        and route.path == "/rag/stream/{stream_id}"
-        and "DELETE" in route.methods
-        for route in service.app.routes
-    )
+WORDS = 200
 
 
 @pytest.fixture
 async def slow_service(tmp_path: Path) -> AsyncIterator[LiveService]:
     # 200 words, 20 ms apart: the answer is still generating when the test cancels it.
-    style = AnswerStyle(words=200, inter_token_delay_s=0.02)
+    style = AnswerStyle(words=WORDS, inter_token_delay_s=0.02)
     async with running_service(tmp_path, style=style) as live:
-        if not has_cancel_route(live):
-            pytest.skip("waiting for DELETE /rag/stream/{stream_id} (issue #12, server side)")
         yield live
 
 
 async def test_cancel_ends_the_stream_with_a_cancelled_error(slow_service: LiveService) -> None:
+    seen: list[StreamEvent] = []
     async with AsyncRagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client:
         stream = client.stream(QUESTION, context="shop:cancelled")
-        deltas = 0
-        last = None
         async with stream:
             async for event in stream:
-                if isinstance(event, Meta):
-                    stream_id = event.stream_id
-                if isinstance(event, Delta):
-                    deltas += 1
-                    if deltas == 2:
-                        answer = await client.cancel(stream_id)
-                        assert isinstance(answer, dict)
-                last = event
+                seen.append(event)
+                if isinstance(event, Delta) and sum(isinstance(e, Delta) for e in seen) == 2:
+                    stream_id = stream.progress.stream_id
+                    assert stream_id is not None
+                    answer = await client.cancel(stream_id)
+                    assert answer == {"stream_id": stream_id, "cancelled": True}
+        last = seen[-1]
         assert isinstance(last, Error) and last.code == "cancelled" and not last.retryable
-        assert deltas < 200
+        assert sum(isinstance(e, Delta) for e in seen) < WORDS
+        # The generation stopped on the server: its upstream request was closed.
+        assert await wait_until(lambda: slow_service.upstream.open_connections == 0)
+        assert await metric(slow_service.direct_url, "rag_streams_cancelled_total") == 1
         with pytest.raises(StreamNotFound):
             await client.cancel("no-such-stream")
+
+
+async def test_a_refused_cancel_leaves_the_stream_running(slow_service: LiveService) -> None:
+    async with (
+        AsyncRagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client,
+        AsyncRagClient(slow_service.url, api_key="wrong-key", policy=FAST) as intruder,
+    ):
+        stream = client.stream(QUESTION, context="shop:mine")
+        async with stream:
+            async for event in stream:
+                if isinstance(event, Delta) and stream.progress.stream_id is not None:
+                    with pytest.raises(Unauthorized):
+                        await intruder.cancel(stream.progress.stream_id)
+                    break
+            rest = [event async for event in stream]
+        assert isinstance(rest[-1], Done)
+        assert len(stream.progress.text.split()) == WORDS
+
+
+async def test_the_blocking_client_cancels_too(slow_service: LiveService) -> None:
+    def ask_and_cancel() -> StreamFailed:
+        with RagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client:
+            stream = client.stream(QUESTION, context="shop:sync-cancel")
+            for event in stream:
+                if isinstance(event, Delta):
+                    assert stream.progress.stream_id is not None
+                    client.cancel(stream.progress.stream_id)
+                    break
+            try:
+                stream.answer()
+            except StreamFailed as failed:
+                return failed
+        raise AssertionError("the cancelled answer did not fail")
+
+    failed = await asyncio.to_thread(ask_and_cancel)
+    assert failed.code == "cancelled"
+    assert failed.text  # the text before the cancel
