@@ -5,6 +5,7 @@ the overall deadline, and nothing left behind (tasks, responses, connections).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
@@ -208,3 +209,17 @@ async def test_nothing_is_left_behind(service: LiveService) -> None:
     # The cut connection, and the resume's (kept alive and reused by the abandoned stream).
     assert service.proxy.connections == 2
     assert await wait_until(lambda: service.proxy.open_connections == 0)
+
+
+async def test_an_abandoned_stream_closes_its_response(service: LiveService) -> None:
+    """Neither closed nor read to its end: once the stream is garbage, its response closes
+    (asyncio finalizes the iterator), while the client stays open."""
+    async with client_for(service.url) as client:
+        stream = client.stream(QUESTION, context="shop:forgotten")
+        async for event in stream:
+            if isinstance(event, Delta):
+                break
+        assert service.proxy.open_connections == 1
+        del stream, event
+        gc.collect()
+        assert await wait_until(lambda: service.proxy.open_connections == 0)

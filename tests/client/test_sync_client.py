@@ -80,3 +80,20 @@ async def test_an_error_event_ends_the_stream_and_answer_raises(service: LiveSer
     assert failed.value.retryable is False
     # The text that came before the error: the answer's first three pieces.
     assert failed.value.text == " ".join(reference.split()[:3])
+
+
+async def test_an_abandoned_iterator_closes_its_response(service: LiveService) -> None:
+    client = RagClient(service.url, api_key=CLIENT_KEY, policy=FAST)
+
+    def read_one_piece() -> str:
+        for piece in client.stream_text(QUESTION, context="shop:sync-abandoned"):
+            return piece  # the generator is dropped here, mid-answer
+        raise AssertionError("no text")
+
+    try:
+        assert await asyncio.to_thread(read_one_piece)
+        # Its response was closed with it, while the client stays open.
+        assert await wait_until(lambda: service.proxy.open_connections == 0)
+        assert service.proxy.connections == 1
+    finally:
+        client.close()
