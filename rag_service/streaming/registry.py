@@ -16,15 +16,11 @@ Lifetime of a session (``grace`` = ``grace_period_s``, ``retention`` = ``retenti
   end can come back minutes later. Retained sessions are also forgotten oldest first while their
   replay buffers together hold more than ``retention_max_bytes``; a generating session never is.
 
-Retention needs no timer per session: retained sessions are kept in the order they were
-retained, which is also the order their time runs out (one clock, one ``retention``), so
-forgetting the expired ones looks at the oldest only. That happens on every look-up (``find``,
-``check_capacity``, ``stats``: an expired stream is never found, whatever the loop's timers did)
-and on one timer for the whole registry, due when the oldest runs out, which frees the memory of
-an idle process. The times come from the registry's ``clock``; tests give it a fake one.
-
-A client may cancel its running stream (``cancel``): its readers get a final ``error`` event
-(``cancelled``), the generation task is cancelled, and the session is retained like any ended one.
+Retention needs no timer per session (``retention.py``): expired sessions are forgotten on every
+look-up (``find``, ``check_capacity``, ``stats``), so none is ever found, and by one registry
+timer (``_arm_sweeper``), which frees an idle process's memory. Times come from ``clock``.
+``cancel`` (a client's stop) ends the stream with an ``error`` event (``cancelled``)
+and cancels its generation; the session is then retained like any ended one.
 
 A session may hold its key's stream slot (per-key limits, ``rag_service.limits``): it is given
 back when the generation ends or the session is removed, whichever comes first, so a stream
@@ -47,10 +43,8 @@ import hmac
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from rag_service.errors import (
     Forbidden,
@@ -64,6 +58,7 @@ from rag_service.limits import StreamSlot
 from rag_service.ports import Clock
 from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
+from rag_service.streaming.retention import RetainedStreams
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
 from rag_service.upstream_events import EventSink
@@ -93,11 +88,6 @@ class StreamStats:
     evicted_bytes: int = 0  # retained sessions forgotten early: retention_max_bytes reached
 
 
-class _Retained(NamedTuple):
-    until: float  # the registry clock's time when it is forgotten
-    nbytes: int  # its replay buffer's bytes when it was retained (an ended buffer is final)
-
-
 class StreamRegistry:
     def __init__(
         self,
@@ -120,10 +110,10 @@ class StreamRegistry:
         self._clock = clock
         self._rng = rng or random.Random()
         self._sessions: dict[str, StreamSession] = {}
-        # Ended sessions without readers, oldest first: resumable until their time is up, and
-        # evictable. An OrderedDict: taking its oldest entry is O(1) however many went before.
-        self._retained: OrderedDict[str, _Retained] = OrderedDict()
-        self._retained_bytes = 0
+        # Ended sessions without readers: resumable until their time is up, and evictable.
+        self._retained = RetainedStreams(
+            retention_s=settings.retention_s, max_bytes=settings.retention_max_bytes, clock=clock
+        )
         self._sweeper: asyncio.TimerHandle | None = None
         self._cancelled = 0
         self._evicted_full = 0
@@ -186,7 +176,7 @@ class StreamRegistry:
             raise
         if len(self._sessions) >= self._max_sessions:
             self._evicted_full += 1
-            self._remove(self._sessions[next(iter(self._retained))])
+            self._remove_retained(self._retained.oldest())
         session = StreamSession(
             stream_id=new_stream_id(),
             context_id=context_id,
@@ -246,7 +236,7 @@ class StreamRegistry:
     def attach(self, session: StreamSession) -> None:
         session.readers += 1
         self._readers += 1
-        self._unretain(session)
+        self._retained.discard(session.stream_id)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -278,43 +268,30 @@ class StreamRegistry:
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
-        retained = _Retained(self._clock() + self._settings.retention_s, session.nbytes)
-        self._retained[session.stream_id] = retained
-        self._retained_bytes += retained.nbytes
-        while self._retained_bytes > self._settings.retention_max_bytes:
+        self._retained.add(session.stream_id, session.nbytes)
+        while self._retained.over_bytes():
             # Oldest first, down to this very session if it alone is over the bound.
             self._evicted_bytes += 1
-            self._remove(self._sessions[next(iter(self._retained))])
+            self._remove_retained(self._retained.oldest())
         self._forget_expired()
         self._arm_sweeper()
 
-    def _unretain(self, session: StreamSession) -> None:
-        retained = self._retained.pop(session.stream_id, None)
-        if retained is not None:
-            self._retained_bytes -= retained.nbytes
-
     def _forget_expired(self) -> None:
-        """Remove the retained sessions whose time is up: the oldest ones, so stop at the first
-        one still in time."""
-        retained = self._retained
-        if not retained:
-            return
-        now = self._clock()
-        while retained:
-            stream_id, oldest = next(iter(retained.items()))
-            if oldest.until > now:
-                return
-            self._remove(self._sessions[stream_id])
+        while (stream_id := self._retained.oldest_expired()) is not None:
+            self._remove_retained(stream_id)
+
+    def _remove_retained(self, stream_id: str | None) -> None:
+        assert stream_id is not None, "called only while a session is retained"
+        self._remove(self._sessions[stream_id])
 
     def _arm_sweeper(self) -> None:
         """The registry's one retention timer, due when the oldest retained session's time is
         up. A timer due too early (that session was resumed or evicted) only re-arms; one is
         never late, as sessions retained later run out later."""
-        if self._sweeper is not None or not self._retained or self._closed:
+        delay = self._retained.seconds_to_next_expiry()
+        if self._sweeper is not None or delay is None or self._closed:
             return
-        oldest = next(iter(self._retained.values()))
-        delay = max(0.0, oldest.until - self._clock()) + _SWEEP_SLACK_S
-        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+        self._sweeper = asyncio.get_running_loop().call_later(delay + _SWEEP_SLACK_S, self._sweep)
 
     def _sweep(self) -> None:
         self._sweeper = None
@@ -324,7 +301,7 @@ class StreamRegistry:
     def _remove(self, session: StreamSession) -> None:
         if self._sessions.get(session.stream_id) is session:
             del self._sessions[session.stream_id]
-        self._unretain(session)
+        self._retained.discard(session.stream_id)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -377,7 +354,7 @@ class StreamRegistry:
             refused_full=self._refused_full,
             refused_overloaded=self._refused_overloaded,
             retained=len(self._retained),
-            retained_bytes=self._retained_bytes,
+            retained_bytes=self._retained.nbytes,
             cancelled=self._cancelled,
             evicted_full=self._evicted_full,
             evicted_bytes=self._evicted_bytes,
