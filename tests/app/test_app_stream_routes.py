@@ -75,4 +75,4 @@ async def test_openapi_documents_every_public_route(cors_client: httpx.AsyncClie
     paths = response.json()["paths"]
     assert {"/rag/stream", "/rag/stream/{stream_id}", "/v1/chat/completions"} <= set(paths)
     assert set(paths["/rag/stream"]) == {"post"}
-    assert set(paths["/rag/stream/{stream_id}"]) == {"get"}
+    assert set(paths["/rag/stream/{stream_id}"]) == {"get", "delete"}
