@@ -5,7 +5,8 @@ line goes to stderr: connected, the context's state and sources, the service ret
 upstream, the client reconnecting (attempt n of m, next try in s), and the failure if any. On a
 terminal the status line is rewritten in place until the text starts; after that a status goes
 on a line of its own. Exit status: 0 answered, 1 failed (unreachable, failed mid-answer,
-deadline), 2 refused with a 4xx (a wrong key, a bad request, rate limited).
+deadline), 2 refused with a 4xx (a wrong key, a bad request, rate limited), 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rag_service.client import (
 )
 
 EXIT_ANSWERED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # what a shell reports for a SIGINT
 _CLEAR_LINE = "\r\x1b[K"
 _MAX_SOURCES_SHOWN = 3
 
@@ -147,5 +149,9 @@ def run_ask(
         status.show(f"failed: {failed}")
         status.end()
         return EXIT_FAILED
+    except KeyboardInterrupt:  # the response was closed on the way out
+        status.show("interrupted")
+        status.end()
+        return EXIT_INTERRUPTED
     status.end()
     return EXIT_ANSWERED if outcome.done is not None else EXIT_FAILED

@@ -6,14 +6,23 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from rag_service.ask_console import StatusLine
 from rag_service.client import AsyncRagClient
-from rag_service.testing.fault_plan import Complete, ErrorEvent
+from rag_service.testing.fault_plan import AnswerStyle, Complete, ErrorEvent
 from rag_service.testing.fault_proxy import CutPlan
-from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.client.conftest import (
+    CLIENT_KEY,
+    FAST,
+    QUESTION,
+    LiveService,
+    running_service,
+    wait_until,
+)
 from tests.conftest import REPO, free_port
 
 CLI_LIMIT_S = 120.0  # a process start on a loaded machine; the bound only stops a hang
@@ -29,11 +38,19 @@ class Run:
 async def ask(url: str, *args: str, key: str | None = CLIENT_KEY) -> Run:
     """``rag-service ask QUESTION --url URL ARGS`` as a process (it does not block the loop that
     serves it)."""
+    process = await start_ask(url, *args, key=key)
+    async with asyncio.timeout(CLI_LIMIT_S):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def start_ask(url: str, *args: str, key: str | None) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env |= {"PYTHONPATH": str(REPO), "COLUMNS": "200"}
     if key is not None:
         env["RAG_CLIENT_KEY"] = key
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "rag_service",
@@ -46,10 +63,6 @@ async def ask(url: str, *args: str, key: str | None = CLIENT_KEY) -> Run:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(CLI_LIMIT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
 
 
 async def reference_text(service: LiveService) -> str:
@@ -103,6 +116,22 @@ async def test_ask_exits_1_when_the_answer_fails(service: LiveService) -> None:
     assert len(run.stdout.split()) == 3  # the text before the failure
     assert "[error upstream_protocol_error: " in run.stderr
     assert "(retrying will not help)" in run.stderr
+
+
+async def test_ask_exits_130_when_interrupted(tmp_path: Path) -> None:
+    slow = AnswerStyle(words=400, inter_token_delay_s=0.05)  # 20 s: interrupted long before
+    async with running_service(tmp_path, style=slow) as service:
+        process = await start_ask(service.url, "--context", "shop:cli-interrupted", key=CLIENT_KEY)
+        assert process.stdout is not None
+        async with asyncio.timeout(CLI_LIMIT_S):
+            first_text = await process.stdout.read(8)  # the answer is streaming
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CLI_LIMIT_S):
+            rest, stderr = await process.communicate()
+        assert process.returncode == 130
+        assert "[interrupted]" in stderr.decode()
+        assert 0 < len((first_text + rest).decode().split()) < 400  # stopped mid-answer
+        assert await wait_until(lambda: service.proxy.open_connections == 0)
 
 
 class Terminal(io.StringIO):
