@@ -7,9 +7,10 @@ UTF-8 is decoded incrementally, so a chunk may end inside a multi-byte character
 is not terminated by a blank line when the stream ends is never dispatched: for a chat stream that
 is a cut, not an event.
 
-The one SSE parser of the project: the upstream client reads the LLM's stream with it, and
-``rag_service.client`` the service's own. It lives outside both so that the client library does
-not load the service's upstream stack (aiohttp, settings) to parse a stream.
+The one SSE parser of the Python code (the browser page has its own, in JavaScript): the
+upstream client reads the LLM's stream with it, and ``rag_service.client`` the service's own.
+It lives outside both so that the client library does not load the service's upstream stack
+(aiohttp, settings) to parse a stream.
 """
 
 from __future__ import annotations
