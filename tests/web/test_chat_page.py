@@ -98,7 +98,17 @@ def test_an_answer_streams_in_with_its_sources_and_context_state(
     ask(page, "And the Tents model 1?")
     wait_answer_state(page, "done", index=1)
     expect(page.locator(".context-state").nth(1)).to_have_text(re.compile(r"^Context: fresh"))
-    assert service.upstream.answer_calls == 2
+    first_id = page.evaluate("sessionStorage.getItem('rag-chat.conversation')")
+    assert re.fullmatch(r"web-[0-9a-f]{24}", first_id)
+
+    # A new conversation: a new context id, so its context is retrieved anew.
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator(".turn")).to_have_count(0)
+    ask(page, "How much is the Tents model 0?")
+    wait_answer_state(page, "done")
+    expect(page.locator(".context-state")).to_have_text(re.compile(r"^Context: refreshed"))
+    assert page.evaluate("sessionStorage.getItem('rag-chat.conversation')") != first_id
+    assert service.upstream.answer_calls == 3
 
 
 def test_a_connection_dropped_mid_answer_is_resumed_without_a_repeat(

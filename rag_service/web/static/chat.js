@@ -123,7 +123,8 @@ function showMeta(turn, meta) {
     title.textContent = String(source.title ?? source.id ?? "");
     const score = document.createElement("span");
     score.className = "source-score";
-    score.textContent = typeof source.score === "number" ? ` (score ${source.score.toFixed(2)})` : "";
+    const value = source.score;
+    score.textContent = typeof value === "number" ? ` (score ${value.toFixed(2)})` : "";
     item.append(title, score);
     list.append(item);
   }
@@ -153,7 +154,10 @@ function onEvent(turn, name, data) {
   } else if (name === "resumed") {
     setStatus("connected", "Connected; upstream resumed");
   } else if (name === "done") {
-    history.push({ role: "user", content: turn.question }, { role: "assistant", content: turn.markdown.text });
+    history.push(
+      { role: "user", content: turn.question },
+      { role: "assistant", content: turn.markdown.text },
+    );
     endTurn(turn, "done");
     finish("Ready");
   } else if (name === "error") {
@@ -253,7 +257,9 @@ ui.apiKey.value = sessionStorage.getItem(KEY_STORAGE) ?? "";
 ui.apiKey.addEventListener("change", () => {
   sessionStorage.setItem(KEY_STORAGE, ui.apiKey.value.trim());
 });
-ui.form.addEventListener("submit", () => sessionStorage.setItem(KEY_STORAGE, ui.apiKey.value.trim()));
+ui.form.addEventListener("submit", () => {
+  sessionStorage.setItem(KEY_STORAGE, ui.apiKey.value.trim());
+});
 $("settings").addEventListener("submit", (event) => event.preventDefault());
 
 ui.newConversation.addEventListener("click", () => {
