@@ -98,8 +98,8 @@ class AsyncAnswerStream:
                     else:
                         yield progress.connected(response)
                         async for chunk in response.aiter_bytes():
-                            for event in progress.feed(chunk):
-                                yield event
+                            for item in progress.feed(chunk):
+                                yield progress.deliver(item)
                             progress.check_deadline(time.monotonic())
                         if progress.finished:
                             return

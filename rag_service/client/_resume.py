@@ -2,9 +2,10 @@
 of a response mean, and whether (and when) to try again. The async and the sync client drive
 it with their own HTTP calls and sleeps, so both behave exactly alike.
 
-Exactly-once text rests on the event ids ``<stream_id>:<seq>``: every event read moves the
-last seen seq, a resume asks for the events after it (``Last-Event-ID``), and an event at or
-below it is never delivered twice. On the native stream seqs have no gaps, so a gap is a
+Exactly-once text rests on the event ids ``<stream_id>:<seq>``: every event handed to the
+reader moves the last seen seq (one read may carry several events, and the reader may stop
+after any of them: ``feed`` parses, ``deliver`` counts), a resume asks for the events after it
+(``Last-Event-ID``), and an event at or below it is never delivered twice. On the native stream seqs have no gaps, so a gap is a
 ``ProtocolError``. An OpenAI stream (``/v1/chat/completions``) is resumed in the native format;
 its final chunks (finish, usage, ``[DONE]``) share the seq of the ``done`` event, so that seq
 counts as seen only once ``[DONE]`` arrived: a stream cut between them resumes with the ``done``.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -69,6 +70,13 @@ class NextRequest:
     timeout: httpx.Timeout
 
 
+class Parsed(NamedTuple):
+    """An event read from a response, and its seq; it counts as seen once delivered."""
+
+    seq: int | None
+    event: ServiceEvent
+
+
 class Resumption:
     """One answer's progress; see the module docstring."""
 
@@ -98,6 +106,11 @@ class Resumption:
         self._parser = SSEParser()
         self._openai_response = False
         self._final: dict[str, Any] = {}  # an OpenAI stream's finish reason and usage
+        # How far the current response has been parsed, ahead of what was delivered: the
+        # events of one read are parsed at once, and the reader may stop after any of them.
+        self._parsed_seq = self.last_seq
+        self._parsed_stream_id = self.stream_id
+        self._parsed_end = False
         self._progressed = False
 
     # -- what the caller reads ----------------------------------------------------------------
@@ -122,6 +135,8 @@ class Resumption:
         headers = {"Accept": _EVENT_STREAM, **self._headers}
         self._parser = SSEParser()
         self._progressed = False
+        self._parsed_seq, self._parsed_stream_id = self.last_seq, self.stream_id
+        self._parsed_end = self.finished
         timeout = self._policy.timeout(self._deadline - now)
         if self.stream_id is None:
             opening = self._opening
@@ -195,44 +210,51 @@ class Resumption:
 
     # -- response bytes -----------------------------------------------------------------------
 
-    def feed(self, chunk: bytes) -> list[ServiceEvent]:
-        """The new events in ``chunk`` (none once the answer has ended)."""
-        events: list[ServiceEvent] = []
+    def feed(self, chunk: bytes) -> list[Parsed]:
+        """The new events in ``chunk`` (none after the last one); each counts as seen only
+        once passed to ``deliver``."""
+        parsed: list[Parsed] = []
         for raw in self._parser.feed(chunk):
-            if self.finished:
+            if self._parsed_end:
                 break
             if raw.retry_ms is not None:
                 self.retry_hint_s = raw.retry_ms / 1000
-            event = (
+            item = (
                 self._openai_event(raw.data, raw.id)
                 if self._openai_response
                 else self._native_event(raw.event, raw.data, raw.id)
             )
-            if event is not None:
-                events.append(self._record(event))
-        return events
+            if item is not None:
+                parsed.append(item)
+                if isinstance(item.event, Meta):
+                    self._parsed_stream_id = item.event.stream_id
+                self._parsed_end = isinstance(item.event, Done | Error)
+        return parsed
 
-    def _native_event(self, name: str, data: str, event_id: str | None) -> ServiceEvent | None:
+    def deliver(self, item: Parsed) -> ServiceEvent:
+        """``item``'s event, now handed to the reader: it counts as seen."""
+        if item.seq is not None:
+            self.last_seq = item.seq
+        return self._record(item.event)
+
+    def _native_event(self, name: str, data: str, event_id: str | None) -> Parsed | None:
         seq = self._seq_of(event_id)
         if seq is not None:
-            if seq <= self.last_seq:
+            if seq <= self._parsed_seq:
                 return None  # already delivered
-            if seq != self.last_seq + 1 and self.stream_id is not None:
-                raise ProtocolError(f"event {seq} follows {self.last_seq}: events are missing")
-            self.last_seq = seq
-        return native_event(name, data)
+            if seq != self._parsed_seq + 1 and self._parsed_stream_id is not None:
+                raise ProtocolError(f"event {seq} follows {self._parsed_seq}: events are missing")
+            self._parsed_seq = seq
+        event = native_event(name, data)
+        return None if event is None else Parsed(seq, event)
 
-    def _openai_event(self, data: str, event_id: str | None) -> ServiceEvent | None:
+    def _openai_event(self, data: str, event_id: str | None) -> Parsed | None:
         seq = self._seq_of(event_id)
         if data == "[DONE]":
-            if seq is not None:
-                self.last_seq = seq
-            return Done(self._final.get("finish_reason"), self._final.get("usage"))
+            return Parsed(seq, Done(self._final.get("finish_reason"), self._final.get("usage")))
         chunk = json_object(data)
         if isinstance(chunk.get("error"), dict):
-            if seq is not None:
-                self.last_seq = seq
-            return error_event(chunk["error"])
+            return Parsed(seq, error_event(chunk["error"]))
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else {}
         if not choices or (isinstance(choice, dict) and choice.get("finish_reason")):
@@ -242,13 +264,11 @@ class Resumption:
             if isinstance(chunk.get("usage"), dict):
                 self._final["usage"] = chunk["usage"]
             return None
-        if seq is not None:
-            self.last_seq = seq
         if isinstance(chunk.get("rag"), dict):
-            return meta_event(chunk["rag"])
+            return Parsed(seq, meta_event(chunk["rag"]))
         delta = choice.get("delta") if isinstance(choice, dict) else None
         content = delta.get("content") if isinstance(delta, dict) else None
-        return Delta(content) if isinstance(content, str) and content else None
+        return Parsed(seq, Delta(content)) if isinstance(content, str) and content else None
 
     def _seq_of(self, event_id: str | None) -> int | None:
         if not event_id:
@@ -256,7 +276,7 @@ class Resumption:
         prefix, _, seq_text = event_id.rpartition(":")
         if not seq_text.isdigit():
             raise ProtocolError(f"an event id that is not <stream_id>:<seq>: {event_id!r}")
-        if self.stream_id is not None and prefix != self.stream_id:
+        if self._parsed_stream_id is not None and prefix != self._parsed_stream_id:
             raise ProtocolError(f"an event of another stream: {event_id!r}")
         return int(seq_text)
 

@@ -97,7 +97,8 @@ class AnswerStream:
                     else:
                         yield progress.connected(response)
                         for chunk in response.iter_bytes():
-                            yield from progress.feed(chunk)
+                            for item in progress.feed(chunk):
+                                yield progress.deliver(item)
                             progress.check_deadline(time.monotonic())
                         if progress.finished:
                             return

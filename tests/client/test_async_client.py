@@ -24,6 +24,7 @@ from rag_service.client import (
     Reconnecting,
     RetryPolicy,
     StreamEvent,
+    StreamNotFound,
     Unauthorized,
 )
 from rag_service.testing.fault_plan import Stall
@@ -225,3 +226,24 @@ async def test_an_abandoned_stream_closes_its_response(service: LiveService) -> 
         del stream, event
         gc.collect()
         assert await wait_until(lambda: service.proxy.open_connections == 0)
+
+
+async def test_resume_picks_up_a_stream_by_id_after_the_last_event_seen(
+    service: LiveService,
+) -> None:
+    reference = await reference_text(service)
+    async with client_for(service.url) as client:
+        first = client.stream(QUESTION, context="shop:later")
+        async with first:
+            async for event in first:
+                if isinstance(event, Delta) and len(first.progress.text.split()) == 5:
+                    break
+        stream_id, last_event_id = first.progress.stream_id, first.progress.last_event_id
+        assert stream_id is not None and last_event_id == f"{stream_id}:6"  # meta + 5 deltas
+        rest = await client.resume(stream_id, last_event_id=last_event_id).answer()
+        assert first.progress.text + rest.text == reference
+        assert rest.meta is None  # the meta event came before the resume point
+        whole = await client.resume(stream_id).answer()  # without an id: from the start
+        assert whole.text == reference and whole.meta is not None
+        with pytest.raises(StreamNotFound):
+            await client.resume("no-such-stream").answer()

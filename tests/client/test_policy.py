@@ -9,10 +9,12 @@ import pytest
 from rag_service.client import (
     ConnectionFailed,
     DeadlineExceeded,
+    Delta,
     ProtocolError,
     RateLimited,
     Resumption,
     RetryPolicy,
+    ServiceEvent,
     Unauthorized,
 )
 from rag_service.client._requests import question_opening
@@ -23,6 +25,25 @@ def progress(policy: RetryPolicy) -> Resumption:
         "q", context="c", messages=None, filters=None, refresh=None, top_k=None
     )
     return Resumption(opening, policy, random.Random(7), headers={}, now=0.0)
+
+
+def read(resumption: Resumption, chunk: bytes) -> list[ServiceEvent]:
+    return [resumption.deliver(item) for item in resumption.feed(chunk)]
+
+
+def test_an_event_counts_as_seen_only_once_delivered() -> None:
+    resumption = progress(RetryPolicy())
+    resumption.next_request(0.0)
+    meta = b'id: s:1\nevent: meta\ndata: {"stream_id": "s", "context_id": "c"}\n\n'
+    deltas = b'id: s:2\nevent: delta\ndata: {"text": "a"}\n\n'
+    deltas += b'id: s:3\nevent: delta\ndata: {"text": "b"}\n\n'
+    first, *rest = resumption.feed(meta + deltas)
+    resumption.deliver(first)
+    resumption.deliver(rest[0])  # the reader stops here: "b" was read, never delivered
+    assert resumption.last_event_id == "s:2"
+    assert resumption.text == "a"
+    assert resumption.next_request(1.0).headers["Last-Event-ID"] == "s:2"
+    assert [e.text for e in read(resumption, deltas) if isinstance(e, Delta)] == ["b"]
 
 
 def test_full_jitter_between_the_floor_and_the_capped_ceiling() -> None:
@@ -51,7 +72,7 @@ def test_news_resets_the_attempt_count() -> None:
     resumption = progress(RetryPolicy(max_attempts=1, base_delay_s=0.01))
     for now in (0.0, 1.0, 2.0):
         resumption.next_request(now)
-        resumption.feed(b'id: s:%d\nevent: delta\ndata: {"text": "x"}\n\n' % (now + 1))
+        read(resumption, b'id: s:%d\nevent: delta\ndata: {"text": "x"}\n\n' % (now + 1))
         assert resumption.lost("cut", now).attempt == 1
     assert resumption.text == "xxx"
 
@@ -83,9 +104,9 @@ def test_a_repeated_event_is_not_delivered_twice_and_a_gap_is_an_error() -> None
     resumption.next_request(0.0)
     meta = b'id: s:1\nevent: meta\ndata: {"stream_id": "s", "context_id": "c"}\n\n'
     delta = b'id: s:2\nevent: delta\ndata: {"text": "a"}\n\n'
-    assert len(resumption.feed(meta + delta)) == 2
+    assert len(read(resumption, meta + delta)) == 2
     resumption.next_request(1.0)  # a resume that (wrongly) starts one event early
-    assert resumption.feed(delta) == []
+    assert read(resumption, delta) == []
     assert resumption.text == "a"
     with pytest.raises(ProtocolError, match="events are missing"):
-        resumption.feed(b'id: s:4\nevent: delta\ndata: {"text": "c"}\n\n')
+        read(resumption, b'id: s:4\nevent: delta\ndata: {"text": "c"}\n\n')
