@@ -1,7 +1,7 @@
 """The browser chat page: ``GET /`` and its static assets under ``/web/``.
 
-The page is plain HTML, CSS and JavaScript modules in ``static/`` (no build step, nothing from
-a CDN); docs/web.md describes it. ``install_web_page(app)`` is called by ``create_app``.
+The page is plain HTML (``index.html``) with CSS and JavaScript modules in ``static/`` (no build
+step, nothing from a CDN); docs/web.md describes it. ``install_web_page(app)`` is called by ``create_app``.
 
 Why not one ``StaticFiles`` mount at ``/``: a mount there matches every path, so an unknown
 path would reach it instead of the router's 404, and a known path with the wrong method (``GET
@@ -35,7 +35,7 @@ PAGE_HEADERS = {
 
 def install_web_page(app: FastAPI) -> None:
     """Serve the chat page at ``/`` and its assets at ``/web/...``."""
-    index = STATIC_DIR / "index.html"
+    index = Path(__file__).with_name("index.html")  # not under /web: its links are relative to /
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:

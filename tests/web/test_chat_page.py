@@ -274,6 +274,7 @@ def test_the_page_leaves_the_api_s_errors_and_schema_alone(service: WebService) 
         assert unknown.status_code == 404
         assert unknown.json()["error"]["code"] == "not_found"
         assert client.get("/web/nope.js").json()["error"]["code"] == "not_found"
+        assert client.get("/web/index.html").status_code == 404  # the page is at / only
         wrong_method = client.get("/rag/stream")
         assert wrong_method.status_code == 405
         assert wrong_method.json()["error"]["code"] == "method_not_allowed"
