@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 from ingest.pipeline import CatalogWriter, IngestPipeline, IngestReport, ProgressCallback
@@ -47,9 +48,11 @@ from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
+from rag_service.web import install_web_page
 
 log = logging.getLogger("rag_service")
 
+DOCS_ASSETS_PATH = "/docs/assets"  # Swagger UI's and ReDoc's files, served by the app itself
 DEFAULT_FALLBACK = (
     "Product details cannot be looked up right now. Apologise briefly, offer general help, "
     "and suggest contacting customer support for specifics."
@@ -102,11 +105,15 @@ def create_app(settings: Settings | None = None, components: Components | None =
             with _young_gc_threshold(YOUNG_GC_THRESHOLD):
                 yield
 
-    app = FastAPI(
+    # A FastAPI app whose /docs (Swagger UI) and /redoc load their JS and CSS from this service
+    # (DOCS_ASSETS_PATH, files of the installed fastapi-offline package), not from a CDN: the
+    # self-hosting FastAPI documents, done by that package. docs/api.md, "Interactive docs".
+    app = FastAPIOffline(
         title="rag_service",
         version=__version__,
         summary="Streaming RAG answers over SSE with fresh context and atomic catalogs.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_PATH,
     )
     install_error_handlers(app)
     install_openapi(app, settings)
@@ -120,11 +127,12 @@ def create_app(settings: Settings | None = None, components: Components | None =
             get_deps=_state_lookup("admin_deps"), admin=admin_principal(settings.admin_api_key)
         )
     )
+    install_web_page(app)  # GET / and /web/...: the chat page (docs/web.md)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Context-Id"],
             expose_headers=["Retry-After", "X-Context-Id"],
         )

@@ -54,6 +54,23 @@ async def test_stream_routes_get_the_configured_cors_headers(
     assert "retry-after" in refused.headers["access-control-expose-headers"].lower()
 
 
+async def test_a_browser_on_another_origin_may_cancel_a_stream(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    preflight = await cors_client.options(
+        "/rag/stream/5nq3Hc0Zr0Xo2qV1d3m2Kw",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "DELETE",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert "DELETE" in preflight.headers["access-control-allow-methods"]
+
+
 async def test_a_refused_oversized_body_carries_the_cors_headers(
     cors_client: httpx.AsyncClient,
 ) -> None:
