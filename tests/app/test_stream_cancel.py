@@ -105,6 +105,39 @@ async def test_cancel_ends_the_running_answer_for_its_reader_and_frees_the_key(
     assert (stats.cancelled, stats.generating) == (1, 0)
 
 
+async def test_a_v1_chat_stream_is_cancelled_by_its_native_id(
+    running: tuple[Service, GatedUpstream, httpx.AsyncClient],
+) -> None:
+    _, upstream, http = running
+    question = {"stream": True, "messages": [{"role": "user", "content": f"tent? {HOLD}"}]}
+    request = http.build_request("POST", "/v1/chat/completions", json=question, headers=auth(KEY_A))
+    response = await http.send(request, stream=True)
+    try:
+        assert response.status_code == 200
+        received = b""
+        chunks = response.aiter_raw()
+        async for chunk in chunks:
+            received += chunk
+            if parse_sse(received).events:
+                break
+        first = parse_sse(received).events[0].json()
+        stream_id = first["rag"]["stream_id"]
+        assert first["id"] == f"chatcmpl-{stream_id}"
+        await upstream.wait_for(lambda: upstream.held == 1)
+
+        cancel = await http.delete(f"/rag/stream/{stream_id}", headers=auth(KEY_A))
+
+        assert cancel.json() == {"stream_id": stream_id, "cancelled": True}
+        async for chunk in chunks:
+            received += chunk
+    finally:
+        await response.aclose()
+    events = parse_sse(received).events
+    assert events[-1].json() == {"error": CANCELLED}  # an OpenAI-style error, and no [DONE]
+    assert all(event.data != "[DONE]" for event in events)
+    await upstream.wait_for(lambda: upstream.cancelled == 1)
+
+
 async def test_a_finished_stream_is_not_cancelled(
     running: tuple[Service, GatedUpstream, httpx.AsyncClient],
 ) -> None:
