@@ -8,14 +8,23 @@ import asyncio
 import functools
 import gc
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import httpx
+import pytest
 
 from rag_service.errors import NotFound
-from rag_service.settings import StreamSettings
+from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
 from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, Step, answer_script, completed
-from tests.streaming.helpers import native_bytes
+from tests.streaming.helpers import (
+    assert_error_shape,
+    native_bytes,
+    post_stream,
+    resume,
+    stream_id_of,
+)
 from tests.streaming.sse_spec import SseEvent, parse_sse
 
 WAIT_LIMIT_S = 10.0
@@ -271,3 +280,37 @@ async def test_cancel_of_a_finished_stream_changes_nothing() -> None:
     assert events(session)[-1].type == "done"
     assert registry.stats().cancelled == 0
     await registry.close()
+
+
+# -- over HTTP: the stream routes of tests/streaming/conftest.py on a registry with a fake clock --
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def registry(settings: Settings, clock: FakeClock) -> AsyncIterator[StreamRegistry]:
+    registry = StreamRegistry(settings.stream, clock=clock)
+    yield registry
+    await registry.close()
+
+
+@pytest.mark.parametrize("stream_overrides", [{"grace_period_s": 0.0, "retention_s": RETENTION_S}])
+async def test_a_finished_stream_resumes_over_http_until_its_retention_ends(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    alice = {"X-Client": "alice"}
+    answered = parse_sse((await post_stream(client, headers=alice)).content)
+    stream_id = stream_id_of(answered)
+    assert answered.events[-1].type == "done"
+
+    clock.advance(RETENTION_S - 1)  # far past the grace period (0 s)
+    late = await resume(client, stream_id, f"{stream_id}:2", headers=alice)
+
+    assert late.status_code == 200
+    assert parse_sse(late.content).events == answered.events[2:]
+    clock.advance(RETENTION_S)  # from the end of that resume, when its reader left
+    gone = await resume(client, stream_id, f"{stream_id}:2", headers=alice)
+    assert assert_error_shape(gone, 404)["code"] == "not_found"
