@@ -119,6 +119,11 @@ def test_a_connection_dropped_mid_answer_is_resumed_without_a_repeat(
     wait_answer_state(page, "done")
     uninterrupted = answer_text(page)
 
+    resumes: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda request: resumes.append(request.headers) if request.method == "GET" else None,
+    )
     # meta and 6 deltas reach the page, then the proxy cuts the connection (both sides).
     service.call(service.proxy.cut_next, CutPlan(after_events=7))
     console.expect(r"ERR_(INCOMPLETE_CHUNKED_ENCODING|CONNECTION_(RESET|CLOSED))")
@@ -128,6 +133,11 @@ def test_a_connection_dropped_mid_answer_is_resumed_without_a_repeat(
     assert service.proxy.cuts == 1
     assert answer_text(page, 1) == uninterrupted == RENDERED
     assert service.upstream.answer_calls == 2  # resumed, not asked again
+    assert len(resumes) == 1
+    # The last event the page applied: up to the 7th (a cut may lose what was still in flight).
+    resumed_after = re.fullmatch(r"[A-Za-z0-9_-]+:(\d+)", resumes[0]["last-event-id"])
+    assert resumed_after is not None
+    assert 1 <= int(resumed_after.group(1)) <= 7
     statuses = status_log(page)
     assert any(
         re.fullmatch(r"Reconnecting \(attempt 1 of 10\), next try in \d+ s", s) for s in statuses
