@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 EXPECT_TIMEOUT_MS = 20_000  # waits are for conditions; the bound only stops a hang
@@ -106,7 +106,8 @@ def open_page(
         page = context.new_page()
         console.watch(page)
         page.goto(url)
-        page.wait_for_function("document.documentElement.dataset.ready === 'true'")
+        # Not wait_for_function: its polling evaluates strings, which the page's CSP forbids.
+        expect(page.locator("html")).to_have_attribute("data-ready", "true")
         page.wait_for_load_state("networkidle")
         pages.append(page)
         return page

@@ -14,7 +14,7 @@ from rag_service.settings import KeyLimitSettings, Settings
 from rag_service.testing.fault_proxy import CutPlan
 from rag_service.upstream_events import Resumed, RetryNotice, TextDelta
 from tests.app.conftest import CLIENT_KEY, app_settings
-from tests.fakes.upstream import Hold, Step, answer_script, completed, full_text
+from tests.fakes.upstream import Hold, Pause, Step, answer_script, completed, full_text
 from tests.web.conftest import EXPECT_TIMEOUT_MS, ConsoleRecord, status_log
 from tests.web.served_app import WebService, web_service
 
@@ -143,6 +143,38 @@ def test_a_connection_dropped_mid_answer_is_resumed_without_a_repeat(
         re.fullmatch(r"Reconnecting \(attempt 1 of 10\), next try in \d+ s", s) for s in statuses
     ), statuses
     expect(page.locator("#status-text")).to_have_text("Ready")
+
+
+def test_a_stream_gone_when_the_page_comes_back_ends_with_a_banner(
+    tmp_path: Path, open_page: OpenPage, console: ConsoleRecord
+) -> None:
+    console.expect(r"ERR_(INCOMPLETE_CHUNKED_ENCODING|CONNECTION_(RESET|CLOSED))")
+    console.expect(API_ERROR.format(status=404))
+    # Paced, so the page has the first events before the cut (a cut may lose what is in flight).
+    script: list[Step] = [
+        Pause(0.3),
+        TextDelta("Kept "),
+        Pause(0.3),
+        TextDelta("text"),
+        Hold(),
+        TextDelta(" lost"),
+        completed(),
+    ]
+    # No grace period: the generation is cancelled and forgotten as soon as its reader is gone.
+    with web_service(app_settings(tmp_path, grace_period_s=0), script) as service:
+        page = open_page(service.url)
+        service.call(service.proxy.cut_next, CutPlan(after_events=3))  # meta, "Kept ", "text"
+        ask(page, "Anything")
+
+        banner = page.get_by_role("alert")
+        expect(banner).to_contain_text("404 not_found:")
+        expect(banner).to_contain_text("Retrying will not help.")
+        wait_answer_state(page, "failed")
+        assert answer_text(page).startswith("Kept")
+        assert "lost" not in answer_text(page)
+        expect(page.locator("#status-text")).to_have_text("Failed")
+        assert any(s.startswith("Reconnecting (attempt 1 of 10)") for s in status_log(page))
+        assert service.upstream.answer_calls == 1
 
 
 def test_the_stop_button_cancels_the_generation_on_the_server(

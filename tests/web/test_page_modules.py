@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.app.conftest import app_settings
 from tests.fakes.upstream import answer_script
@@ -43,7 +43,7 @@ def page(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(service.url)
-        page.wait_for_function("document.documentElement.dataset.ready === 'true'")
+        expect(page.locator("html")).to_have_attribute("data-ready", "true")
         yield page
         context.close()
         assert errors == []
