@@ -282,11 +282,21 @@ def test_a_429_shows_a_retryable_banner_and_the_answer_follows_after_retry_after
             re.compile(r"^Retrying \(attempt \d+ of 10\), next try in \d+ s$")
         )
 
+        third = open_page(service.url)  # stopped while it waits out its Retry-After
+        ask(third, "Three")
+        expect(third.get_by_role("alert")).to_contain_text("429 rate_limited:")
+        third.get_by_role("button", name="Stop").click()
+        wait_answer_state(third, "stopped")
+        expect(third.locator("#status-text")).to_have_text("Stopped")
+        expect(third.get_by_role("alert")).to_be_hidden()
+        expect(third.get_by_role("button", name="Send")).to_be_enabled()
+
         service.call(service.upstream.release)  # the first answer ends: its slot is free
         wait_answer_state(first, "done")
         wait_answer_state(second, "done")
         assert answer_text(second) == "First answer."
         expect(banner).to_be_hidden()
+        assert service.upstream.answer_calls == 2  # the stopped question never started
 
 
 def test_model_and_catalog_text_never_become_html(service: WebService, open_page: OpenPage) -> None:

@@ -162,6 +162,7 @@ function onEvent(turn, name, data) {
     finish("Ready");
   } else if (name === "error") {
     if (data.code === "cancelled") {
+      hideBanner(); // what it waited out no longer matters
       endTurn(turn, "stopped", "Stopped.");
       finish("Stopped");
     } else {

@@ -87,6 +87,7 @@ export class AnswerStream {
   #serverRetryMs = 0;
   #stopRequested = false;
   #finished = false;
+  #wake = null; // aborts the wait before the next attempt
 
   // options: baseUrl (the service's URL, a string ending in "/"), apiKey, contextId, body,
   // handlers {onEvent(name, data), onStatus(status), onFailure(ServiceError)}, maxAttempts,
@@ -114,6 +115,7 @@ export class AnswerStream {
     const { maxAttempts } = this.options;
     let failures = 0;
     while (!this.#finished && !this.#controller.signal.aborted) {
+      if (this.#stopRequested && this.#streamId === null) return this.#stoppedBeforeStart();
       const seqBefore = this.#lastSeq;
       let failure;
       try {
@@ -127,6 +129,7 @@ export class AnswerStream {
         });
       }
       if (this.#finished || this.#controller.signal.aborted) break;
+      if (this.#stopRequested && this.#streamId === null) return this.#stoppedBeforeStart();
       if (!failure.retryable) return this.#fail(failure);
       failures = this.#lastSeq > seqBefore ? 1 : failures + 1;
       if (failures > maxAttempts) {
@@ -148,7 +151,8 @@ export class AnswerStream {
         delayMs,
         failure,
       });
-      await sleep(delayMs, this.#controller.signal);
+      this.#wake = new AbortController(); // Stop cuts the wait short
+      await sleep(delayMs, AbortSignal.any([this.#controller.signal, this.#wake.signal]));
     }
   }
 
@@ -157,6 +161,9 @@ export class AnswerStream {
   async stop() {
     if (this.#finished || this.#stopRequested) return;
     this.#stopRequested = true;
+    // Waiting to retry: no need to wait any more (to resume and read how the stream ended,
+    // or, before it has started, to end here).
+    this.#wake?.abort();
     if (this.#streamId !== null) await this.#sendCancel();
   }
 
@@ -290,6 +297,17 @@ export class AnswerStream {
         { stop: true },
       );
     }
+  }
+
+  // Stopped while the question had not started a stream (waiting out a 429, say).
+  #stoppedBeforeStart() {
+    this.#finished = true;
+    this.#status({ state: "closed" });
+    this.options.handlers.onEvent("error", {
+      code: "cancelled",
+      message: "stopped before the answer started",
+      retryable: false,
+    });
   }
 
   #fail(error) {
