@@ -1,7 +1,7 @@
 """Browser tests: the chat page at ``/`` in headless Chromium, driven by Playwright for Python.
 
 Playwright's own browser download does not work on the target machines, so the tests launch
-Debian's ``chromium`` (``scripts/bootstrap`` installs it with apt) through ``executable_path``;
+Debian's ``chromium`` (``scripts/install-chromium``, run by ``./scripts/test``, installs it with apt) through ``executable_path``;
 ``CHROMIUM_PATH`` names another binary. Without one the tests are skipped, saying so.
 
 Every page records its console errors and uncaught exceptions, which fail the test unless the
@@ -52,7 +52,7 @@ def browser() -> Iterator[Browser]:
     executable = chromium_path()
     if executable is None:
         pytest.skip(
-            "Debian's chromium is not installed and could not be: scripts/bootstrap installs "
+            "Debian's chromium is not installed and could not be: scripts/install-chromium installs "
             "it with apt when run as root or with sudo (or set CHROMIUM_PATH)"
         )
     with sync_playwright() as playwright:
