@@ -4,8 +4,7 @@ client under test and the service, so a test can drop the service's connection m
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from tests.fakes.retrieval import HashingEmbedder
 from tests.live_server import live_server
 
 QUESTION = "How much is the Tents model 0?"
-WAIT_LIMIT_S = 20.0  # generous: the suite shares 2 busy cores
 # Quick reconnects keep the tests short; the attempts and their order are what is tested.
 FAST = RetryPolicy(base_delay_s=0.02, max_delay_s=0.2, deadline_s=60.0, read_timeout_s=20.0)
 
@@ -83,17 +81,6 @@ async def running_service(
 async def service(tmp_path: Path) -> AsyncIterator[LiveService]:
     async with running_service(tmp_path) as live:
         yield live
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_LIMIT_S) -> bool:
-    """Whether ``condition()`` became true within ``timeout_s`` (polled, never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.01)
-    return condition()
 
 
 async def metric(url: str, name: str) -> float:

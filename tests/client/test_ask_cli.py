@@ -21,9 +21,9 @@ from tests.client.conftest import (
     QUESTION,
     LiveService,
     running_service,
-    wait_until,
 )
 from tests.conftest import REPO, free_port
+from tests.upstream.conftest import wait_until
 
 CLI_LIMIT_S = 120.0  # a process start on a loaded machine; the bound only stops a hang
 

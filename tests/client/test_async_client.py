@@ -35,9 +35,9 @@ from tests.client.conftest import (
     QUESTION,
     LiveService,
     running_service,
-    wait_until,
 )
 from tests.conftest import free_port
+from tests.upstream.conftest import wait_until
 
 WAIT_FOR_TEARDOWN_S = 10.0  # a loaded machine may answer late; the bound only stops a hang
 

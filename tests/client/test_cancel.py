@@ -28,8 +28,8 @@ from tests.client.conftest import (
     LiveService,
     metric,
     running_service,
-    wait_until,
 )
+from tests.upstream.conftest import wait_until
 
 WORDS = 200
 

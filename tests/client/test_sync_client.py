@@ -19,7 +19,8 @@ from rag_service.client import (
 )
 from rag_service.testing.fault_plan import Complete, ErrorEvent
 from rag_service.testing.fault_proxy import CutPlan
-from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService, wait_until
+from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.upstream.conftest import wait_until
 
 
 def read_events(url: str, context: str, key: str = CLIENT_KEY) -> list[StreamEvent]:

@@ -128,7 +128,7 @@ def terminal(items: list[UpstreamEvent]) -> Completed | Failed:
     return last
 
 
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
     """Whether ``condition()`` became true within ``timeout_s`` (polled every 10 ms)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
