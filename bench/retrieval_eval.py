@@ -1,0 +1,279 @@
+"""Retrieval benchmark: does the service's retrieval find the document that answers a question?
+
+    .venv/bin/python -m bench.retrieval_eval            # sample catalog + 2,000 generated products
+    .venv/bin/python -m bench.retrieval_eval --quick    # sample catalog only
+
+Each catalog is ingested into a new embedded Chroma in a temp dir by the real
+``IngestPipeline`` with the shipped ``SentenceTransformerEmbedder``. Then every question of
+``bench/data/retrieval_questions.jsonl`` (see ``bench.retrieval_questions``) goes through each
+retrieval *mode*, top 5 passages:
+
+- ``raw``: the bare ``SentenceTransformer.encode`` and ``collection.query`` of chromadb on the
+  live records collection, no service code: the floor the service's overhead is measured
+  against, and what plain dense retrieval finds;
+- ``dense``: the service's own path, ``rag_service.retrieval.Retriever`` with the default
+  ``RetrievalSettings`` (its worker thread, time limit and ``min_score`` threshold included).
+
+A mode is one entry of ``MODES``: a name and a function that builds its search over an
+ingested catalog. A hybrid mode is one more entry (see ``service_mode``).
+
+A question is answered when a passage of one of its answer documents is among the passages
+returned. Per catalog, mode and kind: hit@1, hit@5 and MRR (over the distinct documents of the
+top 5 passages, in their order). Per catalog and mode: the median and p95 of the time of one
+query. Topic-shift pairs: whether the second question's fresh sources hold its answer, and
+whether the first question's sources (a context reused from the earlier turn) would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.result_output import write_and_print
+from bench.retrieval_catalogs import (
+    IngestedCatalog,
+    ingest_catalog,
+    write_generated_catalog,
+)
+from bench.retrieval_questions import GENERATED_PRODUCTS, Question, load_questions
+from bench.retrieval_report import Outcome, render_markdown, summarise
+from rag_service.adapters.sentence_transformer_embedder import (
+    SentenceTransformerEmbedder,
+    resolve_model_location,
+)
+from rag_service.retrieval import Retriever
+from rag_service.settings import EmbeddingSettings, RetrievalSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_FILE = REPO_ROOT / "bench" / "results" / "retrieval.json"
+SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
+TOP_K = 5
+WARM_UP_QUERIES = ("warm-up: is this in stock?", "warm-up: shipping to Norway", "BOT-00001")
+
+# A search: the doc ids of the top-k passages for a query, best first, each once.
+Search = Callable[[str], Awaitable[list[str]]]
+
+
+@dataclass
+class Setup:
+    """What a mode builds its search from: one ingested catalog and the shared models."""
+
+    catalog: IngestedCatalog
+    embedder: SentenceTransformerEmbedder
+    bare_model: Callable[[], Any]  # the bare SentenceTransformer, loaded once on first use
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    what: str
+    build: Callable[[Setup], Search]
+
+
+def service_mode(settings: RetrievalSettings) -> Callable[[Setup], Search]:
+    """The service's ``Retriever`` with ``settings`` over the ingested catalog.
+
+    Adding hybrid retrieval is one more ``Mode`` built by this with the hybrid settings (and,
+    if hybrid needs more than the embedder and the store, the extra part added to ``Setup``).
+    """
+
+    def build(setup: Setup) -> Search:
+        retriever = Retriever(setup.embedder, setup.catalog.store, settings)
+
+        async def search(query: str) -> list[str]:
+            passages = await retriever.retrieve(query, top_k=TOP_K)
+            return distinct([p.doc_id for p in passages])
+
+        return search
+
+    return build
+
+
+def raw_mode(setup: Setup) -> Search:
+    """Bare encoder + chromadb query on the live records collection: no service code."""
+    import chromadb
+    from chromadb.config import Settings as ChromaClientSettings
+
+    model = setup.bare_model()
+    client = chromadb.PersistentClient(
+        path=str(setup.catalog.chroma.path),
+        settings=ChromaClientSettings(anonymized_telemetry=False, allow_reset=False),
+    )
+    # One full ingest into an empty store: every record of the collection is live.
+    collection = client.get_collection(setup.catalog.records_collection)
+
+    async def search(query: str) -> list[str]:
+        vector = model.encode([query], normalize_embeddings=True)
+        found = collection.query(
+            query_embeddings=vector.tolist(), n_results=TOP_K, include=["metadatas"]
+        )
+        metadatas = found["metadatas"] or [[]]
+        return distinct([str(meta["_doc_id"]) for meta in metadatas[0]])
+
+    return search
+
+
+MODES: tuple[Mode, ...] = (
+    Mode("raw", "bare SentenceTransformer.encode + chromadb query, no service code", raw_mode),
+    Mode(
+        "dense",
+        "the service's Retriever, default RetrievalSettings",
+        service_mode(RetrievalSettings()),
+    ),
+)
+
+
+@dataclass
+class RetrievalBenchResult:
+    catalogs: list[dict[str, Any]]
+    modes: list[dict[str, str]]
+    summary: dict[str, Any]
+    outcomes: list[Outcome] = field(repr=False, default_factory=list)
+
+    @property
+    def markdown(self) -> str:
+        return render_markdown(self.catalogs, self.modes, self.summary)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {
+            "top_k": TOP_K,
+            "catalogs": self.catalogs,
+            "modes": self.modes,
+            "summary": self.summary,
+            "outcomes": [o.as_json() for o in self.outcomes],
+        }
+
+
+def distinct(doc_ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(doc_ids))
+
+
+def run(
+    quick: bool = False,
+    *,
+    products: int | None = None,
+    modes: tuple[Mode, ...] = MODES,
+    log: Callable[[str], None] | None = None,
+) -> RetrievalBenchResult:
+    """Ingest the catalogs (sample; and ``products`` generated unless quick) and ask everything."""
+    say = log or _log_to_stderr
+    questions = load_questions()
+    embedder = SentenceTransformerEmbedder(EmbeddingSettings())
+    embedder.load()
+    bare = _BareModel()
+    count = products if products is not None else (None if quick else GENERATED_PRODUCTS)
+    outcomes: list[Outcome] = []
+    catalogs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
+        work = Path(tmp)
+        sources = [("sample", SAMPLE_CATALOG)]
+        if count:
+            generated = write_generated_catalog(count, work / "generated")
+            sources.append((f"generated {count:,}", generated))
+        for index, (name, path) in enumerate(sources):
+            say(f"retrieval bench: ingesting {name} ({path})")
+            started = time.monotonic()
+            catalog = ingest_catalog(name, path, work / f"store-{index}", embedder)
+            catalogs.append(
+                {
+                    "name": name,
+                    "documents": catalog.documents,
+                    "chunks": catalog.chunks,
+                    "ingest_s": round(time.monotonic() - started, 1),
+                }
+            )
+            setup = Setup(catalog, embedder, bare)
+            say(f"retrieval bench: {len(questions)} questions x {len(modes)} modes on {name}")
+            outcomes += asyncio.run(_ask_all(setup, modes, questions))
+    return RetrievalBenchResult(
+        catalogs=catalogs,
+        modes=[{"name": m.name, "what": m.what} for m in modes],
+        summary=summarise(outcomes, [c["name"] for c in catalogs], [m.name for m in modes]),
+        outcomes=outcomes,
+    )
+
+
+async def _ask_all(
+    setup: Setup, modes: tuple[Mode, ...], questions: list[Question]
+) -> list[Outcome]:
+    searches = {mode.name: mode.build(setup) for mode in modes}
+    for search in searches.values():  # first calls load kernels and caches; not measured
+        for query in WARM_UP_QUERIES:
+            await search(query)
+    names = list(searches)
+    outcomes = []
+    for number, question in enumerate(questions):
+        # Rotate which mode goes first so that neither always meets a cold or busy moment.
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            search = searches[name]
+            earlier = await search(question.first) if question.first is not None else None
+            started = time.perf_counter()
+            found = await search(question.question)
+            seconds = time.perf_counter() - started
+            outcomes.append(
+                Outcome(
+                    catalog=setup.catalog.name,
+                    mode=name,
+                    question=question.id,
+                    kind=question.kind,
+                    rank=_rank(found, question.answers),
+                    seconds=seconds,
+                    found=found,
+                    earlier_holds_answer=(
+                        None if earlier is None else _rank(earlier, question.answers) is not None
+                    ),
+                    variant=question.variant,
+                )
+            )
+    return outcomes
+
+
+def _rank(found: list[str], answers: tuple[str, ...]) -> int | None:
+    """1-based rank of the first answer document among ``found``; None if absent."""
+    for rank, doc_id in enumerate(found, start=1):
+        if doc_id in answers:
+            return rank
+    return None
+
+
+class _BareModel:
+    """The shipped model as a bare SentenceTransformer, loaded on the first call only."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    def __call__(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            location = resolve_model_location(EmbeddingSettings().model)
+            self._model = SentenceTransformer(location, device="cpu")
+        return self._model
+
+
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.retrieval_eval", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the sample catalog only")
+    parser.add_argument("--products", type=int, default=None, help="generated catalog size")
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args(argv)
+    result = run(args.quick, products=args.products)
+    write_and_print(result.markdown, result.data, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
