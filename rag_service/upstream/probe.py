@@ -55,7 +55,9 @@ async def probe_models(
         found = model in listed
         detail = f"GET /models answered 200 in {elapsed_ms} ms"
         if not found:
-            shown = ", ".join(listed[:_MODELS_SHOWN]) + (", ..." if len(listed) > 5 else "")
+            shown = ", ".join(listed[:_MODELS_SHOWN]) + (
+                ", ..." if len(listed) > _MODELS_SHOWN else ""
+            )
             detail += f"; it does not list the model {model!r} (it lists: {shown or 'none'})"
         return UpstreamProbe(ok=True, detail=detail, model_listed=found)
     if status in _REACHABLE_WITHOUT_LIST:

@@ -11,7 +11,8 @@ from pydantic import SecretStr, ValidationError
 
 from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
-from rag_service.errors import ConfigurationError
+from rag_service.errors import ConfigurationError, VectorStoreUnavailable
+from rag_service.ports import CatalogInfo
 from rag_service.settings import Settings
 from rag_service.startup import is_loopback
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
@@ -22,12 +23,23 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
     return Settings(fallback_context_file=tmp_path / "none", **values)
 
 
-async def start(config: Settings, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+class StoreDown(InMemoryPassageSearch):
+    """A store that cannot be read at all (a Chroma server that is down)."""
+
+    def catalog_info(self) -> CatalogInfo:
+        raise VectorStoreUnavailable("fake store switched off (catalog_info)")
+
+
+async def start(
+    config: Settings,
+    caplog: pytest.LogCaptureFixture,
+    store: InMemoryPassageSearch | None = None,
+) -> list[logging.LogRecord]:
     """Run the app's start-up and shutdown; the records the service logged."""
     embedder = HashingEmbedder(64)
     parts = Components(
         embedder=embedder,
-        store=InMemoryPassageSearch(embedder, version=4),
+        store=store or InMemoryPassageSearch(embedder, version=4),
         upstream=ScriptedUpstream(script=[]),
     )
     app = create_app(config, parts)
@@ -121,3 +133,24 @@ def test_a_settings_error_does_not_echo_the_value(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValidationError) as invalid:
         Settings()
     assert "sk-live-secret-key" not in str(invalid.value)
+
+
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        (StoreDown(), "catalog unreadable (see /readyz)"),
+        (InMemoryPassageSearch(version=0), "no catalog yet (rag-service ingest data/)"),
+    ],
+    ids=["store-down", "nothing-ingested"],
+)
+async def test_the_summary_says_when_there_is_no_catalog_to_report(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store: InMemoryPassageSearch,
+    said: str,
+) -> None:
+    """The service still starts (it answers from the fallback context) and says why."""
+    store.fail_live_version = isinstance(store, StoreDown)
+    records = await start(settings(tmp_path), caplog, store)
+    [summary] = [r.message for r in records if r.message.startswith("rag_service ")]
+    assert f"collection catalog; {said}" in summary.splitlines()[2]

@@ -35,6 +35,16 @@ CANCELLED = {
 }
 
 
+async def until_first_event(chunks: AsyncIterator[bytes]) -> bytes:
+    """The stream's bytes read up to (at least) its first whole event."""
+    received = b""
+    async for chunk in chunks:
+        received += chunk
+        if parse_sse(received).events:
+            break
+    return received
+
+
 @pytest.fixture
 async def running(
     tmp_path: Path,
@@ -63,12 +73,8 @@ async def test_cancel_ends_the_running_answer_for_its_reader_and_frees_the_key(
     response = await http.send(request, stream=True)
     try:
         assert response.status_code == 200
-        received = b""
         chunks = response.aiter_raw()
-        async for chunk in chunks:
-            received += chunk
-            if parse_sse(received).events:
-                break
+        received = await until_first_event(chunks)
         stream_id = parse_sse(received).events[0].json()["stream_id"]
         await upstream.wait_for(lambda: upstream.held == 1)
 
@@ -114,12 +120,8 @@ async def test_a_v1_chat_stream_is_cancelled_by_its_native_id(
     response = await http.send(request, stream=True)
     try:
         assert response.status_code == 200
-        received = b""
         chunks = response.aiter_raw()
-        async for chunk in chunks:
-            received += chunk
-            if parse_sse(received).events:
-                break
+        received = await until_first_event(chunks)
         first = parse_sse(received).events[0].json()
         stream_id = first["rag"]["stream_id"]
         assert first["id"] == f"chatcmpl-{stream_id}"
