@@ -22,7 +22,8 @@ events, the HTTP status it maps to before a stream has started, and whether a cl
     ├── ServiceUnavailable           503  (retry_after_s)
     │   ├── CircuitOpen              503  the upstream breaker is open; fail fast
     │   ├── VectorStoreUnavailable   503  Chroma unreachable or failing
-    │   └── EmbedderUnavailable      503  the embedding model cannot be loaded or run
+    │   ├── EmbedderUnavailable      503  the embedding model cannot be loaded or run
+    │   └── StateStoreUnavailable    503  the shared state store (Redis) unreachable or failing
     ├── UpstreamError                502  the upstream LLM failed
     │   ├── UpstreamRetryable        502  a failure worth retrying (connect, timeout, 429/5xx, cut)
     │   │   └── UpstreamStalled      502  no bytes for the idle-read timeout
@@ -176,6 +177,14 @@ class VectorStoreUnavailable(ServiceUnavailable):
 
 class EmbedderUnavailable(ServiceUnavailable):
     code = "embedder_unavailable"
+
+
+class StateStoreUnavailable(ServiceUnavailable):
+    """Redis, the state shared by processes (``RedisSettings``), cannot be reached or fails.
+    Its users fall back to local state where they can (per-key limits: ``FallbackKeyLimiter``),
+    so this reaches a client only where shared state cannot be done without."""
+
+    code = "state_store_unavailable"
 
 
 class UpstreamError(RagServiceError):

@@ -353,6 +353,56 @@ class KeyLimitSettings(BaseModel):
         return overrides
 
 
+class RedisSettings(BaseModel):
+    """Shared state of several processes (fleet mode, issue #14). Unset ``url``: every process
+    keeps its state in its own memory, as with one process (no Redis needed)."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="Redis (or Valkey) for state shared by processes and replicas: "
+        "redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path.sock; unset: "
+        "in-process state. Never logged (it may hold a password).",
+    )
+    key_prefix: str = Field(
+        "rag:",
+        min_length=1,
+        description="Prefix of every key the service writes, so that deployments can share one "
+        "Redis (each with its own prefix).",
+    )
+    connect_timeout_s: float = Field(
+        1.0, gt=0, description="Time limit to connect to Redis; past it, Redis counts as down."
+    )
+    timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="Time limit of one Redis command (a request waits at most this for shared "
+        "state); past it, Redis counts as down.",
+    )
+    retry_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="While Redis is down, the service runs on local state and tries Redis "
+        "again at most this often.",
+    )
+    slot_lease_s: float = Field(
+        30.0,
+        ge=3,
+        description="A client key's stream slot in Redis is a lease that its process renews "
+        "every third of this while the generation runs: a process that dies holding slots "
+        "keeps them from its key at most this long.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, url: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it may hold a password.
+        if url is not None and not url.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+
 class Settings(BaseSettings):
     """All of rag_service's configuration; build one with ``Settings()`` to read the environment."""
 
@@ -375,6 +425,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: KeyLimitSettings = Field(default_factory=KeyLimitSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     fallback_context_file: Path = Field(
         Path("data/fallback_context.md"),
         description="Text served as context when nothing can be retrieved.",
