@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: a hermetic environment, free loopback ports, a real Chroma server."""
+"""Suite-wide fixtures: a hermetic environment, free loopback ports, a real Chroma server, a
+real Redis server (tests/redis_server.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.redis_server import RedisServer, running_redis
 
 REPO = Path(__file__).resolve().parents[1]
 PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
@@ -108,3 +112,23 @@ def wait_for_chroma(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
         except httpx.HTTPError:
             time.sleep(0.2)
     pytest.fail(f"chroma run did not answer within 30 s:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real `redis-server` on a loopback port for the whole session (no persistence). Tests
+    share it: each writes under its own ``redis_prefix``. A test that stops Redis starts its
+    own server (``running_redis``)."""
+    with running_redis(tmp_path_factory.mktemp("redis-server"), free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_prefix(redis_server: RedisServer) -> Iterator[str]:
+    """A key prefix of this test's own (``RAG_REDIS__KEY_PREFIX``); its keys are deleted after."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    with redis_server.client() as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)

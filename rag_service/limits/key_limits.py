@@ -43,12 +43,14 @@ class KeyLimits:
 
 @dataclass(frozen=True)
 class KeyLimitStats:
-    """Counters for ``/metrics``: refusals by reason since start, and the keys held in memory
-    (``None`` when the adapter keeps them elsewhere)."""
+    """Counters for ``/metrics``: refusals by reason since start, the keys held in memory
+    (``None`` when the adapter keeps them elsewhere), and the admissions decided on local state
+    because the shared store was down (``FallbackKeyLimiter``)."""
 
     refused_streams: int = 0
     refused_rate: int = 0
     keys_tracked: int | None = None
+    fallbacks: int = 0
 
 
 class StreamSlot(Protocol):

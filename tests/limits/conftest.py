@@ -15,17 +15,19 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
-from rag_service.limits import InMemoryKeyLimiter, KeyLimiter
+from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter, KeyLimiter, RedisKeyLimiter
 from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
 from rag_service.upstream_events import ChatRequest, EventSink, TextDelta
 from tests.app.conftest import Service, app_settings
 from tests.fakes.retrieval import HashingEmbedder, ManualClock
 from tests.fakes.upstream import ScriptedUpstream, completed
+from tests.redis_server import RedisServer
 
 KEY_A = "client-key-a"
 KEY_B = "client-key-b"
@@ -45,11 +47,35 @@ def memory_limiter(
     return InMemoryKeyLimiter(settings, clock=clock, rng=rng)
 
 
-@pytest.fixture(params=[pytest.param(memory_limiter, id="memory")])
-def limiter_factory(request: pytest.FixtureRequest) -> LimiterFactory:
-    """Every ``KeyLimiter`` adapter; a shared-store adapter adds itself here."""
-    factory: LimiterFactory = request.param
-    return factory
+@pytest.fixture(params=["memory", "redis", "redis-with-fallback"])
+async def limiter_factory(request: pytest.FixtureRequest) -> AsyncIterator[LimiterFactory]:
+    """Every ``KeyLimiter`` adapter: in memory; in Redis (a real server, this test's own key
+    prefix, the test's clock passed to the scripts); Redis behind the local fallback."""
+    if request.param == "memory":
+        yield memory_limiter
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    opened: list[RedisKeyLimiter] = []
+
+    def redis_limiter(
+        settings: KeyLimitSettings, clock: ManualClock, rng: random.Random
+    ) -> KeyLimiter:
+        shared = RedisKeyLimiter(
+            Redis.from_url(server.url, decode_responses=True),
+            settings,
+            key_prefix=prefix,
+            clock=clock,
+            rng=rng,
+        )
+        opened.append(shared)
+        if request.param == "redis":
+            return shared
+        return FallbackKeyLimiter(shared, memory_limiter(settings, clock, rng), clock=clock)
+
+    yield redis_limiter
+    for limiter in opened:
+        await limiter.aclose()
 
 
 def auth(key: str) -> dict[str, str]:
