@@ -375,8 +375,8 @@ class RedisSettings(BaseModel):
     timeout_s: float = Field(
         1.0,
         gt=0,
-        description="Time limit of one Redis command (a request waits at most this for shared "
-        "state); past it, Redis counts as down.",
+        description="Time limit of one Redis command; a connection that fails is replaced and "
+        "the command tried once more, then Redis counts as down.",
     )
     retry_interval_s: float = Field(
         1.0,
