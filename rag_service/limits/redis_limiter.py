@@ -40,7 +40,6 @@ import logging
 import random
 import time
 import uuid
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -191,14 +190,21 @@ class RedisKeyLimiter:
 
     @classmethod
     def from_settings(
-        cls, limits: KeyLimitSettings, redis: RedisSettings, **options: Any
+        cls,
+        limits: KeyLimitSettings,
+        redis: RedisSettings,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> RedisKeyLimiter:
+        """A limiter with a client of its own (``redis_client``), closed by ``aclose``."""
         return cls(
             redis_client(redis),
             limits,
             key_prefix=redis.key_prefix,
             lease_s=redis.slot_lease_s,
-            **options,
+            clock=clock,
+            rng=rng,
         )
 
     async def admit(self, key_id: str) -> StreamSlot:
