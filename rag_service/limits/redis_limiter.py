@@ -141,6 +141,11 @@ def unavailable(error: RedisError) -> StateStoreUnavailable:
     )
 
 
+def as_text(value: str | bytes) -> str:
+    """A script's reply as text, whether or not the client decodes replies."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class _RedisSlot:
     __slots__ = ("_key_id", "_limiter", "_slot_id")
 
@@ -228,6 +233,9 @@ class RedisKeyLimiter:
             )
         except RedisError as error:
             raise unavailable(error) from error
+        # (An admission cancelled while the script runs may leave a slot that nobody renews:
+        # it lapses with its first lease.)
+        status, tokens = as_text(status), as_text(tokens)
         if status == "streams":
             self._refused_streams += 1
             raise self._logged(key_id, streams_refused(limits, self._rng))
@@ -305,6 +313,10 @@ class RedisKeyLimiter:
                 if not failing:  # once per outage, not once per renewal
                     logger.warning("stream slot leases not renewed: %s", error.message)
                 failing = True
+            except Exception:
+                # Whatever it was, the renewal must go on: without it, the running streams'
+                # slots lapse and their keys get more streams than their limit.
+                logger.exception("renewing stream slot leases failed")
             else:
                 failing = False
 

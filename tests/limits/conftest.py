@@ -62,7 +62,7 @@ async def limiter_factory(request: pytest.FixtureRequest) -> AsyncIterator[Limit
         settings: KeyLimitSettings, clock: ManualClock, rng: random.Random
     ) -> KeyLimiter:
         shared = RedisKeyLimiter(
-            Redis.from_url(server.url, decode_responses=True),
+            Redis.from_url(server.url),  # replies as bytes (from_settings: as text)
             settings,
             key_prefix=prefix,
             clock=clock,
