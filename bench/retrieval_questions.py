@@ -4,11 +4,18 @@
 
 ``bench/data/retrieval_questions.jsonl`` holds one question per line:
 ``{"id", "kind", "question", "answers": [doc ids], "origin": "hand" | "generated"}``; for
-``topic_shift`` also ``"first"``: the question asked before it on the same conversation; for
-``sku`` also ``"variant"``: how the SKU is spelled.
+``topic_shift`` and ``follow_up`` also ``"first"``: the question asked before it on the same
+conversation; for ``sku`` also ``"variant"``: how the SKU is spelled.
 
 - ``semantic``, ``policy`` and ``topic_shift`` questions are written by hand (``origin: hand``)
-  and answered by FAQ or policy sections. They do not copy the documents' wording.
+  and answered by FAQ or policy sections (a topic shift's second question also by products).
+  They do not copy the documents' wording.
+- ``follow_up`` pairs (hand-written) are the opposite of a topic shift: the second question
+  follows up on the first ("and in blue?", "how long will the repair take?") and its answer
+  documents are among the top 5 passages retrieved for the first question (checked with the
+  service's retrieval by ``bench.context_coverage``). Such a question is not meant to be
+  retrieved on its own, so ``load_questions()`` leaves them out by default: the retrieval
+  benchmark scores ``KINDS``; the coverage study asks for ``CONVERSATION_KINDS``.
 - ``name`` and ``sku`` questions are generated here from the products, seeded, so the same
   catalog always gives the same lines. SKU questions ask for one product in several spellings
   (``BOT-00012``, ``bot-00012``, ``BOT 00012``, ``BOT00012``, ``bot 00012``). Only products
@@ -29,7 +36,11 @@ from typing import Any
 from bench.ingest_bench import SAMPLE_CATALOG
 
 QUESTIONS_FILE = Path(__file__).resolve().parent / "data" / "retrieval_questions.jsonl"
+# The kinds the retrieval benchmark scores, each question retrieved on its own.
 KINDS = ("semantic", "name", "sku", "policy", "topic_shift")
+# Pairs of questions on one conversation: they carry the question before them ("first").
+CONVERSATION_KINDS = ("topic_shift", "follow_up")
+ALL_KINDS = (*KINDS, "follow_up")
 SEED = 13
 SKU_PRODUCTS = 12
 NAME_PRODUCTS = 20
@@ -57,7 +68,7 @@ class Question:
     question: str
     answers: tuple[str, ...]
     origin: str
-    first: str | None = None  # topic_shift: the question before it on the same conversation
+    first: str | None = None  # topic_shift, follow_up: the question before it, same conversation
     variant: str | None = None  # sku: how the SKU is spelled (one of SKU_SPELLINGS)
 
     def as_json(self) -> dict[str, Any]:
@@ -70,7 +81,8 @@ class Question:
         return line
 
 
-def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
+def load_questions(path: Path = QUESTIONS_FILE, kinds: tuple[str, ...] = KINDS) -> list[Question]:
+    """The questions of ``kinds``, in file order; every line is checked, whatever its kind."""
     questions = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -85,11 +97,14 @@ def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
             first=raw.get("first"),
             variant=raw.get("variant"),
         )
-        if question.kind not in KINDS or not question.answers:
+        if question.kind not in ALL_KINDS or not question.answers:
             raise ValueError(f"{path}:{number}: bad question {raw!r}")
-        if (question.kind == "topic_shift") != (question.first is not None):
-            raise ValueError(f"{path}:{number}: only topic_shift questions have 'first'")
-        questions.append(question)
+        if (question.kind in CONVERSATION_KINDS) != (question.first is not None):
+            raise ValueError(
+                f"{path}:{number}: 'first' belongs to {' and '.join(CONVERSATION_KINDS)} only"
+            )
+        if question.kind in kinds:
+            questions.append(question)
     return questions
 
 
@@ -133,7 +148,8 @@ def write_questions(path: Path = QUESTIONS_FILE) -> int:
     """Replace the generated lines of ``path``, keeping the hand-written ones first."""
     from bench.retrieval_catalogs import generated_products
 
-    hand = [q for q in load_questions(path) if q.origin == "hand"] if path.exists() else []
+    existing = load_questions(path, ALL_KINDS) if path.exists() else []
+    hand = [q for q in existing if q.origin == "hand"]
     questions = hand + generated_questions(generated_products(GENERATED_PRODUCTS))
     text = "".join(json.dumps(q.as_json(), ensure_ascii=False) + "\n" for q in questions)
     path.write_text(text, encoding="utf-8")
