@@ -28,6 +28,7 @@ from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.lazy_chroma_store import LazyChromaStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.api.admin_routes import AdminDeps, admin_router
 from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
@@ -41,7 +42,7 @@ from rag_service.limits import InMemoryKeyLimiter
 from rag_service.observability import KeyLimitCollector, ServiceCollector, loop_lag_histogram
 from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import UpstreamCheck, embedder_check, store_check
-from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever
+from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever, passage_finder
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
 from rag_service.streaming.answer import StreamDeps
@@ -167,7 +168,11 @@ async def _build_graph(
     )
     stack.push_async_callback(upstream.aclose)
     contexts = ContextService(
-        Retriever(embedder, store, settings.retrieval),
+        Retriever(
+            embedder,
+            passage_finder(store, settings.retrieval, TantivyLexicalIndex),
+            settings.retrieval,
+        ),
         store,
         settings.freshness,
         _fallback_text(settings.fallback_context_file),

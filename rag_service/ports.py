@@ -41,6 +41,9 @@ class Passage:
     text: str
     score: float
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    # The passage's embedding, when the store gave it: what judging whether a cached context
+    # covers a new question compares against. Never sent to clients.
+    vector: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,111 @@ class PassageSearch(Protocol):
         ...
 
     def catalog_info(self) -> CatalogInfo: ...
+
+
+@dataclass(frozen=True)
+class CatalogRef:
+    """Which catalog readers see: its version, and the generation of records that holds it (a
+    new one when the embedding model changes; a fake store bumps it on every change)."""
+
+    version: int
+    generation: str | None
+
+
+@dataclass(frozen=True)
+class CatalogRecord:
+    """One passage of a catalog version, as hybrid retrieval holds it in memory."""
+
+    record_id: str  # unique across versions: a changed passage is a new record
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+    def passage(self, score: float, vector: Sequence[float] | None) -> Passage:
+        return Passage(
+            id=self.chunk_id,
+            doc_id=self.doc_id,
+            title=self.title,
+            text=self.text,
+            score=score,
+            metadata=self.metadata,
+            vector=tuple(vector) if vector is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class CatalogChanges:
+    """What one published version changed: records added, and ids of records retired."""
+
+    added: tuple[CatalogRecord, ...]
+    removed: tuple[str, ...]
+
+
+class CatalogRecords(Protocol):
+    """The read side hybrid retrieval needs: whole catalog versions and their changes (to keep
+    a lexical index of exactly the version the vector search reads), and the vector search by
+    record id, whose texts the caller already holds."""
+
+    def live_catalog(self) -> CatalogRef:
+        """The live catalog; raises VectorStoreUnavailable."""
+        ...
+
+    def records_at(self, catalog: CatalogRef) -> list[CatalogRecord]:
+        """Every record visible in ``catalog``."""
+        ...
+
+    def changes_to(self, catalog: CatalogRef) -> CatalogChanges | None:
+        """What ``catalog`` changed over the version before it, in the same generation; None
+        when the store cannot tell (the reader then loads the whole version)."""
+        ...
+
+    def nearest(
+        self,
+        catalog: CatalogRef,
+        vector: Vector,
+        *,
+        n: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+        any_version: bool = False,
+    ) -> list[str]:
+        """Ids of the ``n`` records nearest to ``vector``, nearest first: of ``catalog``'s
+        version, or (``any_version``, no ``filters``; cheaper) of every version its
+        generation still holds, for a caller that knows which ids are visible."""
+        ...
+
+    def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
+        """The stored embeddings of ``record_ids`` (missing ids are left out)."""
+        ...
+
+
+class CatalogStore(PassageSearch, CatalogRecords, Protocol):
+    """A vector store both retrieval modes can read (ChromaStore implements it)."""
+
+
+class LexicalSearcher(Protocol):
+    """A read-only view of a lexical index at one catalog version."""
+
+    def search(self, query: str, *, n: int) -> list[str]:
+        """Ids of the best ``n`` records for ``query`` (BM25), best first."""
+        ...
+
+
+@dataclass(frozen=True)
+class IndexedText:
+    """What the lexical index holds of one record: its id and the words to find it by."""
+
+    record_id: str
+    text: str
+
+
+class LexicalIndex(Protocol):
+    """A full-text index that follows catalog versions record by record."""
+
+    def apply(self, added: Sequence[IndexedText], removed: Sequence[str]) -> LexicalSearcher:
+        """Add and remove records; the searcher sees the result, earlier searchers do not."""
+        ...
 
 
 BreakerStateName = Literal["closed", "open", "half_open"]
@@ -155,6 +263,8 @@ class ResolvedContext:
     age_s: float
     catalog_version: int
     fallback_text: str | None = None  # set when state is `fallback`
+    # The cached context did not cover the question: passages retrieved for it were merged in.
+    extended: bool = False
 
 
 class ContextResolver(Protocol):

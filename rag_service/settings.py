@@ -191,6 +191,21 @@ class FreshnessSettings(BaseModel):
         description="How often the live catalog version is re-read in the background: a "
         "re-ingest by another process is noticed within this (one through this process at once).",
     )
+    cover_min_score: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="A fresh context is reused for a new question only while its best passage "
+        "scores at least this against it (cosine similarity); below, the service retrieves for "
+        "the question and extends the context. -1: reuse while fresh, whatever is asked.",
+    )
+    max_passages: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Passages a context extended by a new topic keeps at most (most relevant "
+        "to the latest question first).",
+    )
 
 
 class RetrievalSettings(BaseModel):
@@ -202,6 +217,21 @@ class RetrievalSettings(BaseModel):
         6000, ge=200, description="Characters of context in the prompt."
     )
     timeout_s: float = Field(5.0, gt=0, description="Time limit for embedding + search.")
+    mode: Literal["hybrid", "dense"] = Field(
+        "hybrid",
+        description="hybrid: exact identifiers first, then dense and lexical (BM25) results "
+        "fused by reciprocal rank; dense: the vector search alone.",
+    )
+    rrf_k: int = Field(
+        60, ge=1, description="Reciprocal rank fusion constant: score = weight / (rrf_k + rank)."
+    )
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
+    lexical_weight: float = Field(
+        1.0, ge=0, description="Weight of the lexical (BM25) ranking in the fusion."
+    )
+    candidates: int = Field(
+        20, ge=1, le=200, description="Candidates each ranking contributes to the fusion."
+    )
 
 
 class StreamSettings(BaseModel):

@@ -29,7 +29,15 @@ from typing import Any, TypeVar, cast
 
 from rag_service.adapters.chroma_client import chroma_errors, open_chroma_client
 from rag_service.errors import InvalidInput
-from rag_service.ports import CatalogInfo, MetadataValue, Passage, Vector
+from rag_service.ports import (
+    CatalogChanges,
+    CatalogInfo,
+    CatalogRecord,
+    CatalogRef,
+    MetadataValue,
+    Passage,
+    Vector,
+)
 from rag_service.settings import ChromaSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,7 +92,8 @@ def _translated(operation: str) -> Callable[[F], F]:
 
 
 class ChromaStore:
-    """Implements PassageSearch (read side) and, through ``RecordSet``, ingestion's writes."""
+    """Implements PassageSearch and CatalogRecords (read side) and, through ``RecordSet``,
+    ingestion's writes."""
 
     def __init__(self, client: Any, collection: str) -> None:
         self._client = client
@@ -145,6 +154,48 @@ class ChromaStore:
         return self.records(state.records_collection).search(
             state.version, vector, top_k=top_k, filters=filters
         )
+
+    # ---- CatalogRecords: what hybrid retrieval reads ---------------------------------------
+
+    def live_catalog(self) -> CatalogRef:
+        state = self.live_state()
+        return CatalogRef(version=state.version, generation=state.records_collection)
+
+    def records_at(self, catalog: CatalogRef) -> list[CatalogRecord]:
+        if catalog.version == 0 or catalog.generation is None:
+            return []
+        return self.records(catalog.generation).catalog_records(_visible_at(catalog.version, None))
+
+    def changes_to(self, catalog: CatalogRef) -> CatalogChanges | None:
+        # Version 1 has no predecessor in its generation; a new generation starts from scratch.
+        if catalog.version <= 1 or catalog.generation is None:
+            return None
+        records = self.records(catalog.generation)
+        return CatalogChanges(
+            added=tuple(records.catalog_records({"_v_from": catalog.version})),
+            removed=tuple(records.record_ids({"_v_to": catalog.version})),
+        )
+
+    def nearest(
+        self,
+        catalog: CatalogRef,
+        vector: Vector,
+        *,
+        n: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+        any_version: bool = False,
+    ) -> list[str]:
+        if catalog.version == 0 or catalog.generation is None:
+            return []
+        if any_version and filters:
+            raise ValueError("any_version searches take no filters")
+        where = None if any_version else _visible_at(catalog.version, filters)
+        return self.records(catalog.generation).nearest_ids(vector, n=n, where=where)
+
+    def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
+        if catalog.generation is None or not record_ids:
+            return {}
+        return self.records(catalog.generation).embeddings_of(record_ids)
 
     # ---- write side (used by ingest.pipeline, under the ingest lock) -----------------------
 
@@ -217,18 +268,43 @@ class RecordSet:
             query_embeddings=[vector],
             n_results=top_k,
             where=_visible_at(version, filters),
-            include=["documents", "metadatas", "distances"],
+            include=["documents", "metadatas", "distances", "embeddings"],
         )
         return [
-            _passage(record_id, text, meta, distance)
-            for record_id, text, meta, distance in zip(
+            _passage(record_id, text, meta, distance, embedding)
+            for record_id, text, meta, distance, embedding in zip(
                 result["ids"][0],
                 result["documents"][0],
                 result["metadatas"][0],
                 result["distances"][0],
+                result["embeddings"][0],
                 strict=True,
             )
         ]
+
+    @_translated("search the catalog")
+    def nearest_ids(self, vector: Vector, *, n: int, where: Mapping[str, Any] | None) -> list[str]:
+        """Ids only: a query that also returns documents and metadata costs Chroma 2 to 4 ms
+        more (measured on 390 and 2,070 records), and hybrid retrieval holds the texts."""
+        result = self._collection.query(
+            query_embeddings=[vector],
+            n_results=n,
+            where=dict(where) if where else None,
+            include=["distances"],
+        )
+        return [str(record_id) for record_id in result["ids"][0]]
+
+    @_translated("read catalog records")
+    def catalog_records(self, where: Mapping[str, Any]) -> list[CatalogRecord]:
+        """The records matching ``where``, with their texts and public metadata."""
+        return [
+            _catalog_record(record_id, text, meta)
+            for record_id, text, meta in self._scan_documents(where)
+        ]
+
+    @_translated("read catalog records")
+    def record_ids(self, where: Mapping[str, Any]) -> list[str]:
+        return [record_id for record_id, _ in self._scan(where)]
 
     @_translated("list live records")
     def live_records(self, version: int) -> dict[str, LiveRecord]:
@@ -321,6 +397,19 @@ class RecordSet:
                 return
             offset += PAGE
 
+    def _scan_documents(
+        self, where: Mapping[str, Any]
+    ) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        offset = 0
+        while True:
+            got = self._collection.get(
+                where=dict(where), include=["documents", "metadatas"], limit=PAGE, offset=offset
+            )
+            yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            if len(got["ids"]) < PAGE:
+                return
+            offset += PAGE
+
     def _set_valid_to(self, record_ids: Sequence[str], valid_to: int) -> None:
         for start in range(0, len(record_ids), PAGE):
             batch = list(record_ids[start : start + PAGE])
@@ -343,13 +432,20 @@ def _visible_at(version: int, filters: Mapping[str, MetadataValue] | None) -> di
     return {"$and": clauses}
 
 
-def _passage(record_id: str, text: str, meta: Mapping[str, Any], distance: float) -> Passage:
-    public = {k: v for k, v in meta.items() if not k.startswith(INTERNAL_PREFIX)}
-    return Passage(
-        id=str(meta.get("_chunk_id", record_id)),
+def _passage(
+    record_id: str, text: str, meta: Mapping[str, Any], distance: float, embedding: Any
+) -> Passage:
+    record = _catalog_record(record_id, text, meta)
+    # cosine distance -> cosine similarity
+    return record.passage(round(1.0 - float(distance), 4), [float(x) for x in embedding])
+
+
+def _catalog_record(record_id: str, text: str, meta: Mapping[str, Any]) -> CatalogRecord:
+    return CatalogRecord(
+        record_id=record_id,
+        chunk_id=str(meta.get("_chunk_id", record_id)),
         doc_id=str(meta.get("_doc_id", record_id)),
         title=str(meta.get("_title", "")),
-        text=text,
-        score=round(1.0 - float(distance), 4),  # cosine distance -> cosine similarity
-        metadata=public,
+        text=text or "",
+        metadata={k: v for k, v in meta.items() if not k.startswith(INTERNAL_PREFIX)},
     )

@@ -8,10 +8,18 @@ server is back connects.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from rag_service.adapters.chroma_store import ChromaStore, LiveState, RecordSet
-from rag_service.ports import CatalogInfo, MetadataValue, Passage, Vector
+from rag_service.ports import (
+    CatalogChanges,
+    CatalogInfo,
+    CatalogRecord,
+    CatalogRef,
+    MetadataValue,
+    Passage,
+    Vector,
+)
 
 
 class LazyChromaStore:
@@ -46,6 +54,29 @@ class LazyChromaStore:
         filters: Mapping[str, MetadataValue] | None = None,
     ) -> list[Passage]:
         return self._get().search(vector, top_k=top_k, filters=filters)
+
+    def live_catalog(self) -> CatalogRef:
+        return self._get().live_catalog()
+
+    def records_at(self, catalog: CatalogRef) -> list[CatalogRecord]:
+        return self._get().records_at(catalog)
+
+    def changes_to(self, catalog: CatalogRef) -> CatalogChanges | None:
+        return self._get().changes_to(catalog)
+
+    def nearest(
+        self,
+        catalog: CatalogRef,
+        vector: Vector,
+        *,
+        n: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+        any_version: bool = False,
+    ) -> list[str]:
+        return self._get().nearest(catalog, vector, n=n, filters=filters, any_version=any_version)
+
+    def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
+        return self._get().vectors(catalog, record_ids)
 
     def records(self, name: str) -> RecordSet:
         return self._get().records(name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from rag_service.errors import VectorStoreUnavailable
 from rag_service.ports import Clock, PassageSearch
@@ -44,8 +45,11 @@ class CatalogVersionWatch:
         clock: Clock,
         interval_s: float,
         timeout_s: float,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         self._search = search
+        # Told each new version (the first one learned too), from the event loop.
+        self._on_change = on_change
         self._clock = clock
         self._interval_s = interval_s
         self._timeout_s = timeout_s
@@ -148,11 +152,14 @@ class CatalogVersionWatch:
 
     def _adopt(self, version: int, source: str) -> None:
         self._checked_at = self._clock()
-        if version != self._version:
+        changed = version != self._version
+        if changed:
             logger.info(
                 "live catalog version is now %s (was %s, from %s)", version, self._version, source
             )
         self._version = version
+        if changed and self._on_change is not None and version > 0:
+            self._on_change(version)
 
     def _failed(self, error: Exception) -> None:
         self.failures += 1

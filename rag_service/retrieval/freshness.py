@@ -1,17 +1,22 @@
 """The freshness cache: one retrieved context per conversation (contextId), reused while fresh.
 
-A context is *fresh* while it is younger than ``ttl_seconds``, came from the live catalog version
-and was retrieved with the same ``top_k`` and filters; then it is served without embedding or
-searching. Otherwise it is retrieved again (single flight per contextId). When retrieval fails,
-the last known context is served as *stale* (up to ``stale_max_age_s`` old), else the configured
-fallback text. See docs/freshness.md for the whole policy and its numbers.
+A context is *fresh* while it is younger than ``ttl_seconds``, came from the live catalog version,
+was retrieved with the same ``top_k`` and filters, and *covers* the new question (its best
+passage scores at least ``cover_min_score`` against it, and it holds every product the question
+names by SKU); then it is served without searching. A fresh context that does not cover the
+question is *extended*: the service retrieves for the question and keeps the merged, re-ranked,
+bounded union. Otherwise it is retrieved again (single flight per contextId and question). When
+retrieval fails, the last known context is served as *stale* (up to ``stale_max_age_s`` old),
+else the configured fallback text. See docs/freshness.md for the whole policy and its numbers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
@@ -24,11 +29,15 @@ from rag_service.ports import (
     Passage,
     PassageSearch,
     ResolvedContext,
+    Vector,
 )
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
+from rag_service.retrieval.hybrid import cosine_similarities
 from rag_service.retrieval.retriever import Retriever
 from rag_service.retrieval.single_flight import SingleFlight
 from rag_service.settings import FreshnessSettings
+
+logger = logging.getLogger(__name__)
 
 RETRIEVAL_FAILURES = (VectorStoreUnavailable, EmbedderUnavailable)
 
@@ -52,6 +61,7 @@ class _CachedContext:
     retrieved_at: float  # clock time
     catalog_version: int | None  # None: the live version was unknown when retrieving
     params: _Params
+    query: str  # the question it was last retrieved or extended for
 
 
 @dataclass
@@ -59,6 +69,8 @@ class ContextStats:
     """Counters for /metrics. hits + misses = resolves; refreshes + stale + fallback = misses."""
 
     hits: int = 0  # served fresh from the cache
+    extended: int = 0  # fresh contexts that did not cover the question, extended (refreshes)
+    cover_checks: int = 0  # fresh contexts judged against a new question (an embedding each)
     misses: int = 0  # needed retrieval (expired, missing, other version/params, forced refresh)
     refreshes: int = 0  # served state `refreshed`
     stale_served: int = 0
@@ -102,13 +114,15 @@ class ContextService:
         self._recent_failures: TTLCache[str, str] = TTLCache(
             maxsize=settings.max_entries, ttl=failure_ttl_s, timer=clock
         )
-        self._flight: SingleFlight[tuple[str, _Params], _CachedContext | None] = SingleFlight()
+        self._flight: SingleFlight[tuple[str, _Params, str], _CachedContext | None] = SingleFlight()
         self._versions = CatalogVersionWatch(
             search,
             clock=clock,
             interval_s=version_check_interval_s,
             timeout_s=version_check_timeout_s,
+            on_change=self._catalog_changed,
         )
+        self._preparing: asyncio.Task[None] | None = None
         self._stats = ContextStats()
         self._unfiltered = _Params(top_k=retriever.default_top_k, filters=())
 
@@ -129,26 +143,37 @@ class ContextService:
         # The last known version: kept current in the background, never a store call here.
         live = self._versions.known
         cached = self._fresh_entry(context_id)
-        if not refresh and cached is not None and self._answers(cached, params, live):
-            self._stats.hits += 1
-            return self._resolved(context_id, ContextState.fresh, cached)
+        if refresh or cached is None or not self._answers(cached, params, live):
+            cached = None
+        vector: Vector | None = None
+        if cached is not None:
+            covered, vector = await self._covers(cached, query)
+            if covered:
+                self._stats.hits += 1
+                return self._resolved(context_id, ContextState.fresh, cached)
         self._stats.misses += 1
         if context_id in self._recent_failures:
             self._stats.skipped_after_failure += 1
             return self._degraded(context_id, live)
-        key = (context_id, params)
+        key = (context_id, params, query)
         if self._flight.is_running(key):
             self._stats.coalesced += 1
         try:
             entry = await self._flight.run(
-                key, lambda: self._retrieve(context_id, query, params, live)
+                key, lambda: self._retrieve(context_id, query, params, live, cached, vector)
             )
         except RETRIEVAL_FAILURES:
             return self._degraded(context_id, live)
         if entry is None:
+            if cached is not None:
+                # Nothing in the catalog for this question: the conversation keeps its context.
+                self._stats.hits += 1
+                return self._resolved(context_id, ContextState.fresh, cached)
             return self._fallback(context_id, live)
         self._stats.refreshes += 1
-        return self._resolved(context_id, ContextState.refreshed, entry)
+        return self._resolved(
+            context_id, ContextState.refreshed, entry, extended=cached is not None
+        )
 
     def invalidate(self, context_id: str) -> bool:
         """Drop the fresh context (admin); the last known one stays for stale-if-error."""
@@ -209,6 +234,51 @@ class ContextService:
         """Cancel retrievals still running and stop the version checks (at shutdown)."""
         await self._flight.aclose()
         await self._versions.aclose()
+        if self._preparing is not None and not self._preparing.done():
+            self._preparing.cancel()
+
+    def _catalog_changed(self, version: int) -> None:
+        """A new live version: have the retriever load it (hybrid: its lexical index) now, so
+        the next question does not wait for it. One load at a time; a later version is caught
+        by the question that needs it."""
+        if self._preparing is not None and not self._preparing.done():
+            return
+        self._preparing = asyncio.get_running_loop().create_task(
+            self._prepare(version), name="catalog-prepare"
+        )
+
+    async def _prepare(self, version: int) -> None:
+        try:
+            await self._retriever.prepare()
+        except RETRIEVAL_FAILURES as error:
+            logger.warning("catalog version %s not loaded ahead (%r)", version, error)
+        except Exception:  # a bug here must not go unnoticed, nor end anything else
+            logger.exception("loading catalog version %s ahead failed", version)
+
+    async def _covers(self, cached: _CachedContext, query: str) -> tuple[bool, Vector | None]:
+        """Whether ``cached`` covers ``query``, and the question's embedding if it was needed.
+
+        Covered: the same question; or the context holds every document the question names by
+        identifier (SKU) and its best passage scores at least ``cover_min_score`` against the question.
+        A context whose passages carry no embedding, or a failing embedder, cannot be judged:
+        the context is reused, as before this check.
+        """
+        if query == cached.query or self._settings.cover_min_score <= -1:
+            return True, None
+        # A question naming a product by SKU is about that product, however alike it reads.
+        named = self._retriever.named_documents(query)
+        if named and not set(named) <= {p.doc_id for p in cached.passages}:
+            return False, None
+        vectors = [p.vector for p in cached.passages]
+        if not any(v is not None for v in vectors):
+            return True, None
+        self._stats.cover_checks += 1
+        try:
+            vector = await self._retriever.embed(query)
+        except RETRIEVAL_FAILURES:
+            return True, None
+        best = max(cosine_similarities(vector, vectors))
+        return best >= self._settings.cover_min_score, vector
 
     def _params(self, top_k: int | None, filters: Mapping[str, MetadataValue] | None) -> _Params:
         k = self._retriever.default_top_k if top_k is None else top_k
@@ -236,13 +306,20 @@ class ContextService:
         return same_catalog and (cached.params is params or cached.params == params)
 
     async def _retrieve(
-        self, context_id: str, query: str, params: _Params, version: int | None
+        self,
+        context_id: str,
+        query: str,
+        params: _Params,
+        version: int | None,
+        extending: _CachedContext | None = None,
+        vector: Vector | None = None,
     ) -> _CachedContext | None:
-        """One retrieval; stores the result. None: nothing passed the relevance threshold."""
+        """One retrieval; stores the result (merged into ``extending``, the fresh context that
+        did not cover ``query``). None: nothing passed the relevance threshold."""
         self._stats.retrievals += 1
         try:
             passages = await self._retriever.retrieve(
-                query, top_k=params.top_k, filters=params.filter_mapping()
+                query, top_k=params.top_k, filters=params.filter_mapping(), vector=vector
             )
         except RETRIEVAL_FAILURES as error:
             self._stats.retrieval_failures += 1
@@ -254,13 +331,21 @@ class ContextService:
         # Tagged with the version known *before* retrieving: if an ingest swapped the catalog
         # meanwhile, the next version check marks this entry outdated (one extra retrieval)
         # instead of serving old passages as current.
-        entry = _CachedContext(tuple(passages), self._clock(), version, params)
+        if extending is not None:
+            self._stats.extended += 1
+            passages = _merged(passages, extending.passages, vector, self._settings.max_passages)
+        entry = _CachedContext(tuple(passages), self._clock(), version, params, query)
         self._fresh[context_id] = entry
         self._last_known[context_id] = entry
         return entry
 
     def _resolved(
-        self, context_id: str, state: ContextState, entry: _CachedContext
+        self,
+        context_id: str,
+        state: ContextState,
+        entry: _CachedContext,
+        *,
+        extended: bool = False,
     ) -> ResolvedContext:
         return ResolvedContext(
             context_id=context_id,
@@ -268,6 +353,7 @@ class ContextService:
             passages=entry.passages,
             age_s=max(0.0, self._clock() - entry.retrieved_at),
             catalog_version=entry.catalog_version or 0,
+            extended=extended,
         )
 
     def _degraded(self, context_id: str, live: int | None) -> ResolvedContext:
@@ -290,3 +376,17 @@ class ContextService:
             catalog_version=live or 0,
             fallback_text=self._fallback_text,
         )
+
+
+def _merged(
+    new: Sequence[Passage], old: Sequence[Passage], vector: Vector | None, limit: int
+) -> list[Passage]:
+    """The passages retrieved for the new question (in their order), then the context's earlier
+    passages re-scored against the new question, best first; at most ``limit``."""
+    ids = {p.id for p in new}
+    kept = [p for p in old if p.id not in ids]
+    if vector is not None:
+        scores = cosine_similarities(vector, [p.vector for p in kept])
+        kept = [dataclasses.replace(p, score=s) for p, s in zip(kept, scores, strict=True)]
+    kept.sort(key=lambda p: p.score, reverse=True)
+    return [*new, *kept][:limit]

@@ -1,29 +1,35 @@
 """Retrieval: embed a question and find the catalog passages that answer it.
 
-The embedder (a torch model) and Chroma are blocking, so both run in a worker thread; one time
-limit covers the two together, because the caller only cares how long it waits for passages.
+The embedder (a torch model) and the store are blocking, so both run in a worker thread; one
+time limit covers the two together, because the caller only cares how long it waits for
+passages. How passages are found (dense only, or hybrid) is the ``PassageFinder``'s business.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from rag_service.errors import InvalidInput, VectorStoreUnavailable
-from rag_service.ports import Embedder, MetadataValue, Passage, PassageSearch
+from rag_service.ports import Embedder, MetadataValue, Passage, Vector
+from rag_service.retrieval.hybrid import PassageFinder
 from rag_service.settings import RetrievalSettings
 
 MAX_TOP_K = 50
+# Metadata keys of the store's own bookkeeping (versions, hashes); not filterable.
+RESERVED_FILTER_PREFIX = "_"
+T = TypeVar("T")
 
 
 class Retriever:
     """Finds the passages relevant to one query, best first, above the relevance threshold."""
 
     def __init__(
-        self, embedder: Embedder, search: PassageSearch, settings: RetrievalSettings
+        self, embedder: Embedder, finder: PassageFinder, settings: RetrievalSettings
     ) -> None:
         self._embedder = embedder
-        self._search = search
+        self._finder = finder
         self._settings = settings
 
     @property
@@ -34,40 +40,58 @@ class Retriever:
     def min_score(self) -> float:
         return self._settings.min_score
 
+    async def embed(self, query: str) -> Vector:
+        """The question's embedding (within the retrieval time limit)."""
+        return await self._in_thread(lambda: self._embed(query))
+
     async def retrieve(
         self,
         query: str,
         *,
         top_k: int | None = None,
         filters: Mapping[str, MetadataValue] | None = None,
+        vector: Vector | None = None,
     ) -> list[Passage]:
-        """Passages scoring at least ``min_score``, best first.
+        """Relevant passages, best first (``vector``: the question's embedding, if known).
 
         Raises ``VectorStoreUnavailable`` (also when the time limit passes) or
-        ``EmbedderUnavailable`` from the adapters; ``InvalidInput`` for a bad ``top_k``.
+        ``EmbedderUnavailable`` from the adapters; ``InvalidInput`` for a bad ``top_k`` or a
+        reserved filter key.
         """
         k = self.default_top_k if top_k is None else top_k
         if not 1 <= k <= MAX_TOP_K:
             raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K}, got {k}")
+        for key in filters or {}:
+            if key.startswith(RESERVED_FILTER_PREFIX):
+                raise InvalidInput(f"filter key {key!r} is reserved")
         # An empty filter means "no filter"; Chroma rejects an empty `where`.
         where = dict(filters) if filters else None
+
+        def find() -> list[Passage]:
+            query_vector = vector if vector is not None else self._embed(query)
+            return self._finder.find(query, query_vector, top_k=k, filters=where)
+
+        return await self._in_thread(find)
+
+    def named_documents(self, query: str) -> list[str]:
+        """Documents the question names by identifier (SKU); cheap, no store call."""
+        return self._finder.named_documents(query)
+
+    async def prepare(self) -> None:
+        """Load the live catalog's in-memory part (hybrid) before questions need it. No time
+        limit: a large catalog may take seconds, and nobody waits on this."""
+        await asyncio.to_thread(self._finder.prepare)
+
+    def _embed(self, query: str) -> Vector:
+        (vector,) = self._embedder.embed([query])
+        return vector
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
         try:
-            found = await asyncio.wait_for(
-                asyncio.to_thread(self._embed_and_search, query, k, where),
-                timeout=self._settings.timeout_s,
-            )
+            return await asyncio.wait_for(asyncio.to_thread(work), timeout=self._settings.timeout_s)
         except TimeoutError:
             # The worker thread cannot be interrupted; it finishes on its own and is discarded.
             raise VectorStoreUnavailable(
                 "retrieval timed out",
                 details={"timeout_s": self._settings.timeout_s},
             ) from None
-        relevant = [p for p in found if p.score >= self._settings.min_score]
-        relevant.sort(key=lambda p: p.score, reverse=True)
-        return relevant
-
-    def _embed_and_search(
-        self, query: str, top_k: int, filters: Mapping[str, MetadataValue] | None
-    ) -> list[Passage]:
-        (vector,) = self._embedder.embed([query])
-        return self._search.search(vector, top_k=top_k, filters=filters)

@@ -182,6 +182,7 @@ def meta_payload(
             "state": context.state.value,
             "age_s": round(context.age_s, 3),
             "catalog_version": context.catalog_version,
+            "extended": context.extended,
             "sources": source_list(context) if sources is None else sources,
         },
     }
@@ -203,14 +204,14 @@ def meta_json(
 
 
 def source_list(context: ResolvedContext) -> list[dict[str, Any]]:
-    """One entry per source document, best passage score first (chunks of a document merge)."""
+    """One entry per source document, in the context's order (the retrieval's ranking: a SKU
+    the question names comes first), scored by its best passage (chunks of a document merge)."""
     best: dict[str, tuple[str, float]] = {}
     for passage in context.passages:
         known = best.get(passage.doc_id)
         if known is None or passage.score > known[1]:
             best[passage.doc_id] = (passage.title, passage.score)
-    ranked = sorted(best.items(), key=lambda item: item[1][1], reverse=True)
     return [
         {"id": doc_id, "title": title, "score": round(score, 4)}
-        for doc_id, (title, score) in ranked
+        for doc_id, (title, score) in best.items()
     ]

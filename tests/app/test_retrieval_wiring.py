@@ -44,12 +44,13 @@ async def test_an_ingest_by_another_process_is_noticed_in_the_background(service
 async def test_streams_on_one_context_share_the_system_message(service: Service) -> None:
     for _ in range(3):
         await ask(service, context="shared-ctx")
-    await ask(service, context="shared-ctx", query="And the boots?")
+    earlier = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    await ask(service, context="shared-ctx", messages=earlier)
 
     systems = [request.messages[0] for request in service.upstream.requests]
     assert len(systems) == 4
     assert all(system is systems[0] for system in systems)
-    assert [r.messages[-1].content for r in service.upstream.requests][-1] == "And the boots?"
+    assert [m.content for m in service.upstream.requests[-1].messages[1:3]] == ["Hi", "Hello!"]
 
 
 async def test_shutdown_stops_the_background_checks(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""Fakes of the retrieval ports (Embedder, PassageSearch) and a manual clock, for any test.
+"""Fakes of the retrieval ports (Embedder, PassageSearch, CatalogRecords) and a manual clock.
 
 - ``HashingEmbedder``: deterministic bag-of-words vectors (each word but a few stopwords hashed
   into a fixed number of dimensions, L2-normalised), so texts sharing words are similar.
 - ``InMemoryPassageSearch``: cosine similarity over stored vectors, metadata equality filters,
-  a settable live catalog version, failure switches and call counters.
+  a settable live catalog version, failure switches and call counters. As ``CatalogRecords`` it
+  names a new generation on every ``add`` and cannot tell changes, so hybrid retrieval reloads
+  it whole after each change.
 - ``Gate``: blocks the fakes' worker-thread calls until a test opens it (to hold a retrieval
   "in flight" deterministically); always opened at teardown so no thread is left hanging.
 - ``ManualClock``: a ``Clock`` that moves only when told.
@@ -21,7 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
-from rag_service.ports import CatalogInfo, MetadataValue, Passage, Vector
+from rag_service.ports import (
+    CatalogChanges,
+    CatalogInfo,
+    CatalogRecord,
+    CatalogRef,
+    MetadataValue,
+    Passage,
+    Vector,
+)
 
 _WORD = re.compile(r"\w+")
 # Function words would make every question look alike; real embedders weigh them little too.
@@ -137,6 +147,7 @@ class InMemoryPassageSearch:
     def __init__(self, embedder: HashingEmbedder | None = None, version: int = 1) -> None:
         self._embedder = embedder or HashingEmbedder()
         self._passages: dict[str, StoredPassage] = {}
+        self._revision = 0  # bumped by every add: the generation hybrid retrieval sees
         self.version = version
         self.fail_search = False
         self.fail_live_version = False
@@ -167,6 +178,7 @@ class InMemoryPassageSearch:
             metadata=dict(metadata or {}),
         )
         self._passages[stored.id] = stored
+        self._revision += 1
         return stored
 
     def bump_version(self) -> int:
@@ -187,6 +199,39 @@ class InMemoryPassageSearch:
         top_k: int,
         filters: Mapping[str, MetadataValue] | None = None,
     ) -> list[Passage]:
+        scored = self._nearest(vector, top_k, filters)
+        return [_passage(stored, score) for score, stored in scored]
+
+    # ---- CatalogRecords --------------------------------------------------------------------
+
+    def live_catalog(self) -> CatalogRef:
+        # Part of a search (ChromaStore.search reads the live state too), not a version check:
+        # not counted as one; ``fail_search`` fails the search that follows.
+        return CatalogRef(version=self.version, generation=f"memory-{self._revision}")
+
+    def records_at(self, catalog: CatalogRef) -> list[CatalogRecord]:
+        return [_record(stored) for stored in self._passages.values()]
+
+    def changes_to(self, catalog: CatalogRef) -> CatalogChanges | None:
+        return None
+
+    def nearest(
+        self,
+        catalog: CatalogRef,
+        vector: Vector,
+        *,
+        n: int,
+        filters: Mapping[str, MetadataValue] | None = None,
+        any_version: bool = False,
+    ) -> list[str]:
+        return [stored.id for _, stored in self._nearest(vector, n, filters)]
+
+    def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
+        return {rid: self._passages[rid].vector for rid in record_ids if rid in self._passages}
+
+    def _nearest(
+        self, vector: Vector, top_k: int, filters: Mapping[str, MetadataValue] | None
+    ) -> list[tuple[float, StoredPassage]]:
         with self._lock:
             self.search_calls += 1
             self.last_filters = filters
@@ -201,7 +246,7 @@ class InMemoryPassageSearch:
             if all(stored.metadata.get(k) == v for k, v in wanted.items())
         ]
         scored.sort(key=lambda pair: pair[0], reverse=True)
-        return [_passage(stored, score) for score, stored in scored[:top_k]]
+        return scored[:top_k]
 
     def catalog_info(self) -> CatalogInfo:
         docs = {p.doc_id for p in self._passages.values()}
@@ -221,12 +266,16 @@ def _cosine(a: Vector, b: Vector) -> float:
     return dot / norm if norm else 0.0
 
 
-def _passage(stored: StoredPassage, score: float) -> Passage:
-    return Passage(
-        id=stored.id,
+def _record(stored: StoredPassage) -> CatalogRecord:
+    return CatalogRecord(
+        record_id=stored.id,
+        chunk_id=stored.id,
         doc_id=stored.doc_id,
         title=stored.title,
         text=stored.text,
-        score=score,
         metadata=stored.metadata,
     )
+
+
+def _passage(stored: StoredPassage, score: float) -> Passage:
+    return _record(stored).passage(score, stored.vector)

@@ -1,7 +1,7 @@
 """A separate ingest process for crash and lock tests.
 
     python -m tests.ingest.ingest_worker ingest CATALOG [--delay S]   # prints progress lines
-    python -m tests.ingest.ingest_worker check                          # prints the live state
+    python -m tests.ingest.ingest_worker check [--query Q ...]          # prints the live state
 
 Store settings come from RAG_CHROMA__* like the real CLI. The embedder is the deterministic
 hashing fake, slowed down per batch so that a test can kill the process mid-way.
@@ -19,8 +19,11 @@ from pathlib import Path
 from ingest.pipeline import IngestPipeline
 from ingest.service import ingest_lock
 from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.ports import Vector
-from rag_service.settings import Settings
+from rag_service.retrieval import HybridSearch
+from rag_service.retrieval.catalog_snapshot import CatalogSnapshots
+from rag_service.settings import RetrievalSettings, Settings
 from tests.fakes.retrieval import HashingEmbedder
 
 
@@ -43,6 +46,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=["ingest", "check"])
     parser.add_argument("catalog", nargs="?")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--query", action="append", default=[])
     args = parser.parse_args(argv)
     settings = Settings()
     with ingest_lock(settings):
@@ -55,12 +59,30 @@ def main(argv: list[str]) -> int:
                 records = store.records(state.records_collection)
                 ids = sorted(records.live_records(state.version))
                 passages = len(store.search(HashingEmbedder(64).vector("gear"), top_k=5))
-            print(json.dumps({"version": state.version, "ids": ids, "searchable": passages}))
+            found = hybrid_results(store, args.query)
+            print(
+                json.dumps({"version": state.version, "ids": ids, "searchable": passages, **found})
+            )
             return 0
         pipeline = IngestPipeline(store, SlowEmbedder(args.delay), settings.ingest, batch_size=8)
         report = pipeline.run([Path(args.catalog)], progress=progress)
         print(f"published {report.version_after}", flush=True)
         return 0
+
+
+def hybrid_results(store: ChromaStore, queries: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Per query: the documents of the lexical index's best 3 and of hybrid retrieval's top 3,
+    as this process loads them from the live catalog (what a restarted service would see)."""
+    snapshots = CatalogSnapshots(store, TantivyLexicalIndex)
+    search = HybridSearch(store, snapshots, RetrievalSettings(min_score=-1))
+    lexical: dict[str, list[str]] = {}
+    hybrid: dict[str, list[str]] = {}
+    for query in queries:
+        vector = HashingEmbedder(64).vector(query)
+        hybrid[query] = [p.doc_id for p in search.find(query, vector, top_k=3, filters=None)]
+        snapshot = snapshots.current(store.live_catalog())
+        lexical[query] = [snapshot.records[r].doc_id for r in snapshot.lexical.search(query, n=3)]
+    return {"lexical": lexical, "hybrid": hybrid}
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def run_worker(chroma: ChromaSettings, *args: str) -> subprocess.CompletedProces
     )
 
 
-def check(chroma: ChromaSettings) -> dict[str, Any]:
-    done = run_worker(chroma, "check")
+def check(chroma: ChromaSettings, *queries: str) -> dict[str, Any]:
+    """The live state as a separate process reads it; per query also its lexical and hybrid
+    top 3 documents (``ingest_worker.hybrid_results``)."""
+    done = run_worker(chroma, "check", *(arg for query in queries for arg in ("--query", query)))
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result

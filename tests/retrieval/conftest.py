@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from rag_service.retrieval import ContextService, Retriever
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.retrieval import ContextService, Retriever, passage_finder
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import Gate, HashingEmbedder, InMemoryPassageSearch, ManualClock
 
@@ -105,7 +106,8 @@ def retrieval_settings() -> RetrievalSettings:
 def retriever(
     embedder: HashingEmbedder, store: InMemoryPassageSearch, retrieval_settings: RetrievalSettings
 ) -> Retriever:
-    return Retriever(embedder, store, retrieval_settings)
+    finder = passage_finder(store, retrieval_settings, TantivyLexicalIndex)
+    return Retriever(embedder, finder, retrieval_settings)
 
 
 ServiceFactory = Callable[..., Awaitable[ContextService]]

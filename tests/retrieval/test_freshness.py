@@ -8,7 +8,8 @@ import pytest
 
 from rag_service.errors import InvalidInput
 from rag_service.ports import ContextResolver, ContextState
-from rag_service.retrieval import ContextService, Retriever
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.retrieval import ContextService, Retriever, passage_finder
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
 from tests.retrieval.conftest import (
@@ -47,7 +48,7 @@ async def test_fresh_hit_neither_embeds_nor_searches(
     first = await service.resolve("c1", TENT_QUESTION)
     clock.advance(120)
 
-    second = await service.resolve("c1", "and does it come in green?")
+    second = await service.resolve("c1", TENT_QUESTION)  # the same question: nothing to judge
 
     assert second.state is ContextState.fresh
     assert second.age_s == pytest.approx(120)
@@ -55,6 +56,24 @@ async def test_fresh_hit_neither_embeds_nor_searches(
     assert (embedder.calls, store.search_calls) == (1, 1)
     stats = service.stats()
     assert (stats.hits, stats.misses, stats.refreshes, stats.retrievals) == (1, 1, 1, 1)
+
+
+async def test_a_covered_follow_up_embeds_but_does_not_search(
+    service: ContextService,
+    embedder: HashingEmbedder,
+    store: InMemoryPassageSearch,
+    clock: ManualClock,
+) -> None:
+    first = await service.resolve("c1", TENT_QUESTION)
+    clock.advance(120)
+
+    follow_up = await service.resolve("c1", "How heavy is the two person trekking tent?")
+
+    assert (follow_up.state, follow_up.extended) == (ContextState.fresh, False)
+    assert follow_up.passages == first.passages
+    assert (embedder.calls, store.search_calls) == (2, 1)  # one embedding judged the cover
+    stats = service.stats()
+    assert (stats.hits, stats.cover_checks, stats.extended, stats.retrievals) == (1, 1, 0, 1)
 
 
 async def test_still_fresh_just_before_the_ttl(service: ContextService, clock: ManualClock) -> None:
@@ -187,7 +206,7 @@ async def test_forced_refresh_retrieves_with_the_new_question(
     assert doc_ids(resolved.passages) == ["BOT-00003"]
     assert embedder.calls == 2
     # The refreshed context is what is cached now.
-    again = await service.resolve("c1", TENT_QUESTION)
+    again = await service.resolve("c1", BOOTS_QUESTION)
     assert (again.state, doc_ids(again.passages)) == (ContextState.fresh, ["BOT-00003"])
 
 
@@ -228,7 +247,7 @@ async def test_other_top_k_needs_another_retrieval(
     assert default_again.state is ContextState.fresh  # 3 is the configured default
     assert other.state is ContextState.refreshed
     assert doc_ids(other.passages) == ["TNT-00017"]
-    assert store.last_top_k == 1
+    assert service.stats().retrievals == 2
 
 
 async def test_bad_top_k_raises_invalid_input(service: ContextService) -> None:
@@ -353,7 +372,8 @@ async def test_fallback_version_is_zero_when_nothing_is_known(
 async def test_timeout_serves_the_fallback(
     make_service: ServiceFactory, embedder: HashingEmbedder, store: InMemoryPassageSearch
 ) -> None:
-    quick = Retriever(embedder, store, RetrievalSettings(timeout_s=0.05))
+    settings = RetrievalSettings(timeout_s=0.05)
+    quick = Retriever(embedder, passage_finder(store, settings, TantivyLexicalIndex), settings)
     service = await make_service(retriever_=quick)
     store.gate.close()
 

@@ -1,4 +1,5 @@
-"""Retriever: embedding + search in a thread, threshold, order, time limit, error pass-through."""
+"""Retriever in dense mode (``RAG_RETRIEVAL__MODE=dense``, the behaviour before hybrid retrieval):
+embedding + search in a thread, threshold, order, time limit, error pass-through."""
 
 from __future__ import annotations
 
@@ -7,10 +8,27 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from rag_service.errors import EmbedderUnavailable, InvalidInput, VectorStoreUnavailable
-from rag_service.ports import CatalogInfo, MetadataValue, Passage, Vector
-from rag_service.retrieval import Retriever
+from rag_service.ports import CatalogInfo, Embedder, MetadataValue, Passage, Vector
+from rag_service.ports import PassageSearch
+from rag_service.retrieval import DenseSearch, Retriever
 from rag_service.settings import RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
+
+
+def dense(embedder: Embedder, search: PassageSearch, settings: RetrievalSettings) -> Retriever:
+    return Retriever(embedder, DenseSearch(search, settings), settings)
+
+
+@pytest.fixture
+def retrieval_settings() -> RetrievalSettings:
+    return RetrievalSettings(mode="dense", top_k=3, min_score=0.2, timeout_s=5.0)
+
+
+@pytest.fixture
+def retriever(
+    embedder: HashingEmbedder, store: InMemoryPassageSearch, retrieval_settings: RetrievalSettings
+) -> Retriever:
+    return dense(embedder, store, retrieval_settings)
 
 
 async def test_best_first_and_above_threshold(retriever: Retriever) -> None:
@@ -32,7 +50,7 @@ async def test_embeds_once_and_searches_once(
 async def test_threshold_drops_everything_weak(
     embedder: HashingEmbedder, store: InMemoryPassageSearch
 ) -> None:
-    strict = Retriever(embedder, store, RetrievalSettings(top_k=5, min_score=0.8))
+    strict = dense(embedder, store, RetrievalSettings(top_k=5, min_score=0.8))
 
     assert await strict.retrieve("hiking boots sizes") == []
 
@@ -66,7 +84,7 @@ async def test_top_k_out_of_range_is_invalid_input(retriever: Retriever, top_k: 
 async def test_time_limit_raises_vector_store_unavailable(
     embedder: HashingEmbedder, store: InMemoryPassageSearch
 ) -> None:
-    quick = Retriever(embedder, store, RetrievalSettings(timeout_s=0.05))
+    quick = dense(embedder, store, RetrievalSettings(timeout_s=0.05))
     store.gate.close()
 
     with pytest.raises(VectorStoreUnavailable, match="retrieval timed out"):
@@ -108,7 +126,7 @@ class _BuggySearch:
 
 
 async def test_unexpected_adapter_error_is_not_disguised(embedder: HashingEmbedder) -> None:
-    buggy = Retriever(embedder, _BuggySearch(), RetrievalSettings())
+    buggy = dense(embedder, _BuggySearch(), RetrievalSettings())
 
     with pytest.raises(KeyError):
         await buggy.retrieve("tent")
@@ -119,7 +137,7 @@ async def test_results_are_sorted_even_if_the_store_is_not(embedder: HashingEmbe
     store.add("A", "tent", vector=[1.0, 0.0])
     store.add("B", "tent", vector=[0.6, 0.8])
     unsorted = _ReversingSearch(store)
-    retriever = Retriever(_FixedEmbedder([1.0, 0.0]), unsorted, RetrievalSettings(min_score=0))
+    retriever = dense(_FixedEmbedder([1.0, 0.0]), unsorted, RetrievalSettings(min_score=0))
 
     passages = await retriever.retrieve("anything")
 

@@ -45,6 +45,7 @@ async def test_meta_describes_the_context(client: httpx.AsyncClient) -> None:
             "state": "refreshed",
             "age_s": 1.25,
             "catalog_version": 7,
+            "extended": False,
             # Two chunks of boots-1 merge into one source with the better score.
             "sources": [
                 {"id": "boots-1", "title": "Trail boots", "score": 0.82},
