@@ -11,11 +11,14 @@ retrieval *mode*, top 5 passages:
 - ``raw``: the bare ``SentenceTransformer.encode`` and ``collection.query`` of chromadb on the
   live records collection, no service code: the floor the service's overhead is measured
   against, and what plain dense retrieval finds;
-- ``dense``: the service's own path, ``rag_service.retrieval.Retriever`` with the default
-  ``RetrievalSettings`` (its worker thread, time limit and ``min_score`` threshold included).
+- ``dense``: the service's own path, ``rag_service.retrieval.Retriever`` with
+  ``RAG_RETRIEVAL__MODE=dense`` (its worker thread, time limit and ``min_score`` threshold
+  included): the service before hybrid retrieval;
+- ``hybrid``: the same with the default settings: exact identifiers first, dense and BM25
+  (tantivy) fused by reciprocal rank (``rag_service.retrieval.hybrid``).
 
 A mode is one entry of ``MODES``: a name and a function that builds its search over an
-ingested catalog. A hybrid mode is one more entry (see ``service_mode``).
+ingested catalog.
 
 A question is answered when a passage of one of its answer documents is among the passages
 returned. Per catalog, mode and kind: hit@1, hit@5 and MRR (over the distinct documents of the
@@ -48,7 +51,8 @@ from rag_service.adapters.sentence_transformer_embedder import (
     SentenceTransformerEmbedder,
     resolve_model_location,
 )
-from rag_service.retrieval import Retriever
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,14 +82,13 @@ class Mode:
 
 
 def service_mode(settings: RetrievalSettings) -> Callable[[Setup], Search]:
-    """The service's ``Retriever`` with ``settings`` over the ingested catalog.
-
-    Adding hybrid retrieval is one more ``Mode`` built by this with the hybrid settings (and,
-    if hybrid needs more than the embedder and the store, the extra part added to ``Setup``).
-    """
+    """The service's ``Retriever`` with ``settings`` over the ingested catalog, composed as
+    ``create_app`` composes it. Hybrid loads the catalog into memory on its first query (a
+    warm-up query, not measured)."""
 
     def build(setup: Setup) -> Search:
-        retriever = Retriever(setup.embedder, setup.catalog.store, settings)
+        finder = passage_finder(setup.catalog.store, settings, TantivyLexicalIndex)
+        retriever = Retriever(setup.embedder, finder, settings)
 
         async def search(query: str) -> list[str]:
             passages = await retriever.retrieve(query, top_k=TOP_K)
@@ -124,7 +127,12 @@ MODES: tuple[Mode, ...] = (
     Mode("raw", "bare SentenceTransformer.encode + chromadb query, no service code", raw_mode),
     Mode(
         "dense",
-        "the service's Retriever, default RetrievalSettings",
+        "the service's Retriever, RAG_RETRIEVAL__MODE=dense (before hybrid retrieval)",
+        service_mode(RetrievalSettings(mode="dense")),
+    ),
+    Mode(
+        "hybrid",
+        "the service's Retriever, default settings (hybrid: identifiers, dense + BM25, RRF)",
         service_mode(RetrievalSettings()),
     ),
 )
