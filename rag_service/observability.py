@@ -84,6 +84,16 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily(
             "rag_context_retrievals", "Retrievals run (embed + search)", contexts.retrievals
         )
+        yield CounterMetricFamily(
+            "rag_context_cover_checks",
+            "Fresh contexts judged against a new question (one embedding each)",
+            contexts.cover_checks,
+        )
+        yield CounterMetricFamily(
+            "rag_context_extended",
+            "Fresh contexts that did not cover a new question and were extended for it",
+            contexts.extended,
+        )
         yield GaugeMetricFamily(
             "rag_context_cache_entries", "Contexts in the freshness cache", contexts.entries
         )
