@@ -229,7 +229,7 @@ def render_markdown(
     lines = [
         f"Catalog: {catalog['name']}, {catalog['documents']:,} documents, "
         f"{catalog['chunks']:,} chunks. Pairs: {pair_counts}. Context: the first question's "
-        f"top 5 passages (service `Retriever`, dense). Covered (the context holds an answer "
+        f"top 5 passages (service `Retriever`, {catalog['mode']}). Covered (the context holds an answer "
         f"document of the second question): {covered}. The second question retrieved on its "
         f"own finds its answer in {fresh}. Passage vectors as stored vs the texts re-embedded: "
         f"largest difference {catalog['stored_vs_reembedded_max_abs_diff']:g}. Median cost of "
