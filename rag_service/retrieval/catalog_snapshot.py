@@ -53,6 +53,7 @@ class CatalogSnapshot:
 class SnapshotStats:
     full_loads: int = 0
     incremental_loads: int = 0
+    dense_only_answers: int = 0  # questions answered dense-only while a load ran
     last_load_ms: float = 0.0
     records: int = 0
     version: int = 0
@@ -78,11 +79,23 @@ class CatalogSnapshots:
         return self._current
 
     def current(self, catalog: CatalogRef) -> CatalogSnapshot:
-        """The snapshot of ``catalog`` (the live catalog as the caller just read it)."""
+        """The snapshot of ``catalog`` (the live catalog as the caller just read it), loading
+        it if needed, and waiting while another thread loads."""
+        snapshot = self._snapshot(catalog, wait=True)
+        assert snapshot is not None, "a waiting call always gets its snapshot"
+        return snapshot
+
+    def unless_loading(self, catalog: CatalogRef) -> CatalogSnapshot | None:
+        """As ``current``, but None at once while another thread is loading."""
+        return self._snapshot(catalog, wait=False)
+
+    def _snapshot(self, catalog: CatalogRef, *, wait: bool) -> CatalogSnapshot | None:
         snapshot = self._current
         if snapshot is not None and snapshot.catalog == catalog:
             return snapshot
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             snapshot = self._current
             if snapshot is not None and snapshot.catalog == catalog:
                 return snapshot
@@ -96,6 +109,8 @@ class CatalogSnapshots:
             if snapshot is None or _newer(loaded.catalog, snapshot.catalog):
                 self._current = loaded
             return loaded
+        finally:
+            self._lock.release()
 
     def _load(self, catalog: CatalogRef, previous: CatalogSnapshot | None) -> CatalogSnapshot:
         for _ in range(MAX_LOAD_ATTEMPTS):

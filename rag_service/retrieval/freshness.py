@@ -1,9 +1,9 @@
 """The freshness cache: one retrieved context per conversation (contextId), reused while fresh.
 
 A context is *fresh* while it is younger than ``ttl_seconds``, came from the live catalog version,
-was retrieved with the same ``top_k`` and filters, and *covers* the new question (its best
-passage scores at least ``cover_min_score`` against it, and it holds every product the question
-names by SKU); then it is served without searching. A fresh context that does not cover the
+was retrieved with the same ``top_k`` and filters, and *covers* the new question (it
+holds every product the question names by SKU, and its best passage scores at most
+``cover_margin`` below the best a retrieval for the question finds); then it is served without searching. A fresh context that does not cover the
 question is *extended*: the service retrieves for the question and keeps the merged, re-ranked,
 bounded union. Otherwise it is retrieved again (single flight per contextId and question). When
 retrieval fails, the last known context is served as *stale* (up to ``stale_max_age_s`` old),
@@ -40,6 +40,9 @@ from rag_service.settings import FreshnessSettings
 logger = logging.getLogger(__name__)
 
 RETRIEVAL_FAILURES = (VectorStoreUnavailable, EmbedderUnavailable)
+STARTUP_LOAD_WAIT_S = 30.0
+# Cosine similarities lie in [-1, 1]: a margin of 2 keeps every fresh context.
+MAX_COVER_MARGIN = 2.0
 
 FilterKey = tuple[tuple[str, MetadataValue], ...]
 
@@ -64,13 +67,22 @@ class _CachedContext:
     query: str  # the question it was last retrieved or extended for
 
 
+@dataclass(frozen=True)
+class _Judgement:
+    """Whether a fresh context covers a new question, and what judging it retrieved."""
+
+    covered: bool
+    vector: Vector | None = None  # the question's embedding
+    found: list[Passage] | None = None  # passages retrieved for the question
+
+
 @dataclass
 class ContextStats:
     """Counters for /metrics. hits + misses = resolves; refreshes + stale + fallback = misses."""
 
     hits: int = 0  # served fresh from the cache
     extended: int = 0  # fresh contexts that did not cover the question, extended (refreshes)
-    cover_checks: int = 0  # fresh contexts judged against a new question (an embedding each)
+    cover_checks: int = 0  # fresh contexts judged against a new question (a retrieval each)
     misses: int = 0  # needed retrieval (expired, missing, other version/params, forced refresh)
     refreshes: int = 0  # served state `refreshed`
     stale_served: int = 0
@@ -145,10 +157,10 @@ class ContextService:
         cached = self._fresh_entry(context_id)
         if refresh or cached is None or not self._answers(cached, params, live):
             cached = None
-        vector: Vector | None = None
+        judged = _Judgement(covered=False)
         if cached is not None:
-            covered, vector = await self._covers(cached, query)
-            if covered:
+            judged = await self._judge(cached, query, params)
+            if judged.covered:
                 self._stats.hits += 1
                 return self._resolved(context_id, ContextState.fresh, cached)
         self._stats.misses += 1
@@ -160,7 +172,7 @@ class ContextService:
             self._stats.coalesced += 1
         try:
             entry = await self._flight.run(
-                key, lambda: self._retrieve(context_id, query, params, live, cached, vector)
+                key, lambda: self._retrieve(context_id, query, params, live, cached, judged)
             )
         except RETRIEVAL_FAILURES:
             return self._degraded(context_id, live)
@@ -194,6 +206,11 @@ class ContextService:
         lifespan calls this; ``aclose`` stops it). Without it, contexts are checked against
         versions only ``catalog_published`` / ``check_catalog_version`` reported."""
         await self._versions.start()
+        if self._preparing is not None:
+            # The first catalog version is loaded before the service takes questions, as the
+            # embedding model is; a load slower than this goes on in the background (questions
+            # meanwhile get dense retrieval), and a store that is down leaves it to later.
+            await asyncio.wait({self._preparing}, timeout=STARTUP_LOAD_WAIT_S)
 
     async def check_catalog_version(self) -> int | None:
         """Ask the store for the live version now; the version known afterwards."""
@@ -255,30 +272,42 @@ class ContextService:
         except Exception:  # a bug here must not go unnoticed, nor end anything else
             logger.exception("loading catalog version %s ahead failed", version)
 
-    async def _covers(self, cached: _CachedContext, query: str) -> tuple[bool, Vector | None]:
-        """Whether ``cached`` covers ``query``, and the question's embedding if it was needed.
+    async def _judge(self, cached: _CachedContext, query: str, params: _Params) -> _Judgement:
+        """Whether ``cached`` covers ``query`` (see docs/freshness.md, "Covering a question").
 
-        Covered: the same question; or the context holds every document the question names by
-        identifier (SKU) and its best passage scores at least ``cover_min_score`` against the question.
-        A context whose passages carry no embedding, or a failing embedder, cannot be judged:
-        the context is reused, as before this check.
+        Covered: the same question; or a context that holds every document the question names
+        by identifier (SKU), whose best passage scores at most ``cover_margin`` below the best
+        passage a retrieval for the question finds now. Relative, because short follow-ups
+        ("and in blue?") match even their own answer weakly: an absolute threshold that
+        refreshes topic shifts would refresh most follow-ups too (bench.context_coverage).
+        That retrieval's passages are what an extension merges in: nothing is searched twice.
+        A failing store or embedder, or passages without embeddings, cannot be judged: the
+        context is reused, as before this check.
         """
-        if query == cached.query or self._settings.cover_min_score <= -1:
-            return True, None
+        if query == cached.query or self._settings.cover_margin >= MAX_COVER_MARGIN:
+            return _Judgement(covered=True)
         # A question naming a product by SKU is about that product, however alike it reads.
         named = self._retriever.named_documents(query)
         if named and not set(named) <= {p.doc_id for p in cached.passages}:
-            return False, None
+            return _Judgement(covered=False)
         vectors = [p.vector for p in cached.passages]
         if not any(v is not None for v in vectors):
-            return True, None
+            return _Judgement(covered=True)
         self._stats.cover_checks += 1
+        self._stats.retrievals += 1
         try:
             vector = await self._retriever.embed(query)
+            found = await self._retriever.retrieve(
+                query, top_k=params.top_k, filters=params.filter_mapping(), vector=vector
+            )
         except RETRIEVAL_FAILURES:
-            return True, None
-        best = max(cosine_similarities(vector, vectors))
-        return best >= self._settings.cover_min_score, vector
+            self._stats.retrieval_failures += 1
+            return _Judgement(covered=True)
+        if not found:  # nothing in the catalog for it: the conversation keeps its context
+            return _Judgement(covered=True)
+        held = max(cosine_similarities(vector, vectors))
+        best = max(p.score for p in found)
+        return _Judgement(held >= best - self._settings.cover_margin, vector, found)
 
     def _params(self, top_k: int | None, filters: Mapping[str, MetadataValue] | None) -> _Params:
         k = self._retriever.default_top_k if top_k is None else top_k
@@ -312,19 +341,24 @@ class ContextService:
         params: _Params,
         version: int | None,
         extending: _CachedContext | None = None,
-        vector: Vector | None = None,
+        judged: _Judgement | None = None,
     ) -> _CachedContext | None:
         """One retrieval; stores the result (merged into ``extending``, the fresh context that
-        did not cover ``query``). None: nothing passed the relevance threshold."""
-        self._stats.retrievals += 1
-        try:
-            passages = await self._retriever.retrieve(
-                query, top_k=params.top_k, filters=params.filter_mapping(), vector=vector
-            )
-        except RETRIEVAL_FAILURES as error:
-            self._stats.retrieval_failures += 1
-            self._recent_failures[context_id] = error.code
-            raise
+        did not cover ``query``, with the passages ``judged`` found already if it did retrieve).
+        None: nothing passed the relevance threshold."""
+        vector = judged.vector if judged is not None else None
+        if judged is not None and judged.found is not None:
+            passages = judged.found
+        else:
+            self._stats.retrievals += 1
+            try:
+                passages = await self._retriever.retrieve(
+                    query, top_k=params.top_k, filters=params.filter_mapping(), vector=vector
+                )
+            except RETRIEVAL_FAILURES as error:
+                self._stats.retrieval_failures += 1
+                self._recent_failures[context_id] = error.code
+                raise
         if not passages:
             # Not cached: the conversation's next question may well find something.
             return None

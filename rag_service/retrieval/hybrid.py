@@ -28,7 +28,6 @@ import numpy as np
 
 from rag_service.ports import (
     CatalogRecord,
-    CatalogRecords,
     CatalogStore,
     LexicalIndex,
     MetadataValue,
@@ -109,11 +108,12 @@ class HybridSearch:
     """Exact identifiers, then dense and lexical rankings fused by reciprocal rank."""
 
     def __init__(
-        self, store: CatalogRecords, snapshots: CatalogSnapshots, settings: RetrievalSettings
+        self, store: CatalogStore, snapshots: CatalogSnapshots, settings: RetrievalSettings
     ) -> None:
         self._store = store
         self._snapshots = snapshots
         self._settings = settings
+        self._dense_only = DenseSearch(store, settings)
 
     def prepare(self) -> None:
         catalog = self._store.live_catalog()
@@ -135,7 +135,14 @@ class HybridSearch:
         catalog = self._store.live_catalog()
         if catalog.version == 0:
             return []
-        snapshot = self._snapshots.current(catalog)
+        snapshot = self._snapshots.unless_loading(catalog)
+        if snapshot is None and self._snapshots.latest is None:
+            # Another thread is loading the first catalog version of this process (seconds for
+            # a large catalog): answer from the vector search alone rather than wait.
+            self._snapshots.stats.dense_only_answers += 1
+            return self._dense_only.find(query, vector, top_k=top_k, filters=filters)
+        if snapshot is None:  # following a new version by its changes: milliseconds
+            snapshot = self._snapshots.current(catalog)
         wanted = dict(filters or {})
         candidates = max(self._settings.candidates, top_k)
         exact = [

@@ -28,6 +28,10 @@ MAX_DOCUMENTS = 3
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _JOINED = re.compile(r"[A-Za-z0-9]+(?:[-_./][A-Za-z0-9]+)*")
+# A whole joined word (not a part after a separator) with at least one digit.
+_JOINED_WITH_DIGIT = re.compile(
+    r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[-_./])*[A-Za-z0-9]*[0-9][A-Za-z0-9]*(?:[-_./][A-Za-z0-9]+)*"
+)
 # What may sit between the parts of an identifier typed in a question.
 _QUERY_SEPARATOR = re.compile(r"[-_./ ]{1,2}")
 
@@ -48,7 +52,9 @@ def is_identifier(normalised: str) -> bool:
 def identifiers_in(text: str) -> set[str]:
     """The normalised identifiers written in a passage (words joined without spaces)."""
     found = set()
-    for match in _JOINED.finditer(text):
+    # Only joined words holding a digit are candidates: the regex engine skips the rest, which
+    # matters because a catalog load looks at every word of every passage.
+    for match in _JOINED_WITH_DIGIT.finditer(text):
         normalised = normalise(match.group())
         if is_identifier(normalised):
             found.add(normalised)

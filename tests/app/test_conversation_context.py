@@ -3,24 +3,10 @@ and one on another topic or another SKU extends it, through the real app and Chr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.app.conftest import Service, app_settings, running_service
+from tests.app.conftest import Service
 from tests.app.test_app import ask
-
-
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    # The hashing fake embedder's similarities count shared words; 0.3 separates a follow-up
-    # from another topic for it as the default 0.5 does for the real model (docs/freshness.md).
-    settings = app_settings(tmp_path)
-    settings.freshness.cover_min_score = 0.3
-    async with running_service(settings) as running:
-        yield running
 
 
 def context_of(events: list[Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.errors import InvalidInput
 from rag_service.ports import ContextResolver, ContextState
-from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.retrieval import ContextService, Retriever, passage_finder
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock
@@ -58,7 +58,7 @@ async def test_fresh_hit_neither_embeds_nor_searches(
     assert (stats.hits, stats.misses, stats.refreshes, stats.retrievals) == (1, 1, 1, 1)
 
 
-async def test_a_covered_follow_up_embeds_but_does_not_search(
+async def test_a_covered_follow_up_keeps_the_context(
     service: ContextService,
     embedder: HashingEmbedder,
     store: InMemoryPassageSearch,
@@ -71,9 +71,48 @@ async def test_a_covered_follow_up_embeds_but_does_not_search(
 
     assert (follow_up.state, follow_up.extended) == (ContextState.fresh, False)
     assert follow_up.passages == first.passages
-    assert (embedder.calls, store.search_calls) == (2, 1)  # one embedding judged the cover
+    assert follow_up.age_s == pytest.approx(120)  # the context was kept, not retrieved again
+    # Judging it took one embedding and one search: the best the catalog has for the question.
+    assert (embedder.calls, store.search_calls) == (2, 2)
     stats = service.stats()
-    assert (stats.hits, stats.cover_checks, stats.extended, stats.retrievals) == (1, 1, 0, 1)
+    assert (stats.hits, stats.cover_checks, stats.extended, stats.retrievals) == (1, 1, 0, 2)
+
+
+async def test_a_topic_shift_is_extended_with_the_passages_the_judgement_found(
+    service: ContextService, embedder: HashingEmbedder, store: InMemoryPassageSearch
+) -> None:
+    first = await service.resolve("c1", TENT_QUESTION)
+
+    shifted = await service.resolve("c1", BOOTS_QUESTION)
+
+    assert (shifted.state, shifted.extended) == (ContextState.refreshed, True)
+    assert doc_ids(shifted.passages)[0] == "BOT-00003"  # retrieved for the question: first
+    assert set(doc_ids(first.passages)) <= set(doc_ids(shifted.passages))  # the earlier kept
+    assert (embedder.calls, store.search_calls) == (2, 2)  # nothing searched twice
+    assert service.stats().extended == 1
+
+
+async def test_a_margin_of_two_reuses_a_fresh_context_for_anything(
+    make_service: ServiceFactory, embedder: HashingEmbedder
+) -> None:
+    service = await make_service(settings=FreshnessSettings(cover_margin=2))
+    first = await service.resolve("c1", TENT_QUESTION)
+
+    other = await service.resolve("c1", BOOTS_QUESTION)
+
+    assert (other.state, other.passages) == (ContextState.fresh, first.passages)
+    assert embedder.calls == 1
+
+
+async def test_a_failing_store_while_judging_keeps_the_context(
+    service: ContextService, store: InMemoryPassageSearch
+) -> None:
+    first = await service.resolve("c1", TENT_QUESTION)
+    store.fail_search = True
+
+    other = await service.resolve("c1", BOOTS_QUESTION)
+
+    assert (other.state, other.passages) == (ContextState.fresh, first.passages)
 
 
 async def test_still_fresh_just_before_the_ttl(service: ContextService, clock: ManualClock) -> None:

@@ -69,6 +69,9 @@ def test_words_and_sizes_are_not_identifier_candidates() -> None:
     spans = [c.normalised for c in identifiers_in_query("size EU 42 in the blue one")]
 
     assert "EU42" in spans  # a candidate; only the catalog's table makes it a match
-    assert IdentifierTable.build([("BOT-00012", {"BOT00012"})]).exact_documents(
-        "size EU 42 in the blue one"
-    ) == []
+    assert (
+        IdentifierTable.build([("BOT-00012", {"BOT00012"})]).exact_documents(
+            "size EU 42 in the blue one"
+        )
+        == []
+    )

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from rag_service.errors import EmbedderUnavailable, InvalidInput, VectorStoreUnavailable
-from rag_service.ports import CatalogInfo, Embedder, MetadataValue, Passage, Vector
-from rag_service.ports import PassageSearch
+from rag_service.ports import CatalogInfo, Embedder, MetadataValue, Passage, PassageSearch, Vector
 from rag_service.retrieval import DenseSearch, Retriever
 from rag_service.settings import RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
