@@ -191,13 +191,14 @@ class FreshnessSettings(BaseModel):
         description="How often the live catalog version is re-read in the background: a "
         "re-ingest by another process is noticed within this (one through this process at once).",
     )
-    cover_min_score: float = Field(
-        0.5,
-        ge=-1,
-        le=1,
-        description="A fresh context is reused for a new question only while its best passage "
-        "scores at least this against it (cosine similarity); below, the service retrieves for "
-        "the question and extends the context. -1: reuse while fresh, whatever is asked.",
+    cover_margin: float = Field(
+        0.25,
+        ge=0,
+        le=2,
+        description="A fresh context is reused for a new question while its best passage "
+        "scores at most this much below the best passage a retrieval for the question finds "
+        "(cosine similarity); else it is extended with that retrieval. 0.25 is measured for the "
+        "default embedding model (docs/freshness.md); 2: reuse while fresh, whatever is asked.",
     )
     max_passages: int = Field(
         10,
