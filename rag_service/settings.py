@@ -215,7 +215,11 @@ class RetrievalSettings(BaseModel):
         0.2, ge=-1, le=1, description="Relevance threshold (cosine similarity)."
     )
     context_char_budget: int = Field(
-        6000, ge=200, description="Characters of context in the prompt."
+        1500,
+        ge=200,
+        description="Characters of context in the prompt, passages most relevant first. The "
+        "default suits the bundled 2,048-token SmolLM2-135M (one or two passages; more makes it "
+        "copy wrong figures); give a hosted model with a large window more, e.g. 12000.",
     )
     timeout_s: float = Field(5.0, gt=0, description="Time limit for embedding + search.")
     mode: Literal["hybrid", "dense"] = Field(
@@ -434,6 +438,18 @@ class RedisSettings(BaseModel):
         return url
 
 
+class AnswerSettings(BaseModel):
+    """How answers are generated beyond the upstream's own parameters."""
+
+    repetition_min_chars: int = Field(
+        80,
+        ge=0,
+        description="An answer whose text starts to copy this many characters of its earlier "
+        'text verbatim ends there (done, finish_reason "repetition"; the copy is not sent) and '
+        "its upstream request is cancelled: small models loop. 0: off.",
+    )
+
+
 class Settings(BaseSettings):
     """All of rag_service's configuration; build one with ``Settings()`` to read the environment."""
 
@@ -456,6 +472,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: KeyLimitSettings = Field(default_factory=KeyLimitSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     fallback_context_file: Path = Field(
         Path("data/fallback_context.md"),

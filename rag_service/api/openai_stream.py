@@ -9,8 +9,8 @@ stream does, and ``ChunkEncoder`` writes them as OpenAI chunks, so an OpenAI-sty
     meta           first chunk: delta {"role": "assistant", "content": ""} + extra "rag" field
     delta          chunk with delta {"content": text}
     retry/resumed  an SSE comment line (OpenAI chunks cannot express them)
-    done           chunk with finish_reason, a usage chunk (stream_options.include_usage),
-                   then ``data: [DONE]``
+    done           chunk with finish_reason ("repetition" reads "stop"), a usage chunk
+                   (stream_options.include_usage), then ``data: [DONE]``
     error          ``data: {"error": {...}}``, then the stream ends (what OpenAI does)
 
 Every ``data:`` event carries ``id: <stream_id>:<seq>`` of the native event it came from.
@@ -46,6 +46,10 @@ from rag_service.streaming.sse_response import BATCH_EVENTS
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+# The service's own reasons, in OpenAI's words. "repetition": the answer was ended where it began
+# to repeat an earlier block (rag_service.streaming.repetition). What came before is a whole
+# answer, so "stop"; "length" would tell a client that asking for more could help.
+FINISH_REASON_ALIASES = {"repetition": "stop"}
 # Where a content chunk's text goes: JSON escapes every quote inside a string, so these bytes
 # occur once in a chunk, as the delta itself, whatever the model name.
 _EMPTY_CONTENT = b'"delta":{"content":""}'
@@ -164,8 +168,12 @@ def rag_field(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_reason(value: object) -> str:
-    """OpenAI's finish reasons are a closed set; anything else (or none) reads as ``stop``."""
-    return value if isinstance(value, str) and value in FINISH_REASONS else "stop"
+    """OpenAI's finish reasons are a closed set: the service's own are translated
+    (``FINISH_REASON_ALIASES``), anything else (or none) reads as ``stop``."""
+    if not isinstance(value, str):
+        return "stop"
+    value = FINISH_REASON_ALIASES.get(value, value)
+    return value if value in FINISH_REASONS else "stop"
 
 
 @dataclass

@@ -30,7 +30,8 @@ from rag_service.ports import (
     ResolvedContext,
 )
 from rag_service.settings import Settings
-from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.registry import Generation, StreamRegistry
+from rag_service.streaming.repetition import answer_without_loops
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import to_json
 from rag_service.upstream_events import ChatMessage, ChatRequest
@@ -154,11 +155,21 @@ async def start_answer(
     )
     try:
         session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
-        deps.registry.start(session, functools.partial(deps.upstream.answer, chat_request))
+        deps.registry.start(session, _generation(deps, chat_request))
     except BaseException:
         deps.registry.abandon(session)  # no response will ever detach its reader
         raise
     return session
+
+
+def _generation(deps: StreamDeps, chat_request: ChatRequest) -> Generation:
+    """The upstream's answer, through the repetition stop unless it is off."""
+    min_chars = deps.settings.answer.repetition_min_chars
+    if not min_chars:
+        return functools.partial(deps.upstream.answer, chat_request)
+    return functools.partial(
+        answer_without_loops, deps.upstream, chat_request, min_chars, deps.registry.now
+    )
 
 
 async def _admit(deps: StreamDeps, principal: str | None) -> StreamSlot | None:

@@ -1,0 +1,260 @@
+"""Stopping an answer that has started to repeat itself verbatim.
+
+Small models fall into loops: with the bundled SmolLM2-135M a demo answer repeated one paragraph
+four times and then ran into ``max_tokens`` mid-word. Sampling penalties make loops rarer but are
+upstream-specific (llama.cpp counts only the last 64 tokens) and cannot be relied on, so this is
+the model-agnostic safety net: it watches the answer's text as it streams, and when the text
+starts to copy an earlier block of ``min_chars`` characters or more, the answer ends there.
+
+``RepeatedBlockDetector`` decides, per delta, how much of the text is safe to pass on. Text that
+copies earlier text is held back while the copy is shorter than ``min_chars``: once it diverges
+it is released (an ordinary repeated phrase, slightly delayed); once it reaches ``min_chars`` it
+is a repeated block and is dropped. Cost: one ``str.find`` over the recent text per delta.
+
+``RepetitionGuard`` is an ``EventSink`` between the upstream and the stream session: it forwards
+items, passes text through the detector, and at a repeated block ends the answer with
+``Completed(finish_reason="repetition")`` and asks its owner to stop the upstream. Concatenated,
+the deltas it forwards are the upstream's text up to the repeated block, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from rag_service.ports import ChatUpstream
+from rag_service.upstream_events import (
+    ChatRequest,
+    Completed,
+    EventSink,
+    Failed,
+    RetryNotice,
+    TextDelta,
+    Timings,
+    UpstreamEvent,
+)
+
+REPETITION = "repetition"  # the ``finish_reason`` of an answer stopped here
+# Copies are looked for this far back only: loops repeat their recent text, and a bounded
+# search keeps the cost per delta flat however long the answer grows.
+DEFAULT_WINDOW_CHARS = 4000
+# A copy is held from this length on; shorter copies (" the return") are everywhere in ordinary
+# text, and at most this many characters less one of a repeated block reach the client.
+DEFAULT_HOLD_CHARS = 10
+
+
+class RepeatedBlockDetector:
+    """Finds the point where a text starts to copy ``min_chars`` or more of its earlier text.
+
+    Per delta, the last ``hold_chars`` characters are looked up in the text before them (one
+    ``str.find`` over the recent text). No match: the delta goes out whole, as it came. A match:
+    the longest tail of the text that also occurs earlier is found (a binary search: a tail's
+    own tails match too), and from then on the text is held while that tail keeps matching. A
+    held copy that diverges goes out as one delta (an ordinary repeated phrase, slightly
+    delayed); one that reaches ``min_chars`` is a repeated block and is dropped. At most
+    ``hold_chars - 1`` characters of a copy can go out before it is held (they went out while
+    the copy was still too short to tell from an ordinary phrase); deltas are never split in
+    ordinary text, and the first text of an answer is never delayed.
+    """
+
+    __slots__ = (
+        "_base",
+        "_copy_from",
+        "_emitted",
+        "_hold",
+        "_min_chars",
+        "_text",
+        "_window",
+        "repeated",
+    )
+
+    def __init__(
+        self,
+        min_chars: int,
+        *,
+        hold_chars: int = DEFAULT_HOLD_CHARS,
+        window_chars: int = DEFAULT_WINDOW_CHARS,
+    ) -> None:
+        if min_chars < 1:
+            raise ValueError("min_chars must be at least 1")
+        self._min_chars = min_chars
+        self._hold = max(1, min(hold_chars, min_chars))
+        self._window = max(window_chars, 2 * min_chars)
+        self._text = ""  # the recent text; _base is the answer position of its first char
+        self._base = 0
+        self._emitted = 0  # answer positions before this were passed on
+        self._copy_from: int | None = None  # where the held copy of earlier text starts
+        self.repeated = False
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to pass on now ("" while the new text is held).
+
+        After a repeated block was found (``repeated``) nothing more is ever passed on.
+        """
+        if self.repeated or not piece:
+            return ""
+        self._text += piece
+        end = self._base + len(self._text)
+        copy_from = self._copy_from
+        if copy_from is not None and not self._occurs_earlier(copy_from):
+            copy_from = None  # the copy diverged
+        if copy_from is None and self._occurs_earlier(end - self._hold):
+            copy_from = self._longest_matching_tail(end - self._hold)
+        self._copy_from = copy_from
+        if copy_from is None:
+            out = self._slice(self._emitted, end)
+            self._emitted = end
+        elif end - copy_from >= self._min_chars:
+            self.repeated = True
+            out = self._slice(self._emitted, copy_from)
+            self._emitted = max(self._emitted, copy_from)
+        else:
+            out = ""  # held: may yet become a repeated block
+        self._forget_old()
+        return out
+
+    def flush(self) -> str:
+        """Whatever is held, at the answer's normal end: a copy too short to be a block."""
+        if self.repeated:
+            return ""
+        end = self._base + len(self._text)
+        out = self._slice(self._emitted, end)
+        self._emitted = end
+        self._copy_from = None
+        return out
+
+    def _longest_matching_tail(self, matching: int) -> int:
+        """The start of the longest tail that occurs earlier; the one from ``matching`` does."""
+        low, high = self._base - 1, matching  # the tail from ``low`` is not looked for
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._occurs_earlier(middle):
+                high = middle
+            else:
+                low = middle
+        return high
+
+    def _occurs_earlier(self, start: int) -> bool:
+        """Does the text from ``start`` to its end occur starting before ``start``?"""
+        local = start - self._base
+        text = self._text
+        if local < 0 or local >= len(text):
+            return False  # longer than what is kept, or empty: not looked for
+        # An occurrence that ends before the last character starts before ``start``.
+        return text.find(text[local:], 0, len(text) - 1) != -1
+
+    def _slice(self, start: int, end: int) -> str:
+        return self._text[start - self._base : end - self._base] if end > start else ""
+
+    def _forget_old(self) -> None:
+        """Keep the search window (and whatever is still held) only."""
+        excess = len(self._text) - 2 * self._window
+        if excess <= 0:
+            return
+        keep_from = min(self._base + excess, self._emitted)
+        if self._copy_from is not None:
+            keep_from = min(keep_from, self._copy_from)
+        drop = keep_from - self._base
+        if drop > 0:
+            self._text = self._text[drop:]
+            self._base = keep_from
+
+
+class RepetitionGuard:
+    """An ``EventSink`` that ends an answer at its first repeated block (see the module doc).
+
+    ``stop_upstream`` is called once, synchronously, when the block is found: the owner cancels
+    the upstream request (further items are ignored). ``clock`` (seconds) times the ``done``.
+    """
+
+    __slots__ = (
+        "_attempts",
+        "_clock",
+        "_detector",
+        "_first_text_at",
+        "_sink",
+        "_started_at",
+        "_stop_upstream",
+        "stopped",
+    )
+
+    def __init__(
+        self,
+        sink: EventSink,
+        *,
+        min_chars: int,
+        stop_upstream: Callable[[], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._sink = sink
+        self._detector = RepeatedBlockDetector(min_chars)
+        self._stop_upstream = stop_upstream
+        self._clock = clock
+        self._started_at = clock()
+        self._first_text_at: float | None = None
+        self._attempts = 1
+        self.stopped = False
+
+    def __call__(self, item: UpstreamEvent) -> None:
+        if self.stopped:
+            return
+        if type(item) is TextDelta:
+            if self._first_text_at is None:
+                self._first_text_at = self._clock()
+            safe = self._detector.feed(item.text)
+            if safe:
+                self._sink(TextDelta(safe) if safe != item.text else item)
+            if self._detector.repeated:
+                self._stop()
+            return
+        if isinstance(item, Completed | Failed):
+            held = self._detector.flush()
+            if held:
+                self._sink(TextDelta(held))
+        elif isinstance(item, RetryNotice):
+            self._attempts = max(self._attempts, item.attempt)
+        self._sink(item)
+
+    def _stop(self) -> None:
+        self.stopped = True
+        now = self._clock()
+        ttft = self._first_text_at
+        self._sink(
+            Completed(
+                finish_reason=REPETITION,
+                usage=None,  # the upstream reports usage at its end, which never comes
+                timings=Timings(
+                    ttft_ms=None if ttft is None else (ttft - self._started_at) * 1000,
+                    total_ms=(now - self._started_at) * 1000,
+                ),
+                attempts=self._attempts,
+            )
+        )
+        self._stop_upstream()
+
+
+async def answer_without_loops(
+    upstream: ChatUpstream,
+    request: ChatRequest,
+    min_chars: int,
+    clock: Callable[[], float],
+    sink: EventSink,
+) -> None:
+    """``upstream.answer(request, sink)`` through a ``RepetitionGuard``.
+
+    At a repeated block the guard has already ended the answer (``done`` with finish_reason
+    ``repetition``); the upstream request is then cancelled through a timeout rescheduled to
+    now, asyncio's public way to cancel an awaited call from a callback while a cancellation
+    from elsewhere (the client's stop, the grace period, shutdown) still propagates as such.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.timeout(None)
+    guard = RepetitionGuard(
+        sink, min_chars=min_chars, stop_upstream=lambda: stop.reschedule(loop.time()), clock=clock
+    )
+    try:
+        async with stop:
+            await upstream.answer(request, guard)
+    except TimeoutError:
+        if not (guard.stopped and stop.expired()):
+            raise
