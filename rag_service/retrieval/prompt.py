@@ -1,8 +1,12 @@
 """Prompt assembly: instructions, delimited catalog context, recent turns, then the question.
 
 The default model is small (SmolLM2-135M, 2048-token window, 256 answer tokens), so everything
-here is bounded: the instructions are a few sentences, the context has a character budget, the
-history keeps only the most recent turns that fit. Message layout:
+here is bounded: the instructions are a few sentences, the context has a character budget
+(``retrieval.context_char_budget``), the history keeps only the most recent turns that fit.
+Passages go in the retriever's order, most relevant first, so a small budget keeps the best. A
+135M model answers a one-fact question best from one or two passages: more context, even
+relevant, makes it copy the wrong figure or loop (docs/benchmarks.md, "Small-model answers").
+Message layout:
 
     system:  instructions + <context> [source: ID] Title / text ... </context>
     (earlier user/assistant turns, oldest first)
@@ -199,7 +203,8 @@ def system_key(context: ResolvedContext, char_budget: int) -> Hashable:
 
 
 def context_block(context: ResolvedContext, char_budget: int) -> str:
-    """The text between the delimiters: passages best first, never longer than the budget."""
+    """The text between the delimiters: passages most relevant first (the retriever's order),
+    never longer than the budget."""
     if context.state is ContextState.fallback or not context.passages:
         return _truncate(_neutralise(context.fallback_text or ""), char_budget)
     return _SEPARATOR.join(block for _, block in _fitting_blocks(context.passages, char_budget))
@@ -213,10 +218,15 @@ def prompt_passages(context: ResolvedContext, char_budget: int) -> tuple[Passage
 
 
 def _fitting_blocks(passages: Sequence[Passage], char_budget: int) -> list[tuple[Passage, str]]:
-    """Whole passage blocks, best first, while they fit; only the best one may be cut."""
+    """Whole passage blocks in the given order while they fit; only the first may be cut.
+
+    The order is the retriever's ranking (an exact identifier match first, then fused rank),
+    which scores do not always reflect: fused and lexical scores are not comparable with dense
+    ones, so they are never re-sorted here.
+    """
     chosen: list[tuple[Passage, str]] = []
     used = 0
-    for passage in sorted(passages, key=lambda p: p.score, reverse=True):
+    for passage in passages:
         gap = len(_SEPARATOR) if chosen else 0
         block = _passage_block(passage)
         if used + gap + len(block) <= char_budget:
@@ -224,7 +234,7 @@ def _fitting_blocks(passages: Sequence[Passage], char_budget: int) -> list[tuple
             used += gap + len(block)
             continue
         if not chosen:
-            # A part of the best passage beats an empty context.
+            # A part of the most relevant passage beats an empty context.
             truncated = _passage_block(passage, char_budget)
             if truncated:
                 chosen.append((passage, truncated))

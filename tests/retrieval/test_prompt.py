@@ -72,12 +72,23 @@ def test_instructions_say_context_only_and_admit_not_knowing() -> None:
 
 
 def test_most_relevant_first_with_source_ids_and_titles() -> None:
-    request = build_chat_request(context(FAMILY, TENT), QUESTION, [], char_budget=1000)
+    request = build_chat_request(context(TENT, FAMILY), QUESTION, [], char_budget=1000)
 
     assert inner(request.messages[0].content) == (
         "[source: TNT-00017] Trail tent\nThe trail tent is waterproof to 3000 mm.\n\n"
         "[source: TNT-00018] Family tent\nThe family tent is waterproof to 2000 mm."
     )
+
+
+def test_the_retrievers_order_is_kept_whatever_the_scores() -> None:
+    """An exact identifier match ranks first with a fused score below a dense one's."""
+    exact = passage("K-7416-F", 0.03, "The K-7416-F stove weighs 410 g.", "Stove")
+
+    request = build_chat_request(context(exact, TENT), QUESTION, [], char_budget=1000)
+    budget = len("[source: K-7416-F] Stove\nThe K-7416-F stove weighs 410 g.") + 10
+
+    assert inner(request.messages[0].content).startswith("[source: K-7416-F] Stove\n")
+    assert prompt_passages(context(exact, TENT), budget) == (exact,)
 
 
 def test_whole_passages_while_they_fit() -> None:
@@ -232,6 +243,6 @@ def test_question_repeated_at_the_end_of_history_is_not_doubled() -> None:
 def test_prompt_passages_are_the_ones_in_the_prompt() -> None:
     budget = len("[source: TNT-00017] Trail tent\nThe trail tent is waterproof to 3000 mm.") + 10
 
-    assert prompt_passages(context(FAMILY, TENT), budget) == (TENT,)
-    assert prompt_passages(context(FAMILY, TENT), 1000) == (TENT, FAMILY)
+    assert prompt_passages(context(TENT, FAMILY), budget) == (TENT,)
+    assert prompt_passages(context(FAMILY, TENT), 1000) == (FAMILY, TENT)
     assert prompt_passages(fallback(), 1000) == ()

@@ -122,7 +122,7 @@ def test_other_passages_never_get_an_older_message() -> None:
     builder = ChatRequestBuilder()
     old = builder(context(), QUESTION, [], char_budget=BUDGET)
     edited = (replace(PASSAGES[0], text="Now waterproof to 5000 mm."), *PASSAGES[1:])
-    reordered = (replace(PASSAGES[0], score=0.1), *PASSAGES[1:])
+    reordered = (*PASSAGES[1:], PASSAGES[0])
 
     new_text = builder(context(edited), QUESTION, [], char_budget=BUDGET)
     new_order = builder(context(reordered), QUESTION, [], char_budget=BUDGET)
