@@ -15,6 +15,7 @@ from rag_service.upstream_events import ChatRequest, EventSink
 
 MetadataValue = str | int | float | bool
 Vector = list[float]
+Filters = Mapping[str, MetadataValue] | None  # metadata equality filters; None: no filter
 
 
 class Embedder(Protocol):
@@ -137,17 +138,15 @@ class CatalogRecords(Protocol):
         ...
 
     def nearest(
-        self,
-        catalog: CatalogRef,
-        vector: Vector,
-        *,
-        n: int,
-        filters: Mapping[str, MetadataValue] | None = None,
-        any_version: bool = False,
+        self, catalog: CatalogRef, vector: Vector, n: int, filters: Filters = None
     ) -> list[str]:
-        """Ids of the ``n`` records nearest to ``vector``, nearest first: of ``catalog``'s
-        version, or (``any_version``, no ``filters``; cheaper) of every version its
-        generation still holds, for a caller that knows which ids are visible."""
+        """Ids of the ``n`` records of ``catalog``'s version nearest to ``vector``, nearest
+        first."""
+        ...
+
+    def nearest_any_version(self, catalog: CatalogRef, vector: Vector, n: int) -> list[str]:
+        """As ``nearest`` over every version ``catalog``'s generation still holds (cheaper): for
+        a caller that knows which ids are visible."""
         ...
 
     def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:

@@ -34,6 +34,7 @@ from rag_service.ports import (
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
+    Filters,
     MetadataValue,
     Passage,
     Vector,
@@ -177,20 +178,17 @@ class ChromaStore:
         )
 
     def nearest(
-        self,
-        catalog: CatalogRef,
-        vector: Vector,
-        *,
-        n: int,
-        filters: Mapping[str, MetadataValue] | None = None,
-        any_version: bool = False,
+        self, catalog: CatalogRef, vector: Vector, n: int, filters: Filters = None
     ) -> list[str]:
         if catalog.version == 0 or catalog.generation is None:
             return []
-        if any_version and filters:
-            raise ValueError("any_version searches take no filters")
-        where = None if any_version else _visible_at(catalog.version, filters)
+        where = _visible_at(catalog.version, filters)
         return self.records(catalog.generation).nearest_ids(vector, n=n, where=where)
+
+    def nearest_any_version(self, catalog: CatalogRef, vector: Vector, n: int) -> list[str]:
+        if catalog.generation is None:
+            return []
+        return self.records(catalog.generation).nearest_ids(vector, n=n, where=None)
 
     def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
         if catalog.generation is None or not record_ids:

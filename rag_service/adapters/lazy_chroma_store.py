@@ -16,6 +16,7 @@ from rag_service.ports import (
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
+    Filters,
     MetadataValue,
     Passage,
     Vector,
@@ -65,15 +66,12 @@ class LazyChromaStore:
         return self._get().changes_to(catalog)
 
     def nearest(
-        self,
-        catalog: CatalogRef,
-        vector: Vector,
-        *,
-        n: int,
-        filters: Mapping[str, MetadataValue] | None = None,
-        any_version: bool = False,
+        self, catalog: CatalogRef, vector: Vector, n: int, filters: Filters = None
     ) -> list[str]:
-        return self._get().nearest(catalog, vector, n=n, filters=filters, any_version=any_version)
+        return self._get().nearest(catalog, vector, n, filters)
+
+    def nearest_any_version(self, catalog: CatalogRef, vector: Vector, n: int) -> list[str]:
+        return self._get().nearest_any_version(catalog, vector, n)
 
     def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
         return self._get().vectors(catalog, record_ids)

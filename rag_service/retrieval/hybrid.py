@@ -29,6 +29,7 @@ import numpy as np
 from rag_service.ports import (
     CatalogRecord,
     CatalogStore,
+    Filters,
     LexicalIndex,
     MetadataValue,
     Passage,
@@ -45,14 +46,7 @@ FILTERED_LEXICAL_FACTOR = 5
 class PassageFinder(Protocol):
     """Finds the passages for one question (blocking: the retriever runs it in a thread)."""
 
-    def find(
-        self,
-        query: str,
-        vector: Vector,
-        *,
-        top_k: int,
-        filters: Mapping[str, MetadataValue] | None,
-    ) -> list[Passage]:
+    def find(self, query: str, vector: Vector, *, top_k: int, filters: Filters) -> list[Passage]:
         """Relevant passages, best first, at most ``top_k``."""
         ...
 
@@ -84,14 +78,7 @@ class DenseSearch:
         self._search = search
         self._settings = settings
 
-    def find(
-        self,
-        query: str,
-        vector: Vector,
-        *,
-        top_k: int,
-        filters: Mapping[str, MetadataValue] | None,
-    ) -> list[Passage]:
+    def find(self, query: str, vector: Vector, *, top_k: int, filters: Filters) -> list[Passage]:
         found = self._search.search(vector, top_k=top_k, filters=filters)
         relevant = [p for p in found if p.score >= self._settings.min_score]
         relevant.sort(key=lambda p: p.score, reverse=True)
@@ -124,14 +111,7 @@ class HybridSearch:
         snapshot = self._snapshots.latest
         return snapshot.identifiers.exact_documents(query) if snapshot is not None else []
 
-    def find(
-        self,
-        query: str,
-        vector: Vector,
-        *,
-        top_k: int,
-        filters: Mapping[str, MetadataValue] | None,
-    ) -> list[Passage]:
+    def find(self, query: str, vector: Vector, *, top_k: int, filters: Filters) -> list[Passage]:
         catalog = self._store.live_catalog()
         if catalog.version == 0:
             return []
@@ -184,12 +164,12 @@ class HybridSearch:
     ) -> list[str]:
         catalog = snapshot.catalog
         if not filters:
-            nearest = self._store.nearest(catalog, vector, n=2 * candidates, any_version=True)
+            nearest = self._store.nearest_any_version(catalog, vector, 2 * candidates)
             visible = [record_id for record_id in nearest if record_id in snapshot.records]
             # Complete when enough are visible, or when the collection holds no more records.
             if len(visible) >= candidates or len(nearest) < 2 * candidates:
                 return visible[:candidates]
-        found = self._store.nearest(catalog, vector, n=candidates, filters=filters or None)
+        found = self._store.nearest(catalog, vector, candidates, filters or None)
         return [record_id for record_id in found if record_id in snapshot.records]
 
 

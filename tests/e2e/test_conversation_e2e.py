@@ -4,6 +4,7 @@ SKU in another spelling finds its product first."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,35 +35,34 @@ def sources(meta: dict[str, Any]) -> list[str]:
     return [source["id"] for source in meta["sources"]]
 
 
+@pytest.fixture
+async def url(
+    llm_url: str,
+    sample_store: ChromaSettings,
+    embedder: SentenceTransformerEmbedder,
+    tmp_path: Path,
+) -> AsyncIterator[str]:
+    async with running_service(e2e_settings(sample_store, llm_url), embedder, tmp_path) as base:
+        yield base
+
+
 async def test_a_conversation_keeps_its_context_for_a_follow_up_and_extends_it_for_a_new_topic(
-    llm_url: str,
-    sample_store: ChromaSettings,
-    embedder: SentenceTransformerEmbedder,
-    tmp_path: Path,
+    url: str,
 ) -> None:
-    settings = e2e_settings(sample_store, llm_url)
-    async with running_service(settings, embedder, tmp_path) as url:
-        first = await context_for(url, "chat", "What warranty do I get?")
-        assert any(s.startswith("policies/warranty.md") for s in sources(first)), first
+    first = await context_for(url, "chat", "What warranty do I get?")
+    assert any(s.startswith("policies/warranty.md") for s in sources(first)), first
 
-        follow_up = await context_for(url, "chat", "what isn't covered?")
-        assert (follow_up["state"], follow_up["extended"]) == ("fresh", False)
-        assert "policies/warranty.md#what-is-not-covered" in sources(follow_up)
+    follow_up = await context_for(url, "chat", "what isn't covered?")
+    assert (follow_up["state"], follow_up["extended"]) == ("fresh", False)
+    assert "policies/warranty.md#what-is-not-covered" in sources(follow_up)
 
-        shifted = await context_for(url, "chat", "Do you ship to Austria?")
-        assert (shifted["state"], shifted["extended"]) == ("refreshed", True)
-        assert "policies/shipping.md#delivery-to-other-countries" in sources(shifted), shifted
-        assert set(sources(first)) & set(sources(shifted))  # the warranty stays at hand
+    shifted = await context_for(url, "chat", "Do you ship to Austria?")
+    assert (shifted["state"], shifted["extended"]) == ("refreshed", True)
+    assert "policies/shipping.md#delivery-to-other-countries" in sources(shifted), shifted
+    assert set(sources(first)) & set(sources(shifted))  # the warranty stays at hand
 
 
-async def test_a_sku_in_any_spelling_finds_its_product_first(
-    llm_url: str,
-    sample_store: ChromaSettings,
-    embedder: SentenceTransformerEmbedder,
-    tmp_path: Path,
-) -> None:
-    settings = e2e_settings(sample_store, llm_url)
-    async with running_service(settings, embedder, tmp_path) as url:
-        for n, spelling in enumerate(["slb-00001", "SLB 00001", "SLB00001"]):
-            meta = await context_for(url, f"sku-{n}", f"Is {spelling} in stock?")
-            assert sources(meta)[0] == "SLB-00001", (spelling, meta)
+async def test_a_sku_in_any_spelling_finds_its_product_first(url: str) -> None:
+    for n, spelling in enumerate(["slb-00001", "SLB 00001", "SLB00001"]):
+        meta = await context_for(url, f"sku-{n}", f"Is {spelling} in stock?")
+        assert sources(meta)[0] == "SLB-00001", (spelling, meta)

@@ -28,6 +28,7 @@ from rag_service.ports import (
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
+    Filters,
     MetadataValue,
     Passage,
     Vector,
@@ -216,15 +217,12 @@ class InMemoryPassageSearch:
         return None
 
     def nearest(
-        self,
-        catalog: CatalogRef,
-        vector: Vector,
-        *,
-        n: int,
-        filters: Mapping[str, MetadataValue] | None = None,
-        any_version: bool = False,
+        self, catalog: CatalogRef, vector: Vector, n: int, filters: Filters = None
     ) -> list[str]:
         return [stored.id for _, stored in self._nearest(vector, n, filters)]
+
+    def nearest_any_version(self, catalog: CatalogRef, vector: Vector, n: int) -> list[str]:
+        return self.nearest(catalog, vector, n)  # one version at a time: the same
 
     def vectors(self, catalog: CatalogRef, record_ids: Sequence[str]) -> dict[str, Vector]:
         return {rid: self._passages[rid].vector for rid in record_ids if rid in self._passages}
