@@ -9,7 +9,7 @@ from rag_service.limits.key_limits import (
     limits_by_key,
 )
 from rag_service.limits.memory import InMemoryKeyLimiter
-from rag_service.limits.redis_limiter import RedisKeyLimiter, redis_client
+from rag_service.limits.redis_limiter import RedisKeyLimiter
 
 __all__ = [
     "FallbackKeyLimiter",
@@ -20,5 +20,4 @@ __all__ = [
     "RedisKeyLimiter",
     "StreamSlot",
     "limits_by_key",
-    "redis_client",
 ]

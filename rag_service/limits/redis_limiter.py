@@ -42,10 +42,8 @@ import time
 import uuid
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
+from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
 from rag_service.errors import RateLimited, StateStoreUnavailable
 from rag_service.limits.key_limits import (
     KeyLimitStats,
@@ -115,35 +113,6 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(lease_s * 1000))
 return #ARGV - 2
 """
 )
-
-
-def redis_client(settings: RedisSettings) -> Redis:
-    """An asyncio client of ``settings.url`` (which must be set) with its time limits; it
-    connects on first use. One retry on a fresh connection: after a Redis restart, the pool's
-    old connections fail once."""
-    if settings.url is None:
-        raise ValueError("RedisSettings.url is not set")
-    client: Redis = Redis.from_url(
-        settings.url.get_secret_value(),
-        socket_connect_timeout=settings.connect_timeout_s,
-        socket_timeout=settings.timeout_s,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=True,
-    )
-    return client
-
-
-def unavailable(error: RedisError) -> StateStoreUnavailable:
-    # The class names the failure; its text may name the host, so it stays in our log.
-    logger.debug("Redis failed: %r", error)
-    return StateStoreUnavailable(
-        f"the shared state store (Redis) is unavailable ({type(error).__name__})"
-    )
-
-
-def as_text(value: str | bytes) -> str:
-    """A script's reply as text, whether or not the client decodes replies."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _RedisSlot:
