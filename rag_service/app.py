@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.lazy_chroma_store import LazyChromaStore
+from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
@@ -91,11 +95,12 @@ def create_app(settings: Settings | None = None, components: Components | None =
     settings = settings or Settings()
     parts = components or Components()
     auth = client_auth(settings)  # refuses, before anything starts, to serve the world unguarded
+    replica_id = new_replica_id()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            loop_lag = await _build_graph(app, settings, parts, stack)
+            loop_lag = await _build_graph(app, settings, parts, stack, replica_id)
             await _announce(settings, auth, app.state.admin_deps.catalog)
             # torch, transformers and chromadb leave ~500k long-lived objects; without freezing
             # them every full collection walks them all and stalls the event loop ~250 ms.
@@ -116,6 +121,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
         lifespan=lifespan,
         static_url=DOCS_ASSETS_PATH,
     )
+    app.state.replica_id = replica_id
     install_error_handlers(app)
     install_openapi(app, settings)
     clients = client_principal(settings.api_keys)
@@ -140,6 +146,12 @@ def create_app(settings: Settings | None = None, components: Components | None =
     return app
 
 
+def new_replica_id() -> str:
+    """This process's name among the replicas sharing Redis (leases, logs, /healthz):
+    host and pid say where it runs, the random part tells apart a pid the host reused."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 def _state_lookup(name: str) -> Callable[[Request], Any]:
     """The routes' ``get_deps``: what ``_build_graph`` put in ``app.state`` under ``name``."""
 
@@ -150,10 +162,16 @@ def _state_lookup(name: str) -> Callable[[Request], Any]:
 
 
 async def _build_graph(
-    app: FastAPI, settings: Settings, parts: Components, stack: AsyncExitStack
+    app: FastAPI, settings: Settings, parts: Components, stack: AsyncExitStack, replica_id: str
 ) -> LoopLagMonitor:
-    """Build the graph into ``app.state``; returns the loop-lag monitor, still to be started."""
+    """Build the graph into ``app.state``; returns the loop-lag monitor, still to be started.
+    ``replica_id`` names this process to the components that share state with other ones."""
     registry = CollectorRegistry()
+    # Fleet mode (issue #14): the one Redis client of this app, shared by every Redis adapter
+    # (it connects on first use); unset RAG_REDIS__URL keeps all state in this process.
+    redis = redis_client(settings.redis) if settings.redis.url else None
+    if redis is not None:
+        stack.push_async_callback(redis.aclose)
     owns_store = parts.store is None and not settings.chroma.host
     if owns_store:  # embedded Chroma: this process is the store's only user while it runs
         owner = StoreLock(
