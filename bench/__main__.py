@@ -39,6 +39,7 @@ BENCHMARKS = {  # name -> module, in the order they run
     "client_cpu": "bench.client_cpu",
     "concurrency": "bench.concurrency",
     "retrieval": "bench.retrieval_eval",
+    "small_model": "bench.small_model_eval",
 }
 HERD_FULL = {"streams": 1000, "outage_s": 20.0}
 HERD_QUICK = {"streams": 200, "outage_s": 5.0}
