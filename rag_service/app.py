@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from ingest.pipeline import CatalogWriter, IngestPipeline, IngestReport, ProgressCallback
 from ingest.service import ingest_lock
@@ -29,6 +30,7 @@ from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.lazy_chroma_store import LazyChromaStore
+from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
@@ -36,16 +38,32 @@ from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.api.admin_routes import AdminDeps, admin_router
 from rag_service.api.auth import admin_principal, client_principal
 from rag_service.api.errors import install_error_handlers
-from rag_service.api.health_routes import HealthDeps, health_router
+from rag_service.api.health_routes import HealthDeps, ReadinessCheck, health_router
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
 from rag_service.errors import RagServiceError
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions, IngestTarget
-from rag_service.limits import InMemoryKeyLimiter
-from rag_service.observability import KeyLimitCollector, ServiceCollector, loop_lag_histogram
+from rag_service.limits import (
+    FallbackKeyLimiter,
+    InMemoryKeyLimiter,
+    KeyLimiter,
+    RedisKeyLimiter,
+)
+from rag_service.observability import (
+    KeyLimitCollector,
+    ServiceCollector,
+    SharedStateCollector,
+    loop_lag_histogram,
+)
 from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
-from rag_service.readiness import UpstreamCheck, embedder_check, store_check
+from rag_service.readiness import (
+    SharedStateCheck,
+    SharedStateComponent,
+    UpstreamCheck,
+    embedder_check,
+    store_check,
+)
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever, passage_finder
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
@@ -57,6 +75,8 @@ from rag_service.web import install_web_page
 
 log = logging.getLogger("rag_service")
 
+# /readyz waits this long for Redis's PING, well within its own 2 s per check.
+REDIS_PING_S = 1.0
 DOCS_ASSETS_PATH = "/docs/assets"  # Swagger UI's and ReDoc's files, served by the app itself
 DEFAULT_FALLBACK = (
     "Product details cannot be looked up right now. Apologise briefly, offer general help, "
@@ -172,6 +192,9 @@ async def _build_graph(
     redis = redis_client(settings.redis) if settings.redis.url else None
     if redis is not None:
         stack.push_async_callback(redis.aclose)
+    # Every component on Redis with a local fallback appends itself here (one line): /readyz's
+    # "shared_state" and the rag_shared_state_* metrics report them.
+    shared_state: list[SharedStateComponent] = []
     owns_store = parts.store is None and not settings.chroma.host
     if owns_store:  # embedded Chroma: this process is the store's only user while it runs
         owner = StoreLock(
@@ -195,11 +218,22 @@ async def _build_graph(
         settings.freshness,
         _fallback_text(settings.fallback_context_file),
         version_check_interval_s=settings.freshness.catalog_check_interval_s,
+        # With Redis, a catalog published anywhere is adopted by every replica at once.
+        catalog_channel=None
+        if redis is None
+        else RedisCatalogChannel(
+            redis,
+            key_prefix=settings.redis.key_prefix,
+            retry_interval_s=settings.redis.retry_interval_s,
+        ),
     )
     stack.push_async_callback(contexts.aclose)
     await contexts.start()  # learns the catalog version, then re-checks it in the background
     loop_lag = LoopLagMonitor(observe=loop_lag_histogram(registry).observe)
     stack.callback(loop_lag.close)
+    # Closed after the stream registry (the stack unwinds in reverse): ending the generations
+    # releases their slots first.
+    limiter = _key_limiter(settings, redis, stack, shared_state)
     streams = StreamRegistry(
         settings.stream, max_sessions=settings.stream.max_sessions, loop_lag=loop_lag.lag_s
     )
@@ -214,9 +248,8 @@ async def _build_graph(
     registry.register(
         ServiceCollector(streams.stats, contexts.stats, lambda: contexts.catalog_version)
     )
-    # Per client key; callers without a key (no RAG_API_KEYS) are not limited by it.
-    limiter = InMemoryKeyLimiter(settings.limits)
     registry.register(KeyLimitCollector(limiter.stats))
+    registry.register(SharedStateCollector(shared_state))
     app.state.stream_deps = StreamDeps(
         resolver=contexts,
         upstream=upstream,
@@ -232,10 +265,48 @@ async def _build_graph(
             "embedder": embedder_check(embedder),
             "upstream": UpstreamCheck(upstream),
         },
-        reports={},
+        reports=_shared_state_reports(redis, shared_state),
         registry=registry,
     )
     return loop_lag
+
+
+def _key_limiter(
+    settings: Settings,
+    redis: Redis | None,
+    stack: AsyncExitStack,
+    shared_state: list[SharedStateComponent],
+) -> KeyLimiter:
+    """Per client key; callers without a key (no RAG_API_KEYS) are not limited by it. With
+    Redis, one key's limits hold across every process and replica, and on this process's own
+    state while Redis is down (docs/limits.md)."""
+    local = InMemoryKeyLimiter(settings.limits)
+    if redis is None:
+        return local
+    shared = RedisKeyLimiter(
+        redis,
+        settings.limits,
+        key_prefix=settings.redis.key_prefix,
+        lease_s=settings.redis.slot_lease_s,
+    )
+    stack.push_async_callback(shared.aclose)  # stops renewing its leases
+    limiter = FallbackKeyLimiter(shared, local, retry_interval_s=settings.redis.retry_interval_s)
+    shared_state.append(
+        SharedStateComponent(
+            "key_limits", lambda: limiter.degraded, lambda: limiter.stats().fallbacks
+        )
+    )
+    return limiter
+
+
+def _shared_state_reports(
+    redis: Redis | None, shared_state: list[SharedStateComponent]
+) -> dict[str, ReadinessCheck]:
+    """/readyz's "shared_state" report, with Redis only: reported, never a reason to be
+    unready (every replica shares the one Redis; see SharedStateCheck)."""
+    if redis is None:
+        return {}
+    return {"shared_state": SharedStateCheck(shared_state, redis.ping, timeout_s=REDIS_PING_S)}
 
 
 async def _announce(settings: Settings, auth: ClientAuth, catalog: PassageSearch) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag_service.limits import KeyLimitStats
+from rag_service.readiness import SharedStateComponent
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
 
@@ -126,3 +127,30 @@ class KeyLimitCollector(Collector):
             yield GaugeMetricFamily(
                 "rag_key_limit_keys", "Client keys whose limit state is held", stats.keys_tracked
             )
+
+
+class SharedStateCollector(Collector):
+    """Fleet mode (issue #14): per shared-state component, whether it runs on this process's
+    own state now (Redis failed it) and how many operations it served that way."""
+
+    def __init__(self, components: Sequence[SharedStateComponent]) -> None:
+        self._components = components
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        if not self._components:
+            return
+        fallbacks = CounterMetricFamily(
+            "rag_shared_state_fallbacks",
+            "Operations served on this process's own state because Redis failed, by component",
+            labels=["component"],
+        )
+        degraded = GaugeMetricFamily(
+            "rag_shared_state_degraded",
+            "1 while the component runs on this process's own state (Redis failed it)",
+            labels=["component"],
+        )
+        for part in self._components:
+            fallbacks.add_metric([part.name], part.fallbacks())
+            degraded.add_metric([part.name], 1 if part.degraded() else 0)
+        yield fallbacks
+        yield degraded

@@ -4,13 +4,20 @@ Each check answers ``{"ok": bool, ...details}``. The upstream's check makes a re
 (``ChatUpstream.probe``), so its outcome is kept for ``UPSTREAM_PROBE_TTL_S``: a load balancer
 asking every second, on every replica, costs the upstream one request per replica per TTL, and
 concurrent ``/readyz`` calls share one probe in flight.
+
+``SharedStateCheck`` reports the components that keep their state in Redis (fleet mode, issue
+#14) and which of them run on this process's own state because Redis failed them. It is a
+report, not a requirement: every replica shares the one Redis, so a Redis outage that made
+replicas unready would take the whole fleet out of its load balancer, when the point of the
+local fallback is to keep serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rag_service.api.health_routes import ReadinessCheck
@@ -85,3 +92,60 @@ class UpstreamCheck:
             self._running = None
         self._last = (self._clock(), probe)
         return probe
+
+
+@dataclass(frozen=True)
+class SharedStateComponent:
+    """A component whose state is in Redis and which falls back to this process's own state
+    while Redis fails it (the ``FallbackKeyLimiter`` pattern). ``degraded``: on local state
+    now; ``fallbacks``: operations served locally so far (a counter)."""
+
+    name: str
+    degraded: Callable[[], bool]
+    fallbacks: Callable[[], int]
+
+
+class SharedStateCheck:
+    """``/readyz``'s ``shared_state``: Redis answering a ``PING`` (within ``timeout_s``) and the
+    components on local state. ``ok`` is false while Redis does not answer or a component is
+    degraded. A component leaves ``degraded`` at its own next use of Redis once it answers,
+    so for a moment after a restart ``redis`` may say ``answers`` while a component still
+    says ``degraded``."""
+
+    def __init__(
+        self,
+        components: Sequence[SharedStateComponent],
+        ping: Callable[[], Awaitable[Any]],
+        *,
+        timeout_s: float,
+    ) -> None:
+        self._components = components
+        self._ping = ping
+        self._timeout_s = timeout_s
+
+    async def __call__(self) -> dict[str, Any]:
+        redis = await self._redis_state()
+        degraded = [part.name for part in self._components if part.degraded()]
+        body: dict[str, Any] = {
+            "ok": redis == "answers" and not degraded,
+            "redis": redis,
+            "degraded": degraded,
+            "fallbacks": {part.name: part.fallbacks() for part in self._components},
+        }
+        if degraded:
+            body["error"] = (
+                f"{', '.join(degraded)} on this process's own state, not shared with the other "
+                "replicas, until Redis answers again (serving goes on)"
+            )
+        elif redis != "answers":
+            body["error"] = f"Redis {redis}"
+        return body
+
+    async def _redis_state(self) -> str:
+        try:
+            await asyncio.wait_for(self._ping(), self._timeout_s)
+        except TimeoutError:
+            return f"unavailable (no answer within {self._timeout_s:g} s)"
+        except Exception as error:  # whatever the client raises, the URL stays out of it
+            return f"unavailable ({type(error).__name__})"
+        return "answers"
