@@ -39,6 +39,8 @@ BENCHMARKS = {  # name -> module, in the order they run
     "client_cpu": "bench.client_cpu",
     "concurrency": "bench.concurrency",
     "retrieval": "bench.retrieval_eval",
+    "lexical": "bench.lexical_index",
+    "context_coverage": "bench.context_coverage",
     "small_model": "bench.small_model_eval",
 }
 HERD_FULL = {"streams": 1000, "outage_s": 20.0}
