@@ -8,6 +8,7 @@ from pathlib import Path
 from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback, choose_catalog_root
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.redis_catalog_channel import announce_catalog_version
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
 from rag_service.ports import CatalogInfo, Embedder
@@ -35,7 +36,9 @@ def ingest_catalog(
     DeletionNotConfirmed when a sync would delete too much without ``confirm_deletions``.
 
     The catalog root is ``RAG_INGEST__CATALOG_DIR`` when the paths lie in it, else the deepest
-    folder holding them (``choose_catalog_root``)."""
+    folder holding them (``choose_catalog_root``). With ``RAG_REDIS__URL``, a published version
+    is announced to the running replicas (a Redis that is down is logged, not fatal). Call it
+    where no event loop runs."""
     with ingest_lock(settings):
         store = ChromaStore.open(settings.chroma)
         pipeline = IngestPipeline(
@@ -43,7 +46,7 @@ def ingest_catalog(
             embedder or SentenceTransformerEmbedder(settings.embedding),
             settings.ingest,
         )
-        return pipeline.run(
+        report = pipeline.run(
             paths,
             strict=strict,
             dry_run=dry_run,
@@ -52,6 +55,10 @@ def ingest_catalog(
             base_dir=choose_catalog_root(paths, settings.ingest.catalog_dir),
             progress=progress,
         )
+    if report.published and settings.redis.url is not None:
+        # Running replicas adopt the new version on this message, not at their next check.
+        announce_catalog_version(settings.redis, report.version_after)
+    return report
 
 
 def read_catalog(settings: Settings) -> CatalogInfo:

@@ -8,9 +8,11 @@ failures into some request's time to first token. So a background task asks the 
 How a new version becomes known:
 
 - an ingest through this process calls ``published(version)``: adopted at once, before the job is
-  reported finished, so the next request already sees it;
-- an ingest by another process (CLI, another host) is noticed by the next background check, within
-  ``interval_s`` (plus the check's own duration);
+  reported finished, so the next request already sees it; and announced on the ``channel``;
+- an ingest by another process is adopted when its announcement arrives on the ``channel`` (with
+  Redis: every replica at once, ``RedisCatalogChannel``; the CLI ingest announces too);
+- else (no channel across processes, a missed announcement) it is noticed by the next background
+  check, within ``interval_s`` (plus the check's own duration);
 - ``wake()`` makes the background task check now instead of at the end of its interval.
 
 A check that fails (store down) or takes longer than ``timeout_s`` keeps the last known version: a
@@ -26,8 +28,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from rag_service.errors import VectorStoreUnavailable
+from rag_service.errors import StateStoreUnavailable, VectorStoreUnavailable
 from rag_service.ports import Clock, PassageSearch
+from rag_service.retrieval.catalog_channel import CatalogVersionChannel, InProcessCatalogChannel
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +49,11 @@ class CatalogVersionWatch:
         interval_s: float,
         timeout_s: float,
         on_change: Callable[[int], None] | None = None,
+        channel: CatalogVersionChannel | None = None,
     ) -> None:
         self._search = search
+        self._channel: CatalogVersionChannel = channel or InProcessCatalogChannel()
+        self._announcing: set[asyncio.Task[None]] = set()
         # Told each new version (the first one learned too), from the event loop.
         self._on_change = on_change
         self._clock = clock
@@ -63,6 +69,7 @@ class CatalogVersionWatch:
         self._failing_since: int | None = None  # failure count when the current streak began
         self.checks = 0
         self.failures = 0
+        self.announcements = 0  # versions adopted from another process's announcement
 
     @property
     def known(self) -> int | None:
@@ -79,11 +86,18 @@ class CatalogVersionWatch:
         """Whether the background task is running."""
         return self._loop_task is not None and not self._loop_task.done()
 
+    @property
+    def channel(self) -> CatalogVersionChannel:
+        """Where publishes are announced and heard (its ``degraded`` is for /readyz)."""
+        return self._channel
+
     async def start(self) -> None:
-        """Learn the version now (bounded by ``timeout_s``), then keep it up to date in the
-        background until ``aclose``. Idempotent."""
+        """Learn the version now (bounded by ``timeout_s``), listen to announcements, then keep
+        it up to date in the background until ``aclose``. Idempotent."""
         if self._loop_task is not None:
             return
+        # Listening first: a version announced during the first read is not missed.
+        await self._channel.start(self._announced, self.wake)
         await self._guarded_refresh()
         self._loop_task = asyncio.get_running_loop().create_task(
             self._run(), name="catalog-version-watch"
@@ -112,9 +126,13 @@ class CatalogVersionWatch:
         return self._version
 
     def published(self, version: int) -> None:
-        """This process just published ``version`` (an admin ingest): adopt it at once."""
+        """This process just published ``version`` (an admin ingest): adopt it at once, and
+        announce it to the other processes (in the background; from the event loop)."""
         self._generation += 1
         self._adopt(version, "ingest")
+        task = asyncio.get_running_loop().create_task(self._announce(version))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     def wake(self) -> None:
         """Have the background task check now rather than at the end of its interval."""
@@ -123,9 +141,10 @@ class CatalogVersionWatch:
     async def aclose(self) -> None:
         """Stop the background task (at shutdown). A store call in a worker thread is left to
         finish on its own; its result is dropped."""
-        for task in (self._loop_task, self._probe):
+        for task in (self._loop_task, self._probe, *self._announcing):
             if task is not None and not task.done():
                 task.cancel()
+        await self._channel.aclose()
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
@@ -144,6 +163,26 @@ class CatalogVersionWatch:
         except Exception:  # a bug must not end the watch (or start-up): keep the last version
             self.failures += 1
             logger.exception("catalog version check crashed; keeping version %s", self._version)
+
+    async def _announce(self, version: int) -> None:
+        try:
+            await self._channel.announce(version)
+        except StateStoreUnavailable as error:
+            logger.warning(
+                "catalog version %s not announced (%s); other processes notice it at their "
+                "next check",
+                version,
+                error.message,
+            )
+
+    def _announced(self, version: int) -> None:
+        """A process (this one too) announced ``version``. Only forward: versions only grow,
+        and a late announcement must not undo a newer version a check already found."""
+        if self._version is not None and version <= self._version:
+            return
+        self.announcements += 1
+        self._generation += 1  # a store read already running may predate it, as in ``published``
+        self._adopt(version, "announcement")
 
     async def _read(self) -> _Reading:
         generation = self._generation

@@ -31,6 +31,7 @@ from rag_service.ports import (
     ResolvedContext,
     Vector,
 )
+from rag_service.retrieval.catalog_channel import CatalogVersionChannel
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
 from rag_service.retrieval.hybrid import cosine_similarities
 from rag_service.retrieval.retriever import Retriever
@@ -112,6 +113,7 @@ class ContextService:
         *,
         failure_ttl_s: float = 2.0,
         version_check_timeout_s: float = 2.0,
+        catalog_channel: CatalogVersionChannel | None = None,
     ) -> None:
         self._retriever = retriever
         self._settings = settings
@@ -133,6 +135,7 @@ class ContextService:
             interval_s=version_check_interval_s,
             timeout_s=version_check_timeout_s,
             on_change=self._catalog_changed,
+            channel=catalog_channel,
         )
         self._preparing: asyncio.Task[None] | None = None
         self._stats = ContextStats()
@@ -229,6 +232,11 @@ class ContextService:
     def catalog_version(self) -> int | None:
         """The last known live catalog version, without asking the store (None: unknown)."""
         return self._versions.known
+
+    @property
+    def catalog_channel(self) -> CatalogVersionChannel:
+        """Where catalog publishes are announced across processes (``degraded``: /readyz)."""
+        return self._versions.channel
 
     @property
     def watching_catalog(self) -> bool:
