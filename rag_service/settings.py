@@ -280,6 +280,19 @@ class StreamSettings(BaseModel):
     )
     max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
+    shared_flush_ms: float = Field(
+        20.0,
+        gt=0,
+        description="With Redis (RAG_REDIS__URL): a replica writes its streams' new events to "
+        "Redis this long after the first of them, all streams in one round trip; a resume on "
+        "another replica trails the answer by about this much.",
+    )
+    shared_idle_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="With Redis: a stream resumed on another replica than the one generating "
+        "it ends with an `error` event when no event came for this long (that replica died).",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -326,6 +339,23 @@ class ServerSettings(BaseModel):
         description="Open client connections per process; past it a new connection gets 503 "
         "(with Retry-After) and is closed. The soft open-file limit is raised to fit it "
         "(a warning says when it cannot be).",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes of `rag-service serve` on one port (`--workers` "
+        "overrides). More than one needs shared state: RAG_REDIS__URL and a Chroma server "
+        "(RAG_CHROMA__HOST); embedded Chroma has one owner process.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve /metrics on a port of each process's own (on the same host "
+        "as the service): with N workers, each takes the first free port of metrics_port .. "
+        "metrics_port + N - 1, so that each worker can be scraped (the service port's "
+        "/metrics answers for whichever worker takes the connection). Unset: none.",
     )
 
 

@@ -18,7 +18,8 @@ Mounting (in ``create_app``)::
 ``get_deps`` is a plain function of the ``Request``. ``principal`` is a FastAPI dependency of the
 ``Request`` (async, or sync, which FastAPI runs in a thread): it raises ``Unauthorized`` for a
 missing/wrong key and returns the caller's identity (``None`` when auth is off). A stream may be
-resumed or cancelled only by the identity that created it.
+resumed or cancelled only by the identity that created it. With several replicas (Redis), a
+stream is resumed or cancelled on whichever replica the request lands (``streaming/replicas``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from rag_service.api.schemas import (
     answer_request,
     body_limited_route,
 )
-from rag_service.errors import InvalidInput, NotFound
 from rag_service.streaming.answer import StreamDeps, start_answer
+from rag_service.streaming.replicas import cancel_stream as cancel_anywhere
+from rag_service.streaming.replicas import check_resume_point, find_stream
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import NativeSseEncoder, parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SessionResponse
@@ -76,7 +78,8 @@ class StreamCancelResult(BaseModel):
     stream_id: str = Field(description="The stream asked for.")
     cancelled: bool = Field(
         description="True: its generation was running and is cancelled now (its last event is "
-        "an `error` with code `cancelled`). False: it had already ended (`done` or `error`)."
+        "an `error` with code `cancelled`; with several replicas, the one generating it "
+        "cancels it at its next event). False: it had already ended (`done` or `error`)."
     )
 
 
@@ -140,15 +143,11 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
     ) -> SessionResponse:
         """Replay the events after ``Last-Event-ID`` (all without it), then follow live."""
         deps = get_deps(request)
-        session = deps.registry.find(stream_id, client)
+        session = await find_stream(
+            deps.registry, deps.shared, deps.settings.stream, stream_id, client
+        )
         after_seq = parse_last_event_id(last_event_id, stream_id)
-        if after_seq > session.last_seq:
-            raise InvalidInput("Last-Event-ID is ahead of the stream")
-        if after_seq + 1 < session.first_seq:
-            raise NotFound(
-                "the events after Last-Event-ID are no longer held",
-                details={"reason": "replay_window_exceeded", "first_seq": session.first_seq},
-            )
+        check_resume_point(session, after_seq)
         deps.registry.attach(session)
         return _stream_response(deps, session, after_seq=after_seq)
 
@@ -168,9 +167,8 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
         a client that reconnects sees how it ended. Cancelling an ended stream changes nothing.
         """
         deps = get_deps(request)
-        session = deps.registry.find(stream_id, client)
-        cancelled = deps.registry.cancel(session)
-        return StreamCancelResult(stream_id=session.stream_id, cancelled=cancelled)
+        cancelled = await cancel_anywhere(deps.registry, deps.shared, stream_id, client)
+        return StreamCancelResult(stream_id=stream_id, cancelled=cancelled)
 
     return router
 

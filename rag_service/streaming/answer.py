@@ -33,6 +33,7 @@ from rag_service.settings import Settings
 from rag_service.streaming.registry import Generation, StreamRegistry
 from rag_service.streaming.repetition import answer_without_loops
 from rag_service.streaming.session import StreamSession
+from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
 from rag_service.streaming.sse_format import to_json
 from rag_service.upstream_events import ChatMessage, ChatRequest
 
@@ -103,6 +104,8 @@ class StreamDeps:
     sources: SourceLists = field(default_factory=SourceLists)
     # Per-key limits; None: none (they apply only to callers with a key, i.e. with auth on).
     limiter: KeyLimiter | None = None
+    # Where streams are shared with other replicas (Redis); in-process: nowhere.
+    shared: SharedStreams = field(default_factory=InProcessStreams)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ async def start_answer(
         context_id=request.context_id, principal=principal, started_at=started_at, slot=slot
     )
     try:
+        deps.shared.share(session, deps.registry.cancel)  # before its first event, the meta
         session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
         deps.registry.start(session, _generation(deps, chat_request))
     except BaseException:

@@ -43,7 +43,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from rag_service.errors import (
@@ -60,7 +60,11 @@ from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.retention import RetainedStreams
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
+from rag_service.streaming.sse_format import (
+    SessionEvent,
+    is_well_formed_stream_id,
+    new_stream_id,
+)
 from rag_service.upstream_events import EventSink
 
 logger = logging.getLogger(__name__)
@@ -152,6 +156,13 @@ class StreamRegistry:
                 details={"reason": "too_many_streams"},
             )
 
+    def _make_room(self) -> None:
+        """Room for one more session: evict the oldest retained one if need be, or raise."""
+        self._check_room()
+        if len(self._sessions) >= self._max_sessions:
+            self._evicted_full += 1
+            self._remove_retained(self._retained.oldest())
+
     def open(
         self,
         *,
@@ -169,14 +180,11 @@ class StreamRegistry:
         through, even if that look-up held the loop (a cold model, a lazy store opening).
         """
         try:
-            self._check_room()
+            self._make_room()
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        if len(self._sessions) >= self._max_sessions:
-            self._evicted_full += 1
-            self._remove_retained(self._retained.oldest())
         session = StreamSession(
             stream_id=new_stream_id(),
             context_id=context_id,
@@ -188,6 +196,36 @@ class StreamRegistry:
         session.slot = slot
         self._sessions[session.stream_id] = session
         self.attach(session)
+        return session
+
+    def open_copy(
+        self,
+        *,
+        stream_id: str,
+        context_id: str,
+        principal: str | None,
+        events: Sequence[SessionEvent],
+    ) -> StreamSession:
+        """A copy of another replica's stream (``replicas``), holding ``events`` (its oldest
+        held first), without a reader: a running one is in its grace period until the
+        resume that asked for it attaches, an ended one is retained."""
+        self._make_room()
+        session = StreamSession(
+            stream_id=stream_id,
+            context_id=context_id,
+            principal=principal,
+            buffer_capacity=self._settings.replay_buffer_events,
+            clock=self._clock,
+            started_at=self._clock(),
+            first_seq=events[0].seq if events else 1,
+        )
+        session.copied = True
+        session.replicate(events)
+        self._sessions[stream_id] = session
+        if session.finished:
+            self._retain(session)
+        else:
+            self._start_grace(session)
         return session
 
     def start(self, session: StreamSession, generate: Generation) -> None:
@@ -206,7 +244,7 @@ class StreamRegistry:
         session = self._sessions.get(stream_id) if is_well_formed_stream_id(stream_id) else None
         if session is None:
             raise NotFound("unknown or expired stream")
-        if not _same_principal(session.principal, principal):
+        if not same_principal(session.principal, principal):
             raise Forbidden("this stream belongs to another client")
         return session
 
@@ -382,7 +420,7 @@ def _release_slot(session: StreamSession) -> None:
         slot.release()
 
 
-def _same_principal(owner: str | None, caller: str | None) -> bool:
+def same_principal(owner: str | None, caller: str | None) -> bool:
     if owner is None or caller is None:
         return owner is caller
     return hmac.compare_digest(owner.encode(), caller.encode())

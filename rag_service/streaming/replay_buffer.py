@@ -48,7 +48,8 @@ class ReplayBuffer:
         "_text_base",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, first_seq: int = 1) -> None:
+        """``first_seq`` > 1: a copy of a stream whose earlier events are gone (``replicas``)."""
         self._capacity = capacity
         self._text = bytearray()
         self._text_base = 0  # absolute offset of _text[0] (bytes dropped from the front)
@@ -56,7 +57,7 @@ class ReplayBuffer:
         # seq -> (name, data JSON or its parts) of each held event that is not a delta
         self._others: dict[int, tuple[str, bytes | tuple[bytes, ...]]] = {}
         self._other_bytes = 0  # the name and data bytes of the events in _others
-        self._first_seq = 1
+        self._first_seq = first_seq
 
     @property
     def first_seq(self) -> int:
@@ -78,7 +79,10 @@ class ReplayBuffer:
         return len(self._text) + self._ends.itemsize * len(self._ends) + self._other_bytes
 
     def append_delta(self, text: str) -> int:
-        literal = json_string(text)
+        return self.append_literal(json_string(text))
+
+    def append_literal(self, literal: bytes) -> int:
+        """A delta given as its text's JSON string literal (``json_string``)."""
         end = self._text_base + len(self._text) + len(literal)
         if end > self.max_text_bytes:
             raise RagServiceError(

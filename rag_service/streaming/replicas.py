@@ -1,0 +1,148 @@
+"""Resuming and cancelling a stream on whichever replica the request lands (issue #14).
+
+A stream this replica holds (it generates it, or already copies it) is served from memory as
+with one process. One it does not hold is looked up in the shared store (``SharedStreams``):
+unknown there, 404; another principal's, 403; otherwise this replica opens a *copy* of it
+(``StreamRegistry.open_copy``, filled with the events the store holds) and, while the stream
+runs, a task that follows it (``_follow``: wait for new events in the store, append them).
+Resumes of that stream on this replica then share the copy, and the response is the ordinary
+``SessionResponse``: ids, bytes, replay window and the ``Last-Event-ID`` rules are those of a
+local stream.
+
+A copy ends with the stream's own last event, or, when the stream cannot end there, with an
+``error`` event of its own: the store no longer holds the stream (expired), its copy broke (the
+store failed while it was written: a hole must never pass for a whole answer), no event came
+for ``shared_idle_timeout_s`` (its replica died), or the store is down.
+
+A cancel (``DELETE``) for a stream generated elsewhere is a request in the store: the generating
+replica cancels at its next copied event, and that ``error`` event reaches every copy.
+"""
+
+from __future__ import annotations
+
+from rag_service.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
+from rag_service.ports import Clock
+from rag_service.settings import StreamSettings
+from rag_service.streaming.registry import Generation, StreamRegistry, same_principal
+from rag_service.streaming.session import StreamSession
+from rag_service.streaming.shared_streams import SharedState, SharedStreams, StreamRecord
+from rag_service.streaming.sse_format import is_well_formed_stream_id
+from rag_service.upstream_events import EventSink
+
+# Events read from the store per command while following (a live answer brings a few a time).
+FOLLOW_BATCH_EVENTS = 256
+# How long one read waits for new events before the record is looked at (the store may cap it).
+FOLLOW_WAIT_S = 5.0
+_UNKNOWN = "unknown or expired stream"
+
+
+async def find_stream(
+    registry: StreamRegistry,
+    shared: SharedStreams,
+    settings: StreamSettings,
+    stream_id: str,
+    principal: str | None,
+) -> StreamSession:
+    """The session a resume asks for: held here, or a copy of another replica's. NotFound,
+    Forbidden as ``StreamRegistry.find``; ``StateStoreUnavailable`` when only the store could
+    tell and it is down."""
+    try:
+        return registry.find(stream_id, principal)
+    except NotFound:
+        if not is_well_formed_stream_id(stream_id):
+            raise
+    record = await _shared_record(shared, stream_id, principal)
+    events = await shared.read(stream_id, 0, max_events=settings.replay_buffer_events, wait_s=0)
+    try:  # another resume may have opened the copy while this one waited on the store
+        return registry.find(stream_id, principal)
+    except NotFound:
+        pass
+    if not events:
+        raise NotFound(_UNKNOWN)  # expired between the two reads
+    session = registry.open_copy(
+        stream_id=stream_id,
+        context_id=record.context_id,
+        principal=record.principal,
+        events=events,
+    )
+    if not session.finished:
+        follower = _follower(shared, session, settings.shared_idle_timeout_s, registry.now)
+        registry.start(session, follower)
+    return session
+
+
+def check_resume_point(session: StreamSession, after_seq: int) -> None:
+    """Raise unless the events after ``after_seq`` can be served from ``session``."""
+    # A running copy may trail its stream by a flush: its client may have read further, on the
+    # generating replica. Its reader then waits for the copy to catch up.
+    if after_seq > session.last_seq and not (session.copied and not session.finished):
+        raise InvalidInput("Last-Event-ID is ahead of the stream")
+    if after_seq + 1 < session.first_seq:
+        raise NotFound(
+            "the events after Last-Event-ID are no longer held",
+            details={"reason": "replay_window_exceeded", "first_seq": session.first_seq},
+        )
+
+
+async def cancel_stream(
+    registry: StreamRegistry, shared: SharedStreams, stream_id: str, principal: str | None
+) -> bool:
+    """Cancel the stream's generation; False when it had ended (see ``StreamRegistry.cancel``).
+    For a stream generated elsewhere, True means the cancellation is requested."""
+    try:
+        session = registry.find(stream_id, principal)
+    except NotFound:
+        if not is_well_formed_stream_id(stream_id):
+            raise
+    else:
+        if not session.copied:
+            return registry.cancel(session)
+        if session.finished:
+            return False
+    record = await _shared_record(shared, stream_id, principal)
+    if record.state is not SharedState.LIVE:
+        return False
+    await shared.request_cancel(stream_id)
+    return True
+
+
+async def _shared_record(
+    shared: SharedStreams, stream_id: str, principal: str | None
+) -> StreamRecord:
+    record = await shared.record(stream_id)
+    if record is None or record.state is SharedState.BROKEN:
+        raise NotFound(_UNKNOWN)
+    if not same_principal(record.principal, principal):
+        raise Forbidden("this stream belongs to another client")
+    return record
+
+
+def _follower(
+    shared: SharedStreams, session: StreamSession, idle_limit_s: float, clock: Clock
+) -> Generation:
+    """The task of a running copy: append the stream's new events until its last; raise (the
+    registry ends the copy with that ``error``) when the stream cannot end."""
+    stream_id = session.stream_id
+
+    async def follow(_sink: EventSink) -> None:
+        last_event_at = clock()
+        while not session.finished:
+            events = await shared.read(
+                stream_id, session.last_seq, max_events=FOLLOW_BATCH_EVENTS, wait_s=FOLLOW_WAIT_S
+            )
+            if events:
+                session.replicate(events)
+                last_event_at = clock()
+                continue
+            record = await shared.record(stream_id)
+            if record is None:
+                raise ServiceUnavailable("the stream expired on the replica that generated it")
+            if record.state is SharedState.BROKEN:
+                raise ServiceUnavailable("the stream's shared copy is incomplete")
+            if clock() - last_event_at >= idle_limit_s:
+                raise ServiceUnavailable(
+                    "the replica that generated this stream stopped sending it",
+                    details={"reason": "replica_lost"},
+                )
+
+    return follow
