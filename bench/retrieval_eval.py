@@ -138,6 +138,23 @@ MODES: tuple[Mode, ...] = (
 )
 
 
+def _fusion_mode(rrf_k: int, lexical_weight: float, candidates: int = 20) -> Mode:
+    name = f"hybrid k={rrf_k} bm25={lexical_weight} c={candidates}"
+    settings = RetrievalSettings(rrf_k=rrf_k, lexical_weight=lexical_weight, candidates=candidates)
+    return Mode(name, f"hybrid, {name}", service_mode(settings))
+
+
+# ``--fusion-sweep``: the run that chose the fusion defaults (docs/benchmarks.md).
+FUSION_SWEEP: tuple[Mode, ...] = (
+    MODES[1],
+    _fusion_mode(60, 1.0),
+    _fusion_mode(60, 0.7),
+    _fusion_mode(60, 0.5),
+    _fusion_mode(60, 0.5, candidates=40),
+    _fusion_mode(20, 0.7),
+)
+
+
 @dataclass
 class RetrievalBenchResult:
     catalogs: list[dict[str, Any]]
@@ -277,8 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the sample catalog only")
     parser.add_argument("--products", type=int, default=None, help="generated catalog size")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--fusion-sweep",
+        action="store_true",
+        help="dense beside hybrid with several fusion settings (how the defaults were chosen)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.quick, products=args.products)
+    modes = FUSION_SWEEP if args.fusion_sweep else MODES
+    result = run(args.quick, products=args.products, modes=modes)
     write_and_print(result.markdown, result.data, args.output)
     return 0
 
