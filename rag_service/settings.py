@@ -66,6 +66,12 @@ class BreakerSettings(BaseModel):
         ge=0,
         description="Streams parked while the circuit was open resume spread over this window.",
     )
+    probe_lock_s: float = Field(
+        5.0,
+        gt=0,
+        description="With Redis (several replicas): one replica sends the half-open probe for "
+        "all and the others wait for its verdict at most this long (then one of them probes).",
+    )
 
 
 class UpstreamSettings(BaseModel):
@@ -281,11 +287,12 @@ class StreamSettings(BaseModel):
     max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
     shared_flush_ms: float = Field(
-        20.0,
+        100.0,
         gt=0,
         description="With Redis (RAG_REDIS__URL): a replica writes its streams' new events to "
         "Redis this long after the first of them, all streams in one round trip; a resume on "
-        "another replica trails the answer by about this much.",
+        "another replica trails the answer by about this much. Shorter costs more CPU per "
+        "token in the service and in Redis (docs/benchmarks.md).",
     )
     shared_idle_timeout_s: float = Field(
         120.0,

@@ -1,26 +1,30 @@
 """``SharedStreams`` on Redis: each stream's events in a Redis Stream, its record in a hash.
 
-Keys (``{id}`` is a hash tag: both keys of a stream live on one Redis Cluster slot)::
+Keys::
 
-    <prefix>stream:{<stream_id>}:events  a Redis Stream; the entry of seq N has the id 0-N and
-                                         one field: d=<the delta's JSON string literal>, or
-                                         <event name>=<its data JSON> for any other event
-    <prefix>stream:{<stream_id>}:rec     a hash: context_id, principal (absent: none),
-                                         replica, state (live/ended/broken), last (seq),
-                                         cancel (1 once another replica asked for it)
+    <prefix>stream:<stream_id>:events  a Redis Stream; the entry of seq N has the id 0-N and
+                                       one field: d=<the delta's JSON string literal>, or
+                                       <event name>=<its data JSON> for any other event
+    <prefix>stream:<stream_id>:rec     a hash: context_id, principal (absent: none), replica,
+                                       state (live/ended/broken), last (seq), cancel (1 once
+                                       another replica asked for it)
 
 Entry ids are the seqs, so ``Last-Event-ID: <stream_id>:<seq>`` reads as ``XRANGE (0-<seq> +``
 and ``XREAD ... 0-<seq>`` on any replica. Streams are trimmed like the replay buffer (``MAXLEN
-~ replay_buffer_events``: at least that many kept) and both keys expire ``retention_s`` after
-their last write (at least ``MIN_TTL_S``; while a stream runs, at least ``LIVE_TTL_S``, so a
-stream whose replica died is forgotten by Redis on its own).
+~ replay_buffer_events``: at least that many kept). Both keys expire ``retention_s`` after the
+stream's end (at least ``MIN_TTL_S``); while it runs, ``max(retention_s, LIVE_TTL_S)`` after
+the last push-back (at its first batch, then every quarter of that), so the keys of a stream
+whose replica died go away on their own.
 
 Writing costs the answer nothing it waits on: a session's mirror (``share``) only appends to a
-list. One flusher task per process writes every stream's new events ``flush_s`` after the first
-of them, in one pipeline: one ``EVALSHA`` of ``APPEND_SCRIPT`` per stream per flush (XADD per
-event, the record, the expiry, atomically). The script skips seqs it already holds and marks a
-stream ``broken`` when a batch does not follow on (the store lost events, or Redis restarted
-empty): such a copy is never served, since an answer with a hole must not pass for a whole one.
+list. One flusher task per process writes the new events of all its streams ``flush_s`` after
+the first of them, in one round trip of one ``FLUSH_SCRIPT`` call (per 500 streams): XADDs,
+records and expiries, atomically, so the client encodes one command and parses one reply per
+flush (measured in docs/benchmarks.md). One call touches many streams' keys: a Redis Cluster
+is not supported (the service's client is not a cluster client either). The script skips seqs
+it already holds and marks a stream ``broken`` when a batch does not follow on (Redis lost its
+events, or restarted empty): such a copy is never served, since an answer with a hole must
+not pass for a whole one.
 
 Redis down: the streams whose batch failed stop being copied (``dropped``) and keep serving
 their local readers; new streams are not copied (``unshared``, counted) until
@@ -41,6 +45,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
+from rag_service.adapters.redis_stream_scripts import BREAK_SCRIPT, CANCEL_SCRIPT, FLUSH_SCRIPT
 from rag_service.ports import Clock
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
@@ -56,78 +61,30 @@ logger = logging.getLogger(__name__)
 
 LIVE_TTL_S = 600.0  # a running stream's keys outlive a pause of its answer by this much
 MIN_TTL_S = 5.0  # an ended stream stays resumable on other replicas at least this long
-_MAX_EVENTS_PER_CALL = 500  # one script call's events (Lua's unpack has a stack limit)
+_MAX_STREAMS_PER_CALL = 500  # streams per script call: a call blocks Redis while it runs
 _MAX_BROKEN_MARKS = 10_000  # dropped streams remembered to be marked broken once Redis is back
 _CLOSE_FLUSH_TIMEOUT_S = 2.0
 _DELTA_FIELD = "d"
-
-# KEYS: events, record. ARGV: ttl_ms, maxlen, first seq, terminal (0/1), n record pairs,
-# the record's field/value pairs, then one field/value pair per event (seqs first, first+1, ..).
-# Returns {status, cancel}: status "ok" or "gap" (the copy is broken), cancel "1" if requested.
-APPEND_SCRIPT = """
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
-local first = tonumber(ARGV[3])
-local nrec = tonumber(ARGV[5])
-local status = 'ok'
-if nrec > 0 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 6, 5 + 2 * nrec))
-end
-local at = 6 + 2 * nrec
-local count = (#ARGV - at + 1) / 2
-if first > last + 1 then
-  redis.call('HSET', KEYS[2], 'state', 'broken')
-  status = 'gap'
-else
-  for i = 0, count - 1 do
-    local seq = first + i
-    if seq > last then
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. seq,
-                 ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
-      last = seq
-    end
-  end
-  redis.call('HSET', KEYS[2], 'last', last)
-  if ARGV[4] == '1' then
-    redis.call('HSET', KEYS[2], 'state', 'ended')
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return {status, redis.call('HGET', KEYS[2], 'cancel') or '0'}
-"""
-# KEYS: record. Marks a stream's copy broken, if the record is still there.
-BREAK_SCRIPT = """
-if redis.call('HEXISTS', KEYS[1], 'state') == 1 then
-  redis.call('HSET', KEYS[1], 'state', 'broken')
-end
-return 0
-"""
-# KEYS: record. Asks for the stream's cancellation, if it is still known.
-CANCEL_SCRIPT = """
-if redis.call('HEXISTS', KEYS[1], 'state') == 1 then
-  redis.call('HSET', KEYS[1], 'cancel', '1')
-  return 1
-end
-return 0
-"""
+_ENDED, _SET_EXPIRY = 1, 2  # FLUSH_SCRIPT's flags
+_GAP, _CANCEL = 1, 2  # bits of its reply per stream
 
 
 class _Outgoing:
-    """One shared stream's events not yet written; ``add`` is the session's mirror."""
+    """One shared stream's events not yet written (the session's ``mirror`` appends them)."""
 
-    __slots__ = ("cancel_seen", "first_seq", "on_cancel", "pending", "queued", "record", "session")
+    __slots__ = ("cancel_seen", "expiry_due", "on_cancel", "pending", "queued", "record", "session")
 
-    def __init__(self, session: StreamSession, on_cancel: CancelHandler) -> None:
+    def __init__(self, session: StreamSession, on_cancel: CancelHandler, replica: str) -> None:
         self.session = session
         self.on_cancel = on_cancel
         self.pending: list[SessionEvent] = []
         self.queued = False
         self.cancel_seen = False
-        self.first_seq = 1
-        record = {"context_id": session.context_id, "state": SharedState.LIVE.value}
+        self.expiry_due = 0.0  # when the keys' expiry is to be pushed back (0: at once)
+        record = {"context_id": session.context_id, "state": "live", "replica": replica}
         if session.principal is not None:
             record["principal"] = session.principal
-        self.record: dict[str, str] | None = record
+        self.record: dict[str, str] | None = record  # written with the first batch
 
 
 class RedisStreamStore:
@@ -147,12 +104,12 @@ class RedisStreamStore:
         self._block_s = redis_settings.timeout_s / 2  # a blocking read within a command's limit
         self._retry_interval_s = redis_settings.retry_interval_s
         self._flush_s = stream_settings.shared_flush_ms / 1000
-        self._maxlen = str(stream_settings.replay_buffer_events)
-        self._live_ttl_ms = str(round(max(stream_settings.retention_s, LIVE_TTL_S) * 1000))
-        self._ended_ttl_ms = str(round(max(stream_settings.retention_s, MIN_TTL_S) * 1000))
+        self._maxlen = b"%d" % stream_settings.replay_buffer_events
+        self._live_ttl_ms = b"%d" % round(max(stream_settings.retention_s, LIVE_TTL_S) * 1000)
+        self._ended_ttl_ms = b"%d" % round(max(stream_settings.retention_s, MIN_TTL_S) * 1000)
         self._replica_id = replica_id
         self._clock = clock
-        self._append_sha: str | None = None
+        self._flush_sha: str | None = None
         self._cancel_script = redis.register_script(CANCEL_SCRIPT)
         self._dirty: list[_Outgoing] = []
         self._broken_marks: deque[str] = deque(maxlen=_MAX_BROKEN_MARKS)
@@ -177,9 +134,7 @@ class RedisStreamStore:
         if self._closed or (self._retry_at is not None and self._clock() < self._retry_at):
             self._unshared += 1  # served on local state only: a fallback
             return
-        outgoing = _Outgoing(session, on_cancel)
-        assert outgoing.record is not None
-        outgoing.record["replica"] = self._replica_id
+        outgoing = _Outgoing(session, on_cancel, self._replica_id)
         self._shared += 1
 
         def mirror(event: SessionEvent) -> None:
@@ -199,85 +154,99 @@ class RedisStreamStore:
             # Gather a tick's events of every stream into one round trip.
             await asyncio.sleep(self._flush_s)
             self._wake.clear()
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception:  # a cancel handler's failure, say: the flusher must live on
+                logger.exception("copying streams to the state store failed")
 
     async def _flush(self) -> None:
         batch, self._dirty = self._dirty, []
+        batch = [outgoing for outgoing in batch if outgoing.pending]  # not dropped meanwhile
         if not batch and not self._broken_marks:
             return
-        calls: list[tuple[_Outgoing, list[str]]] = []
-        for outgoing in batch:
-            outgoing.queued = False
-            events, outgoing.pending = outgoing.pending, []
-            for start in range(0, len(events), _MAX_EVENTS_PER_CALL):
-                chunk = events[start : start + _MAX_EVENTS_PER_CALL]
-                calls.append((outgoing, self._append_args(outgoing, chunk)))
+        now = self._clock()
+        events = sum(map(len, (outgoing.pending for outgoing in batch)))
+        calls = [
+            self._flush_args(batch[start : start + _MAX_STREAMS_PER_CALL], now)
+            for start in range(0, len(batch), _MAX_STREAMS_PER_CALL)
+        ]
         marks = list(self._broken_marks)
         try:
-            results = await self._write(calls, marks)
+            replies = await self._write(calls, marks)
         except RedisError as error:
             self._fail(batch, error)
             return
+        except Exception:
+            # Not Redis's failure, but the flusher must live on: these streams stay local.
+            logger.exception("writing streams to the state store failed")
+            self._fail(batch, RedisError("unexpected failure"))
+            return
         self._broken_marks.clear()
         self._flushes += 1
-        self._commands += len(calls) + len(marks)
+        self._events += events
+        self._commands += len(calls) + bool(marks)
         if self._retry_at is not None:
             logger.warning("streams are shared again: the state store answers")
             self._retry_at = None
-        for (outgoing, args), result in zip(calls, results, strict=True):
-            self._events += (len(args) - 5) // 2 - int(args[4])
+        per_stream = (int(digit) for reply in replies for digit in as_text(reply))
+        for outgoing, result in zip(batch, per_stream, strict=True):
             self._applied(outgoing, result)
 
-    def _append_args(self, outgoing: _Outgoing, events: list[SessionEvent]) -> list[str]:
-        record, outgoing.record = outgoing.record, None
-        last = events[-1]
-        ended = isinstance(last, NamedEvent) and last.name in TERMINAL_EVENTS
-        args = [
-            self._ended_ttl_ms if ended else self._live_ttl_ms,
-            self._maxlen,
-            str(events[0].seq),
-            "1" if ended else "0",
-            str(len(record) if record else 0),
-        ]
-        for field, value in (record or {}).items():
-            args += (field, value)
-        for event in events:
-            if isinstance(event, DeltaEvent):
-                args += (_DELTA_FIELD, event.literal.decode())
-            else:
-                args += (event.name, event.data.decode())
-        return args
+    def _flush_args(self, batch: list[_Outgoing], now: float) -> tuple[list[str], list[bytes]]:
+        """FLUSH_SCRIPT's keys and arguments for ``batch``; takes their pending events."""
+        keys: list[str] = []
+        fields: list[bytes] = []
+        for outgoing in batch:
+            outgoing.queued = False
+            events, outgoing.pending = outgoing.pending, []
+            last = events[-1]
+            flags = _ENDED if type(last) is NamedEvent and last.name in TERMINAL_EVENTS else 0
+            if flags or now >= outgoing.expiry_due:
+                flags |= _SET_EXPIRY
+                outgoing.expiry_due = now + LIVE_TTL_S / 4
+            record, outgoing.record = outgoing.record, None
+            stream_id = outgoing.session.stream_id
+            keys += (self._events_key(stream_id), self._record_key(stream_id))
+            header = (events[0].seq, flags, len(record or ()), len(events))
+            fields += [_field(b"%d" % value) for value in header]
+            for item in (record or {}).items():
+                fields += [_field(part.encode()) for part in item]
+            for event in events:
+                if isinstance(event, DeltaEvent):
+                    fields.append(b"%d:%s" % (len(event.literal), event.literal))
+                else:
+                    fields.append(_field(b"%s %s" % (event.name.encode(), event.data)))
+        return keys, [self._live_ttl_ms, self._ended_ttl_ms, self._maxlen, b"".join(fields)]
 
-    async def _write(self, calls: list[tuple[_Outgoing, list[str]]], marks: list[str]) -> list[Any]:
-        """One pipeline of the calls (loading the script first when Redis lost it)."""
+    async def _write(
+        self, calls: list[tuple[list[str], list[bytes]]], marks: list[str]
+    ) -> list[str]:
+        """The calls (and the broken marks) in one round trip; the calls' replies."""
         for attempt in range(2):
-            if self._append_sha is None:
-                self._append_sha = await self._redis.script_load(APPEND_SCRIPT)
+            if self._flush_sha is None:
+                self._flush_sha = await self._redis.script_load(FLUSH_SCRIPT)
             async with self._redis.pipeline(transaction=False) as pipe:
-                for outgoing, args in calls:
-                    stream_id = outgoing.session.stream_id
-                    keys = (self._events_key(stream_id), self._record_key(stream_id))
-                    pipe.evalsha(self._append_sha, 2, *keys, *args)
-                for stream_id in marks:
-                    pipe.eval(BREAK_SCRIPT, 1, self._record_key(stream_id))
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                self._append_sha = None  # Redis restarted: load it again and write it all again
+                for keys, args in calls:
+                    pipe.execute_command("EVALSHA", self._flush_sha, len(keys), *keys, *args)
+                if marks:
+                    pipe.eval(BREAK_SCRIPT, len(marks), *map(self._record_key, marks))
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                self._flush_sha = None  # Redis restarted: load it again, write it all again
                 continue
-            for result in results:
-                if isinstance(result, RedisError):
-                    raise result
-            return results[: len(calls)]
+            for reply in replies:
+                if isinstance(reply, RedisError):
+                    raise reply
+            return replies[: len(calls)]
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _applied(self, outgoing: _Outgoing, result: Any) -> None:
-        status, cancel = (as_text(value) for value in result)
-        if status != "ok":
+    def _applied(self, outgoing: _Outgoing, reply: int) -> None:
+        if reply & _GAP:
             self._drop(outgoing)
-        elif cancel == "1" and not outgoing.cancel_seen:
+        elif reply & _CANCEL and not outgoing.cancel_seen:
             outgoing.cancel_seen = True
-            outgoing.on_cancel(outgoing.session)  # appends its last event: flushed next
-        if outgoing.session.finished and not outgoing.pending and not outgoing.queued:
+            outgoing.on_cancel(outgoing.session)  # appends its last event: written next
+        if outgoing.session.finished and not outgoing.queued:
             outgoing.session.mirror = None  # its last event is written: nothing more to copy
 
     def _fail(self, batch: list[_Outgoing], error: RedisError) -> None:
@@ -363,10 +332,15 @@ class RedisStreamStore:
             logger.warning("streams' last events were not all written to the state store")
 
     def _events_key(self, stream_id: str) -> str:
-        return f"{self._prefix}{{{stream_id}}}:events"
+        return f"{self._prefix}{stream_id}:events"
 
     def _record_key(self, stream_id: str) -> str:
-        return f"{self._prefix}{{{stream_id}}}:rec"
+        return f"{self._prefix}{stream_id}:rec"
+
+
+def _field(value: bytes) -> bytes:
+    """One field of FLUSH_SCRIPT's batch."""
+    return b"%d:%s" % (len(value), value)
 
 
 def _event(entry_id: str, fields: dict[str, str]) -> SessionEvent:

@@ -25,7 +25,7 @@ from rag_service.errors import RagServiceError
 from rag_service.limits import StreamSlot
 from rag_service.ports import Clock
 from rag_service.streaming.replay_buffer import ReplayBuffer
-from rag_service.streaming.sse_format import DeltaEvent, SessionEvent
+from rag_service.streaming.sse_format import DeltaEvent, SessionEvent, json_string
 from rag_service.upstream_events import (
     Completed,
     Failed,
@@ -170,9 +170,12 @@ class StreamSession:
             return  # an empty delta carries nothing and would only cost a seq
         if self._first_delta_at is None:
             self._first_delta_at = self._clock()
-        self._buffer.append_delta(text)
-        if self.mirror is not None:
-            self._mirror_last()
+        mirror = self.mirror
+        if mirror is None:
+            self._buffer.append_delta(text)
+        else:
+            literal = json_string(text)
+            mirror(DeltaEvent(self._buffer.append_literal(literal), literal))
         self._wake()
 
     def _append(self, event: str, payload: dict[str, Any]) -> None:

@@ -1,0 +1,95 @@
+"""The Lua scripts of ``RedisStreamStore`` (keys and fields: see its module docstring).
+
+A replica writes the new events of all its streams in one script call per flush, so the cost
+on both sides is per flush and per event, hardly per stream: one command for the client to
+encode and one reply to parse, whatever the number of streams.
+"""
+
+from __future__ import annotations
+
+# KEYS: per stream, its events key then its record key.
+# ARGV: live ttl ms, ended ttl ms, maxlen, then the batch: fields written "<length>:<bytes>"
+# back to back (one argument instead of several per event: encoding the arguments is what
+# costs the client most). Per stream: its first seq, flags (1: its last event is in this
+# batch, 2: set the expiry), the number of record pairs, the number of events, the record's
+# fields and values, and one field per event (seqs first, first + 1, ...): a delta's JSON
+# string literal (it starts with a quote) or "<event name> <data JSON>".
+# Returns one digit per stream: 0 written, 1 a gap (the copy is marked broken), plus 2 when
+# another replica asked for its cancellation. Seqs already held are skipped: a batch written
+# twice (a retry after a lost reply) changes nothing.
+FLUSH_SCRIPT = """
+local batch = ARGV[4]
+local at = 1
+local function field()
+  local colon = string.find(batch, ':', at, true)
+  local stop = colon + tonumber(string.sub(batch, at, colon - 1))
+  at = stop + 1
+  return string.sub(batch, colon + 1, stop)
+end
+local out = {}
+for s = 1, #KEYS / 2 do
+  local events, rec = KEYS[2 * s - 1], KEYS[2 * s]
+  local first, flags = tonumber(field()), tonumber(field())
+  local nrec, n = tonumber(field()), tonumber(field())
+  local known = redis.call('HMGET', rec, 'last', 'cancel')
+  local last = tonumber(known[1] or '0')
+  local result = 0
+  for _ = 1, nrec do
+    redis.call('HSET', rec, field(), field())
+  end
+  local ended = flags % 2 == 1
+  if first > last + 1 then
+    redis.call('HSET', rec, 'state', 'broken')
+    result = 1
+    for _ = 1, n do field() end
+  else
+    for i = 0, n - 1 do
+      local value = field()
+      local seq = first + i
+      if seq > last then
+        local name = 'd'
+        if string.byte(value, 1) ~= 34 then
+          local space = string.find(value, ' ', 1, true)
+          name = string.sub(value, 1, space - 1)
+          value = string.sub(value, space + 1)
+        end
+        redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '0-' .. seq, name, value)
+        last = seq
+      end
+    end
+    if ended then
+      redis.call('HSET', rec, 'last', last, 'state', 'ended')
+    else
+      redis.call('HSET', rec, 'last', last)
+    end
+  end
+  if flags >= 2 or result == 1 then
+    local ttl = ARGV[1]
+    if ended then ttl = ARGV[2] end
+    redis.call('PEXPIRE', events, ttl)
+    redis.call('PEXPIRE', rec, ttl)
+  end
+  if known[2] == '1' then result = result + 2 end
+  out[s] = result
+end
+return table.concat(out)
+"""
+
+# KEYS: records. Marks streams' copies broken, where the record is still there.
+BREAK_SCRIPT = """
+for _, rec in ipairs(KEYS) do
+  if redis.call('HEXISTS', rec, 'state') == 1 then
+    redis.call('HSET', rec, 'state', 'broken')
+  end
+end
+return 0
+"""
+
+# KEYS: record. Asks for the stream's cancellation, if it is still known.
+CANCEL_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'state') == 1 then
+  redis.call('HSET', KEYS[1], 'cancel', '1')
+  return 1
+end
+return 0
+"""
