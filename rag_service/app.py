@@ -52,9 +52,11 @@ from rag_service.limits import (
 )
 from rag_service.observability import (
     KeyLimitCollector,
+    ReplicaCollector,
     ServiceCollector,
     SharedStateCollector,
     loop_lag_histogram,
+    metrics_port_server,
 )
 from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import (
@@ -250,6 +252,11 @@ async def _build_graph(
     )
     registry.register(KeyLimitCollector(limiter.stats))
     registry.register(SharedStateCollector(shared_state))
+    registry.register(ReplicaCollector(replica_id))
+    server = settings.server
+    if server.metrics_port is not None:  # a scrape target per worker (docs/deployment.md)
+        ports = server.workers
+        stack.enter_context(metrics_port_server(registry, server.host, server.metrics_port, ports))
     app.state.stream_deps = StreamDeps(
         resolver=contexts,
         upstream=upstream,

@@ -108,12 +108,21 @@ def serve(
         typer.Option(min=1, max=65535, help="Port to listen on [default: RAG_SERVER__PORT]."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes on the one port [default: RAG_SERVER__WORKERS]; more than "
+            "one needs RAG_REDIS__URL and a Chroma server (RAG_CHROMA__HOST).",
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP service (POST /rag/stream, admin, health)."""
     import uvicorn
 
     from rag_service.app import create_app
-    from rag_service.http_server import logging_config, server_config
+    from rag_service.http_server import logging_config, run_workers, server_config
 
     console = Console(stderr=True)
     try:
@@ -121,7 +130,8 @@ def serve(
     except ValueError as error:
         console.print(f"[red]invalid configuration[/]: {error}", highlight=False)
         raise typer.Exit(2) from None
-    listen = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
+    given = (("host", host), ("port", port), ("workers", workers))
+    listen = {name: value for name, value in given if value is not None}
     if listen:
         # Into the settings, not only into uvicorn: the app's start-up checks read the address.
         server_settings = ServerSettings.model_validate(settings.server.model_dump() | listen)
@@ -131,6 +141,25 @@ def serve(
     except RagServiceError as error:  # e.g. no client keys on a non-loopback address
         console.print(f"[red]refusing to start[/]: {error.message}", highlight=False)
         raise typer.Exit(2) from None
+    if settings.server.workers > 1:
+        missing = _shared_state_missing(settings)
+        if missing:
+            console.print(
+                f"[red]refusing to start[/]: --workers {settings.server.workers} needs state "
+                f"shared by the processes: {missing}. Embedded Chroma (RAG_CHROMA__PATH) has "
+                "one owner process; run `rag-service serve` without --workers for it.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+        # The workers build their own apps; the one above only checked the configuration.
+        run_workers(
+            settings,
+            log_level=log_level,
+            log_config=logging_config(log_level),
+            timeout_graceful_shutdown=10,
+        )
+        return
     server = uvicorn.Server(
         server_config(
             service,
@@ -145,6 +174,16 @@ def serve(
     # signal) returns here without having started, which uvicorn.run also reports as 3.
     if not server.started:
         raise typer.Exit(3)
+
+
+def _shared_state_missing(settings: Settings) -> str:
+    """What several worker processes lack: Redis and a Chroma server, in words; "" if none."""
+    missing = []
+    if settings.redis.url is None:
+        missing.append("set RAG_REDIS__URL (Redis or Valkey)")
+    if not settings.chroma.host:
+        missing.append("set RAG_CHROMA__HOST (and RAG_CHROMA__PORT) to a Chroma server")
+    return " and ".join(missing)
 
 
 @app.command("local-llm")
