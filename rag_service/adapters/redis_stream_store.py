@@ -308,6 +308,10 @@ class RedisStreamStore:
         except RedisError as error:
             raise unavailable(error) from error
 
+    def fallbacks(self) -> int:
+        """Streams served on local state only: not copied, or their copy stopped half-way."""
+        return self._unshared + self._dropped
+
     def stats(self) -> SharedStreamStats:
         return SharedStreamStats(
             shared=self._shared,
