@@ -10,9 +10,10 @@ from rag_service.streaming.answer import (
     meta_payload,
     start_answer,
 )
-from rag_service.streaming.registry import StreamRegistry, StreamStats
+from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_response import SessionResponse
+from rag_service.streaming.stream_stats import StreamStats
 
 __all__ = [
     "AnswerRequest",

@@ -43,8 +43,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
 from rag_service.errors import (
     Forbidden,
@@ -60,11 +59,8 @@ from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.retention import RetainedStreams
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import (
-    SessionEvent,
-    is_well_formed_stream_id,
-    new_stream_id,
-)
+from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
+from rag_service.streaming.stream_stats import StreamStats as StreamStats  # re-exported
 from rag_service.upstream_events import EventSink
 
 logger = logging.getLogger(__name__)
@@ -76,20 +72,6 @@ _CLOSE_TIMEOUT_S = 5.0
 # The retention timer fires this much after the oldest retained session's time: sessions that
 # run out within it are forgotten in one go (a look-up forgets them on time regardless).
 _SWEEP_SLACK_S = 1.0
-
-
-@dataclass(frozen=True)
-class StreamStats:
-    sessions: int  # held sessions: generating or resumable
-    generating: int  # sessions whose generation task still runs
-    readers: int  # attached HTTP responses
-    refused_full: int = 0  # new streams refused: max_sessions held
-    refused_overloaded: int = 0  # new streams refused: the event loop was behind
-    retained: int = 0  # ended sessions without a reader, kept for resumes
-    retained_bytes: int = 0  # their replay buffers' bytes (``ReplayBuffer.nbytes``)
-    cancelled: int = 0  # generations cancelled by their client (``cancel``)
-    evicted_full: int = 0  # retained sessions forgotten early: max_sessions held
-    evicted_bytes: int = 0  # retained sessions forgotten early: retention_max_bytes reached
 
 
 class StreamRegistry:
@@ -198,35 +180,16 @@ class StreamRegistry:
         self.attach(session)
         return session
 
-    def open_copy(
-        self,
-        *,
-        stream_id: str,
-        context_id: str,
-        principal: str | None,
-        events: Sequence[SessionEvent],
-    ) -> StreamSession:
-        """A copy of another replica's stream (``replicas``), holding ``events`` (its oldest
-        held first), without a reader: a running one is in its grace period until the
-        resume that asked for it attaches, an ended one is retained."""
+    def adopt(self, session: StreamSession) -> None:
+        """Hold a copy of another replica's stream (``replicas``), without a reader: a running
+        one is in its grace period until the resume that made it attaches, an ended one is
+        retained."""
         self._make_room()
-        session = StreamSession(
-            stream_id=stream_id,
-            context_id=context_id,
-            principal=principal,
-            buffer_capacity=self._settings.replay_buffer_events,
-            clock=self._clock,
-            started_at=self._clock(),
-            first_seq=events[0].seq if events else 1,
-        )
-        session.copied = True
-        session.replicate(events)
-        self._sessions[stream_id] = session
+        self._sessions[session.stream_id] = session
         if session.finished:
             self._retain(session)
         else:
             self._start_grace(session)
-        return session
 
     def start(self, session: StreamSession, generate: Generation) -> None:
         """Run the generation in a task of its own: ``generate`` pushes into the session."""

@@ -3,7 +3,7 @@
 A stream this replica holds (it generates it, or already copies it) is served from memory as
 with one process. One it does not hold is looked up in the shared store (``SharedStreams``):
 unknown there, 404; another principal's, 403; otherwise this replica opens a *copy* of it
-(``StreamRegistry.open_copy``, filled with the events the store holds) and, while the stream
+(``StreamRegistry.adopt``, filled with the events the store holds) and, while the stream
 runs, a task that follows it (``_follow``: wait for new events in the store, append them).
 Resumes of that stream on this replica then share the copy, and the response is the ordinary
 ``SessionResponse``: ids, bytes, replay window and the ``Last-Event-ID`` rules are those of a
@@ -59,12 +59,18 @@ async def find_stream(
         pass
     if not events:
         raise NotFound(_UNKNOWN)  # expired between the two reads
-    session = registry.open_copy(
+    session = StreamSession(
         stream_id=stream_id,
         context_id=record.context_id,
         principal=record.principal,
-        events=events,
+        buffer_capacity=settings.replay_buffer_events,
+        clock=registry.now,
+        started_at=registry.now(),
+        first_seq=events[0].seq,
     )
+    session.copied = True
+    session.replicate(events)
+    registry.adopt(session)
     if not session.finished:
         follower = _follower(shared, session, settings.shared_idle_timeout_s, registry.now)
         registry.start(session, follower)
