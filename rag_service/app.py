@@ -32,6 +32,7 @@ from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.lazy_chroma_store import LazyChromaStore
 from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
+from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
@@ -72,6 +73,7 @@ from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatc
 from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
 from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
 from rag_service.web import install_web_page
 
@@ -236,6 +238,7 @@ async def _build_graph(
     # Closed after the stream registry (the stack unwinds in reverse): ending the generations
     # releases their slots first.
     limiter = _key_limiter(settings, redis, stack, shared_state)
+    shared_streams = _shared_streams(settings, redis, replica_id, stack, shared_state)
     streams = StreamRegistry(
         settings.stream, max_sessions=settings.stream.max_sessions, loop_lag=loop_lag.lag_s
     )
@@ -264,6 +267,7 @@ async def _build_graph(
         settings=settings,
         build_request=ChatRequestBuilder(),
         limiter=limiter,
+        shared=shared_streams,
     )
     app.state.admin_deps = AdminDeps(settings=settings, jobs=jobs, catalog=store, contexts=contexts)
     app.state.health_deps = HealthDeps(
@@ -304,6 +308,28 @@ def _key_limiter(
         )
     )
     return limiter
+
+
+def _shared_streams(
+    settings: Settings,
+    redis: Redis | None,
+    replica_id: str,
+    stack: AsyncExitStack,
+    shared_state: list[SharedStateComponent],
+) -> SharedStreams:
+    """With Redis, streams are copied there and resumable on every replica (docs/streaming.md);
+    closed after the registry, so the last events of the streams it ends are written too."""
+    if redis is None:
+        return InProcessStreams()
+    store = RedisStreamStore(
+        redis,
+        redis_settings=settings.redis,
+        stream_settings=settings.stream,
+        replica_id=replica_id,
+    )
+    stack.push_async_callback(store.aclose)
+    shared_state.append(SharedStateComponent("streams", lambda: store.degraded, store.fallbacks))
+    return store
 
 
 def _shared_state_reports(

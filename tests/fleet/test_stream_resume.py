@@ -1,0 +1,333 @@
+"""Streams resumable on any replica (issue #14): two apps from ``create_app``, each on its own
+loopback uvicorn, sharing one real ``redis-server`` and one real ``chroma run``. A stream started
+on A is resumed on B with ``Last-Event-ID``: its events, ids and bytes are A's (no gap, no
+repeat), finished or still running; 403/404/400 as for a local stream; a cancel on B stops A's
+generation; with Redis stopped, A's readers still get everything and new streams are served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from ingest.pipeline import IngestPipeline
+from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.app import Components, create_app
+from rag_service.settings import IngestSettings, Settings
+from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.shared_streams import SharedStreams
+from rag_service.upstream_events import TextDelta
+from tests.app.conftest import CLIENT_KEY, app_settings
+from tests.conftest import free_port
+from tests.fakes.retrieval import HashingEmbedder
+from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script, completed
+from tests.live_server import live_server
+from tests.redis_server import RedisServer, running_redis
+from tests.streaming.helpers import assert_error_shape
+from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
+
+WAIT_LIMIT_S = 60.0  # generous: a busy 2-core machine; only a hang reaches it
+OTHER_KEY = "client-key-2"
+FIRST = ["Our ", "trail ", "boots "]
+SECOND = ["are ", "water", "proof", " — ", "größe 38-47."]
+
+
+@dataclass
+class Replica:
+    url: str
+    upstream: ScriptedUpstream
+    registry: StreamRegistry
+    shared: SharedStreams
+
+
+def held_script(first: Sequence[str], second: Sequence[str], pause_s: float = 0.0) -> list[Step]:
+    """Deltas of ``first``, a hold until the upstream is released, deltas of ``second``."""
+    steps: list[Step] = [TextDelta(piece) for piece in first]
+    steps.append(Hold())
+    for piece in second:
+        if pause_s:
+            steps.append(Pause(pause_s))
+        steps.append(TextDelta(piece))
+    steps.append(completed())
+    return steps
+
+
+def fleet_settings(
+    tmp_path: Path, chroma: tuple[str, int], redis_url: str, prefix: str
+) -> Settings:
+    data = app_settings(tmp_path).model_dump()
+    host, port = chroma
+    data["chroma"] = {"host": host, "port": port, "collection": f"s{uuid.uuid4().hex[:10]}"}
+    data["ingest"] |= {"lock_file": tmp_path / "ingest.lock"}
+    data["redis"] = {"url": redis_url, "key_prefix": prefix, "retry_interval_s": 0.2}
+    data["api_keys"] = [SecretStr(CLIENT_KEY), SecretStr(OTHER_KEY)]
+    data["admin_api_key"] = None
+    data["stream"] |= {"shared_flush_ms": 10.0}
+    return Settings.model_validate(data)
+
+
+@asynccontextmanager
+async def replicas(
+    settings: Settings, script: Sequence[Step], count: int = 2
+) -> AsyncIterator[list[Replica]]:
+    """``count`` replicas of ``settings`` serving on loopback, each upstream playing ``script``."""
+    embedder = HashingEmbedder(64)
+    IngestPipeline(ChromaStore.open(settings.chroma), embedder, IngestSettings()).run(
+        [settings.ingest.catalog_dir]
+    )
+    async with AsyncExitStack() as stack:
+        running = []
+        for _ in range(count):
+            upstream = ScriptedUpstream(script=list(script))
+            store = ChromaStore.open(settings.chroma)
+            app = create_app(
+                settings, Components(embedder=embedder, store=store, upstream=upstream)
+            )
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            url = await stack.enter_async_context(live_server(app))
+            deps = app.state.stream_deps
+            running.append(Replica(url, upstream, deps.registry, deps.shared))
+        yield running
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> Settings:
+    return fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+
+
+def auth(key: str = CLIENT_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {WAIT_LIMIT_S:g} s: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def read_until(
+    url: str, deltas: int, method: str = "POST", headers: dict[str, str] | None = None
+) -> ParsedStream:
+    """A stream's events until ``deltas`` deltas came, then the connection is dropped."""
+    received = b""
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http:
+        request = http.stream(
+            method,
+            "/rag/stream",
+            params={"context": "shop:user-1"},
+            json={"query": "Are the boots waterproof?"},
+            headers=auth() | (headers or {}),
+        )
+        async with request as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if sum(e.type == "delta" for e in parse_sse(received).events) >= deltas:
+                    break
+    return parse_sse(received)
+
+
+async def resume(
+    url: str, stream_id: str, last_event_id: str | None = None, key: str = CLIENT_KEY
+) -> httpx.Response:
+    headers = auth(key) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http:
+        return await http.get(f"/rag/stream/{stream_id}", headers=headers)
+
+
+def text(events: list[SseEvent]) -> str:
+    return "".join(e.json()["text"] for e in events if e.type == "delta")
+
+
+def shown(events: list[SseEvent]) -> list[tuple[str, str, str]]:
+    """What a client reads of each event: its id, name and data (``done``'s timings vary
+    between two reads of the same stream only in nothing: they are the generator's)."""
+    return [(e.last_event_id, e.type, e.data) for e in events]
+
+
+async def test_a_dropped_stream_resumes_on_another_replica_exactly(settings: Settings) -> None:
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        a.upstream.release()
+        await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
+
+        on_b = await resume(b.url, stream_id, first.events[-1].last_event_id)
+        on_a = await resume(a.url, stream_id, first.events[-1].last_event_id)
+
+        assert on_b.status_code == 200, on_b.text
+        rest = parse_sse(on_b.content).events
+        assert text(first.events) + text(rest) == "".join(FIRST + SECOND)
+        assert rest[-1].type == "done"
+        assert shown(rest) == shown(parse_sse(on_a.content).events)  # ids and bytes: A's
+        whole = parse_sse((await resume(b.url, stream_id)).content).events
+        assert shown(whole) == shown(first.events) + shown(rest)
+
+
+async def test_a_resume_on_another_replica_follows_the_running_answer(settings: Settings) -> None:
+    async with replicas(settings, held_script(FIRST, SECOND, pause_s=0.01)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        await wait_until(lambda: b.registry.stats().readers == 1, "B serves the resume")
+        assert a.registry.stats().generating == 1  # still held: B follows a running answer
+        a.upstream.release()
+
+        on_b = await asyncio.wait_for(resumed, WAIT_LIMIT_S)
+        rest = parse_sse(on_b.content).events
+        assert text(first.events) + text(rest) == "".join(FIRST + SECOND)
+        assert [e.type for e in rest] == ["delta"] * len(SECOND) + ["done"]
+        assert (
+            shown(rest)
+            == shown(parse_sse((await resume(a.url, stream_id)).content).events)[
+                len(first.events) :
+            ]
+        )
+
+
+async def test_another_replica_answers_403_404_and_400_as_the_generating_one(
+    settings: Settings,
+) -> None:
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=1)
+        stream_id = first.events[0].json()["stream_id"]
+        await wait_until(lambda: a.shared.stats().events >= 2, "the first events are in Redis")
+
+        error = assert_error_shape(await resume(b.url, stream_id, key=OTHER_KEY), 403)
+        assert error["code"] == "forbidden"
+        unknown = "A" * 22
+        assert assert_error_shape(await resume(b.url, unknown), 404)["code"] == "not_found"
+        bad = assert_error_shape(await resume(b.url, stream_id, f"{unknown}:1"), 400)
+        assert bad["code"] == "invalid_request"
+        a.upstream.release()
+
+
+async def test_a_cancel_on_another_replica_stops_the_generation(settings: Settings) -> None:
+    script = held_script(FIRST, [f"w{i} " for i in range(200)], pause_s=0.05)
+    async with replicas(settings, script) as (a, b):
+        first = await read_until(a.url, deltas=1)
+        stream_id = first.events[0].json()["stream_id"]
+        await wait_until(lambda: a.shared.stats().events >= 2, "the first events are in Redis")
+        async with httpx.AsyncClient(base_url=b.url, timeout=WAIT_LIMIT_S) as http:
+            cancel = await http.delete(f"/rag/stream/{stream_id}", headers=auth())
+        assert cancel.status_code == 200, cancel.text
+        assert cancel.json() == {"stream_id": stream_id, "cancelled": True}
+        a.upstream.release()  # the next event A copies brings the request back
+
+        await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
+        events = parse_sse((await resume(b.url, stream_id)).content).events
+        assert events[-1].type == "error"
+        assert events[-1].json()["code"] == "cancelled"
+        assert a.upstream.closed_early == 1
+
+
+async def test_with_redis_down_streams_are_served_on_local_state(
+    tmp_path: Path, chroma_server: tuple[str, int]
+) -> None:
+    (tmp_path / "redis").mkdir()
+    with running_redis(tmp_path / "redis", free_port()) as redis:
+        settings = fleet_settings(tmp_path, chroma_server, redis.url, "down:")
+        second = [f"w{i} " for i in range(20)]
+        async with replicas(settings, held_script(FIRST, second, pause_s=0.01)) as (a, b):
+            received = b""
+            async with (
+                httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http,
+                http.stream(
+                    "POST",
+                    "/rag/stream",
+                    params={"context": "shop:user-1"},
+                    json={"query": "Are the boots waterproof?"},
+                    headers=auth(),
+                ) as response,
+            ):
+                async for chunk in response.aiter_raw():
+                    received += chunk
+                    if len(parse_sse(received).events) == 1 + len(FIRST):
+                        await wait_until(lambda: a.shared.stats().events >= 4, "copied")
+                        await asyncio.to_thread(redis.stop)
+                        a.upstream.release()
+            events = parse_sse(received).events
+            assert text(events) == "".join(FIRST + second)  # A's own reader got everything
+            assert events[-1].type == "done"
+            assert a.shared.degraded
+            assert a.shared.stats().dropped == 1
+            stream_id = events[0].json()["stream_id"]
+            down = assert_error_shape(await resume(b.url, stream_id), 503)
+            assert down["code"] == "state_store_unavailable"
+
+            a.upstream.script = answer_script(FIRST)
+            local_before = a.shared.stats().unshared + a.shared.stats().dropped
+            fresh = await read_until(a.url, deltas=len(FIRST))  # served on local state
+            assert text(fresh.events) == "".join(FIRST)
+            # Not copied: not tried (within retry_interval_s of the failure), or tried and failed.
+            await wait_until(
+                lambda: a.shared.stats().unshared + a.shared.stats().dropped > local_before,
+                "the new stream counted as a fallback",
+            )
+
+            await asyncio.to_thread(redis.start)  # empty: the copies made before are gone
+            shared_before = a.shared.stats().shared
+            # Once retry_interval_s (0.2 s) has passed, the next new stream tries Redis again.
+            deadline = time.monotonic() + WAIT_LIMIT_S
+            while a.shared.stats().shared == shared_before:
+                assert time.monotonic() < deadline, "no stream was shared again"
+                again = await read_until(a.url, deltas=len(FIRST))
+            again_id = again.events[0].json()["stream_id"]
+            await wait_until(lambda: not a.shared.degraded, "A shares streams again")
+            on_b = await resume(b.url, again_id)
+            assert on_b.status_code == 200, on_b.text
+            assert text(parse_sse(on_b.content).events) == "".join(FIRST)
+            gone = assert_error_shape(await resume(b.url, fresh.events[0].json()["stream_id"]), 404)
+            assert gone["code"] == "not_found"
+
+
+async def test_a_copy_whose_replica_went_silent_ends_with_an_error(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+    settings.stream.shared_idle_timeout_s = 1.0
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        # A holds its answer: as far as B can tell, as a replica that died would.
+        on_b = parse_sse((await resume(b.url, stream_id, first.events[-1].last_event_id)).content)
+        error = on_b.events[-1]
+        assert [e.type for e in on_b.events] == ["error"]
+        assert error.json()["code"] == "unavailable"
+        assert error.json()["details"] == {"reason": "replica_lost"}
+        assert error.json()["retryable"] is True
+        a.upstream.release()
+
+
+async def test_a_copy_with_a_hole_is_never_served(
+    tmp_path: Path, chroma_server: tuple[str, int]
+) -> None:
+    (tmp_path / "redis").mkdir()
+    with running_redis(tmp_path / "redis", free_port()) as redis:
+        settings = fleet_settings(tmp_path, chroma_server, redis.url, "hole:")
+        async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+            first = await read_until(a.url, deltas=len(FIRST))
+            stream_id = first.events[0].json()["stream_id"]
+            await wait_until(lambda: a.shared.stats().events == 1 + len(FIRST), "copied")
+            with redis.client() as sync_client:
+                sync_client.flushall()  # Redis lost the stream's first events
+            a.upstream.release()
+            await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
+            await wait_until(lambda: a.shared.stats().dropped == 1, "A saw the hole")
+
+            gone = assert_error_shape(await resume(b.url, stream_id), 404)
+            assert gone["code"] == "not_found"
+            whole = parse_sse((await resume(a.url, stream_id)).content).events
+            assert text(whole) == "".join(FIRST + SECOND)  # A still serves it whole
