@@ -106,8 +106,9 @@ class RepeatedBlockDetector:
             self._emitted = end
         elif end - copy_from >= self._min_chars:
             self.repeated = True
-            out = self._slice(self._emitted, copy_from)
-            self._emitted = max(self._emitted, copy_from)
+            last = max(self._emitted, self._word_start(copy_from))
+            out = self._slice(self._emitted, last)
+            self._emitted = last
         else:
             out = ""  # held: may yet become a repeated block
         self._forget_old()
@@ -133,6 +134,16 @@ class RepeatedBlockDetector:
             else:
                 low = middle
         return high
+
+    def _word_start(self, position: int) -> int:
+        """``position``, or the start of the word it falls inside: a copy may begin mid-word
+        ("deb|it card" copied as "cred|it card"), and an answer should not end on "cred"."""
+        text, base = self._text, self._base
+        if not (base < position < base + len(text)) or text[position - base].isspace():
+            return position
+        while position > base and not text[position - base - 1].isspace():
+            position -= 1
+        return position
 
     def _occurs_earlier(self, start: int) -> bool:
         """Does the text from ``start`` to its end occur starting before ``start``?"""

@@ -221,3 +221,15 @@ def test_a_copy_that_starts_inside_a_delta_keeps_the_text_before_it() -> None:
 
     assert detector.repeated
     assert_ends_at_copy(passed, block + "Note: ")
+
+
+def test_the_answer_ends_before_a_word_the_copy_begins_inside() -> None:
+    detector = RepeatedBlockDetector(40)
+    first = "Pay with a debit card from the EU's national currency exchange system. "
+    second = "Or pay with a credit card from the EU's national currency exchange system."
+
+    passed = feed_all(detector, [first, second])  # a burst of text in one delta
+
+    assert detector.repeated
+    # The copy is "it card from the EU's ..." (debit / credit); "cred" is not sent.
+    assert passed == first + "Or pay with a "
