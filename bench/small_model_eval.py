@@ -1,7 +1,7 @@
 """Small-model answers (issue #13): does the bundled SmolLM2-135M get one policy fact right, and
 does it loop, with the old prompt, the new prompt, a sampling penalty and the repetition stop?
 
-    .venv/bin/python -m bench.small_model_eval            # 6 questions x 4 variants
+    .venv/bin/python -m bench.small_model_eval            # 6 questions x 7 variants
     .venv/bin/python -m bench.small_model_eval --quick    # 3 questions
 
 Each question's answer is one fact of a policy document of ``data/catalog`` (the return period,
@@ -16,25 +16,31 @@ server on loopback (``rag-service local-llm``, llama.cpp), greedy (temperature 0
 ``answer_without_loops``, so a stopped answer's upstream request is really cancelled.
 
 Variants (``variants()``): the old prompt (6,000 characters of context, no stop); the new
-prompt (the default ``retrieval.context_char_budget``); the new prompt with ``frequency_penalty``;
-and with the repetition stop as well. The old prompt differs only in its budget: it sorted
-passages by score, which for dense passages is their order here. Reported per variant: facts
-right, answers holding a repeated block (a run of 80+ characters seen twice), answers the stop
-ended, answers cut by ``max_tokens`` (and of those, cut mid-word), mean answer length and time
-per answer (prompt processing included). Answers are printed to stderr as they come, and all of
-them are in the JSON.
+prompt (the default ``retrieval.context_char_budget``), without and with the repetition stop
+(the latter is the service's default configuration); the new prompt with ``frequency_penalty``,
+without and with the stop; and on a second server whose llama.cpp penalty window
+(``last_n_tokens_size``) is 256 tokens instead of 64, without and with the stop. The old prompt
+differs only in its budget: it sorted passages by score, which for dense passages is their order
+here. Reported per variant: facts right, answers holding a repeated block (a run of 80+
+characters seen twice), answers the stop ended, answers cut by ``max_tokens`` (and of those, cut
+mid-word), mean answer length and time per answer (prompt processing included: the server's
+prompt cache is reset before each). Answers are printed to stderr as they come, and all of them
+are in the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.result_output import write_and_print
 from ingest.chunking import chunk_documents
@@ -50,7 +56,7 @@ from rag_service.settings import (
     UpstreamSettings,
 )
 from rag_service.streaming.repetition import answer_without_loops
-from rag_service.testing.local_llm_server import running_local_llm
+from rag_service.testing.local_llm_server import LOOPBACK, LocalLlmProcess, running_local_llm
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream_events import Completed, Failed, TextDelta, UpstreamEvent
 
@@ -101,6 +107,31 @@ QUESTIONS: tuple[Question, ...] = (
 QUICK_QUESTIONS = 3
 
 
+# The bundled server with llama.cpp's penalty window (last_n_tokens_size, 64 by default) over
+# the whole answer: its default repeat_penalty 1.1 then sees a repeated paragraph. The same
+# server as ``rag-service local-llm`` otherwise (rag_service.local_llm.build_server_app).
+WIDE_WINDOW_TOKENS = 256
+_WIDE_WINDOW_LAUNCH = """
+import sys
+import uvicorn
+from llama_cpp.server.app import create_app
+from llama_cpp.server.settings import ModelSettings, ServerSettings
+from rag_service.local_llm import (
+    CONTEXT_TOKENS, MODEL_ALIAS, disable_weight_repacking, find_bundled_model,
+)
+disable_weight_repacking()
+host, port, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+app = create_app(
+    server_settings=ServerSettings(host=host, port=port, interrupt_requests=False),
+    model_settings=[ModelSettings(
+        model=str(find_bundled_model()), model_alias=MODEL_ALIAS, n_ctx=CONTEXT_TOKENS,
+        verbose=False, last_n_tokens_size=window,
+    )],
+)
+uvicorn.run(app, host=host, port=port, log_level="warning")
+"""
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -108,6 +139,7 @@ class Variant:
     context_chars: int
     params: dict[str, Any]
     stop_repetition: bool
+    penalty_window: int | None = None  # None: the bundled server as it ships (64 tokens)
 
 
 def variants() -> tuple[Variant, ...]:
@@ -116,10 +148,16 @@ def variants() -> tuple[Variant, ...]:
         Variant("old prompt", f"{OLD_CONTEXT_CHARS:,} chars of context, no stop",
                 OLD_CONTEXT_CHARS, BASE_PARAMS, False),
         Variant("new prompt", f"{budget:,} chars of context, no stop", budget, BASE_PARAMS, False),
+        Variant("new prompt + stop", "new prompt, repetition stop (the service's defaults)",
+                budget, BASE_PARAMS, True),
         Variant("+ penalty", f"new prompt, {_params_text(PENALTY)}", budget,
                 {**BASE_PARAMS, **PENALTY}, False),
         Variant("+ penalty + stop", "new prompt, penalty, repetition stop", budget,
                 {**BASE_PARAMS, **PENALTY}, True),
+        Variant("+ window", f"new prompt, server penalty window {WIDE_WINDOW_TOKENS} tokens",
+                budget, BASE_PARAMS, False, WIDE_WINDOW_TOKENS),
+        Variant("+ window + stop", "new prompt, wide window, repetition stop",
+                budget, BASE_PARAMS, True, WIDE_WINDOW_TOKENS),
     )  # fmt: skip
 
 
@@ -332,15 +370,47 @@ async def _ask_all(
     say: Callable[[str], None],
 ) -> list[Answer]:
     answers = []
-    async with running_local_llm() as base_url:
-        say(f"small-model bench: local model server at {base_url}")
-        for question, passages in zip(questions, found, strict=True):
-            for variant in chosen:
-                answer = await ask(base_url, variant, question, passages)
-                say(f"  {variant.name:18} {answer.right!s:5} {answer.finish_reason:10} "
-                    f"{answer.seconds:5.1f} s  {question.text}")  # fmt: skip
-                answers.append(answer)
-    return answers
+    windows = list(dict.fromkeys(v.penalty_window for v in chosen))
+    for window in windows:  # one server per penalty window, one at a time (2 cores)
+        async with _model_server(window) as base_url:
+            say(f"small-model bench: model server (penalty window {window or 64}) at {base_url}")
+            for question, passages in zip(questions, found, strict=True):
+                for variant in (v for v in chosen if v.penalty_window == window):
+                    await _forget_last_prompt(base_url)
+                    answer = await ask(base_url, variant, question, passages)
+                    say(f"  {variant.name:18} {answer.right!s:5} {answer.finish_reason:10} "
+                        f"{answer.seconds:5.1f} s  {question.text}")  # fmt: skip
+                    answers.append(answer)
+    order = {v.name: i for i, v in enumerate(chosen)}
+    return sorted(answers, key=lambda a: order[a.variant])
+
+
+async def _forget_last_prompt(base_url: str) -> None:
+    """One token for an unrelated prompt: llama.cpp reuses the previous request's prompt prefix
+    from its cache, so without this the variants that share a prompt would process it once, and
+    the first to ask would pay for all. As when users ask different questions, each pays."""
+    body = {"model": "smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        response = await client.post(f"{base_url}/chat/completions", json=body)
+        response.raise_for_status()
+
+
+@contextlib.asynccontextmanager
+async def _model_server(window: int | None) -> AsyncIterator[str]:
+    """The bundled server as it ships (``window`` None), or with a wider penalty window."""
+    if window is None:
+        async with running_local_llm() as base_url:
+            yield base_url
+        return
+    server = LocalLlmProcess()
+    server.command = [sys.executable, "-c", _WIDE_WINDOW_LAUNCH, LOOPBACK, str(server.port),
+                      str(window)]  # fmt: skip
+    server.start()
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        yield server.base_url
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 def _params_text(params: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from bench.small_model_eval import (
     summarise,
     variants,
 )
-from rag_service.settings import RetrievalSettings
+from rag_service.settings import RetrievalSettings, Settings
 
 CATALOG = Path(__file__).resolve().parents[1] / "data" / "catalog"
 
@@ -43,8 +43,12 @@ def test_the_variants_compare_the_old_budget_with_the_default() -> None:
     budgets = [v.context_chars for v in variants()]
     assert budgets[0] == 6000
     assert set(budgets[1:]) == {RetrievalSettings().context_char_budget}
-    assert [v.stop_repetition for v in variants()] == [False, False, False, True]
-    assert "frequency_penalty" not in variants()[1].params
+    stops = [v.stop_repetition for v in variants()]
+    assert stops == [False, False, True, False, True, False, True]
+    assert {v.penalty_window for v in variants()[:5]} == {None}  # the server as it ships
+    defaults = variants()[2]
+    assert defaults.params == Settings().upstream.params  # what the service sends
+    assert "frequency_penalty" in variants()[3].params
 
 
 def test_a_repeated_block_is_a_run_seen_twice() -> None:
