@@ -121,7 +121,7 @@ def new_store(client: Any, url: str, stream: StreamSettings, prefix: str, name: 
 def open_session(registry: StreamRegistry, shared: SharedStreams | None) -> StreamSession:
     session = registry.open(context_id="shop:user-1", principal="key-bench", started_at=0.0)
     if shared is not None:
-        shared.share(session, registry.cancel)
+        shared.share(session, registry)
     sources = to_json_bytes(SOURCES)
     head = (
         b'{"stream_id":"%s","context_id":"shop:user-1","context":{"state":"fresh","age_s":1.5,'

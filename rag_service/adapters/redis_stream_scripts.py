@@ -7,6 +7,8 @@ encode and one reply to parse, whatever the number of streams.
 
 from __future__ import annotations
 
+from rag_service.streaming.shared_streams import WATCHED_FOR_S
+
 # KEYS: per stream, its events key then its record key.
 # ARGV: live ttl ms, ended ttl ms, maxlen, then the batch: fields written "<length>:<bytes>"
 # back to back (one argument instead of several per event: encoding the arguments is what
@@ -15,9 +17,11 @@ from __future__ import annotations
 # fields and values, and one field per event (seqs first, first + 1, ...): a delta's JSON
 # string literal (it starts with a quote) or "<event name> <data JSON>".
 # Returns one digit per stream: 0 written, 1 a gap (the copy is marked broken), plus 2 when
-# another replica asked for its cancellation. Seqs already held are skipped: a batch written
+# another replica asked for its cancellation, plus 4 while another replica reads it (its
+# ``watched`` time, Redis's clock in ms, at most WATCHED_FOR_S old). Seqs already held are skipped: a batch written
 # twice (a retry after a lost reply) changes nothing.
 FLUSH_SCRIPT = """
+local WATCHED_FOR_MS = @WATCHED_FOR_MS@
 local batch = ARGV[4]
 local at = 1
 local function field()
@@ -27,11 +31,13 @@ local function field()
   return string.sub(batch, colon + 1, stop)
 end
 local out = {}
+local clock = redis.call('TIME')
+local now_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
 for s = 1, #KEYS / 2 do
   local events, rec = KEYS[2 * s - 1], KEYS[2 * s]
   local first, flags = tonumber(field()), tonumber(field())
   local nrec, n = tonumber(field()), tonumber(field())
-  local known = redis.call('HMGET', rec, 'last', 'cancel')
+  local known = redis.call('HMGET', rec, 'last', 'cancel', 'watched')
   local last = tonumber(known[1] or '0')
   local result = 0
   for _ = 1, nrec do
@@ -70,10 +76,11 @@ for s = 1, #KEYS / 2 do
     redis.call('PEXPIRE', rec, ttl)
   end
   if known[2] == '1' then result = result + 2 end
+  if known[3] and now_ms - tonumber(known[3]) <= WATCHED_FOR_MS then result = result + 4 end
   out[s] = result
 end
 return table.concat(out)
-"""
+""".replace("@WATCHED_FOR_MS@", str(round(WATCHED_FOR_S * 1000)))
 
 # KEYS: records. Marks streams' copies broken, where the record is still there.
 BREAK_SCRIPT = """
@@ -81,6 +88,15 @@ for _, rec in ipairs(KEYS) do
   if redis.call('HEXISTS', rec, 'state') == 1 then
     redis.call('HSET', rec, 'state', 'broken')
   end
+end
+return 0
+"""
+
+# KEYS: record. Says the stream is read on this replica (Redis's clock, ms), if still known.
+WATCH_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'state') == 1 then
+  local clock = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'watched', clock[1] * 1000 + math.floor(clock[2] / 1000))
 end
 return 0
 """

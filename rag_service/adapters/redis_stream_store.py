@@ -45,14 +45,19 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
-from rag_service.adapters.redis_stream_scripts import BREAK_SCRIPT, CANCEL_SCRIPT, FLUSH_SCRIPT
+from rag_service.adapters.redis_stream_scripts import (
+    BREAK_SCRIPT,
+    CANCEL_SCRIPT,
+    FLUSH_SCRIPT,
+    WATCH_SCRIPT,
+)
 from rag_service.ports import Clock
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
 from rag_service.streaming.shared_streams import (
-    CancelHandler,
     SharedState,
     SharedStreamStats,
+    StreamOwner,
     StreamRecord,
 )
 from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent
@@ -66,17 +71,17 @@ _MAX_BROKEN_MARKS = 10_000  # dropped streams remembered to be marked broken onc
 _CLOSE_FLUSH_TIMEOUT_S = 2.0
 _DELTA_FIELD = "d"
 _ENDED, _SET_EXPIRY = 1, 2  # FLUSH_SCRIPT's flags
-_GAP, _CANCEL = 1, 2  # bits of its reply per stream
+_GAP, _CANCEL, _WATCHED = 1, 2, 4  # bits of its reply per stream
 
 
 class _Outgoing:
     """One shared stream's events not yet written (the session's ``mirror`` appends them)."""
 
-    __slots__ = ("cancel_seen", "expiry_due", "on_cancel", "pending", "queued", "record", "session")
+    __slots__ = ("cancel_seen", "expiry_due", "owner", "pending", "queued", "record", "session")
 
-    def __init__(self, session: StreamSession, on_cancel: CancelHandler, replica: str) -> None:
+    def __init__(self, session: StreamSession, owner: StreamOwner, replica: str) -> None:
         self.session = session
-        self.on_cancel = on_cancel
+        self.owner = owner
         self.pending: list[SessionEvent] = []
         self.queued = False
         self.cancel_seen = False
@@ -111,6 +116,7 @@ class RedisStreamStore:
         self._clock = clock
         self._flush_sha: str | None = None
         self._cancel_script = redis.register_script(CANCEL_SCRIPT)
+        self._watch_script = redis.register_script(WATCH_SCRIPT)
         self._dirty: list[_Outgoing] = []
         self._broken_marks: deque[str] = deque(maxlen=_MAX_BROKEN_MARKS)
         self._wake = asyncio.Event()
@@ -130,11 +136,11 @@ class RedisStreamStore:
     def replica_id(self) -> str:
         return self._replica_id
 
-    def share(self, session: StreamSession, on_cancel: CancelHandler) -> None:
+    def share(self, session: StreamSession, owner: StreamOwner) -> None:
         if self._closed or (self._retry_at is not None and self._clock() < self._retry_at):
             self._unshared += 1  # served on local state only: a fallback
             return
-        outgoing = _Outgoing(session, on_cancel, self._replica_id)
+        outgoing = _Outgoing(session, owner, self._replica_id)
         self._shared += 1
 
         def mirror(event: SessionEvent) -> None:
@@ -245,7 +251,9 @@ class RedisStreamStore:
             self._drop(outgoing)
         elif reply & _CANCEL and not outgoing.cancel_seen:
             outgoing.cancel_seen = True
-            outgoing.on_cancel(outgoing.session)  # appends its last event: written next
+            outgoing.owner.cancel(outgoing.session)  # appends its last event: written next
+        if reply & _WATCHED:
+            outgoing.owner.keep_alive(outgoing.session)
         if outgoing.session.finished and not outgoing.queued:
             outgoing.session.mirror = None  # its last event is written: nothing more to copy
 
@@ -305,6 +313,12 @@ class RedisStreamStore:
     async def request_cancel(self, stream_id: str) -> None:
         try:
             await self._cancel_script(keys=[self._record_key(stream_id)])
+        except RedisError as error:
+            raise unavailable(error) from error
+
+    async def watch(self, stream_id: str) -> None:
+        try:
+            await self._watch_script(keys=[self._record_key(stream_id)])
         except RedisError as error:
             raise unavailable(error) from error
 

@@ -157,7 +157,7 @@ async def start_answer(
         context_id=request.context_id, principal=principal, started_at=started_at, slot=slot
     )
     try:
-        deps.shared.share(session, deps.registry.cancel)  # before its first event, the meta
+        deps.shared.share(session, deps.registry)  # before its first event, the meta
         session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
         deps.registry.start(session, _generation(deps, chat_request))
     except BaseException:

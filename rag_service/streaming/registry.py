@@ -232,6 +232,12 @@ class StreamRegistry:
             task.add_done_callback(lambda _: self._on_generation_end(session))
         return True
 
+    def keep_alive(self, session: StreamSession) -> None:
+        """``session`` is read on another replica (``shared_streams``): a grace period that
+        runs restarts, as if a reader had just left."""
+        if session.expiry is not None and session.readers == 0 and not session.finished:
+            self._start_grace(session)
+
     # -- readers, expiry and retention ------------------------------------------------------------
 
     def attach(self, session: StreamSession) -> None:

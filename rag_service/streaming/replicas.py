@@ -25,14 +25,20 @@ from rag_service.ports import Clock
 from rag_service.settings import StreamSettings
 from rag_service.streaming.registry import Generation, StreamRegistry, same_principal
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.shared_streams import SharedState, SharedStreams, StreamRecord
+from rag_service.streaming.shared_streams import (
+    WATCH_EVERY_S,
+    SharedState,
+    SharedStreams,
+    StreamRecord,
+)
 from rag_service.streaming.sse_format import is_well_formed_stream_id
 from rag_service.upstream_events import EventSink
 
 # Events read from the store per command while following (a live answer brings a few a time).
 FOLLOW_BATCH_EVENTS = 256
-# How long one read waits for new events before the record is looked at (the store may cap it).
-FOLLOW_WAIT_S = 5.0
+# How long one read waits for new events before the record is looked at (the store caps it
+# at half a command's time limit); below WATCH_EVERY_S so a waiting copy still says it is read.
+FOLLOW_WAIT_S = 2.0
 _UNKNOWN = "unknown or expired stream"
 
 
@@ -132,7 +138,11 @@ def _follower(
 
     async def follow(_sink: EventSink) -> None:
         last_event_at = clock()
+        watched_at = None
         while not session.finished:
+            if session.readers and (watched_at is None or clock() - watched_at >= WATCH_EVERY_S):
+                await shared.watch(stream_id)  # keeps the generating replica's grace at bay
+                watched_at = clock()
             events = await shared.read(
                 stream_id, session.last_seq, max_events=FOLLOW_BATCH_EVENTS, wait_s=FOLLOW_WAIT_S
             )

@@ -14,7 +14,7 @@ nothing and finds nothing, so a stream unknown to this process is unknown, as be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -22,8 +22,21 @@ from typing import Protocol
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import SessionEvent
 
-# What the generating replica does when a client asks another replica to cancel its stream.
-CancelHandler = Callable[[StreamSession], object]
+
+class StreamOwner(Protocol):
+    """What the generating replica's registry does for the streams it shares."""
+
+    def cancel(self, session: StreamSession) -> bool:
+        """A client asked another replica to cancel ``session``."""
+
+    def keep_alive(self, session: StreamSession) -> None:
+        """``session`` is being read on another replica: no grace period runs out meanwhile."""
+
+
+# A copy says it is read this often; its generating replica keeps the stream going while the
+# last time is at most WATCHED_FOR_S old (FLUSH_SCRIPT, on Redis's clock).
+WATCH_EVERY_S = 3.0
+WATCHED_FOR_S = 10.0
 
 
 class SharedState(StrEnum):
@@ -66,10 +79,10 @@ class SharedStreams(Protocol):
     def replica_id(self) -> str:
         """This replica's identity, recorded with the streams it generates."""
 
-    def share(self, session: StreamSession, on_cancel: CancelHandler) -> None:
-        """Copy ``session``'s events from now on; ``on_cancel(session)`` when another replica
-        asks for its cancellation. Never raises and never waits: while the store is down the
-        session stays local."""
+    def share(self, session: StreamSession, owner: StreamOwner) -> None:
+        """Copy ``session``'s events from now on; tell ``owner`` when another replica asks for
+        its cancellation or reads it. Never raises and never waits: while the store is down
+        the session stays local."""
 
     async def record(self, stream_id: str) -> StreamRecord | None:
         """The stream's record; None when the store does not hold it. Raises
@@ -85,6 +98,10 @@ class SharedStreams(Protocol):
     async def request_cancel(self, stream_id: str) -> None:
         """Ask the generating replica to cancel the stream (at its next copied event)."""
 
+    async def watch(self, stream_id: str) -> None:
+        """Say that the stream is read here (its generating replica keeps it going meanwhile,
+        see ``StreamOwner.keep_alive``); said again every ``WATCH_EVERY_S`` while it is."""
+
     def stats(self) -> SharedStreamStats: ...
 
     async def aclose(self) -> None:
@@ -97,7 +114,7 @@ class InProcessStreams:
     degraded = False
     replica_id = "local"
 
-    def share(self, session: StreamSession, on_cancel: CancelHandler) -> None:
+    def share(self, session: StreamSession, owner: StreamOwner) -> None:
         return None
 
     async def record(self, stream_id: str) -> StreamRecord | None:
@@ -109,6 +126,9 @@ class InProcessStreams:
         return ()
 
     async def request_cancel(self, stream_id: str) -> None:
+        return None
+
+    async def watch(self, stream_id: str) -> None:
         return None
 
     def stats(self) -> SharedStreamStats:

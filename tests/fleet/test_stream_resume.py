@@ -331,3 +331,22 @@ async def test_a_copy_with_a_hole_is_never_served(
             assert gone["code"] == "not_found"
             whole = parse_sse((await resume(a.url, stream_id)).content).events
             assert text(whole) == "".join(FIRST + SECOND)  # A still serves it whole
+
+
+async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+    settings.stream.grace_period_s = 1.0  # A's own client left: only B's reader holds it
+    second = [f"w{i} " for i in range(40)]
+    async with replicas(settings, held_script(FIRST, second, pause_s=0.1)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        await wait_until(lambda: b.registry.stats().readers == 1, "B serves the resume")
+        a.upstream.release()  # ~4 s of answer, four grace periods of A's
+
+        rest = parse_sse((await asyncio.wait_for(resumed, WAIT_LIMIT_S)).content).events
+        assert text(first.events) + text(rest) == "".join(FIRST + second)
+        assert rest[-1].type == "done"
+        assert a.upstream.closed_early == 0

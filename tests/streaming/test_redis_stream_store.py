@@ -52,7 +52,7 @@ async def written(session: StreamSession) -> None:
 
 def shared_session(registry: StreamRegistry, store: RedisStreamStore) -> StreamSession:
     session = registry.open(context_id="shop:user-1", principal="key-1", started_at=0.0)
-    store.share(session, registry.cancel)
+    store.share(session, registry)
     session.publish_meta({"stream_id": session.stream_id})
     return session
 
