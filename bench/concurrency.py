@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.concurrency            # 1,000 and 3,000 streams, both routes
     .venv/bin/python -m bench.concurrency --quick    # 100 and 300 streams, both routes
     .venv/bin/python -m bench.concurrency --levels 5000 --routes rag --profile   # cProfile
+    .venv/bin/python -m bench.concurrency --workers 1,2 --routes rag   # fleet mode, side by side
 
 Per route (``rag``: ``POST /rag/stream``; ``v1``: ``POST /v1/chat/completions`` read as the
 ``openai`` SDK would) and level, three fresh processes share the machine's 2 cores: the token
@@ -26,6 +27,9 @@ streams all complete, with an added p99 (whole run) of at most ``GOAL_P99_ADDED_
 that clearly fails is stopped early by the load client (5 % of its streams failed, or waited
 over 10 s for their first token) and reported as failed, as is one with lost streams or a p99
 added latency over ``FAILED_P99_MS``; the next level still runs.
+
+``--workers 1,2``: each level once per worker count, the service run as in fleet mode
+(``bench.fleet_service``); the rows differ only in their number of worker processes.
 """
 
 from __future__ import annotations
@@ -47,7 +51,16 @@ from typing import Any
 
 import uvloop
 
+from bench.concurrency_figures import judge, memory_figures
 from bench.concurrency_report import render_markdown
+from bench.fleet_service import (
+    WORKER_NOTES,
+    FleetBackends,
+    ServeProcess,
+    fleet_backends,
+    serve_env,
+    serve_process,
+)
 from bench.result_output import write_and_print
 from bench.service_process import (
     REPO_ROOT,
@@ -159,6 +172,7 @@ def run(
     catalog: Path = SAMPLE_CATALOG,
     profile_dir: Path | None = None,
     gc_freeze: bool = False,
+    workers: Sequence[int] = (),
     log: Callable[[str], None] | None = None,
 ) -> ConcurrencyResult:
     """Run the levels of each route one after another (each with fresh processes); see the
@@ -168,35 +182,46 @@ def run(
     plateau = plateau_s if plateau_s is not None else (QUICK_PLATEAU_S if quick else PLATEAU_S)
     if admission_s is None:
         admission_s = 0.0 if quick else ADMISSION_ALLOWANCE_S
-    with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
-        work = Path(tmp)
-        if store is None:
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="concurrency-")))
+        backends = stack.enter_context(fleet_backends(work, catalog)) if workers else None
+        if store is None and backends is None:
             store = work / "chroma"
             say(f"ingesting {catalog} ...")
             ingest_sample_catalog(store, catalog)
         results: list[dict[str, Any]] = []
         for route in routes:
             for streams in chosen:
-                plan = LevelPlan(streams, rate, plateau, admission_s, route, connect_delay_ms)
-                say(
-                    f"{route} level {streams}: {plan.words} tokens per answer, "
-                    f"ramp {plan.ramp_s:.1f} s"
-                )
-                profile = profile_dir / f"service-{route}-{streams}.prof" if profile_dir else None
-                load_before = os.getloadavg()[0]
-                level = uvloop.run(run_level(plan, store, work, profile, gc_freeze=gc_freeze))
-                level["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-                say(f"{route} level {streams}: {json.dumps(_brief(level))}")
-                results.append(level)
-    notes = _notes(connect_delay_ms) + (
-        ["DIAGNOSTIC RUN: the service child called gc.freeze() after startup."] if gc_freeze else []
-    )
+                for count in workers or (0,):  # 0: the service child, not fleet mode
+                    plan = LevelPlan(streams, rate, plateau, admission_s, route, connect_delay_ms)
+                    say(f"{route} level {streams}, workers {count}: {plan.words} tokens each")
+                    profile = (
+                        profile_dir / f"service-{route}-{streams}.prof" if profile_dir else None
+                    )
+                    load_before = os.getloadavg()[0]
+                    fleet = (backends, count)
+                    level = uvloop.run(
+                        run_level(plan, store, work, profile, gc_freeze=gc_freeze, fleet=fleet)
+                    )
+                    level["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                    say(f"{route} level {streams}: {json.dumps(_brief(level))}")
+                    results.append(level)
+    notes = _notes(connect_delay_ms) + (WORKER_NOTES if workers else [])
+    if gc_freeze:
+        notes.append("DIAGNOSTIC RUN: the service child called gc.freeze() after startup.")
     return ConcurrencyResult(results, notes=notes, connect_delay_ms=connect_delay_ms)
 
 
 async def run_level(
-    plan: LevelPlan, store: Path, work: Path, profile: Path | None, *, gc_freeze: bool = False
+    plan: LevelPlan,
+    store: Path | None,
+    work: Path,
+    profile: Path | None,
+    *,
+    gc_freeze: bool = False,
+    fleet: tuple[FleetBackends | None, int] = (None, 0),
 ) -> dict[str, Any]:
+    """One level, fresh processes; ``fleet``: ``--workers``' backends and worker count."""
     upstream_args = ["token-upstream", "--words", str(plan.words)]
     upstream_args += ["--first-token-ms", str(INTER_TOKEN_MS)]
     upstream_args += ["--inter-token-ms", str(INTER_TOKEN_MS)]
@@ -214,10 +239,20 @@ async def run_level(
             target = await children.enter_async_context(
                 await ChildProcess.start("proxy", proxy_args, env=child_env(), workdir=work)
             )
-        env = service_env(store, f"{target.base_url}/v1", max_connections=pool)
-        service = await children.enter_async_context(
-            await ChildProcess.start("service", service_args, env=env, workdir=work)
-        )
+        backends, workers = fleet
+        service: ChildProcess | ServeProcess
+        if backends is not None:
+            prefix = f"bench-{plan.route}-{plan.streams}-{workers}:"
+            env = serve_env(
+                backends, f"{target.base_url}/v1", max_connections=pool, key_prefix=prefix
+            )
+            service = await children.enter_async_context(serve_process(workers, env, work))
+        else:
+            assert store is not None
+            env = service_env(store, f"{target.base_url}/v1", max_connections=pool)
+            service = await children.enter_async_context(
+                await ChildProcess.start("service", service_args, env=env, workdir=work)
+            )
         level = await _drive_client(plan, service, upstream)
         level["service_stats"] = await service.stop()
         if target is not upstream:
@@ -225,11 +260,13 @@ async def run_level(
         level["upstream_stats"] = await upstream.stop()
     level["route"] = plan.route
     level["upstream_pool"] = pool
-    return judge(level, plan)
+    if workers:
+        level["workers"] = workers
+    return judge(level, plan.streams, plan.words, GOAL_P99_ADDED_MS, FAILED_P99_MS)
 
 
 async def _drive_client(
-    plan: LevelPlan, service: ChildProcess, upstream: ChildProcess
+    plan: LevelPlan, service: ChildProcess | ServeProcess, upstream: ChildProcess
 ) -> dict[str, Any]:
     args = ["--port", str(service.port), "--streams", str(plan.streams), "--rate", str(plan.rate)]
     args += ["--words", str(plan.words), "--inter-token-ms", str(INTER_TOKEN_MS)]
@@ -248,7 +285,10 @@ async def _drive_client(
         await asyncio.sleep(SETTLE_S)
         idle_kb = statistics.median([service.rss_kb() for _ in range(3)])
         cpu_before = _cpu(service, upstream, client.pid)
-        sampler = ProcessSampler(service.pid)
+        # --workers: sampled over the parent and its workers
+        sampler = (
+            service.sampler() if isinstance(service, ServeProcess) else ProcessSampler(service.pid)
+        )
         sampler.start()
         client.stdin.write(b"GO\n")
         await client.stdin.drain()
@@ -273,58 +313,18 @@ async def _drive_client(
     report["service_us_per_delta"] = round(service_cpu_s / max(1, report["deltas"]) * 1e6, 1)
     upstream_cpu_s = cpu_after["upstream"] - cpu_before["upstream"]
     report["upstream_us_per_delta"] = round(upstream_cpu_s / max(1, report["deltas"]) * 1e6, 1)
-    report.update(_memory(report, sampler, idle_kb, plan.streams))
+    report.update(memory_figures(report, sampler, idle_kb, plan.streams, INTER_TOKEN_MS))
     return report
 
 
-def _cpu(service: ChildProcess, upstream: ChildProcess, client_pid: int) -> dict[str, float]:
+def _cpu(
+    service: ChildProcess | ServeProcess, upstream: ChildProcess, client_pid: int
+) -> dict[str, float]:
     return {
         "service": service.cpu_s(),
         "upstream": upstream.cpu_s(),
         "client": read_cpu_s(client_pid),
     }
-
-
-def _memory(
-    report: dict[str, Any], sampler: ProcessSampler, idle_kb: float, streams: int
-) -> dict[str, Any]:
-    """Memory per stream over the plateau; without one (a failed level), at the RSS peak and per
-    stream the client had open at most, which is only an estimate."""
-    window = report.get("plateau")
-    during = sampler.rss_between(window["start"], window["end"]) if window else []
-    peak_kb = max(rss for _, rss, _ in sampler.samples)
-    if during:
-        plateau_kb, held, measured = statistics.median(during), streams, "plateau median"
-    else:
-        held = max(1, report["peak_open"])
-        plateau_kb, measured = peak_kb, f"peak RSS / {held} streams open at most (no plateau)"
-    cores = sampler.cores_between(window["start"], window["end"]) if window else None
-    return {
-        "rss_idle_mb": round(idle_kb / 1024, 1),
-        "rss_plateau_mb": round(plateau_kb / 1024, 1),
-        "rss_peak_mb": round(peak_kb / 1024, 1),
-        "rss_measured_at": measured,
-        "kb_per_stream": round((plateau_kb - idle_kb) / held, 2),
-        "service_cores_plateau": None if cores is None else round(cores, 2),
-        # CPU per delivered token while every stream was open (5 tokens/s each).
-        "service_us_per_token_plateau": None
-        if cores is None
-        else round(cores / (streams * 1000 / INTER_TOKEN_MS) * 1e6, 1),
-    }
-
-
-def judge(level: dict[str, Any], plan: LevelPlan) -> dict[str, Any]:
-    p99 = level["added_gap_all"].get("p99_ms")
-    level["words"] = plan.words
-    level["all_completed"] = level["completed"] == plan.streams
-    level["latency_met"] = level["all_completed"] and p99 is not None and p99 <= GOAL_P99_ADDED_MS
-    level["clearly_failed"] = (
-        bool(level["stopped_early"])
-        or not level["all_completed"]
-        or p99 is None
-        or p99 > FAILED_P99_MS
-    )
-    return level
 
 
 def _notes(connect_delay_ms: float) -> list[str]:
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the service per level")
     parser.add_argument("--gc-freeze", action="store_true", help="diagnostic: gc.freeze() service")
     parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
+    parser.add_argument("--workers", default="", help="fleet mode's worker counts, e.g. 1,2")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
@@ -393,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         store=args.store,
         profile_dir=profile_dir,
         gc_freeze=args.gc_freeze,
+        workers=[int(n) for n in args.workers.split(",") if n.strip()],
     )
     write_and_print(result.markdown, result.data, args.output)
     return 0

@@ -28,7 +28,7 @@ def render_markdown(
         lag = lvl.get("service_stats", {}).get("loop_lag", {})
         ttft = lvl["ttft"]
         lines.append(
-            f"| {ROUTE_LABELS.get(lvl['route'], lvl['route'])} | {lvl['streams']:,} "
+            f"| {_label(lvl)} | {lvl['streams']:,} "
             f"| {_completed(lvl)} "
             f"| {gap.get('median_ms', '-')} / {gap.get('p99_ms', '-')} / {gap.get('max_ms', '-')} "
             f"| {plateau.get('p99_ms', '-')} | {ttft.get('median_ms', '-')} / {ttft.get('p99_ms', '-')} "
@@ -67,7 +67,15 @@ def render_markdown(
 
 
 def _name(level: dict[str, Any]) -> str:
-    return f"{level['route']} {level['streams']:,}"
+    workers = f" x{level['workers']}" if level.get("workers") else ""
+    return f"{level['route']} {level['streams']:,}{workers}"
+
+
+def _label(level: dict[str, Any]) -> str:
+    """The route, and with ``--workers`` the service's worker processes."""
+    route = ROUTE_LABELS.get(level["route"], level["route"])
+    workers = level.get("workers")
+    return f"{route}, {workers} worker{'s' if workers > 1 else ''}" if workers else route
 
 
 def _completed(level: dict[str, Any]) -> str:

@@ -101,3 +101,26 @@ def test_concurrency_level_completes_every_stream_with_the_whole_answer(
     }
     assert "MISSED" not in result.markdown
     assert f"| {STREAMS} | {STREAMS} |" in result.markdown
+
+
+def test_concurrency_with_workers_runs_fleet_mode_and_completes_every_stream() -> None:
+    result = concurrency.run(
+        levels=(STREAMS,),
+        routes=("rag",),
+        plateau_s=1.0,
+        admission_s=0.0,
+        rate=100.0,
+        catalog=SAMPLE_CATALOG / "policies",
+        workers=(2,),
+        log=lambda _: None,
+    )
+
+    [level] = result.levels
+    assert level["workers"] == 2
+    assert level["completed"] == STREAMS
+    assert level["wrong_text"] == 0
+    assert level["outcomes"] == {"done": STREAMS}
+    assert level["upstream_stats"]["requests"] == STREAMS + concurrency.CONTEXTS
+    # CPU and RSS are summed over the parent and its two workers (each with its own models).
+    assert level["rss_idle_mb"] > 2 * 200
+    assert "`/rag/stream`, 2 workers" in result.markdown
