@@ -48,13 +48,14 @@ class RepeatedBlockDetector:
 
     Per delta, the last ``hold_chars`` characters are looked up in the text before them (one
     ``str.find`` over the recent text). No match: the delta goes out whole, as it came. A match:
-    the longest tail of the text that also occurs earlier is found (a binary search: a tail's
-    own tails match too), and from then on the text is held while that tail keeps matching. A
-    held copy that diverges goes out as one delta (an ordinary repeated phrase, slightly
-    delayed); one that reaches ``min_chars`` is a repeated block and is dropped. At most
-    ``hold_chars - 1`` characters of a copy can go out before it is held (they went out while
-    the copy was still too short to tell from an ordinary phrase); deltas are never split in
-    ordinary text, and the first text of an answer is never delayed.
+    from then on the deltas of that tail are held while it keeps matching (one ``str.find`` per
+    delta), and when it reaches ``min_chars`` the start of the copy is found (a binary search
+    for the longest tail that occurs earlier: a tail's own tails match too). A held copy that diverges goes out in the deltas it came in (an ordinary repeated
+    phrase, slightly delayed); one that reaches ``min_chars`` is a repeated block and is
+    dropped. At most ``hold_chars - 1`` characters of a copy can go out before it is held (they
+    went out while the copy was still too short to tell from an ordinary phrase). Deltas are
+    passed on as they came, never split or merged, except the last one at a repeated block;
+    the first text of an answer is never delayed.
     """
 
     __slots__ = (
@@ -63,6 +64,7 @@ class RepeatedBlockDetector:
         "_emitted",
         "_hold",
         "_min_chars",
+        "_pending",
         "_text",
         "_window",
         "repeated",
@@ -83,50 +85,74 @@ class RepeatedBlockDetector:
         self._text = ""  # the recent text; _base is the answer position of its first char
         self._base = 0
         self._emitted = 0  # answer positions before this were passed on
+        self._pending: list[str] = []  # the deltas received and not passed on, in order
         self._copy_from: int | None = None  # where the held copy of earlier text starts
         self.repeated = False
 
-    def feed(self, piece: str) -> str:
-        """The text that is safe to pass on now ("" while the new text is held).
-
-        After a repeated block was found (``repeated``) nothing more is ever passed on.
+    def feed(self, piece: str) -> list[str]:
+        """The deltas that are safe to pass on now: earlier held ones and ``piece``, whole and
+        in order, or none while ``piece`` is held. At a repeated block, the deltas before the
+        copy, the last one cut where the copy (or the word it begins in) starts; nothing more
+        is ever passed on after that (``repeated``).
         """
         if self.repeated or not piece:
-            return ""
+            return []
         self._text += piece
+        self._pending.append(piece)
         end = self._base + len(self._text)
         copy_from = self._copy_from
         if copy_from is not None and not self._occurs_earlier(copy_from):
             copy_from = None  # the copy diverged
         if copy_from is None and self._occurs_earlier(end - self._hold):
-            copy_from = self._longest_matching_tail(end - self._hold)
+            # The copy starts here, or earlier in this delta (the deltas before were passed
+            # on already); where exactly it starts is looked for at a repeated block only.
+            copy_from = end - self._hold
+            if len(piece) > self._hold:
+                copy_from = self._longest_matching_tail(copy_from, above=end - len(piece) - 1)
         self._copy_from = copy_from
         if copy_from is None:
-            out = self._slice(self._emitted, end)
-            self._emitted = end
+            out = self._release(end)
         elif end - copy_from >= self._min_chars:
             self.repeated = True
-            last = max(self._emitted, self._word_start(copy_from))
-            out = self._slice(self._emitted, last)
-            self._emitted = last
+            start = self._longest_matching_tail(copy_from)
+            out = self._release(max(self._emitted, self._word_start(start)), cut=True)
+            self._pending.clear()
         else:
-            out = ""  # held: may yet become a repeated block
+            out = self._release(copy_from)  # the deltas before the copy; the rest is held
         self._forget_old()
         return out
 
-    def flush(self) -> str:
-        """Whatever is held, at the answer's normal end: a copy too short to be a block."""
+    def flush(self) -> list[str]:
+        """The held deltas, at the answer's normal end: a copy too short to be a block."""
         if self.repeated:
-            return ""
-        end = self._base + len(self._text)
-        out = self._slice(self._emitted, end)
-        self._emitted = end
+            return []
+        out = self._release(self._base + len(self._text))
         self._copy_from = None
         return out
 
-    def _longest_matching_tail(self, matching: int) -> int:
-        """The start of the longest tail that occurs earlier; the one from ``matching`` does."""
-        low, high = self._base - 1, matching  # the tail from ``low`` is not looked for
+    def _release(self, safe_end: int, *, cut: bool = False) -> list[str]:
+        """The held deltas that end by ``safe_end``; with ``cut``, the one it falls in too, cut
+        there. A delta is never split otherwise, so ordinary text keeps its deltas as they came."""
+        out: list[str] = []
+        position = self._emitted
+        pending = self._pending
+        while pending:
+            piece = pending[0]
+            if position + len(piece) > safe_end:
+                if cut and safe_end > position:
+                    out.append(piece[: safe_end - position])
+                    position = safe_end
+                break
+            out.append(pending.pop(0))
+            position += len(piece)
+        self._emitted = position
+        return out
+
+    def _longest_matching_tail(self, matching: int, *, above: int | None = None) -> int:
+        """The start of the longest tail that occurs earlier (the one from ``matching`` does),
+        or of the longest that starts after ``above``."""
+        low = self._base - 1 if above is None else max(above, self._base - 1)
+        high = matching  # the tail from ``low`` is not looked for
         while high - low > 1:
             middle = (low + high) // 2
             if self._occurs_earlier(middle):
@@ -212,16 +238,14 @@ class RepetitionGuard:
         if type(item) is TextDelta:
             if self._first_text_at is None:
                 self._first_text_at = self._clock()
-            safe = self._detector.feed(item.text)
-            if safe:
-                self._sink(TextDelta(safe) if safe != item.text else item)
+            for piece in self._detector.feed(item.text):
+                self._sink(item if piece is item.text else TextDelta(piece))
             if self._detector.repeated:
                 self._stop()
             return
         if isinstance(item, Completed | Failed):
-            held = self._detector.flush()
-            if held:
-                self._sink(TextDelta(held))
+            for piece in self._detector.flush():
+                self._sink(TextDelta(piece))
         elif isinstance(item, RetryNotice):
             self._attempts = max(self._attempts, item.attempt)
         self._sink(item)
