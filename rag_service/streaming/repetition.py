@@ -1,10 +1,11 @@
 """Stopping an answer that has started to repeat itself verbatim.
 
 Small models fall into loops: with the bundled SmolLM2-135M a demo answer repeated one paragraph
-four times and then ran into ``max_tokens`` mid-word. Sampling penalties make loops rarer but are
-upstream-specific (llama.cpp counts only the last 64 tokens) and cannot be relied on, so this is
-the model-agnostic safety net: it watches the answer's text as it streams, and when the text
-starts to copy an earlier block of ``min_chars`` characters or more, the answer ends there.
+four times and then ran into ``max_tokens`` mid-word. Sampling penalties are upstream-specific
+(llama.cpp counts only the last 64 tokens, and ``frequency_penalty`` made the bundled model loop
+more: docs/benchmarks.md) and cannot be relied on, so this is the model-agnostic safety net: it
+watches the answer's text as it streams, and when the text starts to copy an earlier block of
+``min_chars`` characters or more, the answer ends there.
 
 ``RepeatedBlockDetector`` decides, per delta, how much of the text is safe to pass on. Text that
 copies earlier text is held back while the copy is shorter than ``min_chars``: once it diverges
@@ -49,13 +50,13 @@ class RepeatedBlockDetector:
     Per delta, the last ``hold_chars`` characters are looked up in the text before them (one
     ``str.find`` over the recent text). No match: the delta goes out whole, as it came. A match:
     from then on the deltas of that tail are held while it keeps matching (one ``str.find`` per
-    delta), and when it reaches ``min_chars`` the start of the copy is found (a binary search
-    for the longest tail that occurs earlier: a tail's own tails match too). A held copy that diverges goes out in the deltas it came in (an ordinary repeated
-    phrase, slightly delayed); one that reaches ``min_chars`` is a repeated block and is
-    dropped. At most ``hold_chars - 1`` characters of a copy can go out before it is held (they
-    went out while the copy was still too short to tell from an ordinary phrase). Deltas are
-    passed on as they came, never split or merged, except the last one at a repeated block;
-    the first text of an answer is never delayed.
+    delta). A held copy that diverges goes out in the deltas it came in (an ordinary repeated
+    phrase, slightly delayed); one that reaches ``min_chars`` is a repeated block and is dropped,
+    from where the copy starts (a binary search for the longest tail that occurs earlier: a tail's
+    own tails match too). At most ``hold_chars - 1`` characters of a copy can go out before it is
+    held (they went out while the copy was still too short to tell from an ordinary phrase). Deltas
+    are passed on as they came, never split or merged, except the last one at a repeated block; the
+    first text of an answer is never delayed.
     """
 
     __slots__ = (
