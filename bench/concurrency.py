@@ -44,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from typing import Any
 import uvloop
 
 from bench.concurrency_figures import judge, memory_figures
-from bench.concurrency_report import render_markdown
+from bench.concurrency_report import render_markdown, run_notes
 from bench.fleet_service import (
     WORKER_NOTES,
     FleetBackends,
@@ -173,11 +173,13 @@ def run(
     profile_dir: Path | None = None,
     gc_freeze: bool = False,
     workers: Sequence[int] = (),
+    settings: Mapping[str, str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ConcurrencyResult:
     """Run the levels of each route one after another (each with fresh processes); see the
     module docstring."""
     say = log or _log_to_stderr
+    settings = dict(settings or {})  # RAG_* variables for the service, over the run's own
     chosen = tuple(levels or (QUICK_LEVELS if quick else FULL_LEVELS))
     plateau = plateau_s if plateau_s is not None else (QUICK_PLATEAU_S if quick else PLATEAU_S)
     if admission_s is None:
@@ -201,12 +203,22 @@ def run(
                     load_before = os.getloadavg()[0]
                     fleet = (backends, count)
                     level = uvloop.run(
-                        run_level(plan, store, work, profile, gc_freeze=gc_freeze, fleet=fleet)
+                        run_level(
+                            plan,
+                            store,
+                            work,
+                            profile,
+                            gc_freeze=gc_freeze,
+                            fleet=fleet,
+                            settings=settings,
+                        )
                     )
                     level["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
                     say(f"{route} level {streams}: {json.dumps(_brief(level))}")
                     results.append(level)
-    notes = _notes(connect_delay_ms) + (WORKER_NOTES if workers else [])
+    notes = run_notes(connect_delay_ms, INTER_TOKEN_MS, RAMP_RATE, ADMISSION_ALLOWANCE_S, CONTEXTS)
+    notes += WORKER_NOTES if workers else []
+    notes += [f"service settings of this run: {name}={value}" for name, value in settings.items()]
     if gc_freeze:
         notes.append("DIAGNOSTIC RUN: the service child called gc.freeze() after startup.")
     return ConcurrencyResult(results, notes=notes, connect_delay_ms=connect_delay_ms)
@@ -220,6 +232,7 @@ async def run_level(
     *,
     gc_freeze: bool = False,
     fleet: tuple[FleetBackends | None, int] = (None, 0),
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One level, fresh processes; ``fleet``: ``--workers``' backends and worker count."""
     upstream_args = ["token-upstream", "--words", str(plan.words)]
@@ -245,11 +258,12 @@ async def run_level(
             prefix = f"bench-{plan.route}-{plan.streams}-{workers}:"
             env = serve_env(
                 backends, f"{target.base_url}/v1", max_connections=pool, key_prefix=prefix
-            )
+            ) | dict(settings or {})
             service = await children.enter_async_context(serve_process(workers, env, work))
         else:
             assert store is not None
-            env = service_env(store, f"{target.base_url}/v1", max_connections=pool)
+            base_url = f"{target.base_url}/v1"
+            env = service_env(store, base_url, max_connections=pool, **(settings or {}))
             service = await children.enter_async_context(
                 await ChildProcess.start("service", service_args, env=env, workdir=work)
             )
@@ -327,33 +341,6 @@ def _cpu(
     }
 
 
-def _notes(connect_delay_ms: float) -> list[str]:
-    notes = [
-        "the load client, the upstream and the service (and the proxy, when on) share the "
-        "machine's 2 cores: they compete for CPU, so the CPU column shows who used what.",
-        f"upstream (`bench/token_upstream.py`): first token after {INTER_TOKEN_MS:g} ms (up "
-        f"to 1 ms later), then 1 token per {INTER_TOKEN_MS:g} ms per stream, from one 1 ms "
-        "ticker for all streams over keep-alive connections, the chunked terminator 2 ms after "
-        f"`[DONE]` in a write of its own; streams opened at {RAMP_RATE:g}/s; answers long "
-        "enough that every stream of a level is open at once for the plateau, even if the last "
-        f"ones waited up to {ADMISSION_ALLOWANCE_S:g} s to be admitted.",
-        f"every measured stream is served from the freshness cache (state `fresh`, {CONTEXTS} "
-        "contextIds each asked once before): retrieval cost is not measured here.",
-        "`/v1/chat/completions` is read as the `openai` SDK would (`data:` chunks, text in "
-        "`delta.content`, `[DONE]`); `/rag/stream` as native events.",
-        "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level, so the upstream pool "
-        "never makes a stream wait.",
-        "service: `server_config` of `rag-service serve` (uvicorn, uvloop + httptools), access "
-        "log off (rag-service serve has it on).",
-    ]
-    if connect_delay_ms:
-        notes.append(
-            f"every new upstream connection of the service cost {connect_delay_ms:g} ms (the "
-            "delaying proxy, `bench/connect_delay_proxy.py`)."
-        )
-    return notes
-
-
 def _brief(level: dict[str, Any]) -> dict[str, Any]:
     keys = ("route", "completed", "outcomes", "added_gap_all", "kb_per_stream", "cores")
     return {key: level[key] for key in keys}
@@ -377,8 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc-freeze", action="store_true", help="diagnostic: gc.freeze() service")
     parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
     parser.add_argument("--workers", default="", help="fleet mode's worker counts, e.g. 1,2")
+    parser.add_argument(
+        "--service-setting", action="append", default=[], help="RAG_NAME=VALUE for the service"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
+    if any(not item.startswith("RAG_") or "=" not in item for item in args.service_setting):
+        parser.error("--service-setting takes RAG_NAME=VALUE")
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
     profile_dir = args.output.parent if args.profile else None
     routes = [route.strip() for route in args.routes.split(",") if route.strip()]
@@ -395,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=profile_dir,
         gc_freeze=args.gc_freeze,
         workers=[int(n) for n in args.workers.split(",") if n.strip()],
+        settings=dict(item.split("=", 1) for item in args.service_setting),
     )
     write_and_print(result.markdown, result.data, args.output)
     return 0

@@ -100,3 +100,37 @@ def _failure_text(level: dict[str, Any]) -> str:
 def _goal_text(goals: dict[str, bool | None]) -> str:
     verdicts = {True: "met", False: "MISSED", None: "not measured (no level of that size)"}
     return ", ".join(f"{name} {verdicts[met]}" for name, met in goals.items())
+
+
+def run_notes(
+    connect_delay_ms: float,
+    inter_token_ms: float,
+    ramp_rate: float,
+    admission_allowance_s: float,
+    contexts: int,
+) -> list[str]:
+    """The notes under the table: how the run was made."""
+    notes = [
+        "the load client, the upstream and the service (and the proxy, when on) share the "
+        "machine's 2 cores: they compete for CPU, so the CPU column shows who used what.",
+        f"upstream (`bench/token_upstream.py`): first token after {inter_token_ms:g} ms (up "
+        f"to 1 ms later), then 1 token per {inter_token_ms:g} ms per stream, from one 1 ms "
+        "ticker for all streams over keep-alive connections, the chunked terminator 2 ms after "
+        f"`[DONE]` in a write of its own; streams opened at {ramp_rate:g}/s; answers long "
+        "enough that every stream of a level is open at once for the plateau, even if the last "
+        f"ones waited up to {admission_allowance_s:g} s to be admitted.",
+        f"every measured stream is served from the freshness cache (state `fresh`, {contexts} "
+        "contextIds each asked once before): retrieval cost is not measured here.",
+        "`/v1/chat/completions` is read as the `openai` SDK would (`data:` chunks, text in "
+        "`delta.content`, `[DONE]`); `/rag/stream` as native events.",
+        "RAG_UPSTREAM__MAX_CONNECTIONS is set to streams + 110 per level, so the upstream pool "
+        "never makes a stream wait.",
+        "service: `server_config` of `rag-service serve` (uvicorn, uvloop + httptools), access "
+        "log off (rag-service serve has it on).",
+    ]
+    if connect_delay_ms:
+        notes.append(
+            f"every new upstream connection of the service cost {connect_delay_ms:g} ms (the "
+            "delaying proxy, `bench/connect_delay_proxy.py`)."
+        )
+    return notes
