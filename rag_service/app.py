@@ -30,6 +30,7 @@ from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.lazy_chroma_store import LazyChromaStore
+from rag_service.adapters.redis_breaker_board import RedisBreakerBoard
 from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
@@ -75,6 +76,8 @@ from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
 from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
+from rag_service.upstream.breaker import CircuitBreaker
+from rag_service.upstream.breaker_sharing import BreakerSharing
 from rag_service.web import install_web_page
 
 log = logging.getLogger("rag_service")
@@ -208,8 +211,8 @@ async def _build_graph(
     store = parts.store or LazyChromaStore(lambda: ChromaStore.open(settings.chroma))
     embedder = parts.embedder or SentenceTransformerEmbedder(settings.embedding)
     await _warm_up(embedder)
-    upstream = parts.upstream or OpenAICompatibleUpstream(
-        settings.upstream, metrics=PrometheusUpstreamMetrics(registry)
+    upstream = parts.upstream or await _upstream(
+        settings, registry, redis, replica_id, stack, shared_state
     )
     stack.push_async_callback(upstream.aclose)
     contexts = ContextService(
@@ -222,14 +225,7 @@ async def _build_graph(
         settings.freshness,
         _fallback_text(settings.fallback_context_file),
         version_check_interval_s=settings.freshness.catalog_check_interval_s,
-        # With Redis, a catalog published anywhere is adopted by every replica at once.
-        catalog_channel=None
-        if redis is None
-        else RedisCatalogChannel(
-            redis,
-            key_prefix=settings.redis.key_prefix,
-            retry_interval_s=settings.redis.retry_interval_s,
-        ),
+        catalog_channel=_catalog_channel(settings, redis, shared_state),
     )
     stack.push_async_callback(contexts.aclose)
     await contexts.start()  # learns the catalog version, then re-checks it in the background
@@ -280,6 +276,58 @@ async def _build_graph(
         registry=registry,
     )
     return loop_lag
+
+
+async def _upstream(
+    settings: Settings,
+    registry: CollectorRegistry,
+    redis: Redis | None,
+    replica_id: str,
+    stack: AsyncExitStack,
+    shared_state: list[SharedStateComponent],
+) -> OpenAICompatibleUpstream:
+    """The upstream client. With Redis, its circuit breaker is shared: one replica's open
+    circuit parks the others' requests, and one replica probes for all (docs/upstream.md)."""
+    metrics = PrometheusUpstreamMetrics(registry)
+    if redis is None:
+        return OpenAICompatibleUpstream(settings.upstream, metrics=metrics)
+    breaker = CircuitBreaker(settings.upstream.breaker)
+    sharing = BreakerSharing(
+        breaker,
+        RedisBreakerBoard(redis, key_prefix=settings.redis.key_prefix),
+        base_url=settings.upstream.base_url,
+        replica_id=replica_id,
+        probe_lock_s=settings.upstream.breaker.probe_lock_s,
+        sync_interval_s=settings.upstream.breaker.open_s,
+        retry_interval_s=settings.redis.retry_interval_s,
+    )
+    upstream = OpenAICompatibleUpstream(
+        settings.upstream, metrics=metrics, breaker=breaker, probe_gate=sharing
+    )
+    await sharing.start()
+    stack.push_async_callback(sharing.aclose)
+    shared_state.append(
+        SharedStateComponent("breaker", lambda: sharing.degraded, lambda: sharing.fallbacks)
+    )
+    return upstream
+
+
+def _catalog_channel(
+    settings: Settings, redis: Redis | None, shared_state: list[SharedStateComponent]
+) -> RedisCatalogChannel | None:
+    """With Redis, a catalog published anywhere is adopted by every replica at once (the
+    background version checks stay as the safety net); without, this process's own publishes."""
+    if redis is None:
+        return None
+    channel = RedisCatalogChannel(
+        redis,
+        key_prefix=settings.redis.key_prefix,
+        retry_interval_s=settings.redis.retry_interval_s,
+    )
+    shared_state.append(
+        SharedStateComponent("catalog_version", lambda: channel.degraded, lambda: channel.fallbacks)
+    )
+    return channel
 
 
 def _key_limiter(

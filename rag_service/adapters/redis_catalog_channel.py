@@ -84,6 +84,7 @@ class RedisCatalogChannel:
                     self._listening_again(on_resync)
                     while True:
                         message = await pubsub.get_message(timeout=LISTEN_POLL_S)
+                        _stop_if_cancelled()
                         if message is not None:
                             self._deliver(message.get("data"), on_version)
             except RedisError as error:
@@ -146,3 +147,11 @@ def announce_catalog_version(settings: RedisSettings, version: int) -> bool:
         )
         return False
     return True
+
+
+def _stop_if_cancelled() -> None:
+    # redis-py's get_message runs its wait under a timeout that can take a cancellation that
+    # lands as the wait times out for its own: the listener would then never stop.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

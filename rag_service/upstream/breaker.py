@@ -7,6 +7,12 @@ do not probe in step. Callers ask for a :class:`Permit` before each request and 
 with exactly one of ``record_success``, ``record_failure`` or ``release`` (a probe abandoned
 without an outcome gives its slot back). Streams waiting for the circuit to close use
 :meth:`wait_for_change`, which wakes them on every state change.
+
+Across replicas (``BreakerSharing``, rag_service/upstream/breaker_sharing.py) the breaker also
+takes states from other replicas: ``adopt_open`` (another replica's circuit opened: this one
+parks its requests until the same reopen time), ``adopt_closed`` (another replica's probe
+succeeded), and ``probe_elsewhere`` (another replica holds the one half-open probe: wait for its
+verdict, at most a lease). ``adopting`` tells transition listeners which transitions those are.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class CircuitBreaker:
         self._open_for = settings.open_s  # nominal length of the current/next open period
         self._open_until = 0.0
         self._probe_out = False
+        # Set while another replica holds the half-open probe (``probe_elsewhere``): its end.
+        self._probe_elsewhere_until: float | None = None
+        self._adopting = False
         self._changed = asyncio.Event()
         self._listeners: list[StateListener] = []
 
@@ -66,8 +75,56 @@ class CircuitBreaker:
             self._transition(BreakerState.half_open)
         return self._state
 
+    @property
+    def adopting(self) -> bool:
+        """True during a transition taken from another replica (listeners: not ours to share)."""
+        return self._adopting
+
+    @property
+    def open_for_s(self) -> float:
+        """Nominal length of the current (or next) open period."""
+        return self._open_for
+
+    def open_remaining_s(self) -> float:
+        """Seconds left of the open period (0 unless open)."""
+        if self._state is not BreakerState.open:
+            return 0.0
+        return max(0.0, self._open_until - self._clock())
+
+    def adopt_open(self, remaining_s: float, open_for_s: float) -> bool:
+        """Another replica's circuit for this upstream is open for ``remaining_s`` more: open
+        this one until the same time, unless it is open at least that long already. True when
+        adopted."""
+        until = self._clock() + remaining_s
+        if remaining_s <= 0 or (self.state is BreakerState.open and self._open_until >= until):
+            return False
+        self._open_for = open_for_s
+        self._open_until = until
+        self._failures = 0
+        self._probe_elsewhere_until = None
+        self._adopt(BreakerState.open)
+        return True
+
+    def adopt_closed(self) -> bool:
+        """Another replica's probe succeeded: the upstream answers again. True when adopted."""
+        if self._state is BreakerState.closed:
+            return False
+        self._probe_out = False
+        self._probe_elsewhere_until = None
+        self._failures = 0
+        self._open_for = self._settings.open_s
+        self._adopt(BreakerState.closed)
+        return True
+
+    def probe_elsewhere(self, permit: Permit, lease_s: float) -> None:
+        """``permit`` (a probe) is not used: another replica probes. Requests wait for its
+        verdict (``adopt_open`` / ``adopt_closed``) or, if none comes, ``lease_s``."""
+        if permit is Permit.probe and self._probe_out:
+            self._probe_elsewhere_until = self._clock() + lease_s
+
     def try_acquire(self) -> Permit:
         state = self.state
+        self._end_probe_elsewhere()
         if state is BreakerState.closed:
             return Permit.normal
         if state is BreakerState.half_open and not self._probe_out:
@@ -78,6 +135,7 @@ class CircuitBreaker:
     def record_success(self, permit: Permit) -> None:
         if permit is Permit.probe:
             self._probe_out = False
+            self._probe_elsewhere_until = None
             self._failures = 0
             self._open_for = self._settings.open_s
             self._transition(BreakerState.closed)
@@ -87,6 +145,7 @@ class CircuitBreaker:
     def record_failure(self, permit: Permit) -> None:
         if permit is Permit.probe:
             self._probe_out = False
+            self._probe_elsewhere_until = None
             self._open_for = min(self._settings.max_open_s, self._open_for * 2)
             self._open()
         elif permit is Permit.normal and self._state is BreakerState.closed:
@@ -106,8 +165,10 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.open:
             return max(0.0, self._open_until - self._clock())
+        self._end_probe_elsewhere()
         if state is BreakerState.half_open and self._probe_out:
-            return None
+            until = self._probe_elsewhere_until
+            return None if until is None else max(0.0, until - self._clock())
         return 0.0
 
     def retry_after_s(self) -> float:
@@ -129,6 +190,19 @@ class CircuitBreaker:
             changed.cancel()
             timer.cancel()
             await asyncio.gather(changed, timer, return_exceptions=True)
+
+    def _end_probe_elsewhere(self) -> None:
+        until = self._probe_elsewhere_until
+        if until is not None and self._clock() >= until:  # its verdict never came
+            self._probe_elsewhere_until = None
+            self._probe_out = False
+
+    def _adopt(self, state: BreakerState) -> None:
+        self._adopting = True
+        try:
+            self._transition(state)
+        finally:
+            self._adopting = False
 
     def _open(self) -> None:
         jitter = self._rng.uniform(1 - OPEN_JITTER, 1 + OPEN_JITTER)

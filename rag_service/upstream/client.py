@@ -34,6 +34,7 @@ from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.upstream.breaker_sharing import ProbeGate
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.chunks import CompletionChunk
 from rag_service.upstream.continuation import TextAligner, build_body
@@ -74,6 +75,7 @@ class OpenAICompatibleUpstream:
         budget: RetryBudget | None = None,
         breaker: CircuitBreaker | None = None,
         metrics: UpstreamMetrics | None = None,
+        probe_gate: ProbeGate | None = None,
     ) -> None:
         self._settings = settings
         self._rng = rng or random.Random()
@@ -83,6 +85,8 @@ class OpenAICompatibleUpstream:
         self._breaker = breaker or CircuitBreaker(settings.breaker, clock=clock, rng=self._rng)
         self._metrics: UpstreamMetrics = metrics or NoopUpstreamMetrics()
         self._breaker.subscribe(lambda state: self._metrics.on_breaker_state(state.value))
+        # Across replicas (BreakerSharing): one replica sends the half-open probe for all.
+        self._probe_gate = probe_gate
         self._backoff = BackoffPolicy(settings.retry, self._rng)
         self._endpoint = CompletionsEndpoint(settings, session=session)
         # The last configuration problem (TLS trust, proxy refusal), in words, for /readyz.
@@ -119,7 +123,7 @@ class OpenAICompatibleUpstream:
         answer = AnswerState(
             request=request, started_at=now, deadline=now + self._settings.retry.deadline_s
         )
-        permit = self._breaker.try_acquire()
+        permit = await self._acquire()
         if permit is Permit.denied:
             sink(self._failed(answer, self._circuit_open_error()))
             return
@@ -242,7 +246,7 @@ class OpenAICompatibleUpstream:
             self._metrics.on_retry(error.reason)
             sink(self._notice(answer, delay, error.reason))
             await self._sleep(delay)
-            answer.next_permit = self._breaker.try_acquire()
+            answer.next_permit = await self._acquire()
             if answer.next_permit is not Permit.denied:
                 return
         await self._park(answer, sink)
@@ -252,7 +256,7 @@ class OpenAICompatibleUpstream:
         announced = False
         released = False
         while True:
-            permit = self._breaker.try_acquire()
+            permit = await self._acquire()
             if permit is Permit.probe or (permit is Permit.normal and released):
                 answer.next_permit = permit  # a released retry spends no budget: the probe
                 return  # just proved the upstream healthy
@@ -281,6 +285,18 @@ class OpenAICompatibleUpstream:
                 sink(self._notice(answer, estimate, "circuit_open"))
             timeout = remaining if wait is None else min(wait, remaining)
             await self._breaker.wait_for_change(timeout, self._sleep)
+
+    async def _acquire(self) -> Permit:
+        """The breaker's permit; a half-open probe only if no other replica sends it."""
+        permit = self._breaker.try_acquire()
+        if permit is not Permit.probe or self._probe_gate is None:
+            return permit
+        try:
+            claimed = await self._probe_gate.claim_probe(permit)
+        except BaseException:  # cancelled while asking: the probe slot must not stay taken
+            self._breaker.release(permit)
+            raise
+        return permit if claimed else Permit.denied
 
     def _notice(self, answer: AnswerState, delay_s: float, reason: str) -> RetryNotice:
         uncharged = answer.made - answer.charged
