@@ -101,6 +101,18 @@ end
 return 0
 """
 
+# KEYS: record. ARGV: the key prefix of replicas' heartbeats. Returns the record's fields and
+# values, then whether its generating replica's heartbeat is there (1/0); {} without a record.
+RECORD_SCRIPT = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return fields end
+local replica = redis.call('HGET', KEYS[1], 'replica')
+local alive = 0
+if replica then alive = redis.call('EXISTS', ARGV[1] .. replica) end
+table.insert(fields, alive)
+return fields
+"""
+
 # KEYS: record. Asks for the stream's cancellation, if it is still known.
 CANCEL_SCRIPT = """
 if redis.call('HEXISTS', KEYS[1], 'state') == 1 then

@@ -18,7 +18,8 @@ whose replica died go away on their own.
 
 Writing costs the answer nothing it waits on: a session's mirror (``share``) only appends to a
 list. One flusher task per process writes the new events of all its streams ``flush_s`` after
-the first of them, in one round trip of one ``FLUSH_SCRIPT`` call (per 500 streams): XADDs,
+the first of them (at once when a new stream's first event is among them, so that a resume on
+another replica finds it from its first moments), in one round trip of one ``FLUSH_SCRIPT`` call (per 500 streams): XADDs,
 records and expiries, atomically, so the client encodes one command and parses one reply per
 flush (measured in docs/benchmarks.md). One call touches many streams' keys: a Redis Cluster
 is not supported (the service's client is not a cluster client either). The script skips seqs
@@ -35,6 +36,7 @@ their local readers; new streams are not copied (``unshared``, counted) until
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -49,12 +51,15 @@ from rag_service.adapters.redis_stream_scripts import (
     BREAK_SCRIPT,
     CANCEL_SCRIPT,
     FLUSH_SCRIPT,
+    RECORD_SCRIPT,
     WATCH_SCRIPT,
 )
 from rag_service.ports import Clock
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
 from rag_service.streaming.shared_streams import (
+    HEARTBEAT_EVERY_S,
+    HEARTBEAT_TTL_S,
     SharedState,
     SharedStreamStats,
     StreamOwner,
@@ -117,9 +122,13 @@ class RedisStreamStore:
         self._flush_sha: str | None = None
         self._cancel_script = redis.register_script(CANCEL_SCRIPT)
         self._watch_script = redis.register_script(WATCH_SCRIPT)
+        self._record_script = redis.register_script(RECORD_SCRIPT)
+        self._heartbeat_prefix = f"{redis_settings.key_prefix}replica:"
+        self._heartbeat: asyncio.Task[None] | None = None
         self._dirty: list[_Outgoing] = []
         self._broken_marks: deque[str] = deque(maxlen=_MAX_BROKEN_MARKS)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # events are pending
+        self._soon = asyncio.Event()  # a new stream's are: no waiting for the tick
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._retry_at: float | None = None  # set while Redis fails
@@ -149,16 +158,34 @@ class RedisStreamStore:
                 outgoing.queued = True
                 self._dirty.append(outgoing)
                 self._wake.set()
+                if outgoing.record is not None:
+                    # A new stream is written at once: a resume elsewhere must find it.
+                    self._soon.set()
 
         session.mirror = mirror
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+            loop = asyncio.get_running_loop()
+            self._flusher = loop.create_task(self._flush_forever())
+            self._heartbeat = loop.create_task(self._beat_forever())
+
+    async def _beat_forever(self) -> None:
+        """Say this replica is alive (a key with a short expiry), so that a replica following one
+        of its streams can tell a pause of the answer from this replica's death."""
+        key = self._heartbeat_prefix + self._replica_id
+        while not self._closed:
+            # A failure is the flushes' to notice and count; the next beat tries again.
+            with contextlib.suppress(RedisError):
+                await self._redis.set(key, "1", px=round(HEARTBEAT_TTL_S * 1000))
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     async def _flush_forever(self) -> None:
         while not self._closed:
             await self._wake.wait()
             # Gather a tick's events of every stream into one round trip.
-            await asyncio.sleep(self._flush_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._flush_s):
+                    await self._soon.wait()
+            self._soon.clear()
             self._wake.clear()
             try:
                 await self._flush()
@@ -277,9 +304,14 @@ class RedisStreamStore:
 
     async def record(self, stream_id: str) -> StreamRecord | None:
         try:
-            fields = await self._redis.hgetall(self._record_key(stream_id))  # type: ignore[misc]
+            reply = await self._record_script(
+                keys=[self._record_key(stream_id)], args=[self._heartbeat_prefix]
+            )
         except RedisError as error:
             raise unavailable(error) from error
+        if not reply:
+            return None
+        fields = {as_text(k): as_text(v) for k, v in zip(reply[:-1:2], reply[1:-1:2], strict=True)}
         state = fields.get("state")
         if state is None:
             return None
@@ -291,6 +323,7 @@ class RedisStreamStore:
             state=SharedState(state),
             last_seq=int(fields.get("last", "0")),
             cancel_requested=fields.get("cancel") == "1",
+            replica_alive=int(reply[-1]) == 1,
         )
 
     async def read(
@@ -339,6 +372,9 @@ class RedisStreamStore:
     async def aclose(self) -> None:
         """Write what is pending (the last events of streams ended by the shutdown), bounded."""
         self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()

@@ -147,7 +147,7 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
             deps.registry, deps.shared, deps.settings.stream, stream_id, client
         )
         after_seq = parse_last_event_id(last_event_id, stream_id)
-        check_resume_point(session, after_seq)
+        await check_resume_point(session, after_seq)
         deps.registry.attach(session)
         return _stream_response(deps, session, after_seq=after_seq)
 

@@ -20,12 +20,16 @@ replica cancels at its next copied event, and that ``error`` event reaches every
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from rag_service.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from rag_service.ports import Clock
 from rag_service.settings import StreamSettings
 from rag_service.streaming.registry import Generation, StreamRegistry, same_principal
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.shared_streams import (
+    HEARTBEAT_TTL_S,
     WATCH_EVERY_S,
     SharedState,
     SharedStreams,
@@ -39,6 +43,9 @@ FOLLOW_BATCH_EVENTS = 256
 # How long one read waits for new events before the record is looked at (the store caps it
 # at half a command's time limit); below WATCH_EVERY_S so a waiting copy still says it is read.
 FOLLOW_WAIT_S = 2.0
+# How long a resume waits for a copy to reach its Last-Event-ID (past a dead replica's
+# heartbeat: such a copy ends before).
+CATCH_UP_S = HEARTBEAT_TTL_S + 2 * FOLLOW_WAIT_S
 _UNKNOWN = "unknown or expired stream"
 
 
@@ -83,11 +90,26 @@ async def find_stream(
     return session
 
 
-def check_resume_point(session: StreamSession, after_seq: int) -> None:
-    """Raise unless the events after ``after_seq`` can be served from ``session``."""
-    # A running copy may trail its stream by a flush: its client may have read further, on the
-    # generating replica. Its reader then waits for the copy to catch up.
-    if after_seq > session.last_seq and not (session.copied and not session.finished):
+async def check_resume_point(session: StreamSession, after_seq: int) -> None:
+    """Raise unless the events after ``after_seq`` can be served from ``session``.
+
+    A copy may trail its stream by a flush: its client may have read further, on the
+    generating replica. The resume then waits (at most ``CATCH_UP_S``) for the copy to hold
+    ``after_seq``; a copy that ends before (its replica died) cannot serve this client, whose
+    next event would be numbered like one it has: 503 (retryable), not an empty stream.
+    """
+    if session.copied and after_seq > session.last_seq:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CATCH_UP_S):
+                while session.last_seq < after_seq and not session.finished:
+                    await session.change_waiter()
+        if session.last_seq < after_seq or (session.finished and session.last_seq == after_seq):
+            raise ServiceUnavailable(
+                "this replica's copy of the stream does not reach Last-Event-ID; ask again",
+                retry_after_s=1.0,
+                details={"reason": "replica_lost"},
+            )
+    if after_seq > session.last_seq:
         raise InvalidInput("Last-Event-ID is ahead of the stream")
     if after_seq + 1 < session.first_seq:
         raise NotFound(
@@ -155,7 +177,13 @@ def _follower(
                 raise ServiceUnavailable("the stream expired on the replica that generated it")
             if record.state is SharedState.BROKEN:
                 raise ServiceUnavailable("the stream's shared copy is incomplete")
-            if clock() - last_event_at >= idle_limit_s:
+            silent_s = clock() - last_event_at
+            died = (
+                not record.replica_alive
+                and record.last_seq <= session.last_seq
+                and silent_s >= HEARTBEAT_TTL_S  # not a replica whose first beat is under way
+            )
+            if died or silent_s >= idle_limit_s:
                 raise ServiceUnavailable(
                     "the replica that generated this stream stopped sending it",
                     details={"reason": "replica_lost"},

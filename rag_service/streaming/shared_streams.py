@@ -37,6 +37,10 @@ class StreamOwner(Protocol):
 # last time is at most WATCHED_FOR_S old (FLUSH_SCRIPT, on Redis's clock).
 WATCH_EVERY_S = 3.0
 WATCHED_FOR_S = 10.0
+# A replica that shares streams says it is alive this often, and counts as dead this long
+# after its last word (``StreamRecord.replica_alive``).
+HEARTBEAT_EVERY_S = 2.0
+HEARTBEAT_TTL_S = 6.0
 
 
 class SharedState(StrEnum):
@@ -56,6 +60,7 @@ class StreamRecord:
     state: SharedState
     last_seq: int  # the newest seq in the store
     cancel_requested: bool = False
+    replica_alive: bool = True  # its generating replica said it is alive a moment ago
 
 
 @dataclass(frozen=True)

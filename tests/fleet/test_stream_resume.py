@@ -350,3 +350,24 @@ async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
         assert text(first.events) + text(rest) == "".join(FIRST + second)
         assert rest[-1].type == "done"
         assert a.upstream.closed_early == 0
+
+
+async def test_a_copy_that_ends_before_the_clients_last_event_answers_503(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+    settings.stream.shared_flush_ms = 600_000.0  # A writes a new stream's start, then nothing
+    settings.stream.shared_idle_timeout_s = 1.0  # so, to B, A is as good as dead
+    # The start (record, meta) is written at once, alone: the deltas come after a pause.
+    script = [Pause(0.5), *held_script(FIRST, SECOND)]
+    async with replicas(settings, script) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        await wait_until(lambda: a.shared.stats().events >= 1, "the stream's start is in Redis")
+
+        lost = assert_error_shape(
+            await resume(b.url, stream_id, first.events[-1].last_event_id), 503
+        )
+        assert lost["code"] == "unavailable"
+        assert lost["details"] == {"reason": "replica_lost"}
+        a.upstream.release()
