@@ -33,6 +33,7 @@ from rag_service.adapters.lazy_chroma_store import LazyChromaStore
 from rag_service.adapters.redis_breaker_board import RedisBreakerBoard
 from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
+from rag_service.adapters.redis_context_store import RedisContextStore
 from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
@@ -69,6 +70,7 @@ from rag_service.readiness import (
     store_check,
 )
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever, passage_finder
+from rag_service.retrieval.shared_contexts import SharedEntries
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
 from rag_service.streaming.answer import StreamDeps
@@ -226,6 +228,7 @@ async def _build_graph(
         _fallback_text(settings.fallback_context_file),
         version_check_interval_s=settings.freshness.catalog_check_interval_s,
         catalog_channel=_catalog_channel(settings, redis, shared_state),
+        shared=_shared_contexts(settings, redis, shared_state),
     )
     stack.push_async_callback(contexts.aclose)
     await contexts.start()  # learns the catalog version, then re-checks it in the background
@@ -310,6 +313,25 @@ async def _upstream(
         SharedStateComponent("breaker", lambda: sharing.degraded, lambda: sharing.fallbacks)
     )
     return upstream
+
+
+def _shared_contexts(
+    settings: Settings, redis: Redis | None, shared_state: list[SharedStateComponent]
+) -> SharedEntries | None:
+    """With Redis, the freshness cache's entries live there (every replica serves what any
+    retrieved) and one replica retrieves a stale context for all (docs/freshness.md)."""
+    if redis is None:
+        return None
+    entries = SharedEntries(
+        RedisContextStore(redis, key_prefix=settings.redis.key_prefix),
+        ttl_s=settings.freshness.ttl_seconds,
+        lock_s=settings.freshness.retrieval_lock_s,
+        retry_interval_s=settings.redis.retry_interval_s,
+    )
+    shared_state.append(
+        SharedStateComponent("freshness", lambda: entries.degraded, lambda: entries.fallbacks)
+    )
+    return entries
 
 
 def _catalog_channel(

@@ -213,6 +213,13 @@ class FreshnessSettings(BaseModel):
         description="Passages a context extended by a new topic keeps at most (most relevant "
         "to the latest question first).",
     )
+    retrieval_lock_s: float = Field(
+        5.0,
+        gt=0,
+        description="With Redis (several replicas): one replica retrieves a stale context for "
+        "all, under a lock of this lease; the others wait for its entry at most this long, then "
+        "retrieve themselves (a replica that dies holding it blocks nobody longer).",
+    )
 
 
 class RetrievalSettings(BaseModel):

@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
@@ -35,6 +35,7 @@ from rag_service.retrieval.catalog_channel import CatalogVersionChannel
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
 from rag_service.retrieval.hybrid import cosine_similarities
 from rag_service.retrieval.retriever import Retriever
+from rag_service.retrieval.shared_contexts import SharedContext, SharedEntries, WallClock
 from rag_service.retrieval.single_flight import SingleFlight
 from rag_service.settings import FreshnessSettings
 
@@ -66,6 +67,7 @@ class _CachedContext:
     catalog_version: int | None  # None: the live version was unknown when retrieving
     params: _Params
     query: str  # the question it was last retrieved or extended for
+    retrieved_wall: float = 0.0  # wall-clock time of the same moment (shared across replicas)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class ContextService:
         failure_ttl_s: float = 2.0,
         version_check_timeout_s: float = 2.0,
         catalog_channel: CatalogVersionChannel | None = None,
+        shared: SharedEntries | None = None,
+        wall_clock: WallClock = time.time,
     ) -> None:
         self._retriever = retriever
         self._settings = settings
@@ -138,6 +142,9 @@ class ContextService:
             channel=catalog_channel,
         )
         self._preparing: asyncio.Task[None] | None = None
+        # Entries and single flight across replicas (docs/freshness.md, "Several replicas").
+        self._shared = shared
+        self._wall = wall_clock
         self._stats = ContextStats()
         self._unfiltered = _Params(top_k=retriever.default_top_k, filters=())
 
@@ -157,7 +164,10 @@ class ContextService:
         params = self._params(top_k, filters)
         # The last known version: kept current in the background, never a store call here.
         live = self._versions.known
-        cached = self._fresh_entry(context_id)
+        cached = (
+            self._fresh_entry(context_id) if self._shared is None else await self._entry(context_id)
+        )
+        seen = None if cached is None else cached.retrieved_wall
         if refresh or cached is None or not self._answers(cached, params, live):
             cached = None
         judged = _Judgement(covered=False)
@@ -175,7 +185,8 @@ class ContextService:
             self._stats.coalesced += 1
         try:
             entry = await self._flight.run(
-                key, lambda: self._retrieve(context_id, query, params, live, cached, judged)
+                key,
+                lambda: self._retrieve_once(context_id, query, params, live, cached, judged, seen),
             )
         except RETRIEVAL_FAILURES:
             return self._degraded(context_id, live)
@@ -193,6 +204,8 @@ class ContextService:
     def invalidate(self, context_id: str) -> bool:
         """Drop the fresh context (admin); the last known one stays for stale-if-error."""
         self._recent_failures.pop(context_id, None)
+        if self._shared is not None:
+            self._shared.delete_soon(context_id)
         return self._fresh.pop(context_id, None) is not None
 
     def invalidate_all(self) -> int:
@@ -234,6 +247,11 @@ class ContextService:
         return self._versions.known
 
     @property
+    def shared_entries(self) -> SharedEntries | None:
+        """The entries shared with other replicas (None: this process's own only)."""
+        return self._shared
+
+    @property
     def catalog_channel(self) -> CatalogVersionChannel:
         """Where catalog publishes are announced across processes (``degraded``: /readyz)."""
         return self._versions.channel
@@ -259,6 +277,8 @@ class ContextService:
         """Cancel retrievals still running and stop the version checks (at shutdown)."""
         await self._flight.aclose()
         await self._versions.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
         if self._preparing is not None and not self._preparing.done():
             self._preparing.cancel()
 
@@ -376,10 +396,77 @@ class ContextService:
         if extending is not None:
             self._stats.extended += 1
             passages = _merged(passages, extending.passages, vector, self._settings.max_passages)
-        entry = _CachedContext(tuple(passages), self._clock(), version, params, query)
+        entry = _CachedContext(tuple(passages), self._clock(), version, params, query, self._wall())
         self._fresh[context_id] = entry
         self._last_known[context_id] = entry
+        if self._shared is not None:
+            await self._shared.put(context_id, self._to_shared(entry), self._settings.ttl_seconds)
         return entry
+
+    async def _retrieve_once(
+        self,
+        context_id: str,
+        query: str,
+        params: _Params,
+        version: int | None,
+        extending: _CachedContext | None,
+        judged: _Judgement,
+        seen: float | None,
+    ) -> _CachedContext | None:
+        """``_retrieve``, by one replica for all when the entries are shared: the others take
+        the entry it stores (newer than ``seen``, the one this resolve found outdated)."""
+
+        def retrieve() -> Awaitable[_CachedContext | None]:
+            return self._retrieve(context_id, query, params, version, extending, judged)
+
+        if self._shared is None:
+            return await retrieve()
+
+        async def stored_elsewhere() -> _CachedContext | None:
+            entry = await self._entry(context_id)
+            if entry is None or entry.query != query or not self._answers(entry, params, version):
+                return None
+            if seen is not None and entry.retrieved_wall <= seen:
+                return None
+            self._fresh[context_id] = entry
+            self._last_known[context_id] = entry
+            return entry
+
+        name = f"{context_id}\x1f{params.top_k}\x1f{params.filters!r}\x1f{query}"
+        entry, joined = await self._shared.run_once(name, retrieve, stored_elsewhere)
+        if joined:
+            self._stats.coalesced += 1
+        return entry
+
+    async def _entry(self, context_id: str) -> _CachedContext | None:
+        """The fresh entry: the shared one while the store answers, else this process's."""
+        assert self._shared is not None
+        answered, shared = await self._shared.get(context_id)
+        if not answered:
+            return self._fresh_entry(context_id)
+        if shared is None:
+            return None
+        params = self._params(shared.top_k, dict(shared.filters))
+        age = max(0.0, self._wall() - shared.retrieved_at)
+        return _CachedContext(
+            shared.passages,
+            self._clock() - age,
+            shared.catalog_version,
+            params,
+            shared.query,
+            shared.retrieved_at,
+        )
+
+    @staticmethod
+    def _to_shared(entry: _CachedContext) -> SharedContext:
+        return SharedContext(
+            passages=entry.passages,
+            retrieved_at=entry.retrieved_wall,
+            catalog_version=entry.catalog_version,
+            top_k=entry.params.top_k,
+            filters=entry.params.filters,
+            query=entry.query,
+        )
 
     def _resolved(
         self,

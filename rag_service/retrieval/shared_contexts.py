@@ -1,0 +1,230 @@
+"""Freshness-cache entries shared by the replicas, and one retrieval per stale context across
+them (fleet mode, issue #14).
+
+``ContextService`` keeps its entries in a ``ContextStore`` when one is given: every replica
+serving a conversation sees the context any replica retrieved, for the same TTL. A retrieval
+is claimed with a short lock with expiry (``try_lock``): the replica holding it retrieves and
+stores the entry; the others wait for that entry (polling), at most the lock's lease, then
+retrieve themselves. A holder that crashes blocks nobody past the lease.
+
+``InProcessContextStore`` holds them in this process (several ``ContextService`` objects of one
+process then behave as replicas); ``RedisContextStore`` (rag_service/adapters/
+redis_context_store.py) holds them in Redis. Times are wall-clock seconds here: monotonic clocks
+of different hosts do not compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from rag_service.errors import StateStoreUnavailable
+from rag_service.ports import MetadataValue, Passage
+
+logger = logging.getLogger(__name__)
+
+WallClock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class SharedContext:
+    """One conversation's retrieved context as the replicas share it."""
+
+    passages: tuple[Passage, ...]  # with their vectors: what judging coverage compares
+    retrieved_at: float  # wall-clock seconds (time.time())
+    catalog_version: int | None
+    top_k: int
+    filters: tuple[tuple[str, MetadataValue], ...]
+    query: str  # the question it was last retrieved or extended for
+
+
+class ContextStore(Protocol):
+    """Shared freshness-cache entries and retrieval locks. Every method raises
+    ``StateStoreUnavailable`` when the store is down."""
+
+    async def get(self, context_id: str) -> SharedContext | None: ...
+
+    async def put(self, context_id: str, context: SharedContext, ttl_s: float) -> None:
+        """Store ``context`` for ``ttl_s`` seconds (replacing the one there)."""
+        ...
+
+    async def delete(self, context_id: str) -> bool: ...
+
+    async def try_lock(self, name: str, token: str, lease_s: float) -> bool:
+        """Take lock ``name`` for ``lease_s`` unless another token holds it."""
+        ...
+
+    async def unlock(self, name: str, token: str) -> None:
+        """Release lock ``name`` if ``token`` still holds it."""
+        ...
+
+
+class InProcessContextStore:
+    """``ContextStore`` in this process's memory (expiry by ``wall_clock``)."""
+
+    def __init__(self, wall_clock: WallClock = time.time) -> None:
+        self._clock = wall_clock
+        self._entries: dict[str, tuple[SharedContext, float]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    async def get(self, context_id: str) -> SharedContext | None:
+        found = self._entries.get(context_id)
+        if found is None or found[1] <= self._clock():
+            self._entries.pop(context_id, None)
+            return None
+        return found[0]
+
+    async def put(self, context_id: str, context: SharedContext, ttl_s: float) -> None:
+        self._entries[context_id] = (context, self._clock() + ttl_s)
+
+    async def delete(self, context_id: str) -> bool:
+        return self._entries.pop(context_id, None) is not None
+
+    async def try_lock(self, name: str, token: str, lease_s: float) -> bool:
+        held = self._locks.get(name)
+        if held is not None and held[1] > self._clock():
+            return False
+        self._locks[name] = (token, self._clock() + lease_s)
+        return True
+
+    async def unlock(self, name: str, token: str) -> None:
+        held = self._locks.get(name)
+        if held is not None and held[0] == token:
+            del self._locks[name]
+
+
+T = TypeVar("T")
+LOCK_POLL_S = 0.02  # how often a replica waiting for another's retrieval looks for its entry
+
+
+class SharedEntries:
+    """``ContextService``'s use of a ``ContextStore``, with the "Redis down" rule: while the
+    store fails, the service works on its own cache as a single process does (``degraded``,
+    ``fallbacks`` counted), and tries the store again every ``retry_interval_s``."""
+
+    def __init__(
+        self,
+        store: ContextStore,
+        *,
+        ttl_s: float,
+        lock_s: float,
+        retry_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._lock_s = lock_s
+        self._retry_interval_s = retry_interval_s
+        self._clock = clock
+        self._retry_at: float | None = None  # set while the store is down
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.fallbacks = 0
+
+    @property
+    def degraded(self) -> bool:
+        return self._retry_at is not None
+
+    @property
+    def active(self) -> bool:
+        """Whether to use the store now (up, or due for another try)."""
+        return self._retry_at is None or self._clock() >= self._retry_at
+
+    async def get(self, context_id: str) -> tuple[bool, SharedContext | None]:
+        """(answered, entry): ``answered`` False means: use this process's own cache."""
+        if not self.active:
+            self.fallbacks += 1
+            return False, None
+        try:
+            found = await self._store.get(context_id)
+        except StateStoreUnavailable as error:
+            self._failed(error)
+            return False, None
+        self._answered()
+        return True, found
+
+    async def put(self, context_id: str, context: SharedContext, ttl_s: float) -> None:
+        if not self.active:
+            self.fallbacks += 1
+            return
+        try:
+            await self._store.put(context_id, context, min(ttl_s, self._ttl_s))
+        except StateStoreUnavailable as error:
+            self._failed(error)
+        else:
+            self._answered()
+
+    def delete_soon(self, context_id: str) -> None:
+        """Drop the shared entry (in the background: callers are synchronous)."""
+        task = asyncio.get_running_loop().create_task(self._delete(context_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_once(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[T]],
+        done_elsewhere: Callable[[], Awaitable[T | None]],
+    ) -> tuple[T, bool]:
+        """``work`` unless another replica is doing it: (its result, False); or (what
+        ``done_elsewhere`` found once that replica stored it, True). A replica waits at most the
+        lock's lease, then does the work itself; a store that fails means: work alone."""
+        if not self.active:
+            self.fallbacks += 1
+            return await work(), False
+        token = secrets.token_hex(8)
+        try:
+            async with asyncio.timeout(self._lock_s):
+                while not await self._store.try_lock(name, token, self._lock_s):
+                    found = await done_elsewhere()
+                    if found is not None:
+                        return found, True
+                    if self.degraded:  # the store failed while we waited
+                        return await work(), False
+                    await asyncio.sleep(LOCK_POLL_S)
+        except TimeoutError:  # the holder took its whole lease (or died): do it ourselves
+            return await work(), False
+        except StateStoreUnavailable as error:
+            self._failed(error)
+            return await work(), False
+        try:
+            # The lock was free: a holder may have just stored the result and released it,
+            # between this replica's first look and now (one read, against a retrieval).
+            found = await done_elsewhere()
+            if found is not None:
+                return found, True
+            return await work(), False
+        finally:
+            await self._release(name, token)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _release(self, name: str, token: str) -> None:
+        try:
+            await self._store.unlock(name, token)
+        except StateStoreUnavailable as error:
+            self._failed(error)  # the lock lapses with its lease
+
+    async def _delete(self, context_id: str) -> None:
+        try:
+            await self._store.delete(context_id)
+        except StateStoreUnavailable as error:
+            self._failed(error)
+
+    def _failed(self, error: StateStoreUnavailable) -> None:
+        self.fallbacks += 1
+        if self._retry_at is None:
+            logger.warning(
+                "freshness cache falls back to this process's own entries: %s", error.message
+            )
+        self._retry_at = self._clock() + self._retry_interval_s
+
+    def _answered(self) -> None:
+        if self._retry_at is not None:
+            self._retry_at = None
+            logger.warning("freshness cache is shared again: the state store answers")

@@ -1,0 +1,187 @@
+"""The freshness cache across replicas (issue #14): entries in Redis with their TTL, one
+retrieval per stale context cluster-wide, a crashed lock holder blocks nobody past its lease,
+and a Redis that is down leaves each replica its own cache."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from pathlib import Path
+
+from rag_service.adapters.redis_connection import redis_client
+from rag_service.adapters.redis_context_store import RedisContextStore, encode_context
+from rag_service.app import Components
+from rag_service.ports import Passage
+from rag_service.retrieval.shared_contexts import SharedContext, SharedEntries
+from rag_service.settings import RedisSettings
+from tests.app.conftest import ADMIN_KEY, ANSWER, wait_for_job
+from tests.conftest import free_port
+from tests.fakes.retrieval import HashingEmbedder
+from tests.fakes.upstream import ScriptedUpstream, answer_script
+from tests.fleet.replicas import (
+    ask_context,
+    fleet_settings,
+    ingest_initial_catalog,
+    running_replicas,
+    wait_until,
+)
+from tests.ingest.catalogs import product, write_products
+from tests.redis_server import RedisServer, running_redis
+
+REQUESTS = 200
+QUESTION = "How much is the tent?"
+
+
+async def test_200_requests_for_one_stale_context_over_three_replicas_retrieve_once(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    settings = fleet_settings(
+        tmp_path,
+        chroma_server,
+        redis_server.url,
+        redis_prefix,
+        collection=f"fleet-{uuid.uuid4().hex[:8]}",
+        limits={"streams": 1000, "requests_per_s": 10_000, "burst": 10_000},
+        # Three replicas share this one event loop: its lag is not any replica's overload.
+        stream={"shed_loop_lag_ms": 0},
+    )
+    embedder = HashingEmbedder(64)  # one for all replicas: it counts the cluster's embeddings
+    ingest_initial_catalog(settings, embedder)
+    parts = [
+        Components(embedder=embedder, upstream=ScriptedUpstream(script=answer_script(ANSWER)))
+        for _ in range(3)
+    ]
+    async with running_replicas([(settings, part) for part in parts]) as replicas:
+        a = replicas[0]
+        first = await ask_context(a, "shop:busy", QUESTION)
+        assert (first["state"], first["catalog_version"]) == ("refreshed", 1)
+        # Served from Redis on another replica: it never retrieved it.
+        assert (await ask_context(replicas[2], "shop:busy", QUESTION))["state"] == "fresh"
+        # A new catalog version makes the context stale everywhere.
+        write_products(
+            settings.ingest.catalog_dir / "products.jsonl", [product(i) for i in range(13)]
+        )
+        response = await a.client.post(
+            "/admin/ingest", json={"path": "."}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert (await wait_for_job(a, response.json()["job_id"]))["status"] == "succeeded"  # type: ignore[arg-type]
+        await wait_until(
+            lambda: all(r.contexts.catalog_version == 2 for r in replicas), "all know version 2"
+        )
+        embedded = embedder.calls
+        retrievals = sum(r.contexts.stats().retrievals for r in replicas)
+
+        contexts = await asyncio.gather(
+            *(ask_context(replicas[i % 3], "shop:busy", QUESTION) for i in range(REQUESTS))
+        )
+
+        assert embedder.calls - embedded == 1
+        assert sum(r.contexts.stats().retrievals for r in replicas) - retrievals == 1
+        assert {c["catalog_version"] for c in contexts} == {2}
+        states = [c["state"] for c in contexts]
+        assert set(states) <= {"refreshed", "fresh"}
+        # Every replica had requests that joined the one retrieval instead of running their own.
+        assert all(r.contexts.stats().coalesced > 0 for r in replicas)
+
+
+async def test_a_crashed_lock_holder_blocks_nobody_past_its_lease(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    redis = redis_client(RedisSettings.model_validate({"url": redis_server.url}))
+    store = RedisContextStore(redis, key_prefix=redis_prefix)
+    entries = SharedEntries(store, ttl_s=60, lock_s=0.5, retry_interval_s=1)
+    try:
+        assert await store.try_lock("ctx", "a-replica-that-died", 0.5)
+        started = time.monotonic()
+
+        async def work() -> str:
+            return "retrieved"
+
+        async def nothing_stored() -> str | None:
+            return None
+
+        result = await entries.run_once("ctx", work, nothing_stored)
+
+        assert result == ("retrieved", False)
+        assert time.monotonic() - started >= 0.4  # it waited for the lease, no longer
+        assert not entries.degraded
+    finally:
+        await redis.aclose()
+
+
+async def test_a_waiting_replica_takes_the_holders_entry(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    redis = redis_client(RedisSettings.model_validate({"url": redis_server.url}))
+    store = RedisContextStore(redis, key_prefix=redis_prefix)
+    entries = SharedEntries(store, ttl_s=60, lock_s=30, retry_interval_s=1)
+    try:
+        assert await store.try_lock("ctx", "holder", 30)
+        stored = asyncio.Event()
+
+        async def work() -> str:
+            raise AssertionError("the holder retrieves, not this replica")
+
+        async def found() -> str | None:
+            return "the holder's entry" if stored.is_set() else None
+
+        waiting = asyncio.create_task(entries.run_once("ctx", work, found))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        stored.set()
+
+        assert await waiting == ("the holder's entry", True)
+    finally:
+        await redis.aclose()
+
+
+async def test_while_redis_is_down_the_cache_is_local_and_comes_back(tmp_path: Path) -> None:
+    with running_redis(tmp_path, free_port()) as server:
+        redis = redis_client(RedisSettings.model_validate({"url": server.url}))
+        entries = SharedEntries(
+            RedisContextStore(redis, key_prefix="t:"), ttl_s=60, lock_s=1, retry_interval_s=0.05
+        )
+        context = SharedContext((), time.time(), 1, 5, (), "q")
+        try:
+            await entries.put("c", context, 60)
+            assert await entries.get("c") == (True, context)
+            server.stop()
+
+            assert await entries.get("c") == (False, None)  # use this process's own entry
+            assert entries.degraded and entries.fallbacks >= 1
+
+            async def work() -> str:
+                return "alone"
+
+            async def never() -> str | None:
+                return None
+
+            assert await entries.run_once("c", work, never) == ("alone", False)
+            server.start()  # empty: no persistence
+            await wait_until(lambda: entries.active, "time to try Redis again")
+            assert await entries.get("c") == (True, None)
+            assert not entries.degraded
+        finally:
+            await redis.aclose()
+
+
+def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_46_kb() -> None:
+    # The figure in docs/freshness.md: the vectors (about 8 kB each as JSON) dominate.
+    rng = random.Random(1)
+    passages = tuple(
+        Passage(
+            id=f"SKU-0000{i}#0",
+            doc_id=f"SKU-0000{i}",
+            title="Tents model 1",
+            text="x" * 1000,
+            score=0.5,
+            metadata={"source": "products.jsonl", "category": "tents"},
+            vector=tuple(rng.gauss(0, 0.05) for _ in range(384)),
+        )
+        for i in range(5)
+    )
+    size = len(encode_context(SharedContext(passages, time.time(), 3, 5, (), QUESTION)))
+
+    assert 42_000 < size < 50_000, size
