@@ -92,12 +92,9 @@ async def test_one_keys_stream_limit_holds_across_two_apps_on_one_redis(
         error = assert_error_shape(refused, 429)
         assert error["details"] == {"reason": "streams", "limit": 1}
         assert answered.status_code == 200
-        assert (await shared_state(service_b)) == {
-            "ok": True,
-            "redis": "answers",
-            "degraded": [],
-            "fallbacks": {"key_limits": 0},
-        }
+        report = await shared_state(service_b)
+        assert (report["ok"], report["redis"], report["degraded"]) == (True, "answers", [])
+        assert report["fallbacks"]["key_limits"] == 0
         upstream_a.gate.set()
         assert (await held).status_code == 200
         assert upstream_b.answer_calls == 1
@@ -120,7 +117,7 @@ async def test_redis_down_serves_on_local_state_reports_it_and_recovers(
 
             assert [response.status_code for response in during] == [200, 200]
             assert report["ok"] is False
-            assert report["degraded"] == ["key_limits"]
+            assert "key_limits" in report["degraded"]  # and others on Redis, each its own
             assert report["redis"].startswith("unavailable")
             assert "key_limits" in report["error"]
             assert report["fallbacks"]["key_limits"] == 2
@@ -132,7 +129,7 @@ async def test_redis_down_serves_on_local_state_reports_it_and_recovers(
             # The limiter tries Redis again at its next admission after the retry interval.
             deadline = time.monotonic() + WAIT_LIMIT_S
             attempt = 0
-            while (await shared_state(service))["degraded"]:
+            while "key_limits" in (await shared_state(service))["degraded"]:
                 assert time.monotonic() < deadline, "still degraded after Redis came back"
                 attempt += 1
                 assert (await ask(service, KEY_A, f"shop:after-{attempt}")).status_code == 200
@@ -140,7 +137,6 @@ async def test_redis_down_serves_on_local_state_reports_it_and_recovers(
             report = await shared_state(service)
             metrics = (await service.client.get("/metrics")).text
 
-        assert report["ok"] is True
         assert report["redis"] == "answers"
         assert metric(metrics, 'rag_shared_state_degraded{component="key_limits"}') == 0.0
         with redis.client() as client:  # the admissions are in Redis again
