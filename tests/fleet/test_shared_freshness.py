@@ -10,8 +10,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from rag_service.adapters.redis_connection import redis_client
-from rag_service.adapters.redis_context_store import RedisContextStore, encode_context
+from rag_service.adapters.redis_context_store import (
+    RedisContextStore,
+    decode_context,
+    encode_context,
+)
 from rag_service.app import Components
 from rag_service.ports import Passage
 from rag_service.retrieval.shared_contexts import SharedContext, SharedEntries
@@ -167,8 +173,8 @@ async def test_while_redis_is_down_the_cache_is_local_and_comes_back(tmp_path: P
             await redis.aclose()
 
 
-def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_46_kb() -> None:
-    # The figure in docs/freshness.md: the vectors (about 8 kB each as JSON) dominate.
+def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_16_kb() -> None:
+    # The figure in docs/freshness.md: each vector is 2 kB (float32, base64), each text 1 kB.
     rng = random.Random(1)
     passages = tuple(
         Passage(
@@ -182,6 +188,10 @@ def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_46_kb() -
         )
         for i in range(5)
     )
+    decoded = decode_context(encode_context(SharedContext(passages, 1.5, 3, 5, (), QUESTION)))
+    assert decoded is not None and decoded.passages == passages
+    # float32, the embedder's own precision
+    assert decoded.passages[0].vector == pytest.approx(passages[0].vector, rel=1e-6)
     size = len(encode_context(SharedContext(passages, time.time(), 3, 5, (), QUESTION)))
 
-    assert 42_000 < size < 50_000, size
+    assert 15_000 < size < 17_000, size
