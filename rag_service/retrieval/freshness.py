@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
@@ -33,11 +33,21 @@ from rag_service.ports import (
 )
 from rag_service.retrieval.catalog_channel import CatalogVersionChannel
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
+from rag_service.retrieval.context_entries import (
+    CachedContext,
+    ContextStats,
+    RetrievalParams,
+    from_shared,
+    merged_passages,
+    to_shared,
+)
 from rag_service.retrieval.hybrid import cosine_similarities
 from rag_service.retrieval.retriever import Retriever
-from rag_service.retrieval.shared_contexts import SharedContext, SharedEntries, WallClock
+from rag_service.retrieval.shared_contexts import SharedEntries, WallClock
 from rag_service.retrieval.single_flight import SingleFlight
 from rag_service.settings import FreshnessSettings
+
+__all__ = ["ContextService", "ContextStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,29 +55,6 @@ RETRIEVAL_FAILURES = (VectorStoreUnavailable, EmbedderUnavailable)
 STARTUP_LOAD_WAIT_S = 30.0
 # Cosine similarities lie in [-1, 1]: a margin of 2 keeps every fresh context.
 MAX_COVER_MARGIN = 2.0
-
-FilterKey = tuple[tuple[str, MetadataValue], ...]
-
-
-@dataclass(frozen=True)
-class _Params:
-    """What a retrieval was asked for; a cached context only answers the same request."""
-
-    top_k: int
-    filters: FilterKey
-
-    def filter_mapping(self) -> dict[str, MetadataValue] | None:
-        return dict(self.filters) or None
-
-
-@dataclass(frozen=True)
-class _CachedContext:
-    passages: tuple[Passage, ...]
-    retrieved_at: float  # clock time
-    catalog_version: int | None  # None: the live version was unknown when retrieving
-    params: _Params
-    query: str  # the question it was last retrieved or extended for
-    retrieved_wall: float = 0.0  # wall-clock time of the same moment (shared across replicas)
 
 
 @dataclass(frozen=True)
@@ -77,28 +64,6 @@ class _Judgement:
     covered: bool
     vector: Vector | None = None  # the question's embedding
     found: list[Passage] | None = None  # passages retrieved for the question
-
-
-@dataclass
-class ContextStats:
-    """Counters for /metrics. hits + misses = resolves; refreshes + stale + fallback = misses."""
-
-    hits: int = 0  # served fresh from the cache
-    extended: int = 0  # fresh contexts that did not cover the question, extended (refreshes)
-    cover_checks: int = 0  # fresh contexts judged against a new question (a retrieval each)
-    misses: int = 0  # needed retrieval (expired, missing, other version/params, forced refresh)
-    refreshes: int = 0  # served state `refreshed`
-    stale_served: int = 0
-    fallback_served: int = 0
-    retrievals: int = 0  # retrievals actually run (single flight: fewer than misses)
-    coalesced: int = 0  # resolves that joined a retrieval already running
-    retrieval_failures: int = 0
-    skipped_after_failure: int = 0  # misses answered from the negative cache, no retrieval
-    version_checks: int = 0
-    version_check_failures: int = 0  # the store did not answer (the last known version stayed)
-    entries: int = 0  # fresh contexts held now
-    last_known_entries: int = 0
-    in_flight: int = 0  # retrievals running now
 
 
 class ContextService:
@@ -123,16 +88,18 @@ class ContextService:
         self._settings = settings
         self._fallback_text = fallback_text
         self._clock = clock
-        self._fresh: TTLCache[str, _CachedContext] = TTLCache(
+        self._fresh: TTLCache[str, CachedContext] = TTLCache(
             maxsize=settings.max_entries, ttl=settings.ttl_seconds, timer=clock
         )
         # Survives TTL expiry and admin invalidation: what stale-if-error serves.
-        self._last_known: LRUCache[str, _CachedContext] = LRUCache(maxsize=settings.max_entries)
+        self._last_known: LRUCache[str, CachedContext] = LRUCache(maxsize=settings.max_entries)
         # Negative cache: a contextId whose retrieval just failed is not retried for a moment.
         self._recent_failures: TTLCache[str, str] = TTLCache(
             maxsize=settings.max_entries, ttl=failure_ttl_s, timer=clock
         )
-        self._flight: SingleFlight[tuple[str, _Params, str], _CachedContext | None] = SingleFlight()
+        self._flight: SingleFlight[tuple[str, RetrievalParams, str], CachedContext | None] = (
+            SingleFlight()
+        )
         self._versions = CatalogVersionWatch(
             search,
             clock=clock,
@@ -146,7 +113,7 @@ class ContextService:
         self._shared = shared
         self._wall = wall_clock
         self._stats = ContextStats()
-        self._unfiltered = _Params(top_k=retriever.default_top_k, filters=())
+        self._unfiltered = RetrievalParams(top_k=retriever.default_top_k, filters=())
 
     async def resolve(
         self,
@@ -300,7 +267,9 @@ class ContextService:
         except Exception:  # a bug here must not go unnoticed, nor end anything else
             logger.exception("loading catalog version %s ahead failed", version)
 
-    async def _judge(self, cached: _CachedContext, query: str, params: _Params) -> _Judgement:
+    async def _judge(
+        self, cached: CachedContext, query: str, params: RetrievalParams
+    ) -> _Judgement:
         """Whether ``cached`` covers ``query`` (see docs/freshness.md, "Covering a question").
 
         Covered: the same question; or a context that holds every document the question names
@@ -337,18 +306,20 @@ class ContextService:
         best = max(p.score for p in found)
         return _Judgement(held >= best - self._settings.cover_margin, vector, found)
 
-    def _params(self, top_k: int | None, filters: Mapping[str, MetadataValue] | None) -> _Params:
+    def _params(
+        self, top_k: int | None, filters: Mapping[str, MetadataValue] | None
+    ) -> RetrievalParams:
         k = self._retriever.default_top_k if top_k is None else top_k
         if filters:
-            return _Params(top_k=k, filters=tuple(sorted(filters.items())))
+            return RetrievalParams(top_k=k, filters=tuple(sorted(filters.items())))
         # Most requests ask for the default: one shared object, so entries retrieved for it
-        # compare by identity (see _answers) and no _Params is built per request.
+        # compare by identity (see _answers) and no RetrievalParams is built per request.
         unfiltered = self._unfiltered
         if unfiltered.top_k != k:
-            unfiltered = self._unfiltered = _Params(top_k=k, filters=())
+            unfiltered = self._unfiltered = RetrievalParams(top_k=k, filters=())
         return unfiltered
 
-    def _fresh_entry(self, context_id: str) -> _CachedContext | None:
+    def _fresh_entry(self, context_id: str) -> CachedContext | None:
         """The fresh entry of ``context_id``, or None when missing or expired."""
         try:
             # One lookup and one clock read; ``TTLCache.get`` costs two of each.
@@ -357,7 +328,7 @@ class ContextService:
             return None
 
     @staticmethod
-    def _answers(cached: _CachedContext, params: _Params, live: int | None) -> bool:
+    def _answers(cached: CachedContext, params: RetrievalParams, live: int | None) -> bool:
         # An unknown live version (store never answered) cannot prove a context outdated.
         same_catalog = live is None or cached.catalog_version == live
         return same_catalog and (cached.params is params or cached.params == params)
@@ -366,11 +337,11 @@ class ContextService:
         self,
         context_id: str,
         query: str,
-        params: _Params,
+        params: RetrievalParams,
         version: int | None,
-        extending: _CachedContext | None = None,
+        extending: CachedContext | None = None,
         judged: _Judgement | None = None,
-    ) -> _CachedContext | None:
+    ) -> CachedContext | None:
         """One retrieval; stores the result (merged into ``extending``, the fresh context that
         did not cover ``query``, with the passages ``judged`` found already if it did retrieve).
         None: nothing passed the relevance threshold."""
@@ -395,34 +366,36 @@ class ContextService:
         # instead of serving old passages as current.
         if extending is not None:
             self._stats.extended += 1
-            passages = _merged(passages, extending.passages, vector, self._settings.max_passages)
-        entry = _CachedContext(tuple(passages), self._clock(), version, params, query, self._wall())
+            passages = merged_passages(
+                passages, extending.passages, vector, self._settings.max_passages
+            )
+        entry = CachedContext(tuple(passages), self._clock(), version, params, query, self._wall())
         self._fresh[context_id] = entry
         self._last_known[context_id] = entry
         if self._shared is not None:
-            await self._shared.put(context_id, self._to_shared(entry), self._settings.ttl_seconds)
+            await self._shared.put(context_id, to_shared(entry), self._settings.ttl_seconds)
         return entry
 
     async def _retrieve_once(
         self,
         context_id: str,
         query: str,
-        params: _Params,
+        params: RetrievalParams,
         version: int | None,
-        extending: _CachedContext | None,
+        extending: CachedContext | None,
         judged: _Judgement,
         seen: float | None,
-    ) -> _CachedContext | None:
+    ) -> CachedContext | None:
         """``_retrieve``, by one replica for all when the entries are shared: the others take
         the entry it stores (newer than ``seen``, the one this resolve found outdated)."""
 
-        def retrieve() -> Awaitable[_CachedContext | None]:
+        def retrieve() -> Awaitable[CachedContext | None]:
             return self._retrieve(context_id, query, params, version, extending, judged)
 
         if self._shared is None:
             return await retrieve()
 
-        async def stored_elsewhere() -> _CachedContext | None:
+        async def stored_elsewhere() -> CachedContext | None:
             entry = await self._entry(context_id)
             if entry is None or entry.query != query or not self._answers(entry, params, version):
                 return None
@@ -438,7 +411,7 @@ class ContextService:
             self._stats.coalesced += 1
         return entry
 
-    async def _entry(self, context_id: str) -> _CachedContext | None:
+    async def _entry(self, context_id: str) -> CachedContext | None:
         """The fresh entry: the shared one while the store answers, else this process's."""
         assert self._shared is not None
         answered, shared = await self._shared.get(context_id)
@@ -447,32 +420,13 @@ class ContextService:
         if shared is None:
             return None
         params = self._params(shared.top_k, dict(shared.filters))
-        age = max(0.0, self._wall() - shared.retrieved_at)
-        return _CachedContext(
-            shared.passages,
-            self._clock() - age,
-            shared.catalog_version,
-            params,
-            shared.query,
-            shared.retrieved_at,
-        )
-
-    @staticmethod
-    def _to_shared(entry: _CachedContext) -> SharedContext:
-        return SharedContext(
-            passages=entry.passages,
-            retrieved_at=entry.retrieved_wall,
-            catalog_version=entry.catalog_version,
-            top_k=entry.params.top_k,
-            filters=entry.params.filters,
-            query=entry.query,
-        )
+        return from_shared(shared, params, now=self._clock(), wall_now=self._wall())
 
     def _resolved(
         self,
         context_id: str,
         state: ContextState,
-        entry: _CachedContext,
+        entry: CachedContext,
         *,
         extended: bool = False,
     ) -> ResolvedContext:
@@ -505,17 +459,3 @@ class ContextService:
             catalog_version=live or 0,
             fallback_text=self._fallback_text,
         )
-
-
-def _merged(
-    new: Sequence[Passage], old: Sequence[Passage], vector: Vector | None, limit: int
-) -> list[Passage]:
-    """The passages retrieved for the new question (in their order), then the context's earlier
-    passages re-scored against the new question, best first; at most ``limit``."""
-    ids = {p.id for p in new}
-    kept = [p for p in old if p.id not in ids]
-    if vector is not None:
-        scores = cosine_similarities(vector, [p.vector for p in kept])
-        kept = [dataclasses.replace(p, score=s) for p, s in zip(kept, scores, strict=True)]
-    kept.sort(key=lambda p: p.score, reverse=True)
-    return [*new, *kept][:limit]
