@@ -263,6 +263,11 @@ async def test_with_redis_down_streams_are_served_on_local_state(
             assert events[-1].type == "done"
             assert a.shared.degraded
             assert a.shared.stats().dropped == 1
+            async with httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http:
+                ready = (await http.get("/readyz")).json()
+            shared_state = ready["components"]["shared_state"]
+            assert "streams" in shared_state["degraded"]
+            assert shared_state["fallbacks"]["streams"] >= 1
             stream_id = events[0].json()["stream_id"]
             down = assert_error_shape(await resume(b.url, stream_id), 503)
             assert down["code"] == "state_store_unavailable"
