@@ -41,6 +41,7 @@ BENCHMARKS = {  # name -> module, in the order they run
     "retrieval": "bench.retrieval_eval",
     "lexical": "bench.lexical_index",
     "context_coverage": "bench.context_coverage",
+    "stream_replicas": "bench.stream_replicas",
     "small_model": "bench.small_model_eval",
 }
 HERD_FULL = {"streams": 1000, "outage_s": 20.0}
