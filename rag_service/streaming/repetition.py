@@ -40,7 +40,10 @@ REPETITION = "repetition"  # the ``finish_reason`` of an answer stopped here
 # search keeps the cost per delta flat however long the answer grows.
 DEFAULT_WINDOW_CHARS = 4000
 # A copy is held from this length on; shorter copies (" the return") are everywhere in ordinary
-# text, and at most this many characters less one of a repeated block reach the client.
+# text, and at most this many characters less one of a repeated block reach the client. A held
+# delta waits for the next one: measured on answer-sized stretches of the policies and FAQ,
+# 8.5 % of word deltas were held at 10 characters (3.3 % at 16, 1.9 % at 24, which would let
+# more of a repeated block through).
 DEFAULT_HOLD_CHARS = 10
 
 
