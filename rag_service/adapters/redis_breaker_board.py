@@ -83,13 +83,15 @@ class RedisBreakerBoard:
         )
 
     async def claim_probe(self, upstream: str, holder: str, lease_s: float) -> bool:
+        key = f"{self._key(upstream)}:probe"
         try:
-            claimed = await self._redis.set(
-                f"{self._key(upstream)}:probe", holder, nx=True, px=max(1, round(lease_s * 1000))
-            )
+            if await self._redis.set(key, holder, nx=True, px=max(1, round(lease_s * 1000))):
+                return True
+            # Ours already: a probe of this replica was abandoned (cancelled) without a verdict.
+            current = await self._redis.get(key)
         except RedisError as error:
             raise unavailable(error) from error
-        return bool(claimed)
+        return current is not None and as_text(current) == holder
 
     async def listen(self, on_news: NewsListener, on_listening: Callable[[], None]) -> None:
         try:

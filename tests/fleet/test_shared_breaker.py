@@ -221,6 +221,7 @@ async def test_a_replica_starting_adopts_an_open_circuit_from_the_key(
         )
         assert await board.claim_probe(key, "early", 5) is True
         assert await board.claim_probe(key, "other", 5) is False  # the probe is claimed
+        assert await board.claim_probe(key, "early", 5) is True  # its holder may probe again
 
         await sharing.start()
 
