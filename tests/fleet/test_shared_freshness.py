@@ -195,3 +195,24 @@ def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_16_kb() -
     size = len(encode_context(SharedContext(passages, time.time(), 3, 5, (), QUESTION)))
 
     assert 15_000 < size < 17_000, size
+
+
+async def test_a_replica_starting_while_redis_is_down_serves_on_its_own_cache(
+    tmp_path: Path, chroma_server: tuple[str, int]
+) -> None:
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    settings = fleet_settings(
+        tmp_path, chroma_server, nothing_listens, "t:", collection=f"f-{uuid.uuid4().hex[:8]}"
+    )
+    embedder = HashingEmbedder(64)
+    ingest_initial_catalog(settings, embedder)
+    ingest_calls = embedder.calls
+    upstream = ScriptedUpstream(script=answer_script(ANSWER))
+    async with running_replicas([(settings, Components(embedder, upstream=upstream))]) as (a,):
+        assert (await ask_context(a, "shop:c", QUESTION))["state"] == "refreshed"
+        assert (await ask_context(a, "shop:c", QUESTION))["state"] == "fresh"
+
+        entries = a.contexts.shared_entries
+        assert entries is not None and entries.degraded and entries.fallbacks > 0
+        assert a.contexts.catalog_channel.degraded
+        assert embedder.calls - ingest_calls == 1  # one retrieval: the cache works locally
