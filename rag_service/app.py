@@ -54,6 +54,7 @@ from rag_service.limits import (
     RedisKeyLimiter,
 )
 from rag_service.observability import (
+    CatalogSnapshotCollector,
     KeyLimitCollector,
     ReplicaCollector,
     ServiceCollector,
@@ -217,12 +218,11 @@ async def _build_graph(
         settings, registry, redis, replica_id, stack, shared_state
     )
     stack.push_async_callback(upstream.aclose)
+    finder = passage_finder(store, settings.retrieval, TantivyLexicalIndex)
+    retriever = Retriever(embedder, finder, settings.retrieval)
+    registry.register(CatalogSnapshotCollector(retriever.catalog_stats))
     contexts = ContextService(
-        Retriever(
-            embedder,
-            passage_finder(store, settings.retrieval, TantivyLexicalIndex),
-            settings.retrieval,
-        ),
+        retriever,
         store,
         settings.freshness,
         _fallback_text(settings.fallback_context_file),

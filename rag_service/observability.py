@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from rag_service.limits import KeyLimitStats
 from rag_service.readiness import SharedStateComponent
+from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
 
@@ -109,6 +110,36 @@ class ServiceCollector(Collector):
         version = self._catalog_version()
         if version is not None:
             yield GaugeMetricFamily("rag_catalog_version", "Live catalog version", version)
+
+
+class CatalogSnapshotCollector(Collector):
+    """Hybrid retrieval's in-memory catalog: how it was loaded (whole, or by a version's
+    changes), the last load's time and size, and questions answered dense-only meanwhile."""
+
+    def __init__(self, stats: Callable[[], SnapshotStats | None]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stats = self._stats()
+        if stats is None:  # RAG_RETRIEVAL__MODE=dense keeps no snapshot
+            return
+        loads = CounterMetricFamily(
+            "rag_catalog_snapshot_loads", "Catalog snapshot loads, by kind", labels=["kind"]
+        )
+        loads.add_metric(["whole"], stats.full_loads)
+        loads.add_metric(["changes"], stats.incremental_loads)
+        yield loads
+        yield GaugeMetricFamily(
+            "rag_catalog_snapshot_load_seconds", "Time of the last load", stats.last_load_ms / 1000
+        )
+        yield GaugeMetricFamily(
+            "rag_catalog_snapshot_passages", "Passages of the loaded version", stats.records
+        )
+        yield CounterMetricFamily(
+            "rag_retrieval_dense_only",
+            "Questions answered dense-only while the first catalog version loaded",
+            stats.dense_only_answers,
+        )
 
 
 class KeyLimitCollector(Collector):

@@ -21,6 +21,7 @@ share of a query from 4-17 ms to 1-2 ms (``docs/retrieval.md``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -36,7 +37,7 @@ from rag_service.ports import (
     PassageSearch,
     Vector,
 )
-from rag_service.retrieval.catalog_snapshot import CatalogSnapshot, CatalogSnapshots
+from rag_service.retrieval.catalog_snapshot import CatalogSnapshot, CatalogSnapshots, SnapshotStats
 from rag_service.settings import RetrievalSettings
 
 # With metadata filters, the lexical ranking is filtered after the search: ask for more.
@@ -57,6 +58,10 @@ class PassageFinder(Protocol):
     def named_documents(self, query: str) -> list[str]:
         """Documents the question names by identifier (SKU), from what is loaded already:
         no store call. Empty when identifiers are not tracked (dense only)."""
+        ...
+
+    def catalog_stats(self) -> SnapshotStats | None:
+        """Loads of the in-memory catalog snapshot (None: dense only keeps none)."""
         ...
 
 
@@ -90,6 +95,9 @@ class DenseSearch:
     def named_documents(self, query: str) -> list[str]:
         return []
 
+    def catalog_stats(self) -> SnapshotStats | None:
+        return None
+
 
 class HybridSearch:
     """Exact identifiers, then dense and lexical rankings fused by reciprocal rank."""
@@ -110,6 +118,9 @@ class HybridSearch:
     def named_documents(self, query: str) -> list[str]:
         snapshot = self._snapshots.latest
         return snapshot.identifiers.exact_documents(query) if snapshot is not None else []
+
+    def catalog_stats(self) -> SnapshotStats | None:
+        return dataclasses.replace(self._snapshots.stats)
 
     def find(self, query: str, vector: Vector, *, top_k: int, filters: Filters) -> list[Passage]:
         catalog = self._store.live_catalog()

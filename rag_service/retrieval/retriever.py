@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from rag_service.errors import InvalidInput, VectorStoreUnavailable
 from rag_service.ports import Embedder, MetadataValue, Passage, Vector
+from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.hybrid import PassageFinder
 from rag_service.settings import RetrievalSettings
 
@@ -76,6 +77,10 @@ class Retriever:
     def named_documents(self, query: str) -> list[str]:
         """Documents the question names by identifier (SKU); cheap, no store call."""
         return self._finder.named_documents(query)
+
+    def catalog_stats(self) -> SnapshotStats | None:
+        """Loads of hybrid retrieval's catalog snapshot, for /metrics (None: dense only)."""
+        return self._finder.catalog_stats()
 
     async def prepare(self) -> None:
         """Load the live catalog's in-memory part (hybrid) before questions need it. No time

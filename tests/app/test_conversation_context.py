@@ -75,3 +75,14 @@ async def test_metrics_count_cover_checks_and_extensions(service: Service) -> No
 
     assert "rag_context_extended_total 1.0" in metrics
     assert "rag_context_cover_checks_total" in metrics
+
+
+async def test_metrics_show_how_the_catalog_snapshot_was_loaded(service: Service) -> None:
+    # The first version is loaded while the app starts (awaited), whole.
+    metrics = (await service.client.get("/metrics")).text
+
+    assert 'rag_catalog_snapshot_loads_total{kind="whole"} 1.0' in metrics
+    assert 'rag_catalog_snapshot_loads_total{kind="changes"} 0.0' in metrics
+    passages = len(service.store.records_at(service.store.live_catalog()))
+    assert f"rag_catalog_snapshot_passages {float(passages)}" in metrics
+    assert "rag_retrieval_dense_only_total 0.0" in metrics
