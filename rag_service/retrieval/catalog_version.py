@@ -34,6 +34,8 @@ from rag_service.retrieval.catalog_channel import CatalogVersionChannel, InProce
 
 logger = logging.getLogger(__name__)
 
+CANCEL_RETRY_S = 0.1
+
 # (version read, publish generation when the read started)
 _Reading = tuple[int, int]
 
@@ -145,9 +147,14 @@ class CatalogVersionWatch:
             if task is not None and not task.done():
                 task.cancel()
         await self._channel.aclose()
-        if self._loop_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        # Python 3.11's wait_for (in ``refresh``) can swallow a cancellation that arrives as the
+        # store answers; the loop would then run on and shutdown wait for it forever. So the
+        # cancel is repeated until the task has ended.
+        while self._loop_task is not None and not self._loop_task.done():
+            self._loop_task.cancel()
+            await asyncio.wait({self._loop_task}, timeout=CANCEL_RETRY_S)
+        if self._loop_task is not None and not self._loop_task.cancelled():
+            self._loop_task.exception()  # retrieved, so asyncio does not report it as lost
 
     async def _run(self) -> None:
         while True:
