@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rag_service.errors import VectorStoreUnavailable
 from rag_service.ports import (
     CatalogRecord,
     CatalogRecords,
@@ -134,7 +135,11 @@ class CatalogSnapshots:
                 return snapshot
             # Two publishes since `catalog`: records it needed may be collected already.
             catalog, previous = live, None
-        raise RuntimeError(f"the catalog kept changing while loading version {catalog.version}")
+        # An outage-like failure: the question is answered from the stale or fallback context.
+        raise VectorStoreUnavailable(
+            "the catalog kept changing while it was being loaded",
+            details={"version": catalog.version},
+        )
 
     def _loaded(self, snapshot: CatalogSnapshot, started: float, *, incremental: bool) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -151,6 +151,7 @@ class InMemoryPassageSearch:
         self._revision = 0  # bumped by every add: the generation hybrid retrieval sees
         self.version = version
         self.fail_search = False
+        self.fail_records = False  # records_at: what loading a catalog snapshot reads
         self.fail_live_version = False
         self.gate = Gate()
         self.search_calls = 0
@@ -211,6 +212,8 @@ class InMemoryPassageSearch:
         return CatalogRef(version=self.version, generation=f"memory-{self._revision}")
 
     def records_at(self, catalog: CatalogRef) -> list[CatalogRecord]:
+        if self.fail_records:
+            raise VectorStoreUnavailable("fake store switched off (records)")
         return [_record(stored) for stored in self._passages.values()]
 
     def changes_to(self, catalog: CatalogRef) -> CatalogChanges | None:

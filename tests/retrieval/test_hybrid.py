@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
-from rag_service.errors import InvalidInput
+from rag_service.errors import InvalidInput, VectorStoreUnavailable
 from rag_service.retrieval import DenseSearch, HybridSearch, Retriever, passage_finder
 from rag_service.retrieval.hybrid import reciprocal_rank_fusion
 from rag_service.settings import RetrievalSettings
@@ -140,3 +140,16 @@ def test_reciprocal_rank_fusion_sums_weighted_reciprocal_ranks() -> None:
     assert reciprocal_rank_fusion([(dense, 1.0), (lexical, 3.0)], k=60)[0] == "c"
     # A zero weight leaves that ranking out.
     assert reciprocal_rank_fusion([(dense, 1.0), (lexical, 0.0)], k=60) == dense
+
+
+async def test_a_store_down_while_loading_the_catalog_fails_the_retrieval_then_recovers(
+    embedder: HashingEmbedder, shop: InMemoryPassageSearch
+) -> None:
+    retriever = hybrid(embedder, shop)
+    shop.fail_records = True
+
+    with pytest.raises(VectorStoreUnavailable):  # an outage: stale or fallback context upstream
+        await retriever.retrieve("k 7416 f")
+
+    shop.fail_records = False
+    assert [p.doc_id for p in await retriever.retrieve("k 7416 f")][:1] == ["K-7416-F"]
