@@ -59,6 +59,7 @@ from rag_service.observability import (
     ReplicaCollector,
     ServiceCollector,
     SharedStateCollector,
+    StreamTakeoverCollector,
     loop_lag_histogram,
     metrics_port_server,
 )
@@ -255,6 +256,7 @@ async def _build_graph(
     registry.register(KeyLimitCollector(limiter.stats))
     registry.register(SharedStateCollector(shared_state))
     registry.register(ReplicaCollector(replica_id))
+    registry.register(StreamTakeoverCollector(shared_streams))
     server = settings.server
     if server.metrics_port is not None:  # a scrape target per worker (docs/deployment.md)
         ports = server.workers

@@ -17,6 +17,7 @@ from rag_service.readiness import SharedStateComponent
 from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
+from rag_service.streaming.shared_streams import SharedStreams
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,25 @@ class SharedStateCollector(Collector):
             degraded.add_metric([part.name], 1 if part.degraded() else 0)
         yield fallbacks
         yield degraded
+
+
+class StreamTakeoverCollector(Collector):
+    """Fleet mode: streams this replica took over from a dead one, and streams of its own that
+    another replica took over (it was thought dead: its heartbeat lapsed)."""
+
+    def __init__(self, shared: SharedStreams) -> None:
+        self._shared = shared
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._shared.stats()
+        takeovers = CounterMetricFamily(
+            "rag_stream_takeovers",
+            "Streams continued by another replica than the one that began them, by side",
+            labels=["side"],
+        )
+        takeovers.add_metric(["taken_over"], stats.taken_over)
+        takeovers.add_metric(["moved"], stats.moved)
+        yield takeovers
 
 
 class ReplicaCollector(Collector):

@@ -223,9 +223,10 @@ class ChatUpstream(Protocol):
         """One cheap real request to the upstream (``GET /models``); never raises."""
         ...
 
-    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+    async def answer(self, request: ChatRequest, sink: EventSink, delivered: str = "") -> None:
         """Pass each item of the answer to ``sink`` as it arrives, the last one being exactly one
-        terminal item (``Completed`` or ``Failed``); return after it.
+        terminal item (``Completed`` or ``Failed``); return after it. ``delivered``: text of the
+        answer its consumer has already (from a replica that died): continue after it.
 
         Pushing rather than yielding lets an implementation deliver a token straight from its
         transport's data callback, with no task wake-up per token. Cancelling the call cancels

@@ -294,12 +294,21 @@ class StreamSettings(BaseModel):
     max_query_chars: int = Field(4000, ge=1, description="Longest accepted query.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body.")
     shared_flush_ms: float = Field(
-        100.0,
+        25.0,
         gt=0,
         description="With Redis (RAG_REDIS__URL): a replica writes its streams' new events to "
         "Redis this long after the first of them, all streams in one round trip; a resume on "
-        "another replica trails the answer by about this much. Shorter costs more CPU per "
-        "token in the service and in Redis (docs/benchmarks.md).",
+        "another replica trails the answer by about this much, and with "
+        "`shared_durable_delivery` so does every client. Shorter costs more CPU per token in "
+        "the service and in Redis (docs/benchmarks.md).",
+    )
+    shared_durable_delivery: bool = Field(
+        True,
+        description="With Redis: send clients only events already written to Redis, so that "
+        "when the generating replica dies another one continues the answer exactly where its "
+        "client is (take-over). Costs up to `shared_flush_ms` of latency per event. Off: "
+        "events go out at once, and a resume after the replica's death ends with a "
+        "retryable `error` (`replica_lost`).",
     )
     shared_idle_timeout_s: float = Field(
         120.0,

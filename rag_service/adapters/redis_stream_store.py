@@ -5,9 +5,10 @@ Keys::
     <prefix>stream:<stream_id>:events  a Redis Stream; the entry of seq N has the id 0-N and
                                        one field: d=<the delta's JSON string literal>, or
                                        <event name>=<its data JSON> for any other event
-    <prefix>stream:<stream_id>:rec     a hash: context_id, principal (absent: none), replica,
-                                       state (live/ended/broken), last (seq), cancel (1 once
-                                       another replica asked for it)
+    <prefix>stream:<stream_id>:rec     a hash: context_id, principal (absent: none), replica
+                                       (its generator), state (live/ended/broken), last (seq),
+                                       cancel (1 once another replica asked for it), request
+                                       (the ChatRequest's JSON, for a take-over), takeovers
 
 Entry ids are the seqs, so ``Last-Event-ID: <stream_id>:<seq>`` reads as ``XRANGE (0-<seq> +``
 and ``XREAD ... 0-<seq>`` on any replica. Streams are trimmed like the replay buffer (``MAXLEN
@@ -27,8 +28,16 @@ it already holds and marks a stream ``broken`` when a batch does not follow on (
 events, or restarted empty): such a copy is never served, since an answer with a hole must
 not pass for a whole one.
 
+Durable delivery (``StreamSettings.shared_durable_delivery``, on by default): a shared
+session's readers see each event once its batch is written (``StreamSession.hold_back`` /
+``release``), so a client never has an event Redis lacks. A stream's first two batches (its
+``meta``, then its first text) are written at once rather than at the tick, so that the time
+to the first token pays a round trip, not a tick. Take-over (``take_over``, ``TAKEOVER_SCRIPT``)
+makes another replica the record's ``replica``; every write names its writer, and the flush
+script refuses the old one's (fencing): it then ``moved``s its session.
+
 Redis down: the streams whose batch failed stop being copied (``dropped``) and keep serving
-their local readers; new streams are not copied (``unshared``, counted) until
+their local readers (their held-back events are released: they stay local); new streams are not copied (``unshared``, counted) until
 ``retry_interval_s`` has passed, when the next new stream tries again (the pattern of
 ``FallbackKeyLimiter``). ``degraded`` is True from the failure until a write succeeds.
 """
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -52,6 +62,7 @@ from rag_service.adapters.redis_stream_scripts import (
     CANCEL_SCRIPT,
     FLUSH_SCRIPT,
     RECORD_SCRIPT,
+    TAKEOVER_SCRIPT,
     WATCH_SCRIPT,
 )
 from rag_service.ports import Clock
@@ -66,6 +77,7 @@ from rag_service.streaming.shared_streams import (
     StreamRecord,
 )
 from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent
+from rag_service.upstream_events import ChatMessage, ChatRequest
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +88,40 @@ _MAX_BROKEN_MARKS = 10_000  # dropped streams remembered to be marked broken onc
 _CLOSE_FLUSH_TIMEOUT_S = 2.0
 _DELTA_FIELD = "d"
 _ENDED, _SET_EXPIRY = 1, 2  # FLUSH_SCRIPT's flags
-_GAP, _CANCEL, _WATCHED = 1, 2, 4  # bits of its reply per stream
+_GAP, _CANCEL, _WATCHED, _FENCED = 1, 2, 4, 8  # bits of its reply per stream
 
 
 class _Outgoing:
     """One shared stream's events not yet written (the session's ``mirror`` appends them)."""
 
-    __slots__ = ("cancel_seen", "expiry_due", "owner", "pending", "queued", "record", "session")
+    __slots__ = (
+        "cancel_seen",
+        "expiry_due",
+        "owner",
+        "pending",
+        "queued",
+        "record",
+        "session",
+        "upto",
+        "urgent",
+    )
 
-    def __init__(self, session: StreamSession, owner: StreamOwner, replica: str) -> None:
+    def __init__(
+        self,
+        session: StreamSession,
+        owner: StreamOwner,
+        record: dict[str, str] | None,
+        urgent: int,
+    ) -> None:
         self.session = session
         self.owner = owner
         self.pending: list[SessionEvent] = []
         self.queued = False
         self.cancel_seen = False
         self.expiry_due = 0.0  # when the keys' expiry is to be pushed back (0: at once)
-        record = {"context_id": session.context_id, "state": "live", "replica": replica}
-        if session.principal is not None:
-            record["principal"] = session.principal
-        self.record: dict[str, str] | None = record  # written with the first batch
+        self.record = record  # written with the first batch
+        self.urgent = urgent  # batches still to be written at once rather than at the tick
+        self.upto = 0  # the last seq of the batch being written
 
 
 class RedisStreamStore:
@@ -114,15 +141,18 @@ class RedisStreamStore:
         self._block_s = redis_settings.timeout_s / 2  # a blocking read within a command's limit
         self._retry_interval_s = redis_settings.retry_interval_s
         self._flush_s = stream_settings.shared_flush_ms / 1000
+        self._durable = stream_settings.shared_durable_delivery
         self._maxlen = b"%d" % stream_settings.replay_buffer_events
         self._live_ttl_ms = b"%d" % round(max(stream_settings.retention_s, LIVE_TTL_S) * 1000)
         self._ended_ttl_ms = b"%d" % round(max(stream_settings.retention_s, MIN_TTL_S) * 1000)
         self._replica_id = replica_id
+        self._writer = replica_id.encode()
         self._clock = clock
         self._flush_sha: str | None = None
         self._cancel_script = redis.register_script(CANCEL_SCRIPT)
         self._watch_script = redis.register_script(WATCH_SCRIPT)
         self._record_script = redis.register_script(RECORD_SCRIPT)
+        self._takeover_script = redis.register_script(TAKEOVER_SCRIPT)
         self._heartbeat_prefix = f"{redis_settings.key_prefix}replica:"
         self._heartbeat: asyncio.Task[None] | None = None
         self._dirty: list[_Outgoing] = []
@@ -132,7 +162,7 @@ class RedisStreamStore:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._retry_at: float | None = None  # set while Redis fails
-        self._shared = self._unshared = self._dropped = 0
+        self._shared = self._unshared = self._dropped = self._taken_over = self._moved = 0
         self._flushes = self._events = self._commands = 0
 
     # -- SharedStreams: the generating side -------------------------------------------------------
@@ -145,12 +175,28 @@ class RedisStreamStore:
     def replica_id(self) -> str:
         return self._replica_id
 
-    def share(self, session: StreamSession, owner: StreamOwner) -> None:
+    def share(self, session: StreamSession, owner: StreamOwner, request: ChatRequest) -> None:
         if self._closed or (self._retry_at is not None and self._clock() < self._retry_at):
             self._unshared += 1  # served on local state only: a fallback
             return
-        outgoing = _Outgoing(session, owner, self._replica_id)
+        record = {
+            "context_id": session.context_id,
+            "state": "live",
+            "replica": self._replica_id,
+            "request": request_json(request),
+        }
+        if session.principal is not None:
+            record["principal"] = session.principal
+        # A new stream's first batch is written at once (a resume elsewhere must find it), and
+        # with durable delivery its second too (its first text: the time to first token).
+        self._mirror(_Outgoing(session, owner, record, urgent=2 if self._durable else 1))
         self._shared += 1
+
+    def share_taken_over(self, session: StreamSession, owner: StreamOwner) -> None:
+        self._mirror(_Outgoing(session, owner, None, urgent=1))
+
+    def _mirror(self, outgoing: _Outgoing) -> None:
+        session = outgoing.session
 
         def mirror(event: SessionEvent) -> None:
             outgoing.pending.append(event)
@@ -158,11 +204,12 @@ class RedisStreamStore:
                 outgoing.queued = True
                 self._dirty.append(outgoing)
                 self._wake.set()
-                if outgoing.record is not None:
-                    # A new stream is written at once: a resume elsewhere must find it.
+                if outgoing.urgent:
                     self._soon.set()
 
         session.mirror = mirror
+        if self._durable:
+            session.hold_back()
         if self._flusher is None:
             loop = asyncio.get_running_loop()
             self._flusher = loop.create_task(self._flush_forever())
@@ -206,6 +253,11 @@ class RedisStreamStore:
         marks = list(self._broken_marks)
         try:
             replies = await self._write(calls, marks)
+        except asyncio.CancelledError:
+            # Shut down mid-write: these streams' readers must not wait for a release.
+            for outgoing in batch:
+                self._drop(outgoing)
+            raise
         except RedisError as error:
             self._fail(batch, error)
             return
@@ -231,8 +283,11 @@ class RedisStreamStore:
         fields: list[bytes] = []
         for outgoing in batch:
             outgoing.queued = False
+            if outgoing.urgent:
+                outgoing.urgent -= 1
             events, outgoing.pending = outgoing.pending, []
             last = events[-1]
+            outgoing.upto = last.seq
             flags = _ENDED if type(last) is NamedEvent and last.name in TERMINAL_EVENTS else 0
             if flags or now >= outgoing.expiry_due:
                 flags |= _SET_EXPIRY
@@ -249,7 +304,8 @@ class RedisStreamStore:
                     fields.append(b"%d:%s" % (len(event.literal), event.literal))
                 else:
                     fields.append(_field(b"%s %s" % (event.name.encode(), event.data)))
-        return keys, [self._live_ttl_ms, self._ended_ttl_ms, self._maxlen, b"".join(fields)]
+        batch_arg = b"".join(fields)
+        return keys, [self._live_ttl_ms, self._ended_ttl_ms, self._maxlen, batch_arg, self._writer]
 
     async def _write(
         self, calls: list[tuple[list[str], list[bytes]]], marks: list[str]
@@ -262,7 +318,8 @@ class RedisStreamStore:
                 for keys, args in calls:
                     pipe.execute_command("EVALSHA", self._flush_sha, len(keys), *keys, *args)
                 if marks:
-                    pipe.eval(BREAK_SCRIPT, len(marks), *map(self._record_key, marks))
+                    keys = [self._record_key(stream_id) for stream_id in marks]
+                    pipe.eval(BREAK_SCRIPT, len(keys), *keys, self._replica_id)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
                 self._flush_sha = None  # Redis restarted: load it again, write it all again
@@ -274,9 +331,21 @@ class RedisStreamStore:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _applied(self, outgoing: _Outgoing, reply: int) -> None:
+        session = outgoing.session
+        if reply & _FENCED:
+            # Another replica took the stream over (this one was thought dead): what was not
+            # written here is not the stream's any more.
+            session.mirror = None
+            outgoing.pending = []
+            self._moved += 1
+            logger.warning("stream %s was taken over by another replica", session.stream_id)
+            outgoing.owner.moved(session)
+            return
         if reply & _GAP:
             self._drop(outgoing)
-        elif reply & _CANCEL and not outgoing.cancel_seen:
+            return
+        session.release(outgoing.upto)
+        if reply & _CANCEL and not outgoing.cancel_seen:
             outgoing.cancel_seen = True
             outgoing.owner.cancel(outgoing.session)  # appends its last event: written next
         if reply & _WATCHED:
@@ -296,6 +365,7 @@ class RedisStreamStore:
     def _drop(self, outgoing: _Outgoing) -> None:
         """Stop copying a stream whose copy is incomplete; it keeps its local readers."""
         outgoing.session.mirror = None
+        outgoing.session.release_all()
         outgoing.pending = []
         self._dropped += 1
         self._broken_marks.append(outgoing.session.stream_id)
@@ -311,20 +381,37 @@ class RedisStreamStore:
             raise unavailable(error) from error
         if not reply:
             return None
-        fields = {as_text(k): as_text(v) for k, v in zip(reply[:-1:2], reply[1:-1:2], strict=True)}
-        state = fields.get("state")
-        if state is None:
-            return None
+        *fields, alive = reply
+        state, context_id, principal, replica, last, cancel = (
+            None if value is None else as_text(value) for value in fields
+        )
+        assert state is not None, "RECORD_SCRIPT answers {} without a state"
         return StreamRecord(
             stream_id=stream_id,
-            context_id=fields.get("context_id", ""),
-            principal=fields.get("principal"),
-            replica=fields.get("replica", ""),
+            context_id=context_id or "",
+            principal=principal,
+            replica=replica or "",
             state=SharedState(state),
-            last_seq=int(fields.get("last", "0")),
-            cancel_requested=fields.get("cancel") == "1",
-            replica_alive=int(reply[-1]) == 1,
+            last_seq=int(last or "0"),
+            cancel_requested=cancel == "1",
+            replica_alive=int(alive) == 1,
         )
+
+    async def take_over(self, stream_id: str, replica: str, last_seq: int) -> ChatRequest | None:
+        if not self._durable:
+            return None  # clients may hold events Redis never got: no exact continuation
+        try:
+            request = await self._takeover_script(
+                keys=[self._record_key(stream_id)],
+                args=[self._heartbeat_prefix, replica, self._replica_id, last_seq],
+            )
+        except RedisError as error:
+            raise unavailable(error) from error
+        if request is None:
+            return None
+        self._taken_over += 1
+        logger.warning("took over stream %s from replica %s (dead)", stream_id, replica)
+        return chat_request_from_json(as_text(request))
 
     async def read(
         self, stream_id: str, after_seq: int, *, max_events: int, wait_s: float
@@ -364,6 +451,8 @@ class RedisStreamStore:
             shared=self._shared,
             unshared=self._unshared,
             dropped=self._dropped,
+            taken_over=self._taken_over,
+            moved=self._moved,
             flushes=self._flushes,
             events=self._events,
             commands=self._commands,
@@ -390,6 +479,18 @@ class RedisStreamStore:
 
     def _record_key(self, stream_id: str) -> str:
         return f"{self._prefix}{stream_id}:rec"
+
+
+def request_json(request: ChatRequest) -> str:
+    """The JSON a stream's record keeps of its request (``chat_request_from_json`` reads it)."""
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    return json.dumps({"messages": messages, "params": request.params}, separators=(",", ":"))
+
+
+def chat_request_from_json(text: str) -> ChatRequest:
+    data = json.loads(text)
+    messages = tuple(ChatMessage(role=m["role"], content=m["content"]) for m in data["messages"])
+    return ChatRequest(messages=messages, params=data["params"])
 
 
 def _field(value: bytes) -> bytes:

@@ -203,7 +203,7 @@ async def collect_answer(session: StreamSession) -> CollectedAnswer:
             raise _fell_behind_error()
         events = session.read_events(after_seq, BATCH_EVENTS)
         if not events:
-            if session.finished:
+            if session.ended_for_readers:
                 break
             await session.change_waiter()
             continue

@@ -42,7 +42,7 @@ from rag_service.api.schemas import (
     answer_request,
     body_limited_route,
 )
-from rag_service.streaming.answer import StreamDeps, start_answer
+from rag_service.streaming.answer import StreamDeps, start_answer, takeover_of
 from rag_service.streaming.replicas import cancel_stream as cancel_anywhere
 from rag_service.streaming.replicas import check_resume_point, find_stream
 from rag_service.streaming.session import StreamSession
@@ -144,7 +144,7 @@ def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> AP
         """Replay the events after ``Last-Event-ID`` (all without it), then follow live."""
         deps = get_deps(request)
         session = await find_stream(
-            deps.registry, deps.shared, deps.settings.stream, stream_id, client
+            deps.registry, deps.shared, deps.settings.stream, stream_id, client, takeover_of(deps)
         )
         after_seq = parse_last_event_id(last_event_id, stream_id)
         await check_resume_point(session, after_seq)

@@ -29,9 +29,10 @@ from rag_service.ports import (
     Passage,
     ResolvedContext,
 )
-from rag_service.settings import Settings
+from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming.registry import Generation, StreamRegistry
 from rag_service.streaming.repetition import answer_without_loops
+from rag_service.streaming.replicas import Takeover
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
 from rag_service.streaming.sse_format import to_json
@@ -157,7 +158,7 @@ async def start_answer(
         context_id=request.context_id, principal=principal, started_at=started_at, slot=slot
     )
     try:
-        deps.shared.share(session, deps.registry)  # before its first event, the meta
+        deps.shared.share(session, deps.registry, chat_request)  # before its first event
         session.publish_meta(meta_json(session.stream_id, context, deps.sources(context)))
         deps.registry.start(session, _generation(deps, chat_request))
     except BaseException:
@@ -166,13 +167,28 @@ async def start_answer(
     return session
 
 
-def _generation(deps: StreamDeps, chat_request: ChatRequest) -> Generation:
-    """The upstream's answer, through the repetition stop unless it is off."""
+def _generation(deps: StreamDeps, chat_request: ChatRequest, delivered: str = "") -> Generation:
+    """The upstream's answer (after ``delivered``, text its client has: a take-over), through
+    the repetition stop unless it is off."""
     min_chars = deps.settings.answer.repetition_min_chars
     if not min_chars:
-        return functools.partial(deps.upstream.answer, chat_request)
+        return functools.partial(deps.upstream.answer, chat_request, delivered=delivered)
     return functools.partial(
-        answer_without_loops, deps.upstream, chat_request, min_chars, deps.registry.now
+        answer_without_loops,
+        deps.upstream,
+        chat_request,
+        min_chars,
+        deps.registry.now,
+        delivered=delivered,
+    )
+
+
+def takeover_of(deps: StreamDeps) -> Takeover:
+    """How this replica continues the stream of a replica that died (``replicas``)."""
+    strategy = deps.settings.upstream.continuation
+    return Takeover(
+        generation=functools.partial(_generation, deps),
+        continues_text=strategy is not ContinuationStrategy.none,
     )
 
 

@@ -238,6 +238,13 @@ class StreamRegistry:
         if session.expiry is not None and session.readers == 0 and not session.finished:
             self._start_grace(session)
 
+    def moved(self, session: StreamSession) -> None:
+        """Another replica took ``session``'s stream over (``shared_streams``; this one was
+        thought dead): its generation is cancelled, its readers end after what they were
+        shown (they resume there, through the store), and it is forgotten here."""
+        session.cut()
+        self._remove(session)
+
     # -- readers, expiry and retention ------------------------------------------------------------
 
     def attach(self, session: StreamSession) -> None:

@@ -278,8 +278,10 @@ async def answer_without_loops(
     min_chars: int,
     clock: Callable[[], float],
     sink: EventSink,
+    delivered: str = "",
 ) -> None:
-    """``upstream.answer(request, sink)`` through a ``RepetitionGuard``.
+    """``upstream.answer(request, sink, delivered)`` through a ``RepetitionGuard`` (which sees
+    only the new text: a loop across a take-over's seam is found once it repeats after it).
 
     At a repeated block the guard has already ended the answer (``done`` with finish_reason
     ``repetition``); the upstream request is then cancelled through a timeout rescheduled to
@@ -293,7 +295,7 @@ async def answer_without_loops(
     )
     try:
         async with stop:
-            await upstream.answer(request, guard)
+            await upstream.answer(request, guard, delivered)
     except TimeoutError:
         if not (guard.stopped and stop.expired()):
             raise

@@ -9,10 +9,20 @@ Resumes of that stream on this replica then share the copy, and the response is 
 ``SessionResponse``: ids, bytes, replay window and the ``Last-Event-ID`` rules are those of a
 local stream.
 
+When the generating replica dies (its heartbeat lapses while its stream is silent), the
+follower takes the stream over (``Takeover``, ``SharedStreams.take_over``): this replica becomes
+its generator, fenced against the old one, and continues the answer after the copy's text
+through the upstream's continuation strategy (``replay``/``prefix``), with a ``resumed`` event
+first. Its clients read on from their ``Last-Event-ID``: durable delivery made sure no client
+has an event the store lacks, so the text has no gap and no repeat. Of several followers one
+wins; the others follow it.
+
 A copy ends with the stream's own last event, or, when the stream cannot end there, with an
 ``error`` event of its own: the store no longer holds the stream (expired), its copy broke (the
 store failed while it was written: a hole must never pass for a whole answer), no event came
-for ``shared_idle_timeout_s`` (its replica died), or the store is down.
+for ``shared_idle_timeout_s``, its replica died and it cannot be continued (durable delivery
+off, continuation ``none`` after some text, or the copy no longer holds the answer's start:
+``replica_lost``), or the store is down.
 
 A cancel (``DELETE``) for a stream generated elsewhere is a request in the store: the generating
 replica cancels at its next copied event, and that ``error`` event reaches every copy.
@@ -22,6 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from rag_service.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from rag_service.ports import Clock
@@ -35,8 +48,8 @@ from rag_service.streaming.shared_streams import (
     SharedStreams,
     StreamRecord,
 )
-from rag_service.streaming.sse_format import is_well_formed_stream_id
-from rag_service.upstream_events import EventSink
+from rag_service.streaming.sse_format import DeltaEvent, is_well_formed_stream_id
+from rag_service.upstream_events import ChatRequest, EventSink
 
 # Events read from the store per command while following (a live answer brings a few a time).
 FOLLOW_BATCH_EVENTS = 256
@@ -49,16 +62,28 @@ CATCH_UP_S = HEARTBEAT_TTL_S + 2 * FOLLOW_WAIT_S
 _UNKNOWN = "unknown or expired stream"
 
 
+@dataclass(frozen=True)
+class Takeover:
+    """How this replica continues a dead replica's stream (``answer.takeover_of``)."""
+
+    # The generation of the rest of an answer: the request, and the text already delivered.
+    generation: Callable[[ChatRequest, str], Generation]
+    # False when the upstream's continuation strategy is ``none``: only an answer without
+    # text yet can be taken over (it starts afresh).
+    continues_text: bool
+
+
 async def find_stream(
     registry: StreamRegistry,
     shared: SharedStreams,
     settings: StreamSettings,
     stream_id: str,
     principal: str | None,
+    takeover: Takeover | None = None,
 ) -> StreamSession:
-    """The session a resume asks for: held here, or a copy of another replica's. NotFound,
-    Forbidden as ``StreamRegistry.find``; ``StateStoreUnavailable`` when only the store could
-    tell and it is down."""
+    """The session a resume asks for: held here, or a copy of another replica's (taken over
+    with ``takeover`` if its replica dies). NotFound, Forbidden as ``StreamRegistry.find``;
+    ``StateStoreUnavailable`` when only the store could tell and it is down."""
     try:
         return registry.find(stream_id, principal)
     except NotFound:
@@ -85,7 +110,7 @@ async def find_stream(
     session.replicate(events)
     registry.adopt(session)
     if not session.finished:
-        follower = _follower(shared, session, settings.shared_idle_timeout_s, registry.now)
+        follower = _follower(shared, registry, session, settings.shared_idle_timeout_s, takeover)
         registry.start(session, follower)
     return session
 
@@ -152,13 +177,19 @@ async def _shared_record(
 
 
 def _follower(
-    shared: SharedStreams, session: StreamSession, idle_limit_s: float, clock: Clock
+    shared: SharedStreams,
+    registry: StreamRegistry,
+    session: StreamSession,
+    idle_limit_s: float,
+    takeover: Takeover | None,
 ) -> Generation:
-    """The task of a running copy: append the stream's new events until its last; raise (the
-    registry ends the copy with that ``error``) when the stream cannot end."""
+    """The task of a running copy: append the stream's new events until its last; take the
+    stream over when its replica died; raise (the registry ends the copy with that ``error``)
+    when the stream cannot end."""
     stream_id = session.stream_id
+    clock: Clock = registry.now
 
-    async def follow(_sink: EventSink) -> None:
+    async def follow(sink: EventSink) -> None:
         last_event_at = clock()
         watched_at = None
         while not session.finished:
@@ -183,6 +214,15 @@ def _follower(
                 and record.last_seq <= session.last_seq
                 and silent_s >= HEARTBEAT_TTL_S  # not a replica whose first beat is under way
             )
+            if died and takeover is not None and _continuable(session, takeover):
+                request = await shared.take_over(stream_id, record.replica, session.last_seq)
+                if request is not None:
+                    await _continue_here(shared, registry, session, takeover, request, sink)
+                    return
+                current = await shared.record(stream_id)
+                if current is not None and current.replica != record.replica:
+                    last_event_at = clock()  # another replica took it over: follow that one
+                    continue
             if died or silent_s >= idle_limit_s:
                 raise ServiceUnavailable(
                     "the replica that generated this stream stopped sending it",
@@ -190,3 +230,32 @@ def _follower(
                 )
 
     return follow
+
+
+def _continuable(session: StreamSession, takeover: Takeover) -> bool:
+    """Whether this copy can continue its answer: it holds the answer from its start (the
+    meta is seq 1), and the upstream can continue after text if there is any."""
+    if session.first_seq != 1:
+        return False
+    return takeover.continues_text or not _delivered_text(session)
+
+
+def _delivered_text(session: StreamSession) -> str:
+    events = session.read_events(0, session.last_seq)
+    return "".join(json.loads(e.literal) for e in events if isinstance(e, DeltaEvent))
+
+
+async def _continue_here(
+    shared: SharedStreams,
+    registry: StreamRegistry,
+    session: StreamSession,
+    takeover: Takeover,
+    request: ChatRequest,
+    sink: EventSink,
+) -> None:
+    """Generate the rest of the taken-over stream in this (the follower's) task: this replica's
+    session is its generator's now, its new events copied to the store after the old ones."""
+    delivered = _delivered_text(session)
+    session.copied = False  # a cancel here is a local one from now on
+    shared.share_taken_over(session, registry)
+    await takeover.generation(request, delivered)(sink)

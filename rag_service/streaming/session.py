@@ -12,6 +12,11 @@ With several replicas (Redis, ``replicas.py``) a session is one of two kinds. Th
 replica's session has a ``mirror``: every event appended is handed to it as well, to be copied to
 the shared store. Another replica serving a resume holds a *copy* (``copied``): a session without
 a generation whose events come from the store (``replicate``), ids and bytes unchanged.
+
+With durable delivery (``hold_back``) the generating replica's readers see only the events the
+store has confirmed (``release``): whatever a client has read, another replica can then
+continue from if this one dies. A session taken over by another replica meanwhile is ``cut``:
+its readers end after what they were shown, without an end event, and resume there.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ class StreamSession:
     __slots__ = (
         "_buffer",
         "_clock",
+        "_cut",
         "_finished",
         "_first_delta_at",
         "_sleepers",
         "_started_at",
+        "_visible",
         "context_id",
         "copied",
         "expiry",
@@ -84,12 +91,21 @@ class StreamSession:
         self._started_at = started_at
         self._first_delta_at: float | None = None
         self._finished = False
+        self._cut = False
+        # The last seq readers may see while events are held back (``hold_back``); None: all.
+        self._visible: int | None = None
         self._sleepers: list[asyncio.Future[None]] | None = None
 
     @property
     def finished(self) -> bool:
         """True once the terminal ``done`` or ``error`` event has been appended."""
         return self._finished
+
+    @property
+    def ended_for_readers(self) -> bool:
+        """True once readers have nothing more to wait for: the session has finished and its
+        last event may be read (or it was ``cut``)."""
+        return self._finished and (self._visible is None or self._cut)
 
     @property
     def first_seq(self) -> int:
@@ -105,15 +121,50 @@ class StreamSession:
         return self._buffer.nbytes
 
     def read_events(self, after_seq: int, max_events: int) -> list[SessionEvent]:
-        """See ``ReplayBuffer.read_events``."""
+        """See ``ReplayBuffer.read_events``; none past what is held back (``hold_back``)."""
+        visible = self._visible
+        if visible is not None:
+            if after_seq >= visible:
+                return []
+            max_events = min(max_events, visible - after_seq)
         return self._buffer.read_events(after_seq, max_events)
 
-    def notify(self, waiter: asyncio.Future[None]) -> None:
-        """Resolve ``waiter`` at the next append or at the end (at once when already ended).
+    def hold_back(self) -> None:
+        """From now on readers see only the events ``release``d (durable delivery)."""
+        self._visible = self._buffer.last_seq
 
-        The reader may resolve or cancel ``waiter`` itself meanwhile (a disconnect, a ping).
-        """
+    def release(self, seq: int) -> None:
+        """The events up to ``seq`` are safe (written to the shared store): show them."""
+        visible = self._visible
+        if visible is None or seq <= visible or self._cut:
+            return
+        self._visible = None if self._finished and seq >= self._buffer.last_seq else seq
+        self._wake_readers()
+
+    def release_all(self) -> None:
+        """Stop holding events back (the store stopped taking them: they stay local)."""
+        if self._visible is not None and not self._cut:
+            self._visible = None
+            self._wake_readers()
+
+    def cut(self) -> None:
+        """End the session for its readers after what they were shown, with no end event:
+        another replica continues the stream, and the events held back here must never be
+        shown (their seqs are that replica's now). A no-op once finished."""
         if self._finished:
+            return
+        if self._visible is None:
+            self._visible = self._buffer.last_seq  # nothing was held back: all was shown
+        self._cut = True
+        self._finished = True
+        self._wake_readers()
+
+    def notify(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve ``waiter`` at the next event readers may see, or at the end (at once when
+        already ended). The reader may resolve or cancel ``waiter`` itself meanwhile (a
+        disconnect, a ping).
+        """
+        if self.ended_for_readers:
             if not waiter.done():
                 waiter.set_result(None)
         elif self._sleepers is None:
@@ -216,6 +267,10 @@ class StreamSession:
         self._wake()
 
     def _wake(self) -> None:
+        if self._visible is None:  # held back: the next ``release`` wakes the readers
+            self._wake_readers()
+
+    def _wake_readers(self) -> None:
         waiters = self._sleepers
         if waiters:
             for waiter in waiters:

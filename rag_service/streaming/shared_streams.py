@@ -7,6 +7,14 @@ store (batched, in the background: the answer never waits on it). Another replic
 for a stream it does not hold looks up its ``StreamRecord`` (who owns it, whether it still
 runs) and reads its events (``read``: what is held after a seq, waiting a while for more).
 
+A stream outlives its generating replica (take-over). The store keeps the stream's
+``ChatRequest``; with durable delivery (``StreamSettings.shared_durable_delivery``) the
+generating replica's clients see only events the store holds (``StreamSession.hold_back``), so
+the store has all any client has. When that replica dies (its heartbeat lapses), a replica that
+follows a copy of the stream for a resume ``take_over``s it: the store makes it the owner,
+fenced (the old owner's writes are refused from then on, and it ``moved``s its session), and it
+continues the answer from the text of the copy through the upstream's continuation strategy.
+
 ``InProcessStreams`` is the adapter of a single process (no ``RAG_REDIS__URL``): it shares
 nothing and finds nothing, so a stream unknown to this process is unknown, as before.
 ``RedisStreamStore`` (``rag_service.adapters.redis_stream_store``) is the one of a fleet.
@@ -21,6 +29,7 @@ from typing import Protocol
 
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import SessionEvent
+from rag_service.upstream_events import ChatRequest
 
 
 class StreamOwner(Protocol):
@@ -31,6 +40,10 @@ class StreamOwner(Protocol):
 
     def keep_alive(self, session: StreamSession) -> None:
         """``session`` is being read on another replica: no grace period runs out meanwhile."""
+
+    def moved(self, session: StreamSession) -> None:
+        """Another replica took ``session`` over (this one was thought dead): stop generating
+        it and forget it, so that a resume here follows the stream in the store."""
 
 
 # A copy says it is read this often; its generating replica keeps the stream going while the
@@ -68,6 +81,8 @@ class SharedStreamStats:
     shared: int = 0  # streams copied to the store since start
     unshared: int = 0  # streams served on local state only (the store was down): fallbacks
     dropped: int = 0  # streams whose copy stopped half-way (the store failed mid-stream)
+    taken_over: int = 0  # streams of a dead replica this one took over and continued
+    moved: int = 0  # streams of this replica another one took over (it was thought dead)
     flushes: int = 0  # batches written (one round trip each)
     events: int = 0  # events written
     commands: int = 0  # commands those round trips carried
@@ -84,10 +99,22 @@ class SharedStreams(Protocol):
     def replica_id(self) -> str:
         """This replica's identity, recorded with the streams it generates."""
 
-    def share(self, session: StreamSession, owner: StreamOwner) -> None:
-        """Copy ``session``'s events from now on; tell ``owner`` when another replica asks for
-        its cancellation or reads it. Never raises and never waits: while the store is down
-        the session stays local."""
+    def share(self, session: StreamSession, owner: StreamOwner, request: ChatRequest) -> None:
+        """Copy ``session``'s events from now on, and ``request`` (for a take-over); tell
+        ``owner`` when another replica asks for its cancellation, reads it or took it over.
+        Never raises and never waits: while the store is down the session stays local. With
+        durable delivery the session's readers see each event once the store has it."""
+
+    def share_taken_over(self, session: StreamSession, owner: StreamOwner) -> None:
+        """``share`` for a session this replica took over: its record and events are in the
+        store already; its new events follow them."""
+
+    async def take_over(self, stream_id: str, replica: str, last_seq: int) -> ChatRequest | None:
+        """Make this replica the generator of a stream whose generator ``replica`` is dead,
+        provided the store's newest seq is ``last_seq`` (the caller's copy holds everything)
+        and durable delivery is on. Returns the stream's request; None when the stream is not
+        taken (another replica took it first, its replica lives, events are missing, or the
+        store has no request for it). Raises ``StateStoreUnavailable``."""
 
     async def record(self, stream_id: str) -> StreamRecord | None:
         """The stream's record; None when the store does not hold it. Raises
@@ -119,7 +146,13 @@ class InProcessStreams:
     degraded = False
     replica_id = "local"
 
-    def share(self, session: StreamSession, owner: StreamOwner) -> None:
+    def share(self, session: StreamSession, owner: StreamOwner, request: ChatRequest) -> None:
+        return None
+
+    def share_taken_over(self, session: StreamSession, owner: StreamOwner) -> None:
+        return None
+
+    async def take_over(self, stream_id: str, replica: str, last_seq: int) -> ChatRequest | None:
         return None
 
     async def record(self, stream_id: str) -> StreamRecord | None:

@@ -134,7 +134,7 @@ class SessionResponse(StreamingResponse):
                     self.wrote = True
                     self._ping_requested = False  # this write is the sign of life
                     yield body
-            elif session.finished:
+            elif session.ended_for_readers:
                 return
             elif self._ping_requested:
                 self._ping_requested = False

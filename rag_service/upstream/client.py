@@ -113,8 +113,12 @@ class OpenAICompatibleUpstream:
             self._endpoint, model=self._settings.model, secret=self._endpoint.secret
         )
 
-    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+    async def answer(self, request: ChatRequest, sink: EventSink, delivered: str = "") -> None:
         """Pass every item of the answer to ``sink`` as it comes, ending with one terminal item.
+
+        ``delivered``: the answer's text its consumer already has (another replica generated
+        it, then died): the answer continues after it through the continuation strategy, as
+        after a cut of its own, and announces that with ``Resumed``.
 
         Each attempt streams in this frame (``_attempt`` only prepares it): a coroutine frame
         per nesting level would stay alive for the whole answer, for thousands of streams.
@@ -123,6 +127,8 @@ class OpenAICompatibleUpstream:
         answer = AnswerState(
             request=request, started_at=now, deadline=now + self._settings.retry.deadline_s
         )
+        if delivered:
+            answer.text += delivered.encode()
         permit = await self._acquire()
         if permit is Permit.denied:
             sink(self._failed(answer, self._circuit_open_error()))

@@ -7,7 +7,9 @@ Script steps are upstream items (``TextDelta``, ``RetryNotice``, ``Resumed``, ``
 - ``Hold()``: wait until the test calls ``release()`` (deterministic "in the middle of an answer");
 - ``Raise(error)``: raise instead of delivering the next item (an adapter that breaks its contract).
 
-The fake counts ``ensure_available``/``answer`` calls, keeps each request, and records an answer
+An answer asked to continue after ``delivered`` text (a take-over) behaves like a ``prefix``
+continuation: the script's text minus its first ``len(delivered)`` characters, after a
+``Resumed`` item. The fake counts ``ensure_available``/``answer`` calls, keeps each request, and records an answer
 that was cancelled before its last step as ``closed_early`` (cancellation reached the upstream):
 ``closed_event`` is set then, so a test can wait for it without sleeping. ``health()`` returns
 ``reported_health``, which a test may set (an open breaker, a configuration problem), and
@@ -27,6 +29,7 @@ from rag_service.upstream_events import (
     Completed,
     EventSink,
     Failed,
+    Resumed,
     TextDelta,
     Timings,
     UpstreamEvent,
@@ -85,6 +88,7 @@ class ScriptedUpstream:
     probe_calls: int = 0
     answer_calls: int = 0
     requests: list[ChatRequest] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)  # per answer: text it continues after
     completed_streams: int = 0
     closed_early: int = 0
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,12 +112,22 @@ class ScriptedUpstream:
         """Let every stream waiting at a ``Hold()`` continue."""
         self._release.set()
 
-    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+    async def answer(self, request: ChatRequest, sink: EventSink, delivered: str = "") -> None:
         self.answer_calls += 1
         self.requests.append(request)
+        self.delivered.append(delivered)
         delivered_terminal = False
+        skip = len(delivered)
         try:
             for step in self.script:
+                if skip and isinstance(step, TextDelta):
+                    cut, skip = min(skip, len(step.text)), skip - min(skip, len(step.text))
+                    if cut == len(step.text):
+                        continue
+                    step = TextDelta(step.text[cut:])
+                if delivered and isinstance(step, TextDelta | Completed):
+                    sink(Resumed(attempt=1, strategy="prefix"))
+                    delivered = ""
                 if isinstance(step, Pause):
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, Hold):

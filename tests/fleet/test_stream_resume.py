@@ -362,6 +362,7 @@ async def test_a_copy_that_ends_before_the_clients_last_event_answers_503(
 ) -> None:
     settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
     settings.stream.shared_flush_ms = 600_000.0  # A writes a new stream's start, then nothing
+    settings.stream.shared_durable_delivery = False  # and its client reads on all the same
     settings.stream.shared_idle_timeout_s = 1.0  # so, to B, A is as good as dead
     # The start (record, meta) is written at once, alone: the deltas come after a pause.
     script = [Pause(0.5), *held_script(FIRST, SECOND)]

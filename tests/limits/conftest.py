@@ -95,7 +95,7 @@ class GatedUpstream(ScriptedUpstream):
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def answer(self, request: ChatRequest, sink: EventSink) -> None:
+    async def answer(self, request: ChatRequest, sink: EventSink, delivered: str = "") -> None:
         self.answer_calls += 1
         self.requests.append(request)
         if HOLD in request.messages[-1].content:

@@ -12,18 +12,19 @@ import pytest
 from pydantic import SecretStr
 
 from rag_service.adapters.redis_connection import redis_client
-from rag_service.adapters.redis_stream_store import RedisStreamStore
+from rag_service.adapters.redis_stream_store import RedisStreamStore, request_json
 from rag_service.errors import RagServiceError
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.shared_streams import SharedState
 from rag_service.streaming.sse_format import DeltaEvent, NamedEvent
-from rag_service.upstream_events import TextDelta
+from rag_service.upstream_events import ChatMessage, ChatRequest, TextDelta
 from tests.fakes.upstream import completed
 from tests.redis_server import RedisServer
 
 WAIT_LIMIT_S = 30.0
+REQUEST = ChatRequest(messages=(ChatMessage("user", "Which boots?"),), params={"seed": 7})
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def written(session: StreamSession) -> None:
 
 def shared_session(registry: StreamRegistry, store: RedisStreamStore) -> StreamSession:
     session = registry.open(context_id="shop:user-1", principal="key-1", started_at=0.0)
-    store.share(session, registry)
+    store.share(session, registry, REQUEST)
     session.publish_meta({"stream_id": session.stream_id})
     return session
 
@@ -82,6 +83,7 @@ async def test_events_records_and_expiry_as_documented(
         "replica": "replica-A",
         "state": "ended",
         "last": "4",
+        "request": request_json(REQUEST),  # for a take-over
     }
     assert 50_000 < ttl_ms <= 60_000  # retention_s after the end
 
