@@ -120,6 +120,7 @@ def serve(
 ) -> None:
     """Start the HTTP service (POST /rag/stream, admin, health)."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from rag_service.app import create_app
     from rag_service.http_server import logging_config, run_workers, server_config
@@ -153,12 +154,15 @@ def serve(
             )
             raise typer.Exit(2)
         # The workers build their own apps; the one above only checked the configuration.
-        run_workers(
+        failure = run_workers(
             settings,
             log_level=log_level,
             log_config=logging_config(log_level),
             timeout_graceful_shutdown=10,
         )
+        if failure is not None:
+            console.print(f"[red]failed to start[/]: {failure}", highlight=False, soft_wrap=True)
+            raise typer.Exit(STARTUP_FAILURE)
         return
     server = uvicorn.Server(
         server_config(
@@ -173,7 +177,7 @@ def serve(
     # A failed bind or lifespan start-up exits with 3 inside uvicorn; a start-up cut short (a
     # signal) returns here without having started, which uvicorn.run also reports as 3.
     if not server.started:
-        raise typer.Exit(3)
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def _shared_state_missing(settings: Settings) -> str:

@@ -16,13 +16,14 @@ Connection hygiene (``settings.server``, docs/deployment.md) is wired here, in t
 - ``BodyDeadline``, ASGI: the body time limit and minimum rate
   (``rag_service/server/body_deadline.py``).
 
-``run_workers`` serves with N worker processes (``rag-service serve --workers N``) through
-uvicorn's own multi-process mode, ``uvicorn.run("module:factory", factory=True, workers=N)``:
-the parent binds the port and supervises (restarts a worker that dies, SIGHUP replaces them one
-by one); each worker, a fresh interpreter, builds its app with ``worker_app`` from the
-environment the parent prepared. uvicorn pickles its configuration into each worker, so the
-guard goes there as ``WorkerConnectionGuard``, which is rebuilt on arrival: every worker counts
-and limits its own connections, as a single process does.
+``run_workers`` serves with N worker processes (``rag-service serve --workers N``): the parent
+binds the port (``uvicorn.Config.bind_socket``) and supervises ``uvicorn.Server`` processes on
+it (``rag_service/worker_pool.py``: a worker that cannot start stops the command with a failure
+status, one that dies later is replaced, SIGHUP replaces them one by one); each worker, a fresh
+interpreter, builds its app with ``worker_app`` from the environment the parent prepared. The
+configuration is pickled into each worker, so the guard goes there as
+``WorkerConnectionGuard``, which is rebuilt on arrival: every worker counts and limits its own
+connections, as a single process does.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from rag_service.server.body_deadline import BodyDeadline
 from rag_service.server.connection_guard import ConnectionGuard, ConnectionLink
 from rag_service.server.open_files import fit_open_file_limit
 from rag_service.settings import ServerSettings, Settings
+from rag_service.worker_pool import WorkerFailure, WorkerPool
 
 # Options that would undo the guard, which server_config therefore sets itself:
 # - ws: a WebSocket upgrade hands the transport to another protocol, past the guard's count
@@ -51,10 +53,6 @@ from rag_service.settings import ServerSettings, Settings
 OWNED_OPTIONS = frozenset({"ws", "reset_contextvars", "timeout_keep_alive"})
 # The worker factory uvicorn imports in each worker process.
 WORKER_APP = "rag_service.http_server:worker_app"
-# uvicorn's parent pings each worker over a pipe and replaces one that does not answer within
-# this long. A worker loading its embedding model on a busy host answers late: 5 s (uvicorn's
-# default) would kill healthy workers at start-up.
-WORKER_HEALTHCHECK_S = 60
 
 
 def _installed(module: str) -> bool:
@@ -124,25 +122,32 @@ class WorkerConnectionGuard:
         return (WorkerConnectionGuard, self._limits)
 
 
-def run_workers(settings: Settings, **options: Any) -> None:
-    """Serve with ``settings.server.workers`` processes on one port until a signal stops the
-    parent. The workers read their settings from the environment: ``settings.server``'s
-    address and worker count are put there first (the CLI's overrides included)."""
+def run_workers(settings: Settings, app: str = WORKER_APP, **options: Any) -> WorkerFailure | None:
+    """Serve ``app`` (an app factory's import string) with ``settings.server.workers``
+    processes on one port until a signal stops the parent (None), or until a worker fails to
+    start (the failure; the others are stopped). The workers read their settings from the
+    environment: ``settings.server``'s address and worker count are put there first (the CLI's
+    overrides included). A port that cannot be bound exits with uvicorn's start-up failure
+    code, as a single process does."""
     server = settings.server
     os.environ["RAG_SERVER__HOST"] = server.host
     os.environ["RAG_SERVER__PORT"] = str(server.port)
     os.environ["RAG_SERVER__WORKERS"] = str(server.workers)
     inner, merged = _server_options(settings, options)
     guard = WorkerConnectionGuard(inner, server.header_timeout_s, server.max_connections)
-    uvicorn.run(
-        WORKER_APP,
+    config = uvicorn.Config(
+        app,
         factory=True,
         workers=server.workers,
         # uvicorn calls ``http`` as a protocol factory; a class is only its usual kind.
         http=cast(type[asyncio.Protocol], guard),
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         **merged,
     )
+    listening = config.bind_socket()
+    try:
+        return WorkerPool(config, [listening], server.workers).run()
+    finally:
+        listening.close()
 
 
 def worker_app() -> Any:

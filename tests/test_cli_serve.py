@@ -1,10 +1,12 @@
 """``rag-service serve`` (uvicorn.Server with the service's server config, no longer
-``uvicorn.run``) when it cannot start: the start-up failure code, not a silent return."""
+``uvicorn.run``) when it cannot start: the start-up failure code, not a silent return; with
+``--workers`` too (rag_service/worker_pool.py; tests/test_worker_pool.py has the pool's own)."""
 
 from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 import rag_service.app
 from rag_service.cli import app as cli
 from rag_service.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, run_cli
 
 SERVER_START_FAILED = 3  # uvicorn.run's own exit code for a failed start-up
 
@@ -113,3 +115,30 @@ def test_serve_prints_the_services_own_info_lines(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == SERVER_START_FAILED, result.output
     assert "INFO:     start-up summary goes here" in result.output
     assert "rag_service" not in uvicorn.config.LOGGING_CONFIG["loggers"]  # a copy, not a patch
+
+
+def test_workers_whose_start_up_fails_exit_with_the_start_up_failure_code_and_say_why(
+    tmp_path: Path,
+) -> None:
+    """``serve --workers 2`` with a configuration that only the app's start-up rejects (the
+    upstream's CA bundle is missing): each worker fails in its lifespan, and the parent exits
+    with 3 and says so, where uvicorn's multi-process mode exited 0. Redis and the Chroma
+    server need not answer: the service starts without them (degraded)."""
+    result = run_cli(
+        tmp_path,
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        str(free_port()),
+        RAG_REDIS__URL=f"redis://127.0.0.1:{free_port()}/0",
+        RAG_CHROMA__HOST="127.0.0.1",
+        RAG_CHROMA__PORT=str(free_port()),
+        RAG_UPSTREAM__BASE_URL=f"https://127.0.0.1:{free_port()}/v1",
+        RAG_UPSTREAM__CA_BUNDLE=str(tmp_path / "missing.pem"),
+    )
+
+    assert result.returncode == SERVER_START_FAILED, result.stderr
+    assert "failed to start: a worker (pid" in result.stderr
+    assert "exited with code 3 before it was serving" in result.stderr
+    assert "RAG_UPSTREAM__CA_BUNDLE" in result.stderr  # the worker's own reason, logged

@@ -1,0 +1,163 @@
+"""The parent of ``serve --workers N`` (``run_workers``, rag_service/worker_pool.py) with real
+worker processes on loopback, serving the small app of tests/worker_pool_app.py: a worker that
+fails to start stops the command with code 3 and says which; one that dies later is replaced;
+SIGHUP replaces every worker; SIGTERM stops them all with code 0. Every wait is for a condition
+(files the workers write, the port answering, processes gone), with a generous limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, free_port
+
+STARTUP_FAILURE = 3
+LIMIT_S = 120.0
+POLL_S = 0.1
+
+
+@dataclass
+class Parent:
+    process: subprocess.Popen[bytes]
+    directory: Path
+    port: int
+    log: Path
+
+    def started(self) -> set[int]:
+        """Pids of every worker whose start-up ran."""
+        return {int(path.name) for path in (self.directory / "started").iterdir()}
+
+    def answer(self) -> int | None:
+        """The pid of the worker that answers a request, None while none does."""
+        try:
+            return int(httpx.get(f"http://127.0.0.1:{self.port}/", timeout=5).text)
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + LIMIT_S
+        while not condition():
+            if self.process.poll() is not None:
+                pytest.fail(f"the parent exited before {what}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not {what} within {LIMIT_S:g} s:\n{self.output()}")
+            time.sleep(POLL_S)
+
+    def exit_code(self) -> int:
+        return self.process.wait(timeout=LIMIT_S)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_parent(tmp_path: Path) -> Iterator[Callable[[], Parent]]:
+    parents: list[Parent] = []
+
+    def start() -> Parent:
+        directory = tmp_path / "pool"
+        (directory / "started").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {
+            "PYTHONPATH": str(REPO),
+            "RAG_SERVER__HOST": "127.0.0.1",
+            "RAG_SERVER__PORT": str(port),
+            "RAG_SERVER__WORKERS": "2",
+        }
+        log = tmp_path / "parent.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.worker_pool_app", str(directory)],
+                cwd=tmp_path,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        parent = Parent(process, directory, port, log)
+        parents.append(parent)
+        return parent
+
+    yield start
+    for parent in parents:
+        if parent.process.poll() is None:
+            os.killpg(parent.process.pid, signal.SIGKILL)
+            parent.process.wait(timeout=LIMIT_S)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def serving(parent: Parent, count: int) -> None:
+    parent.wait_until(lambda: len(parent.started()) >= count, f"{count} workers started")
+    parent.wait_until(lambda: parent.answer() is not None, "answering")
+
+
+def test_a_worker_that_fails_to_start_stops_all_with_code_3(
+    start_parent: Callable[[], Parent], tmp_path: Path
+) -> None:
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "fail-once").touch()  # one of the two workers fails
+
+    parent = start_parent()
+
+    assert parent.exit_code() == STARTUP_FAILURE, parent.output()
+    output = parent.output()
+    failed = [pid for pid in parent.started() if f"a worker (pid {pid}) exited" in output]
+    assert len(failed) == 1, output
+    assert "exited with code 3 before it was serving" in output
+    assert "the other workers were stopped" in output
+    assert all(gone(pid) for pid in parent.started())
+
+
+def test_a_dead_worker_is_replaced_sighup_replaces_all_sigterm_stops_with_0(
+    start_parent: Callable[[], Parent],
+) -> None:
+    parent = start_parent()
+    serving(parent, 2)
+    first = parent.started()
+
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    parent.wait_until(lambda: len(parent.started()) == 3, "a replacement started")
+    parent.wait_until(lambda: parent.answer() is not None, "answering after the death")
+    current = parent.started() - {victim}
+
+    parent.process.send_signal(signal.SIGHUP)
+    parent.wait_until(lambda: len(parent.started()) == 5, "two replacements started")
+    parent.wait_until(lambda: all(gone(pid) for pid in current), "the old workers retired")
+    assert parent.answer() not in current
+
+    parent.process.send_signal(signal.SIGTERM)
+    assert parent.exit_code() == 0, parent.output()
+    assert all(gone(pid) for pid in parent.started())
+    assert "Traceback" not in parent.output()
+
+
+def test_a_replacement_that_fails_to_start_stops_all_with_code_3(
+    start_parent: Callable[[], Parent],
+) -> None:
+    parent = start_parent()
+    serving(parent, 2)
+    first = parent.started()
+
+    (parent.directory / "fail-always").touch()  # the app no longer starts
+    os.kill(min(first), signal.SIGKILL)
+
+    assert parent.exit_code() == STARTUP_FAILURE, parent.output()
+    assert "a replacement worker (pid" in parent.output()
+    assert all(gone(pid) for pid in parent.started())
