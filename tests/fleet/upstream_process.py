@@ -9,6 +9,9 @@ it), so that each test asks for the behaviour it needs through the service's own
 - ``[hold]``: the answer's first word, then nothing for ``HOLD_S``: a generation that keeps its
   stream slot until the test cancels the stream (``DELETE /rag/stream/{id}``);
 - ``[fail]``: ``503`` (a retryable upstream failure, counted by the breaker);
+- ``[hold-once]``: the first request of a question stalls after ``HOLD_ONCE_WORDS`` words
+  for ``HOLD_S``; any later one of the same question (a take-over's continuation, replayed
+  or with the delivered text as a prefix) streams its answer: a replica killed mid-answer;
 - anything else: a complete answer, a deterministic function of the messages (a replayed
   request streams the same text), paced by ``--inter-token-delay-s``.
 """
@@ -19,23 +22,36 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rag_service.testing.fault_plan import AnswerStyle, Complete, Fault, Stall, Status
 from rag_service.testing.fault_upstream import FaultUpstream
 
 HOLD = "[hold]"
+HOLD_ONCE = "[hold-once]"
+HOLD_ONCE_WORDS = 4
 FAIL = "[fail]"
 HOLD_S = 600.0  # longer than any test; the stream is cancelled or the process stopped first
 
 
-def plan(index: int, body: dict[str, Any] | None) -> Fault:
-    question = _last_user_message(body or {})
-    if HOLD in question:
-        return Stall(after_events=1, seconds=HOLD_S)
-    if FAIL in question:
-        return Status(503, "injected by the fleet upstream")
-    return Complete()
+def fleet_plan() -> Callable[[int, dict[str, Any] | None], Fault]:
+    held_once: set[str] = set()
+
+    def plan(index: int, body: dict[str, Any] | None) -> Fault:
+        question = _last_user_message(body or {})
+        if HOLD_ONCE in question:
+            if question in held_once:
+                return Complete()
+            held_once.add(question)
+            return Stall(after_events=HOLD_ONCE_WORDS, seconds=HOLD_S)
+        if HOLD in question:
+            return Stall(after_events=1, seconds=HOLD_S)
+        if FAIL in question:
+            return Status(503, "injected by the fleet upstream")
+        return Complete()
+
+    return plan
 
 
 def _last_user_message(body: dict[str, Any]) -> str:
@@ -51,7 +67,7 @@ async def serve(port: int, style: AnswerStyle) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with FaultUpstream(plan, style=style, port=port) as upstream:
+    async with FaultUpstream(fleet_plan(), style=style, port=port) as upstream:
         print(f"ready {upstream.port}", flush=True)
         await stop.wait()
 

@@ -1,0 +1,97 @@
+"""Take-over with in-process replicas (issue #14; the SIGKILL case with real processes is in
+test_stream_resume_processes.py): two apps on loopback sharing one real ``redis-server`` and one
+``chroma run``. A's heartbeat lapses while its answer is held mid-way (beats are made rare and
+short here, as if A froze); a resume on B takes the stream over and finishes the answer after
+the text A's client has, and A's later writes are refused (its session is cut).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from rag_service.adapters import redis_stream_store
+from rag_service.settings import Settings
+from rag_service.streaming import replicas as replicas_module
+from tests.fleet.test_stream_resume import (
+    FIRST,
+    SECOND,
+    WAIT_LIMIT_S,
+    fleet_settings,
+    held_script,
+    read_until,
+    replicas,
+    resume,
+    shown,
+    text,
+    wait_until,
+)
+from tests.redis_server import RedisServer
+from tests.streaming.sse_spec import parse_sse
+
+HEARTBEAT_TTL_S = 1.0
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> Settings:
+    return fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+
+
+@pytest.fixture
+def frozen_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica beats once, briefly, and never again: to the others it dies a second after
+    its first stream, while it runs on (a frozen process; its fencing is tested here too)."""
+    monkeypatch.setattr(redis_stream_store, "HEARTBEAT_EVERY_S", 3600.0)
+    monkeypatch.setattr(redis_stream_store, "HEARTBEAT_TTL_S", HEARTBEAT_TTL_S)
+    monkeypatch.setattr(replicas_module, "HEARTBEAT_TTL_S", HEARTBEAT_TTL_S)
+
+
+@pytest.mark.usefixtures("frozen_heartbeats")
+async def test_a_dead_replicas_stream_is_taken_over_and_completed_exactly_once(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        heartbeat = f"{settings.redis.key_prefix}replica:{a.shared.replica_id}"
+        with redis_server.client() as sync:
+            await wait_until(lambda: not sync.exists(heartbeat), "A's heartbeat lapses")
+
+        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        await wait_until(lambda: b.shared.stats().taken_over == 1, "B takes the stream over")
+        b.upstream.release()  # B's answer (after the text A's client has) runs on
+        rest = parse_sse((await asyncio.wait_for(resumed, WAIT_LIMIT_S)).content).events
+
+        assert rest[0].type == "resumed"
+        assert rest[-1].type == "done"
+        assert text(first.events) + text(rest) == "".join(FIRST + SECOND)  # no gap, no repeat
+        assert b.upstream.delivered[-1] == "".join(FIRST)  # B continued after A's text
+        seqs = [int(e.last_event_id.rpartition(":")[2]) for e in first.events + rest]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+        # A wakes up and writes on: refused, its session cut; a resume on A follows B's stream.
+        a.upstream.release()
+        await wait_until(lambda: a.shared.stats().moved == 1, "A's writes are fenced off")
+        whole = parse_sse((await resume(a.url, stream_id)).content).events
+        assert shown(whole) == shown(first.events + rest)
+
+
+@pytest.mark.usefixtures("frozen_heartbeats")
+async def test_without_durable_delivery_a_dead_replicas_stream_ends_with_replica_lost(
+    settings: Settings,
+) -> None:
+    settings.stream.shared_durable_delivery = False  # its clients may be ahead of Redis
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        await wait_until(lambda: a.shared.stats().events >= len(FIRST) + 1, "A wrote its text")
+        response = await resume(b.url, stream_id, first.events[-1].last_event_id)
+        events = parse_sse(response.content).events
+        assert [e.type for e in events] == ["error"]
+        assert events[0].json()["details"] == {"reason": "replica_lost"}
+        assert b.shared.stats().taken_over == 0
+        a.upstream.release()
