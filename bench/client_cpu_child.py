@@ -38,9 +38,9 @@ import aiohttp
 import httpx
 import uvloop
 
+from bench.answer_prose import answer_text
 from bench.stream_children import raise_open_file_limit
 from rag_service.settings import UpstreamSettings
-from rag_service.testing.fault_plan import AnswerStyle, answer_text
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream_events import (
     ChatMessage,
@@ -184,9 +184,8 @@ async def one_pass(
     results = await asyncio.gather(
         *(start_later(i * step, messages) for i, messages in enumerate(questions))
     )
-    style = AnswerStyle(words=tokens)
     for messages, (text, _) in zip(questions, results, strict=True):
-        if text != answer_text(messages, style):
+        if text != answer_text(messages, tokens):
             raise RuntimeError(f"wrong answer {text[:80]!r}... to {messages[-1]['content']!r}")
     return sum(pieces for _, pieces in results)
 

@@ -1,8 +1,9 @@
 """What the SSE load client records per stream, and the report it makes of a whole level.
 
 A stream counts as completed only when it ended with ``done``, its event ids counted up from 1
-without a gap, and its text is a whole answer of the fault upstream: exactly ``words``
-vocabulary words, and the same text as every other stream of its contextId (one context, one
+without a gap, and its text is a whole answer of the token upstream: exactly ``words``
+words of its phrases (``bench.answer_prose.is_whole_answer``), and the same text as every other
+stream of its contextId (one context, one
 prompt, one deterministic answer).
 
 The *added inter-token latency* of a stream is each gap between two consecutive ``delta``
@@ -19,10 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.answer_prose import is_whole_answer
 from bench.latency_stats import summarise_ms
-from rag_service.testing.fault_plan import VOCABULARY
-
-_WORDS = frozenset(VOCABULARY)
 
 
 @dataclass(slots=True)
@@ -52,11 +51,6 @@ class StreamRecord:
     @property
     def text(self) -> str:
         return "".join(self.parts)
-
-
-def is_whole_answer(text: str, words: int) -> bool:
-    tokens = text.split(" ")
-    return len(tokens) == words and all(token in _WORDS for token in tokens)
 
 
 def consensus_texts(records: list[StreamRecord]) -> dict[str, str]:

@@ -9,10 +9,13 @@ It behaves like a real OpenAI-compatible server where the benches depend on it:
   pipelined requests answered in order, ``Connection: close`` honoured. Malformed HTTP gets a 400
   and the connection closes. ``accepted_connections`` counts every connection it accepted.
 - ``POST /v1/chat/completions`` with ``"stream": true``: ``text/event-stream`` in chunked transfer
-  coding, OpenAI ``chat.completion.chunk`` events (role, one per text piece, ``finish_reason``
-  stop, usage when ``stream_options.include_usage``) and ``data: [DONE]``. The text is exactly the
-  fault upstream's: ``continuation_pieces(body, AnswerStyle(words=words))``, so the load client's
-  exact-text check holds. Other bodies: 400; ``GET /v1/models``: a model list; else 404.
+  coding, OpenAI ``chat.completion.chunk`` events (role, one per word, ``finish_reason`` stop,
+  usage when ``stream_options.include_usage``) and ``data: [DONE]``. The text is
+  ``bench.answer_prose.continuation_pieces(body, words)``: prose that, like a real answer and
+  unlike the fault upstream's 18-word draws, never repeats itself, so the service's repetition
+  stop holds nothing back; the benches check every text against it. An assistant prefix to
+  continue gets the rest of the answer. Other bodies: 400; ``GET /v1/models``: a model list;
+  else 404.
 - **The chunked terminator comes on its own**, ``terminator_delay_s`` (default 2 ms) after
   ``data: [DONE]``, in a separate write. A server behind TLS ends its body like that: the last
   TLS record arrives in a read of its own. A client that stops reading at ``[DONE]`` leaves the
@@ -46,6 +49,7 @@ from typing import Any, cast
 
 import httptools
 
+from bench.answer_prose import answer_text, continuation_pieces
 from bench.token_frames import (
     DONE,
     OPENING,
@@ -57,7 +61,6 @@ from bench.token_frames import (
     plain_response,
     usage_frame,
 )
-from rag_service.testing.fault_plan import AnswerStyle, answer_text, continuation_pieces
 
 LOOPBACK = "127.0.0.1"
 CHAT_PATH = b"/v1/chat/completions"
@@ -313,7 +316,7 @@ class TokenUpstream:
         host: str = LOOPBACK,
         port: int = 0,
     ) -> None:
-        self.style = AnswerStyle(words=words)  # the fault upstream's answers, word for word
+        self.words = words  # tokens per answer
         self.first_token_s = first_token_s
         self.terminator_delay_s = terminator_delay_s
         self.chat_requests = 0
@@ -345,7 +348,7 @@ class TokenUpstream:
 
     def answer_text(self, messages: list[dict[str, Any]]) -> str:
         """The complete answer a request with ``messages`` gets."""
-        return answer_text(messages, self.style)
+        return answer_text(messages, self.words)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -392,7 +395,7 @@ class TokenUpstream:
         """Queue the answer to ``body`` on the ticker; the opening event is already written."""
         assert self._ticker is not None
         self.chat_requests += 1
-        frames = [self._frame(piece) for piece in continuation_pieces(body, self.style)]
+        frames = [self._frame(piece) for piece in continuation_pieces(body, self.words)]
         options = body.get("stream_options")
         closing = STOP
         if isinstance(options, dict) and options.get("include_usage"):

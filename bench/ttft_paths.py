@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx
 
-from bench.load_report import is_whole_answer
+from bench.answer_prose import answer_text, is_whole_answer
 from bench.service_process import SAMPLE_CATALOG
 from bench.sse_load_client import QUERY
 from rag_service.retrieval.prompt import INSTRUCTIONS
-from rag_service.testing.fault_plan import AnswerStyle, answer_text
 
 PATHS = ("direct", "relay", "rag", "v1")
 LABELS = {
@@ -145,7 +144,7 @@ class Paths:
         self._clients = {"direct": direct, "relay": relay, "rag": service, "v1": service}
         self._words = words
         self._upstream_body = upstream_request_body()
-        self._upstream_answer = answer_text(self._upstream_body["messages"], AnswerStyle(words))
+        self._upstream_answer = answer_text(self._upstream_body["messages"], words)
         self._service_answers: dict[str, str] = {}
         self._asked: dict[str, int] = {}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.answer_prose import answer_text
 from bench.service_process import ChildProcess, child_env
-from rag_service.testing.fault_plan import AnswerStyle, answer_text
 
 WORDS = 5
 
@@ -56,7 +56,7 @@ async def test_the_relay_relays_and_keeps_its_upstream_connection(
             assert raw.endswith("data: [DONE]\n\n")
             chunks = [json.loads(line[6:]) for line in raw.split("\n") if line[6:7] == "{"]
             texts.append("".join(c["choices"][0]["delta"].get("content", "") for c in chunks))
-            expected.append(answer_text(messages, AnswerStyle(words=WORDS)))
+            expected.append(answer_text(messages, WORDS))
         proxy_counts = await proxy.counts()
         upstream_counts = await upstream.counts()
 

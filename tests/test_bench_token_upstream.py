@@ -1,8 +1,10 @@
-"""The concurrency benchmark's token upstream, driven over loopback with httpx and raw sockets."""
+"""The benches' token upstream, driven over loopback with httpx and raw sockets, and its answers
+(bench/answer_prose.py) streamed through the service's repetition stop."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,8 +14,23 @@ import httpx
 import pytest
 import uvloop
 
+from bench import client_cpu, ttft
+from bench.answer_prose import answer_pieces, answer_text, is_whole_answer
+from bench.concurrency import (
+    ADMISSION_ALLOWANCE_S,
+    FULL_LEVELS,
+    PLATEAU_S,
+    QUICK_LEVELS,
+    QUICK_PLATEAU_S,
+    RAMP_RATE,
+    LevelPlan,
+)
 from bench.token_upstream import TokenUpstream
-from rag_service.testing.fault_plan import AnswerStyle, answer_text
+from rag_service.settings import AnswerSettings
+from rag_service.streaming.repetition import RepeatedBlockDetector, RepetitionGuard
+from rag_service.testing.fault_plan import AnswerStyle
+from rag_service.testing.fault_plan import answer_pieces as fault_answer_pieces
+from rag_service.upstream_events import Completed, TextDelta, Timings, UpstreamEvent
 
 WORDS = 6
 FIRST_TOKEN_S = 0.03
@@ -62,7 +79,7 @@ async def test_streams_the_fault_upstreams_exact_answer_with_usage(
     async with httpx.AsyncClient() as client:
         chunks, done = await stream_chunks(client, upstream.base_url, body)
 
-    expected = answer_text(body["messages"], AnswerStyle(words=WORDS))
+    expected = answer_text(body["messages"], WORDS)
     assert done
     assert text_of(chunks) == expected
     assert upstream.answer_text(body["messages"]) == expected
@@ -266,3 +283,104 @@ async def test_counts_every_accepted_connection(upstream: TokenUpstream) -> None
 
     assert upstream.accepted_connections == 3
     assert upstream.chat_requests == 3
+
+
+# -- the answers against the service's repetition stop ----------------------------------------
+
+MIN_CHARS = AnswerSettings().repetition_min_chars  # the service's default
+
+
+def bench_answer_lengths() -> list[int]:
+    """The token counts the benches ask the token upstream for, and a margin above them."""
+    levels = [LevelPlan(n, RAMP_RATE, PLATEAU_S, ADMISSION_ALLOWANCE_S) for n in FULL_LEVELS]
+    levels += [LevelPlan(n, RAMP_RATE, QUICK_PLATEAU_S) for n in QUICK_LEVELS]
+    lengths = {ttft.WORDS, client_cpu.FULL["tokens"], client_cpu.QUICK["tokens"]}
+    lengths |= {plan.words for plan in levels}
+    return sorted(lengths | {500})
+
+
+def questions(count: int) -> list[list[dict[str, Any]]]:
+    return [[{"role": "user", "content": f"question {n}"}] for n in range(count)]
+
+
+def held_deltas(pieces: list[str]) -> int:
+    """How many deltas the service's detector did not pass on the moment they came."""
+    detector = RepeatedBlockDetector(MIN_CHARS)
+    held = sum(detector.feed(piece)[-1:] != [piece] for piece in pieces)
+    assert not detector.repeated
+    return held + len(detector.flush())
+
+
+@pytest.mark.parametrize("words", bench_answer_lengths())
+def test_no_delta_of_an_answer_is_held_by_the_repetition_stop(words: int) -> None:
+    held = {n: held_deltas(answer_pieces(m, words)) for n, m in enumerate(questions(60))}
+
+    assert held == dict.fromkeys(held, 0)
+
+
+def test_the_fault_upstreams_words_were_held_which_is_what_changed() -> None:
+    """The check above can fail: the old 18-word text had a fifth of its deltas held (enough
+    for a p99 one token interval late)."""
+    style = AnswerStyle(words=130)
+    held = [held_deltas(fault_answer_pieces(m, style)) for m in questions(5)]
+
+    assert min(held) > 13  # over a tenth
+
+
+def test_the_guard_forwards_every_delta_at_once_and_ends_normally() -> None:
+    """Through ``RepetitionGuard`` as the service runs it: nothing waits, nothing is stopped."""
+    received: list[UpstreamEvent] = []
+    stops: list[bool] = []
+    guard = RepetitionGuard(
+        received.append, min_chars=MIN_CHARS, stop_upstream=lambda: stops.append(True), clock=float
+    )
+    pieces = answer_pieces([{"role": "user", "content": "Can I return worn boots?"}], 200)
+
+    for count, piece in enumerate(pieces, start=1):
+        guard(TextDelta(piece))
+        assert len(received) == count, f"delta {count} ({piece!r}) was held"
+    end = Completed(finish_reason="stop", usage=None, timings=Timings(None, 1.0), attempts=1)
+    guard(end)
+
+    assert [item.text for item in received[:-1] if isinstance(item, TextDelta)] == pieces
+    assert received[-1] == end
+    assert not stops and not guard.stopped
+
+
+def test_an_answer_reads_like_prose_from_a_few_hundred_words() -> None:
+    answers = [answer_text(m, 130) for m in questions(20)]
+    tokens = [token for answer in answers for token in answer.split(" ")]
+    vocabulary = {token.rstrip(".,").lower() for token in tokens}
+
+    assert len(vocabulary) >= 300
+    for answer in answers:
+        words = answer.split(" ")
+        assert words[0][0].isupper()
+        assert sum(word.endswith(".") for word in words) >= 8  # sentences, not a word list
+        after_full_stop = [b for a, b in itertools.pairwise(words) if a.endswith(".")]
+        assert all(word[0].isupper() for word in after_full_stop)
+        trigrams = list(zip(words, words[1:], words[2:], strict=False))
+        assert len(set(trigrams)) == len(trigrams)  # no three words twice
+
+
+def test_an_answer_is_deterministic_per_question_and_exactly_as_long_as_asked() -> None:
+    first, second = questions(2)
+
+    pieces = answer_pieces(first, 40)
+
+    assert pieces == answer_pieces([dict(m) for m in first], 40)
+    assert pieces != answer_pieces(second, 40)
+    assert len(pieces) == 40
+    assert not pieces[0].startswith(" ")
+    assert all(p.startswith(" ") and " " not in p[1:] and p[1:] for p in pieces[1:])
+    assert answer_pieces(first, 120)[:40] != [] and answer_pieces(first, 0) == []
+    assert answer_pieces(first, 1) == [pieces[0]]
+
+
+def test_is_whole_answer_knows_the_answers_words_and_their_number() -> None:
+    text = answer_text(questions(1)[0], 50)
+
+    assert is_whole_answer(text, 50)
+    assert not is_whole_answer(text, 49)
+    assert not is_whole_answer(text.replace(" ", " zebra ", 1), 51)
+    assert not is_whole_answer(" ".join(fault_answer_pieces(questions(1)[0], AnswerStyle(50))), 50)
