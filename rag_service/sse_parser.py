@@ -7,16 +7,22 @@ UTF-8 is decoded incrementally, so a chunk may end inside a multi-byte character
 is not terminated by a blank line when the stream ends is never dispatched: for a chat stream that
 is a cut, not an event.
 
-The one SSE parser of the Python code (the browser page has its own, in JavaScript): the
-upstream client reads the LLM's stream with it, and ``rag_service.client`` the service's own.
-It lives outside both so that the client library does not load the service's upstream stack
+**The one SSE parser of the Python code** (the browser page has its own, in JavaScript): the
+upstream client reads the LLM's stream with it, ``rag_service.client`` the service's own, and the
+tests read every stream they check through it (``tests/streaming/sse_spec.py``: comments,
+``retry`` and unknown fields come from an :class:`SSEObserver`). Its conformance to the spec is
+tested once, byte by byte, in ``tests/test_sse_parser.py``. Do not write another: when a caller
+needs to see more of a stream, extend this parser's public API. It lives outside the upstream
+and client packages so that the client library does not load the service's upstream stack
 (aiohttp, settings) to parse a stream.
 """
 
 from __future__ import annotations
 
 import codecs
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
+
+__all__ = ["SSEEvent", "SSEObserver", "SSEParser"]
 
 _BOM = "\ufeff"
 
@@ -34,10 +40,37 @@ class SSEEvent(NamedTuple):
     retry_ms: int | None = None
 
 
-class SSEParser:
-    """Feed raw bytes with :meth:`feed`; it returns every event completed by them."""
+class SSEObserver(Protocol):
+    """Hears, in stream order, what a parser reads besides the events :meth:`SSEParser.feed`
+    returns: for a caller that checks a stream exactly (the tests). The service's own readers
+    attach none, and pay nothing for it on their per-token path."""
 
-    def __init__(self) -> None:
+    def on_comment(self, text: str) -> None:
+        """A comment line: ``text`` follows the colon, one leading space dropped as for a field."""
+
+    def on_id(self, value: str) -> None:
+        """An ``id`` field that set the last event id (one with a NUL is ignored, unreported)."""
+
+    def on_retry(self, retry_ms: int) -> None:
+        """A ``retry`` field that set the reconnection time (one that is not all ASCII digits
+        is ignored, unreported)."""
+
+    def on_unknown_field(self, name: str, value: str) -> None:
+        """A field the spec does not know, which the parser ignores."""
+
+    def on_block_end(self, event: SSEEvent | None) -> None:
+        """A blank line ended a block; ``event`` is what it dispatched (None: no ``data``)."""
+
+
+class SSEParser:
+    """Feed raw bytes with :meth:`feed`; it returns every event completed by them.
+
+    ``observer`` hears everything else the stream says (:class:`SSEObserver`); with one
+    attached every chunk takes the general path, so the observer misses nothing.
+    """
+
+    def __init__(self, observer: SSEObserver | None = None) -> None:
+        self._observer = observer
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._decoder_holds_bytes = False  # the start of a character cut off at a chunk's end
         self._at_stream_start = True
@@ -85,6 +118,7 @@ class SSEParser:
             or self._event_type
             or self._skip_lf
             or self._decoder_holds_bytes
+            or self._observer is not None
         ):
             return None
         try:
@@ -149,9 +183,16 @@ class SSEParser:
         return lines
 
     def _process_line(self, line: str) -> SSEEvent | None:
+        # The observer is looked at only on the lines a token stream has few of (one id and
+        # one blank line per event), never on a data line.
         if line == "":
-            return self._dispatch()
+            event = self._dispatch()
+            if self._observer is not None:
+                self._observer.on_block_end(event)
+            return event
         if line.startswith(":"):
+            if self._observer is not None:
+                self._observer.on_comment(line[2:] if line.startswith(": ") else line[1:])
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
@@ -164,8 +205,15 @@ class SSEParser:
         elif name == "id":
             if "\0" not in value:
                 self._last_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self._retry_ms = int(value)
+                if self._observer is not None:
+                    self._observer.on_id(value)
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry_ms = int(value)
+                if self._observer is not None:
+                    self._observer.on_retry(self._retry_ms)
+        elif self._observer is not None:
+            self._observer.on_unknown_field(name, value)
         return None
 
     def _dispatch(self) -> SSEEvent | None:

@@ -1,34 +1,28 @@
-"""A strict parser of an SSE byte stream, following the WHATWG EventSource parsing rules.
+"""The tests' view of an SSE body, read by the project's one parser (``rag_service.sse_parser``).
 
-https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+``parse_sse(body)`` feeds the whole body to an ``SSEParser`` with an observer attached, and
+records, in stream order, everything the parser reported: ``retry`` fields, comments, events and
+fields it ignored. Each event also says whether its block had its own ``id`` line, so tests can
+be exact about ids. Nothing here interprets a line: the rules (line ends, BOM, field names, the
+single space, NUL ids, digit-only retry, undispatched tails) are the parser's, and its
+conformance to the WHATWG spec is tested in ``tests/test_sse_parser.py``.
 
-- The stream is UTF-8; one leading BOM is skipped.
-- Lines end in CRLF, LF or CR. A final line without an end is discarded, and so is an event
-  whose block is not closed by a blank line (what a browser does at end of stream).
-- ``:`` starts a comment. Otherwise the field name runs to the first colon; one space after the
-  colon is dropped; a line without a colon is a field with an empty value.
-- ``event`` sets the type, ``data`` appends value + LF, ``id`` sets the last-event-id buffer
-  unless the value contains NUL (and it *persists* across events), ``retry`` sets the reconnection
-  time only when the value is all ASCII digits. Other fields are ignored (recorded here).
-- A blank line dispatches: the last event id is committed; an empty data buffer dispatches
-  nothing; one trailing LF is removed from the data; the type defaults to ``message``.
-
-Beyond the browser, it records the order of everything it saw (retry fields, comments, events,
-ignored fields) and whether each event carried its own ``id`` line, so tests can be exact.
+The body must be valid UTF-8 (the parser would replace invalid bytes; a test wants them to fail).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_LINE = re.compile(r"(.*?)(\r\n|\n|\r)", re.DOTALL)
+from rag_service.sse_parser import SSEEvent, SSEParser
 
 
 @dataclass(frozen=True)
 class SseEvent:
+    """One dispatched event as tests compare it: ``last_event_id`` is ``""`` before any id."""
+
     type: str
     data: str
     last_event_id: str
@@ -44,8 +38,9 @@ class SseEvent:
 class ParsedStream:
     items: list[tuple[str, Any]] = field(default_factory=list)  # ("retry"|"comment"|"event"|...)
     reconnection_ms: int | None = None
-    last_event_id: str = ""
-    discarded_tail: str = ""
+    last_event_id: str = ""  # as of the last blank line (an `id` takes effect at its block's end)
+    # Bytes of an event that no blank line closed: a browser drops them at the end of the stream.
+    unterminated: bool = False
 
     @property
     def events(self) -> list[SseEvent]:
@@ -60,63 +55,39 @@ class ParsedStream:
         return [value for kind, value in self.items if kind == "ignored_field"]
 
 
-def parse_sse(raw: bytes) -> ParsedStream:
-    text = raw.decode("utf-8")  # strict: invalid UTF-8 fails the test
-    text = text.removeprefix("\ufeff")
-    parsed = ParsedStream()
-    state = _BlockState()
-    position = 0
-    for match in _LINE.finditer(text):
-        if match.start() != position:
-            break
-        position = match.end()
-        _process_line(match.group(1), parsed, state)
-    parsed.discarded_tail = text[position:]
-    return parsed
+def parse_sse(body: bytes) -> ParsedStream:
+    body.decode("utf-8")  # strict: invalid UTF-8 fails the test
+    recorder = _Recorder()
+    parser = SSEParser(observer=recorder)
+    parser.feed(body)  # the events come to the recorder too, in order with the rest
+    recorder.parsed.unterminated = parser.has_pending_data
+    return recorder.parsed
 
 
-@dataclass
-class _BlockState:
-    data: str = ""
-    event_type: str = ""
-    id_buffer: str = ""
-    own_id: bool = False
+class _Recorder:
+    """An ``SSEObserver`` that writes down what the parser reports."""
 
+    def __init__(self) -> None:
+        self.parsed = ParsedStream()
+        self._block_id: str | None = None
 
-def _process_line(line: str, parsed: ParsedStream, state: _BlockState) -> None:
-    if line == "":
-        _dispatch(parsed, state)
-        return
-    if line.startswith(":"):
-        parsed.items.append(("comment", line[1:].removeprefix(" ")))
-        return
-    name, colon, value = line.partition(":")
-    if colon:
-        value = value.removeprefix(" ")
-    if name == "event":
-        state.event_type = value
-    elif name == "data":
-        state.data += value + "\n"
-    elif name == "id":
-        if "\0" not in value:
-            state.id_buffer = value
-            state.own_id = True
-    elif name == "retry":
-        if value and value.isascii() and value.isdigit():
-            parsed.reconnection_ms = int(value)
-            parsed.items.append(("retry", int(value)))
-    else:
-        parsed.items.append(("ignored_field", name))
+    def on_comment(self, text: str) -> None:
+        self.parsed.items.append(("comment", text))
 
+    def on_id(self, value: str) -> None:
+        self._block_id = value
 
-def _dispatch(parsed: ParsedStream, state: _BlockState) -> None:
-    parsed.last_event_id = state.id_buffer
-    own_id, state.own_id = state.own_id, False
-    if state.data == "":
-        state.event_type = ""
-        return
-    data = state.data.removesuffix("\n")
-    event = SseEvent(state.event_type or "message", data, parsed.last_event_id, own_id)
-    parsed.items.append(("event", event))
-    state.data = ""
-    state.event_type = ""
+    def on_retry(self, retry_ms: int) -> None:
+        self.parsed.reconnection_ms = retry_ms
+        self.parsed.items.append(("retry", retry_ms))
+
+    def on_unknown_field(self, name: str, value: str) -> None:
+        self.parsed.items.append(("ignored_field", name))
+
+    def on_block_end(self, event: SSEEvent | None) -> None:
+        block_id, self._block_id = self._block_id, None
+        if block_id is not None:
+            self.parsed.last_event_id = block_id
+        if event is not None:
+            shown = SseEvent(event.event, event.data, event.id or "", block_id is not None)
+            self.parsed.items.append(("event", shown))
