@@ -34,6 +34,7 @@ from rag_service.adapters.redis_breaker_board import RedisBreakerBoard
 from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_context_store import RedisContextStore
+from rag_service.adapters.redis_ingest_lock import RedisIngestLock
 from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
@@ -246,8 +247,13 @@ async def _build_graph(
     jobs = IngestJobs(
         _ingest_runner(settings, store, embedder, owns_store),
         on_finished=_tell_contexts(contexts),
+        cluster_lock=_cluster_ingest_lock(settings, redis, replica_id),
     )
     stack.push_async_callback(jobs.wait)
+    if redis is not None:  # an ingest running under this host's lock file alone
+        shared_state.append(
+            SharedStateComponent("ingest_lock", lambda: jobs.degraded, lambda: jobs.fallbacks)
+        )
     # The version this process serves, as its background check last saw it: a scrape never
     # waits for the store.
     registry.register(
@@ -315,6 +321,21 @@ async def _upstream(
         SharedStateComponent("breaker", lambda: sharing.degraded, lambda: sharing.fallbacks)
     )
     return upstream
+
+
+def _cluster_ingest_lock(
+    settings: Settings, redis: Redis | None, replica_id: str
+) -> RedisIngestLock | None:
+    """With Redis, admin ingests are one at a time across every host (the lock file only
+    covers this one); a second one on any replica is refused naming this one (docs/deployment.md)."""
+    if redis is None:
+        return None
+    return RedisIngestLock(
+        redis,
+        key_prefix=settings.redis.key_prefix,
+        holder=f"replica {replica_id}",
+        lease_s=settings.ingest.lock_lease_s,
+    )
 
 
 def _shared_contexts(

@@ -54,13 +54,16 @@ def ingest(
     """
     from ingest.console import print_report, progress_bar
     from ingest.service import ingest_catalog
+    from rag_service.adapters.redis_ingest_lock import ingest_lock_across_hosts
     from rag_service.ingest_jobs import report_json
 
     console = Console(stderr=as_json)
+    settings = Settings()
     try:
-        with progress_bar(console) as progress:
+        # With RAG_REDIS__URL, one ingest at a time across hosts (the lock file: this host).
+        with ingest_lock_across_hosts(settings), progress_bar(console) as progress:
             report = ingest_catalog(
-                Settings(),
+                settings,
                 paths,
                 strict=strict,
                 dry_run=dry_run,

@@ -3,21 +3,30 @@
 The HTTP layer submits a job and answers 202 at once; the job runs the same pipeline as the CLI
 against the service's own store and embedder (embedded Chroma allows only one process, so a
 running service ingests through itself).
+
+One at a time: in this process by the running job; on this host by the lock file the job takes
+(``StoreLock``); across hosts, in fleet mode, by a ``ClusterIngestLock`` (Redis) taken at
+submission, so that a second ingest on any replica is refused with 409 at once. While Redis does
+not answer, the job runs under the host's lock alone: logged, counted (``fallbacks``) and
+reported as ``degraded`` while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ingest.pipeline import IngestReport, ProgressCallback
-from rag_service.errors import IngestInProgress, NotFound, RagServiceError
+from rag_service.errors import IngestInProgress, NotFound, RagServiceError, StateStoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_ID_BYTES = 8  # a job id is this many random bytes in hex
@@ -41,6 +50,21 @@ class IngestTarget:
 
 
 RunIngest = Callable[[IngestTarget, IngestOptions, ProgressCallback], IngestReport]
+
+
+class IngestLease(Protocol):
+    async def release(self) -> None:
+        """Give the lock back (only if still this holder's)."""
+        ...
+
+
+class ClusterIngestLock(Protocol):
+    """One ingest at a time across hosts, held with a lease its holder keeps renewing."""
+
+    async def acquire(self) -> IngestLease:
+        """``IngestInProgress`` naming the holder while another process holds it;
+        ``StateStoreUnavailable`` when the lock's store does not answer."""
+        ...
 
 
 @dataclass
@@ -85,32 +109,59 @@ class IngestJobs:
         *,
         keep_jobs: int = 50,
         on_finished: Callable[[IngestJob], None] | None = None,
+        cluster_lock: ClusterIngestLock | None = None,
     ) -> None:
         self._run_ingest = run_ingest
         self._keep = keep_jobs
         self._on_finished = on_finished
+        self._cluster_lock = cluster_lock
         self._jobs: OrderedDict[str, IngestJob] = OrderedDict()
         self._running: asyncio.Task[None] | None = None
+        self._acquiring = False  # a submission waits for the cluster lock
+        self._unshared = False  # the running job holds no cluster lock (its store was down)
+        self._fallbacks = 0
 
-    def submit(
+    async def submit(
         self,
         target: IngestTarget,
         options: IngestOptions,
         *,
         cleanup: Callable[[], None] | None = None,
     ) -> IngestJob:
-        """Start a job now; ``IngestInProgress`` (409) while another one runs."""
-        if self._running is not None and not self._running.done():
+        """Start a job now; ``IngestInProgress`` (409) while another one runs, here or, with a
+        cluster lock, on any host."""
+        if self.running:
             raise IngestInProgress("another ingest is running; wait for it to finish")
+        self._acquiring = True
+        try:
+            lease = await self._hold_cluster_lock()
+        finally:
+            self._acquiring = False
+        self._unshared = self._cluster_lock is not None and lease is None
         paths = [str(p) for p in target.paths]
         job = IngestJob(job_id=secrets.token_hex(JOB_ID_BYTES), paths=paths, options=options)
         self._jobs[job.job_id] = job
         while len(self._jobs) > self._keep:
             self._jobs.popitem(last=False)
         self._running = asyncio.get_running_loop().create_task(
-            self._run(job, target, cleanup), name=f"ingest-{job.job_id}"
+            self._run(job, target, cleanup, lease), name=f"ingest-{job.job_id}"
         )
         return job
+
+    async def _hold_cluster_lock(self) -> IngestLease | None:
+        if self._cluster_lock is None:
+            return None
+        try:
+            return await self._cluster_lock.acquire()
+        except StateStoreUnavailable as error:
+            logger.warning(
+                "ingest under this host's lock file only: the cluster-wide ingest lock is "
+                "unavailable (%s), so an ingest started on another host meanwhile is not kept "
+                "apart",
+                error.message,
+            )
+            self._fallbacks += 1
+            return None
 
     def get(self, job_id: str) -> IngestJob:
         job = self._jobs.get(job_id)
@@ -120,7 +171,21 @@ class IngestJobs:
 
     @property
     def running(self) -> bool:
+        return self._acquiring or self._job_running
+
+    @property
+    def _job_running(self) -> bool:
         return self._running is not None and not self._running.done()
+
+    @property
+    def degraded(self) -> bool:
+        """An ingest runs without the cluster-wide lock (its store did not answer)."""
+        return self._unshared and self._job_running
+
+    @property
+    def fallbacks(self) -> int:
+        """Ingests started without the cluster-wide lock so far."""
+        return self._fallbacks
 
     async def wait(self) -> None:
         """Wait for the running job (tests, shutdown)."""
@@ -128,7 +193,11 @@ class IngestJobs:
             await asyncio.shield(self._running)
 
     async def _run(
-        self, job: IngestJob, target: IngestTarget, cleanup: Callable[[], None] | None
+        self,
+        job: IngestJob,
+        target: IngestTarget,
+        cleanup: Callable[[], None] | None,
+        lease: IngestLease | None,
     ) -> None:
         loop = asyncio.get_running_loop()
 
@@ -148,6 +217,8 @@ class IngestJobs:
             job.status, job.report = "succeeded", report_json(report)
         finally:
             job.finished_at = time.time()
+            if lease is not None:
+                await lease.release()
             if cleanup is not None:
                 cleanup()
         if self._on_finished is not None:

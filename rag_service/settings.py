@@ -176,6 +176,13 @@ class IngestSettings(BaseModel):
         None,
         description="Lock file for one-ingest-at-a-time (default: next to the embedded store).",
     )
+    lock_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="With RAG_REDIS__URL: lease of the cluster-wide ingest lock in Redis, "
+        "renewed every third of this while an ingest runs: an ingest whose process dies blocks "
+        "the others at most this long.",
+    )
     max_delete_share: float = Field(
         0.2,
         ge=0,

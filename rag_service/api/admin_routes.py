@@ -155,7 +155,7 @@ async def _submit_path(request: Request, deps: AdminDeps) -> IngestJob:
         dry_run=body.dry_run,
         confirm_deletions=body.confirm_deletions,
     )
-    return deps.jobs.submit(IngestTarget(paths=[path], root=root), options)
+    return await deps.jobs.submit(IngestTarget(paths=[path], root=root), options)
 
 
 def _parse(raw: bytes) -> IngestByPath:
@@ -201,7 +201,7 @@ async def _submit_upload(request: Request, deps: AdminDeps) -> IngestJob:
         (folder / filename).write_bytes(data)
         # The upload's own folder is its root: its source is the bare file name.
         target = IngestTarget(paths=[folder / filename], root=folder)
-        return deps.jobs.submit(target, options, cleanup=lambda: shutil.rmtree(folder, True))
+        return await deps.jobs.submit(target, options, cleanup=lambda: shutil.rmtree(folder, True))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
