@@ -44,10 +44,9 @@ def contents(events: list[SseEvent]) -> str:
 
 def assert_every_block_has_data(raw: bytes) -> None:
     """The SDKs' decoder turns a block without ``data`` into an event it cannot parse."""
-    blocks = raw.split(b"\n\n")
-    assert blocks[-1] == b""
-    for block in blocks[:-1]:
-        assert any(line.startswith(b"data: ") for line in block.split(b"\n")), block
+    parsed = parse_sse(raw)
+    assert not parsed.unterminated
+    assert parsed.blocks_without_data == 0, raw
 
 
 async def test_every_chunk_has_an_id_and_the_stream_ends_with_done(service: LiveService) -> None:

@@ -41,6 +41,9 @@ class ParsedStream:
     last_event_id: str = ""  # as of the last blank line (an `id` takes effect at its block's end)
     # Bytes of an event that no blank line closed: a browser drops them at the end of the stream.
     unterminated: bool = False
+    # Blank lines that ended a block without `data` (or an extra blank line): valid SSE that
+    # dispatches nothing, but the OpenAI SDKs' decoder turns each into an event it cannot parse.
+    blocks_without_data: int = 0
 
     @property
     def events(self) -> list[SseEvent]:
@@ -88,6 +91,8 @@ class _Recorder:
         block_id, self._block_id = self._block_id, None
         if block_id is not None:
             self.parsed.last_event_id = block_id
-        if event is not None:
+        if event is None:
+            self.parsed.blocks_without_data += 1
+        else:
             shown = SseEvent(event.event, event.data, event.id or "", block_id is not None)
             self.parsed.items.append(("event", shown))

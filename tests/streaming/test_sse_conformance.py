@@ -94,5 +94,6 @@ def test_the_test_view_tells_own_ids_and_a_cut_tail() -> None:
     assert (parsed.reconnection_ms, parsed.comments, parsed.ignored_fields) == (10, ["hi"], ["new"])
     assert parsed.unterminated
     assert parsed.last_event_id == "b"
+    assert parsed.blocks_without_data == 1  # the block of "id: b"
     assert parse_sse(b"id: a\n\nid: b\n").last_event_id == "a"  # b's block never ended
     assert not parse_sse(b"data: z\n\n").unterminated
