@@ -31,6 +31,7 @@ from rag_service.streaming.repetition import RepeatedBlockDetector, RepetitionGu
 from rag_service.testing.fault_plan import AnswerStyle
 from rag_service.testing.fault_plan import answer_pieces as fault_answer_pieces
 from rag_service.upstream_events import Completed, TextDelta, Timings, UpstreamEvent
+from tests.streaming.sse_spec import sse_events
 
 WORDS = 6
 FIRST_TOKEN_S = 0.03
@@ -57,11 +58,10 @@ async def stream_chunks(
     async with client.stream("POST", f"{url}/chat/completions", json=body) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream"
-        async for line in response.aiter_lines():
-            if line == "data: [DONE]":
+        async for event in sse_events(response):
+            if event.data == "[DONE]":
                 return chunks, True
-            if line.startswith("data: "):
-                chunks.append(json.loads(line[len("data: ") :]))
+            chunks.append(event.json())
     return chunks, False
 
 

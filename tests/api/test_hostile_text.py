@@ -17,6 +17,7 @@ import pytest
 
 from tests.app.conftest import Service, admin_auth, client_auth
 from tests.streaming.helpers import assert_error_shape
+from tests.streaming.sse_spec import parse_sse
 
 SURROGATE = "\ud800"
 NUL = "\x00"
@@ -152,8 +153,7 @@ async def _a_finished_stream(service: Service) -> str:
         "/rag/stream", params={"context": CONTEXT}, **json_body({"query": "tents"})
     )
     assert response.status_code == 200
-    first_id = next(line for line in response.text.splitlines() if line.startswith("id: "))
-    return first_id.removeprefix("id: ").rpartition(":")[0]
+    return parse_sse(response.content).events[0].last_event_id.rpartition(":")[0]
 
 
 @HOSTILE

@@ -26,7 +26,7 @@ from tests.limits.conftest import (
 )
 from tests.live_server import live_server
 from tests.streaming.helpers import assert_error_shape
-from tests.streaming.sse_spec import SseEvent, parse_sse
+from tests.streaming.sse_spec import SseEvent, parse_sse, sse_events
 
 CANCELLED = {
     "code": "cancelled",
@@ -173,11 +173,7 @@ async def test_only_the_streams_own_key_may_cancel_it(
         stream=True,
     )
     try:
-        line = ""
-        async for line in task_response.aiter_lines():
-            if line.startswith("data:"):
-                break
-        stream_id = parse_sse(f"{line}\n\n".encode()).events[0].json()["stream_id"]
+        stream_id = (await anext(sse_events(task_response))).json()["stream_id"]
         await upstream.wait_for(lambda: upstream.held == 1)
         path = f"/rag/stream/{stream_id}"
 

@@ -3,7 +3,6 @@ Chroma, and the local llama.cpp model (deterministic with temperature 0 and a se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +14,7 @@ from rag_service.adapters.sentence_transformer_embedder import SentenceTransform
 from rag_service.settings import ChromaSettings
 from rag_service.testing.fault_proxy import CutPlan, FaultProxy
 from tests.e2e.conftest import e2e_settings, running_service
-from tests.streaming.sse_spec import SseEvent, parse_sse
+from tests.streaming.sse_spec import SseEvent, parse_sse, sse_events
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -124,14 +123,9 @@ async def read_then_drop(
         "POST", "/rag/stream", params={"context": context}, json={"query": QUESTION}
     )
     response = await client.send(request, stream=True)
-    buffer = b""
-    chunks = response.aiter_raw()
-    while len(seen) < events:
-        buffer += await anext(chunks)
-        while b"\n\n" in buffer and len(seen) < events:
-            block, buffer = buffer.split(b"\n\n", 1)
-            event = parse_sse(block + b"\n\n").events
-            if event:
-                seen.append({"id": event[0].last_event_id, **json.loads(event[0].data)})
+    async for event in sse_events(response):
+        seen.append({"id": event.last_event_id, **event.json()})
+        if len(seen) == events:
+            break
     await response.aclose()
     return seen

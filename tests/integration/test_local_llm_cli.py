@@ -17,6 +17,7 @@ from rag_service.testing.local_llm_server import (
     free_loopback_port,
     local_llm_unavailable_reason,
 )
+from tests.streaming.sse_spec import iter_sse_events
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("rag-service")
 
@@ -57,7 +58,7 @@ def test_cli_local_llm_serves_models_and_streams_an_answer() -> None:
             "POST", f"{server.base_url}/chat/completions", json=body, timeout=60
         ) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
-            data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+            data = [event.data for event in iter_sse_events(r)]
         assert data[-1] == "[DONE]"
         text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in data[:-1])
         assert text.strip()

@@ -8,7 +8,6 @@ text has to equal, byte for byte, the answer fetched directly (raw httpx, no pro
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +25,7 @@ from rag_service.upstream_events import (
     TextDelta,
     UpstreamEvent,
 )
+from tests.streaming.sse_spec import iter_sse_events
 
 pytestmark = pytest.mark.llm
 
@@ -60,9 +60,9 @@ def fetch_directly(local_llm_url: str) -> str:
     pieces: list[str] = []
     with httpx.stream("POST", f"{local_llm_url}/chat/completions", json=body, timeout=120) as r:
         r.raise_for_status()
-        for line in r.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                for choice in json.loads(line[6:])["choices"]:
+        for event in iter_sse_events(r):
+            if event.data != "[DONE]":
+                for choice in event.json()["choices"]:
                     pieces.append(choice["delta"].get("content") or "")
     return "".join(pieces)
 

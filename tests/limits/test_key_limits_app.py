@@ -31,7 +31,7 @@ from tests.limits.conftest import (
 )
 from tests.live_server import live_server
 from tests.streaming.helpers import assert_error_shape, deltas, post_stream
-from tests.streaming.sse_spec import parse_sse
+from tests.streaming.sse_spec import parse_sse, sse_events
 
 STREAM_LIMIT = 3
 WHOLE_ANSWER = "".join(ANSWER)
@@ -197,11 +197,10 @@ async def open_and_read_meta(http: httpx.AsyncClient, key: str, query: str) -> s
         "POST", "/rag/stream", params={"context": "shop:gone"}, json=request, headers=auth(key)
     ) as response:
         assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                stream_id = parse_sse(f"{line}\n\n".encode()).events[0].json()["stream_id"]
-                assert isinstance(stream_id, str)
-                return stream_id
+        async for event in sse_events(response):
+            stream_id = event.json()["stream_id"]
+            assert isinstance(stream_id, str)
+            return stream_id
     raise AssertionError("the stream ended before its meta event")
 
 

@@ -15,7 +15,7 @@ from rag_service.upstream_events import Failed, Resumed, RetryNotice, TextDelta
 from tests.app.conftest import client_auth
 from tests.fakes.upstream import Hold, Pause, Step, completed
 from tests.openai_compat.conftest import ANSWER, LiveService, running_service, user_turn
-from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
+from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse, sse_events
 
 ID = re.compile(r"(?P<stream>[A-Za-z0-9_-]{16,64}):(?P<seq>[0-9]+)")
 
@@ -124,12 +124,9 @@ async def test_pings_are_single_comment_lines_the_sdk_reads_past(tmp_path: Path)
 
 async def read_until_first_content(response: httpx.Response) -> tuple[str, str]:
     """The stream id and the SSE id of the first content chunk (then stop reading)."""
-    last_id = ""
-    async for line in response.aiter_lines():
-        if line.startswith("id: "):
-            last_id = line.removeprefix("id: ")
-        if line.startswith("data: ") and '"content":"The "' in line:
-            return json.loads(line.removeprefix("data: "))["id"].removeprefix("chatcmpl-"), last_id
+    async for event in sse_events(response):
+        if '"content":"The "' in event.data:
+            return event.json()["id"].removeprefix("chatcmpl-"), event.last_event_id
     raise AssertionError("the stream ended before its first content")
 
 

@@ -3,18 +3,24 @@
 ``parse_sse(body)`` feeds the whole body to an ``SSEParser`` with an observer attached, and
 records, in stream order, everything the parser reported: ``retry`` fields, comments, events and
 fields it ignored. Each event also says whether its block had its own ``id`` line, so tests can
-be exact about ids. Nothing here interprets a line: the rules (line ends, BOM, field names, the
-single space, NUL ids, digit-only retry, undispatched tails) are the parser's, and its
-conformance to the WHATWG spec is tested in ``tests/test_sse_parser.py``.
+be exact about ids. ``SseReader`` does the same for a body read piece by piece, and
+``sse_events`` / ``iter_sse_events`` yield the events of a streamed httpx response as they come.
+Nothing here interprets a line: the rules (line ends, BOM, field names, the single space, NUL
+ids, digit-only retry, undispatched tails) are the parser's, and its conformance to the WHATWG
+spec is tested in ``tests/test_sse_parser.py``.
 
-The body must be valid UTF-8 (the parser would replace invalid bytes; a test wants them to fail).
+``parse_sse`` wants valid UTF-8 (the parser would replace invalid bytes; a test wants them to
+fail).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from rag_service.sse_parser import SSEEvent, SSEParser
 
@@ -60,11 +66,44 @@ class ParsedStream:
 
 def parse_sse(body: bytes) -> ParsedStream:
     body.decode("utf-8")  # strict: invalid UTF-8 fails the test
-    recorder = _Recorder()
-    parser = SSEParser(observer=recorder)
-    parser.feed(body)  # the events come to the recorder too, in order with the rest
-    recorder.parsed.unterminated = parser.has_pending_data
-    return recorder.parsed
+    reader = SseReader()
+    reader.feed(body)
+    return reader.parsed
+
+
+class SseReader:
+    """``parse_sse`` for a body read piece by piece."""
+
+    def __init__(self) -> None:
+        self._recorder = _Recorder()
+        self._parser = SSEParser(observer=self._recorder)
+
+    def feed(self, piece: bytes) -> list[SseEvent]:
+        """The events ``piece`` completed (the events come to the recorder, in order)."""
+        self._parser.feed(piece)
+        new, self._recorder.new_events = self._recorder.new_events, []
+        return new
+
+    @property
+    def parsed(self) -> ParsedStream:
+        """All that was read so far."""
+        self._recorder.parsed.unterminated = self._parser.has_pending_data
+        return self._recorder.parsed
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """The events of a streamed response (``client.stream(...)``), each as soon as it is whole."""
+    reader = SseReader()
+    async for piece in response.aiter_bytes():
+        for event in reader.feed(piece):
+            yield event
+
+
+def iter_sse_events(response: httpx.Response) -> Iterator[SseEvent]:
+    """``sse_events`` for a synchronous streamed response (``httpx.stream(...)``)."""
+    reader = SseReader()
+    for piece in response.iter_bytes():
+        yield from reader.feed(piece)
 
 
 class _Recorder:
@@ -72,6 +111,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.parsed = ParsedStream()
+        self.new_events: list[SseEvent] = []  # since the reader last took them
         self._block_id: str | None = None
 
     def on_comment(self, text: str) -> None:
@@ -96,3 +136,4 @@ class _Recorder:
         else:
             shown = SseEvent(event.event, event.data, event.id or "", block_id is not None)
             self.parsed.items.append(("event", shown))
+            self.new_events.append(shown)
