@@ -9,6 +9,8 @@
 - ``{prefix}context-lock:{sha256 of the lock name}``: a retrieval's lock, ``SET NX PX`` with the
   holder's token; released by a script that deletes it only for that token, so a holder whose
   lease ran out cannot release the next holder's lock.
+- ``{prefix}context-empty:{sha256 of the lock name}``: the wall time at which that retrieval
+  found nothing, for the lock's lease: what the replicas waiting for it end with.
 """
 
 from __future__ import annotations
@@ -79,12 +81,35 @@ class RedisContextStore:
         except RedisError as error:
             raise unavailable(error) from error
 
+    async def put_nothing_found(self, name: str, at: float, ttl_s: float) -> None:
+        try:
+            await self._redis.set(
+                self._name_key("context-empty", name), repr(at), px=max(1, round(ttl_s * 1000))
+            )
+        except RedisError as error:
+            raise unavailable(error) from error
+
+    async def nothing_found_at(self, name: str) -> float | None:
+        try:
+            raw = await self._redis.get(self._name_key("context-empty", name))
+        except RedisError as error:
+            raise unavailable(error) from error
+        if raw is None:
+            return None
+        try:
+            return float(as_text(raw))
+        except ValueError:  # not this version's note: as if none
+            return None
+
     def _key(self, context_id: str) -> str:
         return f"{self._prefix}context:{context_id}"
 
     def _lock_key(self, name: str) -> str:
+        return self._name_key("context-lock", name)
+
+    def _name_key(self, kind: str, name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return f"{self._prefix}context-lock:{digest}"
+        return f"{self._prefix}{kind}:{digest}"
 
 
 def encode_context(context: SharedContext) -> str:

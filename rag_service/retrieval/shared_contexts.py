@@ -7,6 +7,12 @@ is claimed with a short lock with expiry (``try_lock``): the replica holding it 
 stores the entry; the others wait for that entry (polling), at most the lock's lease, then
 retrieve themselves. A holder that crashes blocks nobody past the lease.
 
+A retrieval that finds nothing stores no entry (the conversation's next question may find
+something), so its holder leaves a short-lived note instead (``put_nothing_found``, for the
+lock's lease): the replicas that were waiting for that very retrieval end with "nothing found"
+at once, as requests coalesced in one process do, instead of retrieving again. A request that
+comes after it ended retrieves again, as in one process.
+
 ``InProcessContextStore`` holds them in this process (several ``ContextService`` objects of one
 process then behave as replicas); ``RedisContextStore`` (rag_service/adapters/
 redis_context_store.py) holds them in Redis. Times are wall-clock seconds here: monotonic clocks
@@ -63,6 +69,15 @@ class ContextStore(Protocol):
         """Release lock ``name`` if ``token`` still holds it."""
         ...
 
+    async def put_nothing_found(self, name: str, at: float, ttl_s: float) -> None:
+        """Note for ``ttl_s`` that the work under lock ``name`` found nothing at wall time
+        ``at`` (replacing an earlier note)."""
+        ...
+
+    async def nothing_found_at(self, name: str) -> float | None:
+        """The wall time of the note ``put_nothing_found`` left for ``name``, None if none."""
+        ...
+
 
 class InProcessContextStore:
     """``ContextStore`` in this process's memory (expiry by ``wall_clock``)."""
@@ -71,6 +86,7 @@ class InProcessContextStore:
         self._clock = wall_clock
         self._entries: dict[str, tuple[SharedContext, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._nothing_found: dict[str, tuple[float, float]] = {}  # name: (at, expiry)
 
     async def get(self, context_id: str) -> SharedContext | None:
         found = self._entries.get(context_id)
@@ -97,6 +113,16 @@ class InProcessContextStore:
         if held is not None and held[0] == token:
             del self._locks[name]
 
+    async def put_nothing_found(self, name: str, at: float, ttl_s: float) -> None:
+        self._nothing_found[name] = (at, self._clock() + ttl_s)
+
+    async def nothing_found_at(self, name: str) -> float | None:
+        found = self._nothing_found.get(name)
+        if found is None or found[1] <= self._clock():
+            self._nothing_found.pop(name, None)
+            return None
+        return found[0]
+
 
 T = TypeVar("T")
 LOCK_POLL_S = 0.02  # how often a replica waiting for another's retrieval looks for its entry
@@ -115,15 +141,18 @@ class SharedEntries:
         lock_s: float,
         retry_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: WallClock = time.time,
     ) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._lock_s = lock_s
         self._retry_interval_s = retry_interval_s
         self._clock = clock
+        self._wall = wall_clock
         self._retry_at: float | None = None  # set while the store is down
         self._tasks: set[asyncio.Task[None]] = set()
         self.fallbacks = 0
+        self.waiting = 0  # run_once calls waiting for another replica's work now
 
     @property
     def degraded(self) -> bool:
@@ -167,42 +196,77 @@ class SharedEntries:
     async def run_once(
         self,
         name: str,
-        work: Callable[[], Awaitable[T]],
+        work: Callable[[], Awaitable[T | None]],
         done_elsewhere: Callable[[], Awaitable[T | None]],
-    ) -> tuple[T, bool]:
+    ) -> tuple[T | None, bool]:
         """``work`` unless another replica is doing it: (its result, False); or (what
-        ``done_elsewhere`` found once that replica stored it, True). A replica waits at most the
-        lock's lease, then does the work itself; a store that fails means: work alone."""
+        ``done_elsewhere`` found once that replica stored it, True). ``work`` returning None
+        found nothing: the replicas waiting for it get (None, True). A replica waits at most
+        the lock's lease, then does the work itself; a store that fails means: work alone."""
         if not self.active:
             self.fallbacks += 1
             return await work(), False
         token = secrets.token_hex(8)
+        waiting_since: float | None = None  # wall time this replica first found the lock held
+        locked = False
         try:
             async with asyncio.timeout(self._lock_s):
                 while not await self._store.try_lock(name, token, self._lock_s):
+                    if waiting_since is None:
+                        waiting_since = self._wall()
+                        self.waiting += 1
                     found = await done_elsewhere()
                     if found is not None:
                         return found, True
+                    if await self._found_nothing(name, waiting_since):
+                        return None, True
                     if self.degraded:  # the store failed while we waited
-                        return await work(), False
+                        break
                     await asyncio.sleep(LOCK_POLL_S)
+                else:
+                    locked = True
         except TimeoutError:  # the holder took its whole lease (or died): do it ourselves
-            return await work(), False
+            pass
         except StateStoreUnavailable as error:
             self._failed(error)
+        finally:
+            if waiting_since is not None:
+                self.waiting -= 1
+        if not locked:
             return await work(), False
         try:
-            # The lock was free: a holder may have just stored the result and released it,
-            # between this replica's first look and now (one read, against a retrieval).
+            # The lock was free: a holder may have just stored the result (or found nothing)
+            # and released it, between this replica's last look and now.
             found = await done_elsewhere()
             if found is not None:
                 return found, True
-            return await work(), False
+            if waiting_since is not None and await self._found_nothing(name, waiting_since):
+                return None, True
+            result = await work()
+            if result is None:  # before the release: a waiter that then takes the lock sees it
+                await self._put_nothing_found(name)
+            return result, False
         finally:
             await self._release(name, token)
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _found_nothing(self, name: str, since: float) -> bool:
+        """Whether the work under ``name`` found nothing at ``since`` or later: a note older
+        than this replica's wait is of an earlier run, which a later request does again."""
+        try:
+            at = await self._store.nothing_found_at(name)
+        except StateStoreUnavailable as error:
+            self._failed(error)
+            return False
+        return at is not None and at >= since
+
+    async def _put_nothing_found(self, name: str) -> None:
+        try:
+            await self._store.put_nothing_found(name, self._wall(), self._lock_s)
+        except StateStoreUnavailable as error:
+            self._failed(error)  # the waiters do the work themselves once the lock is free
 
     async def _release(self, name: str, token: str) -> None:
         try:
