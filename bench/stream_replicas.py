@@ -164,11 +164,16 @@ class GeneratingRun:
         session = open_session(self.registry, self.store, self.sources, appended)
         self.sessions.append(session)
         reader = asyncio.create_task(follow(session, appended, self.delivery))
-        await asyncio.sleep(FIRST_TOKEN_S)
+        # Each token at its own time, as an upstream sends them: a late wake-up (the loop was
+        # busy) must not shift the tokens after it, or all streams would fall into step with
+        # the flushes, every one appending right after a flush, the worst time to.
+        loop = asyncio.get_running_loop()
+        first = loop.time() + FIRST_TOKEN_S
         for i in range(shape.tokens):
+            await asyncio.sleep(max(0.0, first + i / shape.rate - loop.time()))
             appended[session.last_seq + 1] = time.perf_counter()
             session.apply(TextDelta(WORDS[i % len(WORDS)]))
-            await asyncio.sleep(1 / shape.rate)
+        await asyncio.sleep(max(0.0, first + shape.tokens / shape.rate - loop.time()))
         session.apply(Completed("stop", None, Timings(1.0, 2.0), 1))
         await reader
 
