@@ -6,7 +6,6 @@ again once Redis is back."""
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from tests.conftest import free_port
 from tests.fleet.conftest import HOLD, KEY_A, KEY_B, Fleet, StartFleet
 from tests.fleet.processes import Replica
 from tests.redis_server import running_redis
+from tests.streaming.sse_spec import iter_sse_events, parse_sse
 
 WAIT_LIMIT_S = 60.0  # generous: the replicas share two busy cores with the test
 LIMITS = {
@@ -37,19 +37,9 @@ def ask(replica: Replica, key: str, context: str, query: str = "Do you ship abro
         )  # fmt: skip
 
 
-def events_of(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
-    events, name = [], "message"
-    for line in response.text.splitlines():
-        if line.startswith("event:"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            events.append((name, json.loads(line.split(":", 1)[1])))
-    return events
-
-
 def assert_answered(response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
-    assert events_of(response)[-1][0] == "done", response.text
+    assert parse_sse(response.content).events[-1].type == "done", response.text
 
 
 def refusal_reason(response: httpx.Response) -> str:
@@ -71,13 +61,11 @@ def held_stream(replica: Replica, key: str, context: str) -> Iterator[str]:
         ) as response,
     ):  # fmt: skip
         assert response.status_code == 200, response.read()
-        stream_id, name = "", ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and name == "meta":
-                stream_id = json.loads(line.split(":", 1)[1])["stream_id"]
-            elif line.startswith("data:") and name == "delta":
+        stream_id = ""
+        for event in iter_sse_events(response):
+            if event.type == "meta":
+                stream_id = event.json()["stream_id"]
+            elif event.type == "delta":
                 break
         assert stream_id
         try:
