@@ -11,7 +11,7 @@ from rag_service.adapters.redis_stream_store import request_json
 from rag_service.retrieval.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
 from rag_service.settings import RetrievalSettings
 
-TINY = Shape(streams=4, tokens=12, rate=100.0, resumes=3, arrival_s=0.05)
+TINY = Shape(streams=4, tokens=12, rate=100.0, resumes=3, arrival_s=0.05, passes=2)
 
 
 def test_the_request_is_the_service_s_prompt_at_the_default_context_budget() -> None:
@@ -31,12 +31,13 @@ def test_stream_replicas_bench_measures_every_mode_memory_and_resumes() -> None:
     assert [row["mode"] for row in rows] == [mode.label for mode in modes()]
     assert [row["flush_ms"] for row in rows] == [None, *FLUSH_TICKS_MS, 25.0]
     assert [row["durable"] for row in rows] == [False, True, True, True, True, False]
-    deltas = TINY.streams * TINY.tokens
+    deltas = TINY.passes * TINY.streams * TINY.tokens
     for row in rows:
-        assert row["deltas"] == deltas
+        assert (row["passes"], row["deltas"]) == (TINY.passes, deltas)
         assert row["delta_to_reader"]["count"] == deltas
-        assert row["first_delta_to_reader"]["count"] == TINY.streams
-        assert row["meta_to_reader"]["count"] == TINY.streams
+        assert row["first_delta_to_reader"]["count"] == TINY.passes * TINY.streams
+        assert row["meta_to_reader"]["count"] == TINY.passes * TINY.streams
+        assert len(row["service_cpu_us_per_delta_passes"]) == TINY.passes
         assert row["delta_to_reader"]["median_ms"] <= row["delta_to_reader"]["p99_ms"]
         assert ("round_trips_per_s" in row) is (row["flush_ms"] is not None)
     for row in rows[1:]:
