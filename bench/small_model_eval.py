@@ -56,9 +56,9 @@ from rag_service.settings import (
     UpstreamSettings,
 )
 from rag_service.streaming.repetition import answer_without_loops
-from rag_service.testing.local_llm_server import LOOPBACK, LocalLlmProcess, running_local_llm
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream_events import Completed, Failed, TextDelta, UpstreamEvent
+from tests.servers.local_llm_server import LOOPBACK, LocalLlmProcess, running_local_llm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOG = REPO_ROOT / "data" / "catalog"

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from rag_service.ask_console import StatusLine
 from rag_service.client import AsyncRagClient
-from rag_service.testing.fault_plan import AnswerStyle, Complete, ErrorEvent
-from rag_service.testing.fault_proxy import CutPlan
 from tests.client.conftest import (
     CLIENT_KEY,
     FAST,
@@ -23,6 +21,8 @@ from tests.client.conftest import (
     running_service,
 )
 from tests.conftest import REPO, free_port
+from tests.servers.fault_plan import AnswerStyle, Complete, ErrorEvent
+from tests.servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 CLI_LIMIT_S = 120.0  # a process start on a loaded machine; the bound only stops a hang

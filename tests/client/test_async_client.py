@@ -27,8 +27,6 @@ from rag_service.client import (
     StreamNotFound,
     Unauthorized,
 )
-from rag_service.testing.fault_plan import Stall
-from rag_service.testing.fault_proxy import CutPlan
 from tests.client.conftest import (
     CLIENT_KEY,
     FAST,
@@ -37,6 +35,8 @@ from tests.client.conftest import (
     running_service,
 )
 from tests.conftest import free_port
+from tests.servers.fault_plan import Stall
+from tests.servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 WAIT_FOR_TEARDOWN_S = 10.0  # a loaded machine may answer late; the bound only stops a hang

@@ -20,7 +20,6 @@ from rag_service.client import (
     StreamNotFound,
     Unauthorized,
 )
-from rag_service.testing.fault_plan import AnswerStyle
 from tests.client.conftest import (
     CLIENT_KEY,
     FAST,
@@ -29,6 +28,7 @@ from tests.client.conftest import (
     metric,
     running_service,
 )
+from tests.servers.fault_plan import AnswerStyle
 from tests.upstream.conftest import wait_until
 
 WORDS = 200

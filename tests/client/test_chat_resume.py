@@ -17,8 +17,8 @@ from rag_service.client import (
     Reconnecting,
     StreamEvent,
 )
-from rag_service.testing.fault_proxy import CutPlan
 from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.servers.fault_proxy import CutPlan
 
 WORDS = 40  # the fault upstream's answer; events: 1 meta chunk, 40 deltas, finish, (usage), DONE
 MESSAGES = [{"role": "user", "content": QUESTION}]

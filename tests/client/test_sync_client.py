@@ -17,9 +17,9 @@ from rag_service.client import (
     StreamFailed,
     Unauthorized,
 )
-from rag_service.testing.fault_plan import Complete, ErrorEvent
-from rag_service.testing.fault_proxy import CutPlan
 from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.servers.fault_plan import Complete, ErrorEvent
+from tests.servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 

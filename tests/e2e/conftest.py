@@ -14,9 +14,9 @@ from ingest.service import ingest_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.app import Components, create_app
 from rag_service.settings import ChromaSettings, EmbeddingSettings, Settings, StreamSettings
-from rag_service.testing.local_llm_server import local_llm_server, local_llm_unavailable_reason
 from tests.conftest import REPO
 from tests.live_server import live_server
+from tests.servers.local_llm_server import local_llm_server, local_llm_unavailable_reason
 
 SAMPLE_PRODUCTS = 60
 

@@ -16,7 +16,6 @@ from rag_service.adapters.redis_breaker_board import RedisBreakerBoard
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.app import Components
 from rag_service.settings import BreakerSettings, RedisSettings, Settings
-from rag_service.testing.fault_upstream import Complete, FaultUpstream, Status
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.breaker_sharing import BreakerNews, BreakerSharing, upstream_key
 from tests.conftest import free_port
@@ -30,6 +29,7 @@ from tests.fleet.replicas import (
     wait_until,
 )
 from tests.redis_server import RedisServer, running_redis
+from tests.servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.streaming.sse_spec import parse_sse
 
 REPLICA_HEADER = "X-Replica"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rag_service.local_llm import EXIT_CONFIGURATION_ERROR, serve_local_llm
-from rag_service.testing.local_llm_server import (
+from tests.servers.local_llm_server import (
     LOOPBACK,
     LocalLlmProcess,
     free_loopback_port,

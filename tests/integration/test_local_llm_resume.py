@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from rag_service.settings import ContinuationStrategy, RetrySettings, UpstreamSettings
-from rag_service.testing.fault_proxy import CutPlan, FaultProxy
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream_events import (
     ChatMessage,
@@ -25,6 +24,7 @@ from rag_service.upstream_events import (
     TextDelta,
     UpstreamEvent,
 )
+from tests.servers.fault_proxy import CutPlan, FaultProxy
 from tests.streaming.sse_spec import iter_sse_events
 
 pytestmark = pytest.mark.llm

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from rag_service.errors import ServiceUnavailable
-from rag_service.testing.local_llm_server import (
+from tests.servers.local_llm_server import (
     LocalLlmProcess,
     local_llm_available,
     local_llm_unavailable_reason,

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from rag_service.settings import UpstreamSettings
-from rag_service.testing.fault_upstream import AnswerStyle, FaultUpstream
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
 from rag_service.upstream_events import (
     ChatMessage,
@@ -21,6 +20,7 @@ from rag_service.upstream_events import (
     TextDelta,
     UpstreamEvent,
 )
+from tests.servers.fault_upstream import AnswerStyle, FaultUpstream
 from tests.upstream.certificates import Certificates, make_certificates
 
 QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))

@@ -15,8 +15,11 @@ from rag_service.errors import (
     UpstreamProtocolError,
     UpstreamRejected,
 )
-from rag_service.testing.fault_plan import answer_pieces
-from rag_service.testing.fault_upstream import (
+from rag_service.upstream import OpenAICompatibleUpstream
+from rag_service.upstream.chunks import MAX_EVENT_CHARS
+from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
+from tests.servers.fault_plan import answer_pieces
+from tests.servers.fault_upstream import (
     AnswerStyle,
     CutAfter,
     Drop,
@@ -29,9 +32,6 @@ from rag_service.testing.fault_upstream import (
     WrongContentType,
     answer_text,
 )
-from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.chunks import MAX_EVENT_CHARS
-from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,

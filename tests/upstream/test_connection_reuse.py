@@ -9,7 +9,9 @@ import asyncio
 import pytest
 import uvloop
 
-from rag_service.testing.fault_upstream import (
+from rag_service.upstream import OpenAICompatibleUpstream
+from rag_service.upstream_events import Completed, RetryNotice, UpstreamEvent
+from tests.servers.fault_upstream import (
     AnswerStyle,
     Complete,
     Drop,
@@ -17,8 +19,6 @@ from rag_service.testing.fault_upstream import (
     Status,
     answer_text,
 )
-from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import Completed, RetryNotice, UpstreamEvent
 from tests.upstream.certificates import Certificates
 from tests.upstream.conftest import (
     QUESTION,

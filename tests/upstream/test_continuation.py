@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from rag_service.errors import ContinuationMismatch, UpstreamRetryable
-from rag_service.testing.fault_plan import answer_pieces
-from rag_service.testing.fault_upstream import (
+from rag_service.upstream.continuation import TextAligner
+from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
+from tests.servers.fault_plan import answer_pieces
+from tests.servers.fault_upstream import (
     AnswerStyle,
     Complete,
     CutAfter,
@@ -14,8 +16,6 @@ from rag_service.testing.fault_upstream import (
     FaultUpstream,
     Status,
 )
-from rag_service.upstream.continuation import TextAligner
-from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,

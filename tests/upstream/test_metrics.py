@@ -6,13 +6,13 @@ import random
 
 from prometheus_client import CollectorRegistry
 
-from rag_service.testing.fault_upstream import FaultUpstream, Status
 from rag_service.upstream import (
     CircuitBreaker,
     OpenAICompatibleUpstream,
     PrometheusUpstreamMetrics,
     RetryBudget,
 )
+from tests.servers.fault_upstream import FaultUpstream, Status
 from tests.upstream.conftest import QUESTION, FakeTime, collect, settings_for
 
 

@@ -16,12 +16,12 @@ from rag_service.errors import UpstreamRetryable
 from rag_service.ports import ChatUpstream
 from rag_service.readiness import UpstreamCheck
 from rag_service.settings import Settings
-from rag_service.testing.fault_upstream import FaultUpstream
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.probe import probe_models
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
 from tests.fakes.upstream import ScriptedUpstream
+from tests.servers.fault_upstream import FaultUpstream
 from tests.upstream.conftest import settings_for
 
 

@@ -13,12 +13,12 @@ from yarl import URL
 
 from rag_service.errors import ConfigurationError, RetriesExhausted, UpstreamConfigurationError
 from rag_service.settings import UpstreamSettings
-from rag_service.testing.fault_upstream import FaultUpstream
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState
 from rag_service.upstream.proxy import choose_proxy
 from rag_service.upstream_events import Completed, Failed, RetryNotice
 from tests.conftest import free_port
+from tests.servers.fault_upstream import FaultUpstream
 from tests.upstream.certificates import Certificates
 from tests.upstream.conftest import (
     QUESTION,

@@ -25,10 +25,10 @@ from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.app import Components, create_app
 from rag_service.settings import IngestSettings, Settings
-from rag_service.testing.fault_proxy import LOOPBACK, FaultProxy
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, Step
 from tests.live_server import running_server
+from tests.servers.fault_proxy import LOOPBACK, FaultProxy
 
 T = TypeVar("T")
 START_TIMEOUT_S = 120.0  # the ingest and Chroma's start; the bound only stops a hang

@@ -11,10 +11,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from rag_service.settings import KeyLimitSettings, Settings
-from rag_service.testing.fault_proxy import CutPlan
 from rag_service.upstream_events import Resumed, RetryNotice, TextDelta
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.fakes.upstream import Hold, Pause, Step, answer_script, completed, full_text
+from tests.servers.fault_proxy import CutPlan
 from tests.web.conftest import EXPECT_TIMEOUT_MS, ConsoleRecord, status_log
 from tests.web.served_app import WebService, web_service
 

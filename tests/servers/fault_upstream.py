@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from rag_service.testing.fault_connection import RequestHead, ServerConnection
-from rag_service.testing.fault_plan import (
+from tests.servers.fault_connection import RequestHead, ServerConnection
+from tests.servers.fault_plan import (
     AnswerEvents,
     AnswerStyle,
     Complete,

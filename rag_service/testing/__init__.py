@@ -1,1 +1,0 @@
-"""Test helpers shipped with the package: fault-injecting servers, proxies, local model runners."""
