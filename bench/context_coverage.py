@@ -61,7 +61,7 @@ from bench.retrieval_catalogs import IngestedCatalog, ingest_catalog
 from bench.retrieval_questions import CONVERSATION_KINDS, Question, load_questions
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
-from rag_service.ports import Passage
+from rag_service.domain import Passage
 from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 

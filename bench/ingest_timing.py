@@ -12,9 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ingest.pipeline import CatalogWriter, RecordWriter
-from rag_service.adapters.chroma_store import LiveRecord, LiveState, NewRecord
-from rag_service.ports import Embedder, Vector
+from rag_service.domain import LiveRecord, LiveState, NewRecord, Vector
+from rag_service.ports import CatalogWriter, Embedder, RecordWriter
 
 
 class Timings:

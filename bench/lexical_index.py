@@ -40,7 +40,7 @@ from ingest.loaders import load_catalog
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
-from rag_service.ports import IndexedText
+from rag_service.domain import IndexedText
 from rag_service.retrieval.catalog_snapshot import CatalogSnapshots
 from rag_service.settings import ChromaSettings, IngestSettings
 

@@ -25,7 +25,7 @@ import redis
 from pydantic import SecretStr
 
 from rag_service.adapters.redis_stream_store import RedisStreamStore
-from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.domain import ContextState, Passage, ResolvedContext
 from rag_service.retrieval.prompt import build_chat_request
 from rag_service.settings import RedisSettings, RetrievalSettings, StreamSettings
 from rag_service.streaming import StreamRegistry

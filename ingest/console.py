@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from ingest.pipeline import IngestReport, ProgressCallback
-from rag_service.ports import CatalogInfo
+from rag_service.domain import CatalogInfo
 
 PHASES = {"load": "Loading", "plan": "Comparing", "embed": "Embedding", "publish": "Publishing"}
 

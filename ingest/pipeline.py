@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from ingest.chunking import chunk_documents
 from ingest.documents import Chunk, LoadProblem
@@ -22,36 +21,13 @@ from ingest.loaders import load_catalog
 from ingest.loaders.paths import display_path
 from ingest.loaders.problems import printable
 from ingest.plan import IngestPlan, check_deletions, plan_ingest
-from rag_service.adapters.chroma_store import LiveRecord, LiveState, NewRecord
+from rag_service.domain import LiveRecord, LiveState, NewRecord, Vector
 from rag_service.errors import InvalidInput
-from rag_service.ports import Embedder, Vector
+from rag_service.ports import CatalogWriter, Embedder, RecordWriter
 from rag_service.settings import IngestSettings
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)``; phases: load, plan, embed, publish."""
-
-
-class RecordWriter(Protocol):
-    """One record collection's write side (ChromaStore's RecordSet implements it)."""
-
-    @property
-    def name(self) -> str: ...
-    def live_records(self, version: int) -> dict[str, LiveRecord]: ...
-    def embeddings_of(self, record_ids: Sequence[str]) -> dict[str, Vector]: ...
-    def recover(self, live_version: int) -> int: ...
-    def stage(self, version: int, records: Sequence[NewRecord]) -> None: ...
-    def retire(self, version: int, record_ids: Sequence[str]) -> None: ...
-    def collect_garbage(self, live_version: int) -> int: ...
-
-
-class CatalogWriter(Protocol):
-    """The write side of the vector store that ingestion needs (ChromaStore implements it)."""
-
-    def live_state(self) -> LiveState: ...
-    def records(self, name: str) -> RecordWriter: ...
-    def new_collection_name(self, version: int) -> str: ...
-    def publish(self, state: LiveState) -> None: ...
-    def drop_unused_collections(self, keep: set[str]) -> list[str]: ...
 
 
 @dataclass

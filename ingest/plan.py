@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.documents import Chunk
-from rag_service.adapters.chroma_store import LiveRecord
+from rag_service.domain import LiveRecord
 from rag_service.errors import DeletionNotConfirmed
 
 

@@ -11,7 +11,8 @@ from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.redis_catalog_channel import announce_catalog_version
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
-from rag_service.ports import CatalogInfo, Embedder
+from rag_service.domain import CatalogInfo
+from rag_service.ports import Embedder
 from rag_service.settings import Settings
 
 

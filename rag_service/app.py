@@ -1,19 +1,24 @@
 """The composition root: ``create_app(settings)`` builds the whole object graph in the lifespan.
 
 Nothing here is a module-level global: every adapter is created per app, and tests replace any
-of them through ``Components``.
+of them through ``Components``. Nothing here changes the process either: process-wide tuning
+(the garbage collector's) is applied only when the caller passes it (``process_tuning``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import (
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from ingest.pipeline import CatalogWriter, IngestPipeline, IngestReport, ProgressCallback
+from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
 from ingest.service import ingest_lock
 from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
@@ -46,6 +51,7 @@ from rag_service.api.health_routes import HealthDeps, ReadinessCheck, health_rou
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
+from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions, IngestTarget
 from rag_service.limits import (
@@ -64,7 +70,7 @@ from rag_service.observability import (
     loop_lag_histogram,
     metrics_port_server,
 )
-from rag_service.ports import CatalogInfo, ChatUpstream, Embedder, PassageSearch
+from rag_service.ports import CatalogWriter, ChatUpstream, Embedder, PassageSearch
 from rag_service.readiness import (
     SharedStateCheck,
     SharedStateComponent,
@@ -105,25 +111,15 @@ class Components:
     upstream: ChatUpstream | None = None
 
 
-# Each streamed token allocates a dozen short-lived containers (parsed JSON, the event, the ASGI
-# message). With Python's default of 700, a young collection ran every ~50 tokens and walked the
-# objects of every open stream that had not aged yet: 10 % of the service's CPU at 3,000 streams
-# (docs/benchmarks.md). Most of those containers are freed by reference counting long before.
-YOUNG_GC_THRESHOLD = 50_000
-
-
-@contextmanager
-def _young_gc_threshold(threshold: int) -> Iterator[None]:
-    """Collect the youngest generation every ``threshold`` allocations; restored on exit."""
-    previous = gc.get_threshold()
-    gc.set_threshold(threshold, *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
-def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    components: Components | None = None,
+    *,
+    process_tuning: Callable[[], AbstractContextManager[None]] | None = None,
+) -> FastAPI:
+    """The service's app. ``process_tuning``: entered once the app has started (before the
+    loop-lag monitor, so that what it costs is not taken for overload) and left at shutdown;
+    serving entry points pass ``rag_service.server.process_tuning.serving_gc``."""
     settings = settings or Settings()
     parts = components or Components()
     auth = client_auth(settings)  # refuses, before anything starts, to serve the world unguarded
@@ -134,13 +130,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         async with AsyncExitStack() as stack:
             loop_lag = await _build_graph(app, settings, parts, stack, replica_id)
             await _announce(settings, auth, app.state.admin_deps.catalog)
-            # torch, transformers and chromadb leave ~500k long-lived objects; without freezing
-            # them every full collection walks them all and stalls the event loop ~250 ms.
-            gc.collect()
-            gc.freeze()
-            # Only now: the start-up above holds the loop, which is no overload to shed for.
-            loop_lag.start()
-            with _young_gc_threshold(YOUNG_GC_THRESHOLD):
+            with process_tuning() if process_tuning is not None else nullcontext():
+                # Only now: the start-up above holds the loop, which is no overload to shed for.
+                loop_lag.start()
                 yield
 
     # A FastAPI app whose /docs (Swagger UI) and /redoc load their JS and CSS from this service

@@ -1,21 +1,34 @@
 """Ports: the small protocols through which services reach the outside world.
 
 Services depend only on these; adapters (``SentenceTransformerEmbedder``, ``ChromaStore``,
-``OpenAICompatibleUpstream``) implement them, and tests substitute fakes.
+``OpenAICompatibleUpstream``) implement them, and tests substitute fakes. They are typed with
+the domain types of ``rag_service.domain``, never with an adapter's own, so the dependency
+points from the adapters to the ports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
+from rag_service.domain import (
+    CatalogChanges,
+    CatalogInfo,
+    CatalogRecord,
+    CatalogRef,
+    Filters,
+    IndexedText,
+    LiveRecord,
+    LiveState,
+    MetadataValue,
+    NewRecord,
+    Passage,
+    ResolvedContext,
+    UpstreamHealth,
+    UpstreamProbe,
+    Vector,
+)
 from rag_service.upstream_events import ChatRequest, EventSink
-
-MetadataValue = str | int | float | bool
-Vector = list[float]
-Filters = Mapping[str, MetadataValue] | None  # metadata equality filters; None: no filter
 
 
 class Embedder(Protocol):
@@ -30,33 +43,6 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embed ``texts`` (batched internally); raises ``EmbedderUnavailable``."""
         ...
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One retrieved piece of catalog text."""
-
-    id: str
-    doc_id: str
-    title: str
-    text: str
-    score: float
-    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
-    # The passage's embedding, when the store gave it: what judging whether a cached context
-    # covers a new question compares against. Never sent to clients.
-    vector: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class CatalogInfo:
-    """The live catalog as readers see it."""
-
-    version: int
-    document_count: int
-    chunk_count: int
-    sources: Mapping[str, int]
-    updated_at: str | None
-    embedding_model: str | None
 
 
 class PassageSearch(Protocol):
@@ -77,46 +63,6 @@ class PassageSearch(Protocol):
         ...
 
     def catalog_info(self) -> CatalogInfo: ...
-
-
-@dataclass(frozen=True)
-class CatalogRef:
-    """Which catalog readers see: its version, and the generation of records that holds it (a
-    new one when the embedding model changes; a fake store bumps it on every change)."""
-
-    version: int
-    generation: str | None
-
-
-@dataclass(frozen=True)
-class CatalogRecord:
-    """One passage of a catalog version, as hybrid retrieval holds it in memory."""
-
-    record_id: str  # unique across versions: a changed passage is a new record
-    chunk_id: str
-    doc_id: str
-    title: str
-    text: str
-    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
-
-    def passage(self, score: float, vector: Sequence[float] | None) -> Passage:
-        return Passage(
-            id=self.chunk_id,
-            doc_id=self.doc_id,
-            title=self.title,
-            text=self.text,
-            score=score,
-            metadata=self.metadata,
-            vector=tuple(vector) if vector is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class CatalogChanges:
-    """What one published version changed: records added, and ids of records retired."""
-
-    added: tuple[CatalogRecord, ...]
-    removed: tuple[str, ...]
 
 
 class CatalogRecords(Protocol):
@@ -158,6 +104,30 @@ class CatalogStore(PassageSearch, CatalogRecords, Protocol):
     """A vector store both retrieval modes can read (ChromaStore implements it)."""
 
 
+class RecordWriter(Protocol):
+    """One record collection's write side (ChromaStore's RecordSet implements it). Records
+    staged for a version stay invisible to readers until that version is published."""
+
+    @property
+    def name(self) -> str: ...
+    def live_records(self, version: int) -> dict[str, LiveRecord]: ...
+    def embeddings_of(self, record_ids: Sequence[str]) -> dict[str, Vector]: ...
+    def recover(self, live_version: int) -> int: ...
+    def stage(self, version: int, records: Sequence[NewRecord]) -> None: ...
+    def retire(self, version: int, record_ids: Sequence[str]) -> None: ...
+    def collect_garbage(self, live_version: int) -> int: ...
+
+
+class CatalogWriter(Protocol):
+    """The write side of the vector store that ingestion needs (ChromaStore implements it)."""
+
+    def live_state(self) -> LiveState: ...
+    def records(self, name: str) -> RecordWriter: ...
+    def new_collection_name(self, version: int) -> str: ...
+    def publish(self, state: LiveState) -> None: ...
+    def drop_unused_collections(self, keep: set[str]) -> list[str]: ...
+
+
 class LexicalSearcher(Protocol):
     """A read-only view of a lexical index at one catalog version."""
 
@@ -166,46 +136,12 @@ class LexicalSearcher(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class IndexedText:
-    """What the lexical index holds of one record: its id and the words to find it by."""
-
-    record_id: str
-    text: str
-
-
 class LexicalIndex(Protocol):
     """A full-text index that follows catalog versions record by record."""
 
     def apply(self, added: Sequence[IndexedText], removed: Sequence[str]) -> LexicalSearcher:
         """Add and remove records; the searcher sees the result, earlier searchers do not."""
         ...
-
-
-BreakerStateName = Literal["closed", "open", "half_open"]
-
-
-@dataclass(frozen=True)
-class UpstreamHealth:
-    """What the upstream client knows of its upstream right now, for ``/readyz``."""
-
-    breaker: BreakerStateName
-    # In words, the configuration problem (untrusted certificate, proxy refusal) that made the
-    # last attempt fail; cleared once the upstream streams an answer again.
-    problem: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.breaker != "open" and self.problem is None
-
-
-@dataclass(frozen=True)
-class UpstreamProbe:
-    """The outcome of one real request to the upstream, for ``/readyz``."""
-
-    ok: bool  # the server answered and takes our key
-    detail: str  # in words: how it answered, or why not (never a stack trace)
-    model_listed: bool | None = None  # None: the server lists no models
 
 
 class ChatUpstream(Protocol):
@@ -241,30 +177,6 @@ class Clock(Protocol):
     """Monotonic seconds; tests pass a controllable one."""
 
     def __call__(self) -> float: ...
-
-
-JSON = dict[str, Any]
-
-
-class ContextState(StrEnum):
-    fresh = "fresh"  # served from the freshness cache
-    refreshed = "refreshed"  # retrieved now
-    stale = "stale"  # retrieval failed; the last known context is served
-    fallback = "fallback"  # the configured fallback context
-
-
-@dataclass(frozen=True)
-class ResolvedContext:
-    """The context an answer is grounded in, and how it was obtained (the `meta` event's body)."""
-
-    context_id: str
-    state: ContextState
-    passages: tuple[Passage, ...]
-    age_s: float
-    catalog_version: int
-    fallback_text: str | None = None  # set when state is `fallback`
-    # The cached context did not cover the question: passages retrieved for it were merged in.
-    extended: bool = False
 
 
 class ContextResolver(Protocol):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_service.api.health_routes import ReadinessCheck
-from rag_service.ports import ChatUpstream, Embedder, PassageSearch, UpstreamProbe
+from rag_service.domain import UpstreamProbe
+from rag_service.ports import ChatUpstream, Embedder, PassageSearch
 
 UPSTREAM_PROBE_TTL_S = 5.0
 

@@ -23,22 +23,24 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from rag_service.adapters.chroma_client import chroma_errors, open_chroma_client
-from rag_service.errors import InvalidInput
-from rag_service.ports import (
+from rag_service.domain import (
     CatalogChanges,
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
     Filters,
+    LiveRecord,
+    LiveState,
     MetadataValue,
+    NewRecord,
     Passage,
     Vector,
 )
+from rag_service.errors import InvalidInput
 from rag_service.settings import ChromaSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,38 +48,6 @@ NEVER = 2**62  # _v_to of a record that no published version has retired
 INTERNAL_PREFIX = "_"
 PAGE = 2000
 STATE_ID = "live"
-
-
-@dataclass(frozen=True)
-class LiveRecord:
-    record_id: str
-    chunk_id: str
-    doc_id: str
-    record_hash: str
-    text_hash: str
-    source: str
-
-
-@dataclass(frozen=True)
-class NewRecord:
-    record_id: str
-    chunk_id: str
-    doc_id: str
-    text: str
-    embedding: Vector
-    metadata: Mapping[str, MetadataValue]  # user metadata plus title/source/kind/hashes
-
-
-@dataclass(frozen=True)
-class LiveState:
-    version: int
-    document_count: int = 0
-    chunk_count: int = 0
-    sources: Mapping[str, int] | None = None
-    updated_at: str | None = None
-    embedding_model: str | None = None
-    records_collection: str | None = None  # the record collection readers of this version use
-    previous_collection: str | None = None  # the one readers of the previous version may use
 
 
 def _translated(operation: str) -> Callable[[F], F]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from rag_service.adapters.chroma_store import ChromaStore, LiveState, RecordSet
-from rag_service.ports import (
+from rag_service.adapters.chroma_store import ChromaStore, RecordSet
+from rag_service.domain import (
     CatalogChanges,
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
     Filters,
+    LiveState,
     MetadataValue,
     Passage,
     Vector,

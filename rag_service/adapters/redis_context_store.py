@@ -25,7 +25,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
-from rag_service.ports import Passage
+from rag_service.domain import Passage
 from rag_service.retrieval.shared_contexts import SharedContext
 
 # Delete the lock only if the caller still holds it.

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag_service.domain import Vector
 from rag_service.errors import EmbedderUnavailable
-from rag_service.ports import Vector
 from rag_service.settings import EmbeddingSettings
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from typing import Any
 
 import tantivy
 
-from rag_service.ports import IndexedText, LexicalSearcher
+from rag_service.domain import IndexedText
+from rag_service.ports import LexicalSearcher
 
 ANALYZER = "catalog_en"
 WRITER_HEAP_BYTES = 32 * 1024 * 1024

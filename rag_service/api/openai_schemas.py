@@ -41,8 +41,8 @@ from rag_service.api.schemas import (
     Text,
     TopK,
 )
+from rag_service.domain import MetadataValue
 from rag_service.errors import InvalidInput
-from rag_service.ports import MetadataValue
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.streaming.answer import AnswerRequest
 from rag_service.upstream_events import ChatMessage

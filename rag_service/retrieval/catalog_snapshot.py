@@ -21,15 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rag_service.domain import CatalogRecord, CatalogRef, IndexedText
 from rag_service.errors import VectorStoreUnavailable
-from rag_service.ports import (
-    CatalogRecord,
-    CatalogRecords,
-    CatalogRef,
-    IndexedText,
-    LexicalIndex,
-    LexicalSearcher,
-)
+from rag_service.ports import CatalogRecords, LexicalIndex, LexicalSearcher
 from rag_service.retrieval.identifiers import IdentifierTable, record_identifiers
 
 logger = logging.getLogger(__name__)

@@ -21,16 +21,9 @@ from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
 
+from rag_service.domain import ContextState, MetadataValue, Passage, ResolvedContext, Vector
 from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
-from rag_service.ports import (
-    Clock,
-    ContextState,
-    MetadataValue,
-    Passage,
-    PassageSearch,
-    ResolvedContext,
-    Vector,
-)
+from rag_service.ports import Clock, PassageSearch
 from rag_service.retrieval.catalog_channel import CatalogVersionChannel
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
 from rag_service.retrieval.context_entries import (

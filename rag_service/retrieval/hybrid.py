@@ -27,16 +27,8 @@ from typing import Protocol
 
 import numpy as np
 
-from rag_service.ports import (
-    CatalogRecord,
-    CatalogStore,
-    Filters,
-    LexicalIndex,
-    MetadataValue,
-    Passage,
-    PassageSearch,
-    Vector,
-)
+from rag_service.domain import CatalogRecord, Filters, MetadataValue, Passage, Vector
+from rag_service.ports import CatalogStore, LexicalIndex, PassageSearch
 from rag_service.retrieval.catalog_snapshot import CatalogSnapshot, CatalogSnapshots, SnapshotStats
 from rag_service.settings import RetrievalSettings
 

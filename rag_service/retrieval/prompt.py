@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from cachetools import LRUCache
 
-from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.domain import ContextState, Passage, ResolvedContext
 from rag_service.upstream_events import ChatMessage, ChatRequest
 
 CONTEXT_OPEN = "<context>"

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from rag_service.domain import MetadataValue, Passage, Vector
 from rag_service.errors import InvalidInput, VectorStoreUnavailable
-from rag_service.ports import Embedder, MetadataValue, Passage, Vector
+from rag_service.ports import Embedder
 from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.hybrid import PassageFinder
 from rag_service.settings import RetrievalSettings

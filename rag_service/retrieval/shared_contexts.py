@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from rag_service.domain import MetadataValue, Passage
 from rag_service.errors import StateStoreUnavailable
-from rag_service.ports import MetadataValue, Passage
 
 logger = logging.getLogger(__name__)
 

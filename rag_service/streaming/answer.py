@@ -21,14 +21,9 @@ from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache
 
+from rag_service.domain import MetadataValue, Passage, ResolvedContext
 from rag_service.limits import KeyLimiter, StreamSlot
-from rag_service.ports import (
-    ChatUpstream,
-    ContextResolver,
-    MetadataValue,
-    Passage,
-    ResolvedContext,
-)
+from rag_service.ports import ChatUpstream, ContextResolver
 from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming.registry import Generation, StreamRegistry
 from rag_service.streaming.repetition import answer_without_loops

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
+from rag_service.domain import UpstreamHealth, UpstreamProbe
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
@@ -29,7 +30,6 @@ from rag_service.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
-from rag_service.ports import UpstreamHealth, UpstreamProbe
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from rag_service.domain import UpstreamProbe
 from rag_service.errors import RagServiceError
-from rag_service.ports import UpstreamProbe
 from rag_service.upstream.classify import status_error
 
 PROBE_TIMEOUT_S = 2.0

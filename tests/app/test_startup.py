@@ -11,8 +11,8 @@ from pydantic import SecretStr, ValidationError
 
 from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
+from rag_service.domain import CatalogInfo
 from rag_service.errors import ConfigurationError, VectorStoreUnavailable
-from rag_service.ports import CatalogInfo
 from rag_service.settings import Settings
 from rag_service.startup import is_loopback
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch

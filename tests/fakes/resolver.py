@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from rag_service.domain import ContextState, MetadataValue, Passage, ResolvedContext
 from rag_service.errors import RagServiceError
-from rag_service.ports import ContextState, MetadataValue, Passage, ResolvedContext
 
 SAMPLE_PASSAGES = (
     Passage(id="boots-1#0", doc_id="boots-1", title="Trail boots", text="Waterproof.", score=0.82),

@@ -22,8 +22,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
-from rag_service.ports import (
+from rag_service.domain import (
     CatalogChanges,
     CatalogInfo,
     CatalogRecord,
@@ -33,6 +32,7 @@ from rag_service.ports import (
     Passage,
     Vector,
 )
+from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
 
 _WORD = re.compile(r"\w+")
 # Function words would make every question look alike; real embedders weigh them little too.

@@ -22,8 +22,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rag_service.domain import UpstreamHealth, UpstreamProbe
 from rag_service.errors import RagServiceError
-from rag_service.ports import UpstreamHealth, UpstreamProbe
 from rag_service.upstream_events import (
     ChatRequest,
     Completed,

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from rag_service.app import Components
-from rag_service.ports import ContextState
+from rag_service.domain import ContextState
 from tests.app.conftest import ANSWER
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag_service.adapters.chroma_store import ChromaStore, LiveState, NewRecord, RecordSet
+from rag_service.adapters.chroma_store import ChromaStore, RecordSet
+from rag_service.domain import LiveState, NewRecord
 from rag_service.errors import InvalidInput, VectorStoreUnavailable
 from rag_service.settings import ChromaSettings
 

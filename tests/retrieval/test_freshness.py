@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.domain import ContextState
 from rag_service.errors import InvalidInput
-from rag_service.ports import ContextResolver, ContextState
+from rag_service.ports import ContextResolver
 from rag_service.retrieval import ContextService, Retriever, passage_finder
 from rag_service.settings import FreshnessSettings, RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.domain import ContextState, Passage, ResolvedContext
 from rag_service.retrieval import build_chat_request
 from rag_service.retrieval.prompt import (
     FALLBACK_NOTE,

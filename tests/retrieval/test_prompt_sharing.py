@@ -6,7 +6,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 
-from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.domain import ContextState, Passage, ResolvedContext
 from rag_service.retrieval import ChatRequestBuilder, ContextService, build_chat_request
 from rag_service.retrieval.prompt import system_key
 from rag_service.upstream_events import ChatMessage, ChatRequest

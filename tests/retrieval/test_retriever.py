@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from rag_service.domain import CatalogInfo, MetadataValue, Passage, Vector
 from rag_service.errors import EmbedderUnavailable, InvalidInput, VectorStoreUnavailable
-from rag_service.ports import CatalogInfo, Embedder, MetadataValue, Passage, PassageSearch, Vector
+from rag_service.ports import Embedder, PassageSearch
 from rag_service.retrieval import DenseSearch, Retriever
 from rag_service.settings import RetrievalSettings
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from rag_service.ports import ContextState
+from rag_service.domain import ContextState
 from rag_service.retrieval import ContextService, Retriever
 from rag_service.retrieval.shared_contexts import InProcessContextStore, SharedEntries
 from rag_service.settings import FreshnessSettings

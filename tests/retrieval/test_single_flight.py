@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from rag_service.domain import ContextState
 from rag_service.errors import VectorStoreUnavailable
-from rag_service.ports import ContextState
 from rag_service.retrieval import ContextService
 from rag_service.retrieval.single_flight import SingleFlight
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, ManualClock

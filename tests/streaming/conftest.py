@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.stream_routes import stream_router
-from rag_service.ports import ResolvedContext
+from rag_service.domain import ResolvedContext
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamDeps, StreamRegistry
 from rag_service.streaming.registry import DEFAULT_MAX_SESSIONS

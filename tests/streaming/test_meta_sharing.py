@@ -9,7 +9,7 @@ import gc
 import json
 import tracemalloc
 
-from rag_service.ports import Passage, ResolvedContext
+from rag_service.domain import Passage, ResolvedContext
 from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, meta_payload
 from rag_service.streaming.answer import SourceLists, meta_json
