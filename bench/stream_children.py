@@ -250,11 +250,12 @@ def _freeze_startup_heap() -> None:
 async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -> None:
     from rag_service.app import create_app
     from rag_service.http_server import server_config
+    from rag_service.server.process_tuning import serving_gc
     from rag_service.settings import Settings
 
     settings = Settings()
     config = server_config(
-        create_app(settings),
+        create_app(settings, process_tuning=serving_gc),
         settings,
         log_level="warning",
         access_log=False,

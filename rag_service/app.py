@@ -30,7 +30,6 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
-from ingest.service import ingest_lock
 from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
@@ -53,6 +52,7 @@ from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
+from rag_service.ingest_composition import ingest_lock
 from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions, IngestTarget
 from rag_service.limits import (
     FallbackKeyLimiter,

@@ -53,8 +53,8 @@ def ingest(
     sync deletes only below the paths given; nothing whose real path leaves that root is read.
     """
     from ingest.console import print_report, progress_bar
-    from ingest.service import ingest_catalog
     from rag_service.adapters.redis_ingest_lock import ingest_lock_across_hosts
+    from rag_service.ingest_composition import ingest_catalog
     from rag_service.ingest_jobs import report_json
 
     console = Console(stderr=as_json)
@@ -85,8 +85,8 @@ def catalog(
 ) -> None:
     """Show the live catalog: version, document count, sources."""
     from ingest.console import catalog_summary, catalog_table
-    from ingest.service import read_catalog
     from rag_service.adapters.chroma_client import describe
+    from rag_service.ingest_composition import read_catalog
 
     console = Console()
     settings = Settings()
@@ -127,6 +127,7 @@ def serve(
 
     from rag_service.app import create_app
     from rag_service.http_server import logging_config, run_workers, server_config
+    from rag_service.server.process_tuning import serving_gc
 
     console = Console(stderr=True)
     try:
@@ -141,7 +142,7 @@ def serve(
         server_settings = ServerSettings.model_validate(settings.server.model_dump() | listen)
         settings = settings.model_copy(update={"server": server_settings})
     try:
-        service = create_app(settings)
+        service = create_app(settings, process_tuning=serving_gc)
     except RagServiceError as error:  # e.g. no client keys on a non-loopback address
         console.print(f"[red]refusing to start[/]: {error.message}", highlight=False)
         raise typer.Exit(2) from None

@@ -154,9 +154,10 @@ def worker_app() -> Any:
     """The app of one worker process (uvicorn's factory): settings from the environment, the
     service from ``create_app``, inside the ASGI layers of ``server_config``."""
     from rag_service.app import create_app
+    from rag_service.server.process_tuning import serving_gc
 
     settings = Settings()
-    return guarded_app(create_app(settings), settings.server)
+    return guarded_app(create_app(settings, process_tuning=serving_gc), settings.server)
 
 
 def logging_config(level: str) -> dict[str, Any]:

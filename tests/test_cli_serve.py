@@ -32,7 +32,7 @@ async def plain_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def test_a_port_in_use_exits_with_the_start_up_failure_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rag_service.app, "create_app", lambda settings: plain_app)
+    monkeypatch.setattr(rag_service.app, "create_app", lambda settings, **_: plain_app)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -50,7 +50,7 @@ def serve_on_busy_port(
     reached ``create_app`` and the exit code."""
     seen: list[Settings] = []
 
-    def create_app(settings: Settings) -> Any:
+    def create_app(settings: Settings, **_: Any) -> Any:
         seen.append(settings)
         return plain_app
 
@@ -108,7 +108,9 @@ async def app_that_logs_then_fails(scope: dict[str, Any], receive: Any, send: An
 def test_serve_prints_the_services_own_info_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     """The start-up summary is an INFO line of the ``rag_service`` logger: serve wires that
     logger to uvicorn's handler, else Python would print nothing below WARNING."""
-    monkeypatch.setattr(rag_service.app, "create_app", lambda settings: app_that_logs_then_fails)
+    monkeypatch.setattr(
+        rag_service.app, "create_app", lambda settings, **_: app_that_logs_then_fails
+    )
 
     result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
 

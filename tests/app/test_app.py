@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rag_service.app import YOUNG_GC_THRESHOLD
+from rag_service.app import Components, create_app
+from rag_service.server.process_tuning import YOUNG_GC_THRESHOLD, serving_gc
 from tests.app.conftest import (
     ANSWER,
     Service,
@@ -17,6 +18,8 @@ from tests.app.conftest import (
     running_service,
     wait_for_job,
 )
+from tests.fakes.retrieval import HashingEmbedder
+from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.ingest.catalogs import product, write_products
 from tests.streaming.helpers import assert_error_shape, deltas
 from tests.streaming.sse_spec import parse_sse
@@ -179,10 +182,17 @@ async def test_health_readiness_and_metrics(service: Service) -> None:
     assert "rag_catalog_version 1.0" in metrics
 
 
-async def test_the_running_service_collects_young_objects_less_often(tmp_path: Path) -> None:
+async def test_a_served_app_collects_young_objects_less_often_and_others_leave_gc_alone(
+    tmp_path: Path,
+) -> None:
     before = gc.get_threshold()
+    settings = app_settings(tmp_path)
+    async with running_service(settings):
+        assert gc.get_threshold() == before  # an app of a test changes nothing process-wide
 
-    async with running_service(app_settings(tmp_path)):
+    upstream = ScriptedUpstream(script=answer_script(["Hi."]))
+    parts = Components(embedder=HashingEmbedder(64), upstream=upstream)
+    app = create_app(settings, parts, process_tuning=serving_gc)  # as `rag-service serve` does
+    async with app.router.lifespan_context(app):
         assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
-
     assert gc.get_threshold() == before  # a stopped service leaves the process as it found it
