@@ -14,7 +14,7 @@ counts as seen only once ``[DONE]`` arrived: a stream cut between them resumes w
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -43,6 +43,8 @@ from rag_service.client._events import (
 from rag_service.client._policy import RetryPolicy
 from rag_service.sse_parser import SSEParser
 
+__all__ = ["STREAM_PATH", "NextRequest", "Opening", "Parsed", "Resumption"]
+
 STREAM_PATH = "/rag/stream"
 _EVENT_STREAM = "text/event-stream"
 
@@ -68,6 +70,17 @@ class NextRequest:
     json: Any
     headers: dict[str, str]
     timeout: httpx.Timeout
+
+    def build(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """This request on ``http`` (its base URL and default headers merged in)."""
+        return http.build_request(
+            self.method,
+            self.path,
+            params=self.params,
+            json=self.json,
+            headers=self.headers,
+            timeout=self.timeout,
+        )
 
 
 class Parsed(NamedTuple):
@@ -168,6 +181,18 @@ class Resumption:
         """The connection failed or ended early: the notice of the next try, or raise."""
         return self._schedule(reason, now, self.retry_hint_s)
 
+    def ended(self, now: float) -> Reconnecting | None:
+        """The response ended: ``None`` if the answer is whole, else the notice of the next try."""
+        return None if self.finished else self.lost("the connection closed mid-answer", now)
+
+    def failed(self, error: httpx.TransportError, now: float) -> Reconnecting | None:
+        """The connection or a read failed: the notice of the next try, or ``None`` if the answer
+        is whole already (the failure hit only the framing after its last event)."""
+        if self.finished:
+            return None
+        kind = type(error).__name__
+        return self.lost(f"{kind}: {error}" if str(error) else kind, now)
+
     def _schedule(
         self,
         reason: str,
@@ -230,6 +255,14 @@ class Resumption:
                     self._parsed_stream_id = item.event.stream_id
                 self._parsed_end = isinstance(item.event, Done | Error)
         return parsed
+
+    def received(self, chunk: bytes, now: float) -> Iterator[ServiceEvent]:
+        """The events of the response's next ``chunk`` (arrived at ``now``, within the deadline
+        or ``DeadlineExceeded``), each delivered as the reader takes it: a reader that stops
+        early leaves the rest unseen, to be sent again by a resume."""
+        self._check_deadline(now)
+        for item in self.feed(chunk):
+            yield self.deliver(item)
 
     def deliver(self, item: Parsed) -> ServiceEvent:
         """``item``'s event, now handed to the reader: it counts as seen."""
