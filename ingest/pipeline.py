@@ -1,6 +1,6 @@
 """The ingest pipeline: load, chunk, diff against the live catalog, embed what changed, publish.
 
-The caller holds the ingest lock (see ``ingest.service``); the pipeline only talks to ports.
+The caller holds the ingest lock (see ``rag_service.ingest_composition``); the pipeline only talks to ports.
 Writes go to records that no reader can see until ``publish``, so a failure or a kill at any
 point leaves the live catalog as it was; the next run's ``recover`` clears the leftovers.
 """

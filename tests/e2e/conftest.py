@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import ingest_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.app import Components, create_app
+from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import ChromaSettings, EmbeddingSettings, Settings, StreamSettings
 from tests.conftest import REPO
 from tests.live_server import live_server

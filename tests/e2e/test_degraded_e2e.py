@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.service import ingest_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
+from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import ChromaSettings, Settings
 from tests.conftest import chroma_executable, free_port, wait_for_chroma
 from tests.e2e.conftest import e2e_settings, running_service

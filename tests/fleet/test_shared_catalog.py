@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import ingest_catalog
 from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.app import Components
 from rag_service.errors import StateStoreUnavailable
+from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import RedisSettings, Settings
 from tests.app.conftest import ADMIN_KEY, ANSWER, wait_for_job
 from tests.conftest import free_port

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.pipeline import IngestPipeline
-from ingest.service import ingest_lock
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.domain import Vector
+from rag_service.ingest_composition import ingest_lock
 from rag_service.retrieval import HybridSearch
 from rag_service.retrieval.catalog_snapshot import CatalogSnapshots
 from rag_service.settings import RetrievalSettings, Settings

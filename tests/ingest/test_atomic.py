@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import pytest
 
 from ingest.pipeline import IngestPipeline
-from ingest.service import ingest_lock
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.errors import IngestInProgress, VectorStoreUnavailable
+from rag_service.ingest_composition import ingest_lock
 from rag_service.settings import ChromaSettings, IngestSettings, Settings
 from tests.conftest import REPO
 from tests.fakes.retrieval import HashingEmbedder

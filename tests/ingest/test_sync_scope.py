@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestPipeline, choose_catalog_root
-from ingest.service import ingest_catalog
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.errors import DeletionNotConfirmed
+from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import ChromaSettings, IngestSettings, Settings
 from tests.fakes.retrieval import HashingEmbedder
 from tests.ingest.catalogs import product, write_policy, write_products

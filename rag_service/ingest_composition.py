@@ -1,4 +1,11 @@
-"""Ingest as a library call: open the store and the embedder, take the lock, run the pipeline."""
+"""The ingest composed from settings: which adapters serve the ingest's ports.
+
+``ingest/`` knows only the ports (``CatalogWriter``, ``Embedder``); this module picks the
+adapters for them (Chroma, the sentence-transformers model), the lock file that keeps ingests
+one at a time, and the Redis channel that tells running replicas of a new catalog version. The
+CLI's ``ingest`` and ``catalog`` commands use it, ``rag_service.app`` (the composition root of
+the service) takes its lock for admin ingests, and tests call it as a library.
+"""
 
 from __future__ import annotations
 
