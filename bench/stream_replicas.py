@@ -48,6 +48,7 @@ from bench.stream_replicas_setup import (
     redis_calls,
     redis_cpu_s,
     redis_server,
+    script_calls,
 )
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore, request_json
@@ -201,6 +202,8 @@ class Pass:
     cpu_s: float
     redis_cpu_s: float
     redis_calls: int
+    scripts: int  # EVALSHA calls: the store's flushes (of up to 500 streams each)
+    script_us: int  # Redis's time in them: it answers nobody else meanwhile
     delivery: Delivery
     round_trips: int
     round_trips_per_s: float | None  # steady, or (a short run) over the whole run
@@ -217,17 +220,21 @@ async def generating_pass(mode: Mode, url: str, client: redis.Redis, shape: Shap
     run = GeneratingRun(shape, registry, store, random.Random(5))
     started = time.perf_counter()
     cpu0, redis_cpu0, calls0 = time.process_time(), redis_cpu_s(client), redis_calls(client)
+    scripts0, script_us0 = script_calls(client)
     steady = asyncio.create_task(run.steady_round_trips_per_s())
     await asyncio.gather(*(run.answer() for _ in range(shape.streams)))
     if store is not None:
         await written(run.sessions)
     cpu = time.process_time() - cpu0
     run_s = time.perf_counter() - started
+    scripts, script_us = script_calls(client)
     measured = Pass(
         deltas=shape.streams * shape.tokens,
         cpu_s=cpu,
         redis_cpu_s=redis_cpu_s(client) - redis_cpu0,
         redis_calls=redis_calls(client) - calls0,
+        scripts=scripts - scripts0,
+        script_us=script_us - script_us0,
         delivery=run.delivery,
         round_trips=0,
         round_trips_per_s=None,
@@ -267,6 +274,8 @@ def mode_row(mode: Mode, shape: Shape, passes: list[Pass]) -> dict[str, Any]:
         rates = [p.round_trips_per_s or 0.0 for p in passes]
         row["round_trips"] = sum(p.round_trips for p in passes)
         row["round_trips_per_s"] = round(sum(rates) / len(rates), 1)
+        scripts = sum(p.scripts for p in passes)
+        row["script_ms_per_flush"] = round(sum(p.script_us for p in passes) / scripts / 1000, 2)
     return row
 
 

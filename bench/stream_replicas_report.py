@@ -33,8 +33,8 @@ class StreamReplicasResult:
             "",
             "| mode | delta p50 ms | delta p99 ms | first delta p50 ms | first delta p99 ms "
             "| service CPU µs/delta | redis-server CPU µs/delta | Redis calls/delta "
-            "| round trips/s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| round trips/s | script ms/flush |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in gen:
             delta, first = row["delta_to_reader"], row["first_delta_to_reader"]
@@ -42,10 +42,14 @@ class StreamReplicasResult:
                 f"| {row['mode']} | {delta['median_ms']} | {delta['p99_ms']} "
                 f"| {first['median_ms']} | {first['p99_ms']} "
                 f"| {service_cpu(row)} | {row['redis_cpu_us_per_delta']} "
-                f"| {row['redis_calls_per_delta']} | {row.get('round_trips_per_s', '-')} |"
+                f"| {row['redis_calls_per_delta']} | {row.get('round_trips_per_s', '-')} "
+                f"| {row.get('script_ms_per_flush', '-')} |"
             )
         ping, load = self.data["ping"], self.data["load_average"]
         lines += [
+            "",
+            "Script ms/flush: redis-server's time in one flush's script call (mean), during "
+            "which it answers no other command.",
             "",
             f"A PING round trip to this redis-server, before the runs: {ping['median_ms']} ms "
             f"(median; p99 {ping['p99_ms']} ms). Load average (1 min) of the machine's "

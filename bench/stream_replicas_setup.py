@@ -87,6 +87,12 @@ def redis_calls(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_"))
 
 
+def script_calls(client: redis.Redis) -> tuple[int, int]:
+    """``EVALSHA`` calls (the store's flushes) and the microseconds Redis spent in them."""
+    stats = cast(dict[str, Any], client.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
 def new_store(
     client: Any, url: str, stream: StreamSettings, prefix: str, name: str
 ) -> RedisStreamStore:

@@ -43,6 +43,7 @@ def test_stream_replicas_bench_measures_every_mode_memory_and_resumes() -> None:
     for row in rows[1:]:
         assert row["round_trips_per_s"] > 0
         assert row["redis_calls_per_delta"] > 1  # an XADD per delta, plus the records
+        assert row["script_ms_per_flush"] > 0
 
     memory = data["memory"]
     assert memory["request_chars"] == len(request_json(chat_request()))
