@@ -19,16 +19,46 @@ from __future__ import annotations
 import json
 from typing import Any
 
+__all__ = [
+    "BadRequest",
+    "ConnectionFailed",
+    "DeadlineExceeded",
+    "Forbidden",
+    "ProtocolError",
+    "RagClientError",
+    "RateLimited",
+    "RequestRefused",
+    "ServiceUnavailable",
+    "StreamFailed",
+    "StreamNotFound",
+    "Unauthorized",
+    "refusal",
+    "retry_after_seconds",
+]
+
 
 class RagClientError(Exception):
     """Base of every error this client raises."""
 
 
-class RequestRefused(RagClientError):
-    """An HTTP error answer, with the service's JSON error fields.
+class _ReportedError(RagClientError):
+    """An error the service reported in its own words, as an error answer or an ``error``
+    event: ``code``, ``message``, and whether (``retryable``, the service's own judgement) and
+    when (``retry_after_s``) another try may succeed."""
 
-    ``retryable`` is the service's own judgement; ``retry_after_s`` is its ``Retry-After``.
-    """
+    def __init__(
+        self, summary: str, code: str, message: str, retryable: bool, retry_after_s: float | None
+    ) -> None:
+        super().__init__(summary)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class RequestRefused(_ReportedError):
+    """An HTTP error answer, with the service's JSON error fields (``retry_after_s`` is its
+    ``Retry-After``)."""
 
     def __init__(
         self,
@@ -40,12 +70,8 @@ class RequestRefused(RagClientError):
         retry_after_s: float | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}", code, message, retryable, retry_after_s)
         self.status = status
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
         self.details = details or {}
 
 
@@ -73,7 +99,7 @@ class ServiceUnavailable(RequestRefused):
     """5xx: overloaded, shutting down, or the upstream's circuit is open, after all attempts."""
 
 
-class StreamFailed(RagClientError):
+class StreamFailed(_ReportedError):
     """The stream ended with an ``error`` event; ``text`` is what arrived before it."""
 
     def __init__(
@@ -85,11 +111,7 @@ class StreamFailed(RagClientError):
         retry_after_s: float | None = None,
         text: str = "",
     ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
+        super().__init__(f"{code}: {message}", code, message, retryable, retry_after_s)
         self.text = text
 
 

@@ -14,6 +14,25 @@ from typing import Any
 
 from rag_service.client._errors import ProtocolError
 
+__all__ = [
+    "Connected",
+    "Delta",
+    "Done",
+    "Error",
+    "Meta",
+    "Reconnecting",
+    "Resumed",
+    "Retry",
+    "ServiceEvent",
+    "Source",
+    "StreamEvent",
+    "done_event",
+    "error_event",
+    "json_object",
+    "meta_event",
+    "native_event",
+]
+
 
 @dataclass(frozen=True)
 class Source:

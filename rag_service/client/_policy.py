@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import httpx
 
+__all__ = ["RetryPolicy"]
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -11,6 +11,19 @@ from rag_service.client._errors import StreamFailed
 from rag_service.client._events import Done, Meta
 from rag_service.client._resume import STREAM_PATH, Opening, Resumption
 
+__all__ = [
+    "CHAT_PATH",
+    "CONTEXT_ID_HEADER",
+    "DEFAULT_URL",
+    "Answer",
+    "Message",
+    "chat_opening",
+    "finished_answer",
+    "question_opening",
+    "request_headers",
+    "resume_opening",
+]
+
 CHAT_PATH = "/v1/chat/completions"
 CONTEXT_ID_HEADER = "X-Context-Id"
 DEFAULT_URL = "http://127.0.0.1:8000"
