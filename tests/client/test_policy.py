@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import pytest
 
 from rag_service.client import (
@@ -110,3 +111,30 @@ def test_a_repeated_event_is_not_delivered_twice_and_a_gap_is_an_error() -> None
     assert resumption.text == "a"
     with pytest.raises(ProtocolError, match="events are missing"):
         read(resumption, b'id: s:4\nevent: delta\ndata: {"text": "c"}\n\n')
+
+
+def test_bytes_that_arrive_after_the_deadline_are_not_read() -> None:
+    resumption = progress(RetryPolicy(deadline_s=10.0))
+    resumption.next_request(0.0)
+    meta = b'id: s:1\nevent: meta\ndata: {"stream_id": "s", "context_id": "c"}\n\n'
+    assert len(list(resumption.received(meta, 9.9))) == 1
+    with pytest.raises(DeadlineExceeded, match="no answer within the deadline of 10 s"):
+        list(resumption.received(b'id: s:2\nevent: delta\ndata: {"text": "a"}\n\n', 10.0))
+    assert resumption.text == "" and resumption.last_event_id == "s:1"
+
+
+def test_a_response_that_ends_or_fails_is_retried_only_while_the_answer_is_unfinished() -> None:
+    resumption = progress(RetryPolicy(base_delay_s=0.01))
+    resumption.next_request(0.0)
+    meta = b'id: s:1\nevent: meta\ndata: {"stream_id": "s", "context_id": "c"}\n\n'
+    list(resumption.received(meta, 0.0))
+    cut = resumption.ended(0.1)
+    assert cut is not None and cut.reason == "the connection closed mid-answer"
+    resumption.next_request(0.2)
+    failed = resumption.failed(httpx.ReadError("reset by peer"), 0.2)
+    assert failed is not None and failed.reason == "ReadError: reset by peer"
+    resumption.next_request(0.3)
+    list(resumption.received(b'id: s:2\nevent: done\ndata: {"finish_reason": "stop"}\n\n', 0.3))
+    assert resumption.ended(0.4) is None
+    assert resumption.failed(httpx.ReadError(""), 0.4) is None  # only the framing after it
+    assert resumption.reconnects == 2
