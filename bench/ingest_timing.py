@@ -51,6 +51,9 @@ class TimedEmbedder:
     def model_name(self) -> str:
         return self._inner.model_name
 
+    def load(self) -> None:
+        self._inner.load()
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         with self._timings.measure("embed"):
             return self._inner.embed(texts)

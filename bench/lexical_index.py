@@ -71,6 +71,9 @@ class SeededEmbedder:
     dimension = 64
     model_name = "seeded-random-64"
 
+    def load(self) -> None:
+        """Nothing to load."""
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors = []
         for text in texts:

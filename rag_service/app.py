@@ -53,7 +53,13 @@ from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
 from rag_service.ingest_composition import ingest_lock
-from rag_service.ingest_jobs import IngestJob, IngestJobs, IngestOptions, IngestTarget
+from rag_service.ingest_jobs import (
+    IngestJob,
+    IngestJobs,
+    IngestOptions,
+    IngestTarget,
+    RunIngest,
+)
 from rag_service.limits import (
     FallbackKeyLimiter,
     InMemoryKeyLimiter,
@@ -70,7 +76,13 @@ from rag_service.observability import (
     loop_lag_histogram,
     metrics_port_server,
 )
-from rag_service.ports import CatalogWriter, ChatUpstream, Embedder, PassageSearch
+from rag_service.ports import (
+    CatalogWriter,
+    ChatUpstream,
+    Embedder,
+    PassageSearch,
+    ReadWriteCatalogStore,
+)
 from rag_service.readiness import (
     SharedStateCheck,
     SharedStateComponent,
@@ -107,7 +119,7 @@ class Components:
     """Replaceable parts of the graph; ``None`` builds the default adapter from settings."""
 
     embedder: Embedder | None = None
-    store: Any | None = None  # PassageSearch, and CatalogWriter for admin ingests
+    store: ReadWriteCatalogStore | None = None  # read by retrieval, written by admin ingests
     upstream: ChatUpstream | None = None
 
 
@@ -442,18 +454,15 @@ async def _announce(settings: Settings, auth: ClientAuth, catalog: PassageSearch
 
 async def _warm_up(embedder: Embedder) -> None:
     """Load the model before the first request; a failure is reported by /readyz, not fatal."""
-    load = getattr(embedder, "load", None)
-    if load is None:
-        return
     try:
-        await asyncio.to_thread(load)
+        await asyncio.to_thread(embedder.load)
     except Exception as error:  # the service still answers from the fallback context
         log.error("embedding model failed to load: %s", error)
 
 
 def _ingest_runner(
     settings: Settings, store: CatalogWriter, embedder: Embedder, owns_store: bool
-) -> Any:
+) -> RunIngest:
     def run(
         target: IngestTarget, options: IngestOptions, progress: ProgressCallback
     ) -> IngestReport:

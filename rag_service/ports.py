@@ -40,6 +40,11 @@ class Embedder(Protocol):
     @property
     def model_name(self) -> str: ...
 
+    def load(self) -> None:
+        """Get ready to embed now (load the model), so the first request does not wait for it;
+        one with nothing to load returns at once. Raises ``EmbedderUnavailable``."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embed ``texts`` (batched internally); raises ``EmbedderUnavailable``."""
         ...
@@ -126,6 +131,11 @@ class CatalogWriter(Protocol):
     def new_collection_name(self, version: int) -> str: ...
     def publish(self, state: LiveState) -> None: ...
     def drop_unused_collections(self, keep: set[str]) -> list[str]: ...
+
+
+class ReadWriteCatalogStore(CatalogStore, CatalogWriter, Protocol):
+    """The store the service runs on: read by retrieval, written by admin ingests
+    (ChromaStore and LazyChromaStore implement it)."""
 
 
 class LexicalSearcher(Protocol):

@@ -110,6 +110,9 @@ class HashingEmbedder:
     def model_name(self) -> str:
         return f"hashing-{self._dimension}"
 
+    def load(self) -> None:
+        """Nothing to load: the vectors are computed from the words."""
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         with self._lock:
             self.calls += 1

@@ -172,5 +172,8 @@ class _FixedEmbedder:
     def model_name(self) -> str:
         return "fixed"
 
+    def load(self) -> None:
+        """Nothing to load."""
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         return [self._vector for _ in texts]
