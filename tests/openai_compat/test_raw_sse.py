@@ -108,13 +108,26 @@ async def test_an_error_after_the_start_is_an_error_data_without_done(
 
 
 async def test_pings_are_single_comment_lines_the_sdk_reads_past(tmp_path: Path) -> None:
+    held_script: list[Step] = [TextDelta("Slow "), Hold(), TextDelta("answer."), completed()]
     slow_script: list[Step] = [TextDelta("Slow "), Pause(0.4), TextDelta("answer."), completed()]
     async with running_service(tmp_path, ping_interval_s=0.05) as service:
-        service.upstream.script = slow_script
-        response = await post_raw(service)
-        assert b": ping\n" in response.content
-        assert b": ping\n\n" not in response.content
-        assert_every_block_has_data(response.content)
+        service.upstream.script = held_script
+        body = b""
+        async with (
+            service.http() as http,
+            http.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={"model": "m", "messages": user_turn(), "stream": True},
+                headers=client_auth(),
+            ) as response,
+        ):
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if b": ping\n" in body:  # the answer is held until a ping came: no race
+                    service.upstream.release()
+        assert b": ping\n\n" not in body
+        assert_every_block_has_data(body)
         service.upstream.script = slow_script
         async with service.sdk() as sdk:
             stream = await sdk.chat.completions.create(model="m", messages=user_turn(), stream=True)
