@@ -7,13 +7,14 @@
   followed by one reader that waits on the session as an SSE response does (``notify`` a
   future, then ``read_events``). Once without Redis (a single process), once copied to Redis
   (``RedisStreamStore``) with durable delivery at each of ``FLUSH_TICKS_MS``, and once without
-  durable delivery at the default tick. Per run: the delay from a delta's append to the moment
-  its reader reads it (p50/p99; with durable delivery it includes waiting for its batch to be
-  written), the same for each stream's first delta (its share of the time to first token),
-  the service's CPU and redis-server's CPU per delta (``process_time`` / ``INFO cpu``), Redis
-  commands per delta (``INFO commandstats``) and round trips per second while every stream
-  sends text (the store's counters). A PING round trip and the load average put the delays in
-  context: the machine is shared.
+  durable delivery at the default tick; ``passes`` runs of each, the modes in turn. Per mode:
+  the delay from a delta's append to the moment its reader reads it (p50/p99; with durable
+  delivery it includes waiting for its batch to be written), the same for each stream's first
+  delta (its share of the time to first token), the service's CPU and redis-server's CPU per
+  delta (``process_time`` / ``INFO cpu``), Redis commands per delta and Redis's time per flush
+  script (``INFO commandstats``), round trips per second while every stream sends text (the
+  store's counters). A PING round trip and the load average put the delays in context: the
+  machine is shared.
 - Memory: ``MEMORY USAGE`` (exact, ``SAMPLES 0``) of one typical answer's keys: a ``meta`` event
   with five sources, ``MEMORY_TOKENS`` deltas of a few characters, ``done``, and the record with
   the stream's request (kept for a take-over).

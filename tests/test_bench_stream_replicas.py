@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bench.stream_replicas import FLUSH_TICKS_MS, Shape, modes, run
+from bench.stream_replicas import DEFAULT_FLUSH_MS, FLUSH_TICKS_MS, Shape, modes, run
 from bench.stream_replicas_setup import chat_request
 from rag_service.adapters.redis_stream_store import request_json
 from rag_service.retrieval.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
@@ -29,7 +29,7 @@ def test_stream_replicas_bench_measures_every_mode_memory_and_resumes() -> None:
     data = json.loads(json.dumps(result.data))
     rows = data["generating"]
     assert [row["mode"] for row in rows] == [mode.label for mode in modes()]
-    assert [row["flush_ms"] for row in rows] == [None, *FLUSH_TICKS_MS, 25.0]
+    assert [row["flush_ms"] for row in rows] == [None, *FLUSH_TICKS_MS, DEFAULT_FLUSH_MS]
     assert [row["durable"] for row in rows] == [False, True, True, True, True, False]
     deltas = TINY.passes * TINY.streams * TINY.tokens
     for row in rows:
