@@ -70,6 +70,7 @@ for s = 1, #KEYS / 2 do
       end
       if ended then
         redis.call('HSET', rec, 'last', last, 'state', 'ended')
+        redis.call('HDEL', rec, 'request')  -- for a take-over, which an ended stream never has
       else
         redis.call('HSET', rec, 'last', last)
       end
