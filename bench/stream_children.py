@@ -249,8 +249,7 @@ def _freeze_startup_heap() -> None:
 
 async def serve_service(profile_path: Path | None, *, gc_freeze: bool = False) -> None:
     from rag_service.app import create_app
-    from rag_service.http_server import server_config
-    from rag_service.server.process_tuning import serving_gc
+    from rag_service.server import server_config, serving_gc
     from rag_service.settings import Settings
 
     settings = Settings()

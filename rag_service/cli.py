@@ -126,8 +126,7 @@ def serve(
     from uvicorn.config import STARTUP_FAILURE
 
     from rag_service.app import create_app
-    from rag_service.http_server import logging_config, run_workers, server_config
-    from rag_service.server.process_tuning import serving_gc
+    from rag_service.server import logging_config, run_workers, server_config, serving_gc
 
     console = Console(stderr=True)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from rag_service.http_server import server_config
+from rag_service.server import server_config
 from rag_service.settings import Settings
 
 SERVER_START_TIMEOUT_S = 5.0

@@ -1,6 +1,7 @@
 """``rag-service serve`` (uvicorn.Server with the service's server config, no longer
 ``uvicorn.run``) when it cannot start: the start-up failure code, not a silent return; with
-``--workers`` too (rag_service/worker_pool.py; tests/test_worker_pool.py has the pool's own)."""
+``--workers`` too (rag_service/server/worker_pool.py; tests/test_worker_pool.py has the pool's
+own)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import pytest
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
-from rag_service.http_server import server_config
+from rag_service.server import server_config
 from rag_service.server.connection_guard import GuardedConnection
 from rag_service.settings import ServerSettings, Settings
 from tests.live_server import running_server

@@ -1,8 +1,8 @@
-"""The parent of ``serve --workers N`` (``run_workers``, rag_service/worker_pool.py) with real
-worker processes on loopback, serving the small app of tests/worker_pool_app.py: a worker that
-fails to start stops the command with code 3 and says which; one that dies later is replaced;
-SIGHUP replaces every worker; SIGTERM stops them all with code 0. Every wait is for a condition
-(files the workers write, the port answering, processes gone), with a generous limit."""
+"""The parent of ``serve --workers N`` (``run_workers``, rag_service/server/worker_pool.py) with
+real worker processes on loopback, serving the small app of tests/worker_pool_app.py: a worker
+that fails to start stops the command with code 3 and says which; one that dies later is
+replaced; SIGHUP replaces every worker; SIGTERM stops them all with code 0. Every wait is for a
+condition (files the workers write, the port answering, processes gone), with a generous limit."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rag_service.http_server import logging_config, run_workers
+from rag_service.server import logging_config, run_workers
 from rag_service.settings import Settings
 
 DIRECTORY_VARIABLE = "WORKER_POOL_TEST_DIR"

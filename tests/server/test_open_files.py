@@ -12,7 +12,7 @@ from rag_service.server.open_files import OTHER_FILES
 
 CHILD = """
 import resource
-from rag_service.http_server import server_config
+from rag_service.server import server_config
 from rag_service.settings import ServerSettings, Settings, UpstreamSettings
 
 async def app(scope, receive, send): ...

@@ -12,16 +12,16 @@ Connection hygiene (``settings.server``, docs/deployment.md) is wired here, in t
 
 - uvicorn itself: the idle keep-alive limit (``timeout_keep_alive``);
 - ``ConnectionGuard`` around uvicorn's HTTP protocol: the header time limit and the cap on open
-  connections (``rag_service/server/connection_guard.py``);
-- ``BodyDeadline``, ASGI: the body time limit and minimum rate
-  (``rag_service/server/body_deadline.py``).
+  connections (``connection_guard.py`` in this package);
+- ``BodyDeadline``, ASGI: the body time limit and minimum rate (``body_deadline.py`` in this
+  package).
 
 ``run_workers`` serves with N worker processes (``rag-service serve --workers N``): the parent
 binds the port (``uvicorn.Config.bind_socket``) and supervises ``uvicorn.Server`` processes on
-it (``rag_service/worker_pool.py``: a worker that cannot start stops the command with a failure
-status, one that dies later is replaced, SIGHUP replaces them one by one); each worker, a fresh
-interpreter, builds its app with ``worker_app`` from the environment the parent prepared. The
-configuration is pickled into each worker, so the guard goes there as
+it (``worker_pool.py`` in this package: a worker that cannot start stops the command with a
+failure status, one that dies later is replaced, SIGHUP replaces them one by one); each
+worker, a fresh interpreter, builds its app with ``worker_app`` from the environment the parent
+prepared. The configuration is pickled into each worker, so the guard goes there as
 ``WorkerConnectionGuard``, which is rebuilt on arrival: every worker counts and limits its own
 connections, as a single process does.
 """
@@ -41,8 +41,8 @@ from uvicorn.importer import import_from_string
 from rag_service.server.body_deadline import BodyDeadline
 from rag_service.server.connection_guard import ConnectionGuard, ConnectionLink
 from rag_service.server.open_files import fit_open_file_limit
+from rag_service.server.worker_pool import WorkerFailure, WorkerPool
 from rag_service.settings import ServerSettings, Settings
-from rag_service.worker_pool import WorkerFailure, WorkerPool
 
 # Options that would undo the guard, which server_config therefore sets itself:
 # - ws: a WebSocket upgrade hands the transport to another protocol, past the guard's count
@@ -52,7 +52,7 @@ from rag_service.worker_pool import WorkerFailure, WorkerPool
 # - timeout_keep_alive: comes from settings.server.keepalive_s.
 OWNED_OPTIONS = frozenset({"ws", "reset_contextvars", "timeout_keep_alive"})
 # The worker factory uvicorn imports in each worker process.
-WORKER_APP = "rag_service.http_server:worker_app"
+WORKER_APP = "rag_service.server.uvicorn_config:worker_app"
 
 
 def _installed(module: str) -> bool:
