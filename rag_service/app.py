@@ -69,6 +69,7 @@ from rag_service.limits import (
 from rag_service.observability import (
     CatalogSnapshotCollector,
     KeyLimitCollector,
+    PrometheusUpstreamMetrics,
     ReplicaCollector,
     ServiceCollector,
     SharedStateCollector,
@@ -98,7 +99,7 @@ from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
-from rag_service.upstream import OpenAICompatibleUpstream, PrometheusUpstreamMetrics
+from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import CircuitBreaker
 from rag_service.upstream.breaker_sharing import BreakerSharing
 from rag_service.web import install_web_page

@@ -5,11 +5,7 @@ from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
 from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.client import OpenAICompatibleUpstream
-from rag_service.upstream.metrics import (
-    NoopUpstreamMetrics,
-    PrometheusUpstreamMetrics,
-    UpstreamMetrics,
-)
+from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
 
 __all__ = [
     "BackoffPolicy",
@@ -19,7 +15,6 @@ __all__ = [
     "NoopUpstreamMetrics",
     "OpenAICompatibleUpstream",
     "Permit",
-    "PrometheusUpstreamMetrics",
     "RetryBudget",
     "SSEEvent",
     "SSEParser",

@@ -6,12 +6,8 @@ import random
 
 from prometheus_client import CollectorRegistry
 
-from rag_service.upstream import (
-    CircuitBreaker,
-    OpenAICompatibleUpstream,
-    PrometheusUpstreamMetrics,
-    RetryBudget,
-)
+from rag_service.observability import PrometheusUpstreamMetrics
+from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
 from tests.servers.fault_upstream import FaultUpstream, Status
 from tests.upstream.conftest import QUESTION, FakeTime, collect, settings_for
 

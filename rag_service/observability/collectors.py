@@ -1,15 +1,12 @@
-"""Service metrics gathered at scrape time from the components' own counters, and the
-per-process metrics port of fleet mode (``metrics_port_server``)."""
+"""Service metrics gathered at scrape time from the components' own counters (streams,
+contexts, catalog, key limits, shared state, take-overs), and the event loop's lag histogram."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag_service.limits import KeyLimitStats
@@ -19,10 +16,6 @@ from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats
 from rag_service.streaming.shared_streams import SharedStreams
 
-log = logging.getLogger(__name__)
-
-# A scrape of the metrics port waits this long for the event loop to gather the figures.
-SCRAPE_TIMEOUT_S = 10.0
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -228,50 +221,3 @@ class ReplicaCollector(Collector):
         )
         info.add_metric([self._replica_id], 1)
         yield info
-
-
-class _OnLoopCollector(Collector):
-    """Collects ``registry`` on the event loop ``loop``: the metrics port's server thread asks
-    here, and the live objects the collectors read are only ever touched by the loop."""
-
-    def __init__(self, registry: CollectorRegistry, loop: asyncio.AbstractEventLoop) -> None:
-        self._registry = registry
-        self._loop = loop
-
-    def collect(self) -> Iterator[Metric]:
-        async def gather() -> list[Metric]:
-            return list(self._registry.collect())
-
-        future = asyncio.run_coroutine_threadsafe(gather(), self._loop)
-        yield from future.result(SCRAPE_TIMEOUT_S)
-
-
-@contextmanager
-def metrics_port_server(
-    registry: CollectorRegistry, host: str, first_port: int, ports: int
-) -> Iterator[int | None]:
-    """Serve ``registry`` (collected on the running loop) on the first free port of
-    ``first_port .. first_port + ports - 1`` while the block runs; yields the port taken, or
-    None (logged) when all are in use. prometheus_client's own server, in a thread."""
-    loop = asyncio.get_running_loop()
-    on_loop = CollectorRegistry(auto_describe=False)
-    on_loop.register(_OnLoopCollector(registry, loop))
-    for port in range(first_port, first_port + ports):
-        try:
-            server, thread = start_http_server(port, addr=host, registry=on_loop)
-        except OSError:  # taken (by another worker)
-            continue
-        log.info("metrics of this process on %s:%d/metrics", host, port)
-        try:
-            yield port
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
-        return
-    log.warning(
-        "no free metrics port in %d..%d: this process's metrics only on the service port",
-        first_port,
-        first_port + ports - 1,
-    )
-    yield None
