@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
 from rag_service.domain import CatalogInfo
-from rag_service.errors import ConfigurationError, VectorStoreUnavailable
+from rag_service.errors import ConfigurationError, EmbedderUnavailable, VectorStoreUnavailable
 from rag_service.settings import Settings
 from rag_service.startup import is_loopback
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
@@ -30,13 +30,28 @@ class StoreDown(InMemoryPassageSearch):
         raise VectorStoreUnavailable("fake store switched off (catalog_info)")
 
 
+class ModelThatLoads(HashingEmbedder):
+    """An embedder with a model to load (``Embedder.load``), which may fail to load."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        super().__init__(64)
+        self.fails = fails
+        self.loads = 0
+
+    def load(self) -> None:
+        self.loads += 1
+        if self.fails:
+            raise EmbedderUnavailable("model files missing")
+
+
 async def start(
     config: Settings,
     caplog: pytest.LogCaptureFixture,
     store: InMemoryPassageSearch | None = None,
+    embedder: HashingEmbedder | None = None,
 ) -> list[logging.LogRecord]:
     """Run the app's start-up and shutdown; the records the service logged."""
-    embedder = HashingEmbedder(64)
+    embedder = embedder or HashingEmbedder(64)
     parts = Components(
         embedder=embedder,
         store=store or InMemoryPassageSearch(embedder, version=4),
@@ -154,3 +169,17 @@ async def test_the_summary_says_when_there_is_no_catalog_to_report(
     records = await start(settings(tmp_path), caplog, store)
     [summary] = [r.message for r in records if r.message.startswith("rag_service ")]
     assert f"collection catalog; {said}" in summary.splitlines()[2]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["loads", "fails-to-load"])
+async def test_the_embedding_model_is_loaded_at_start_up_and_a_failure_is_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fails: bool
+) -> None:
+    """Start-up loads the model (the first question then does not wait for it); a model that
+    cannot load is logged and the service starts anyway (/readyz reports the embedder)."""
+    embedder = ModelThatLoads(fails=fails)
+    records = await start(settings(tmp_path), caplog, embedder=embedder)
+    assert embedder.loads == 1
+    errors = [r.message for r in records if r.levelno == logging.ERROR]
+    assert errors == (["embedding model failed to load: model files missing"] if fails else [])
+    assert [r for r in records if r.message.startswith("rag_service ")]  # it went on to start
