@@ -40,16 +40,10 @@ import uvloop
 
 from bench.answer_prose import answer_text
 from bench.stream_children import raise_open_file_limit
+from rag_service.domain import ChatMessage, ChatRequest, Failed, Role, TextDelta
+from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import (
-    ChatMessage,
-    ChatRequest,
-    Failed,
-    Role,
-    TextDelta,
-    UpstreamEvent,
-)
 
 CONTENDERS = ("ours", "aiohttp", "httpx")
 HTTPX_POOL = 25  # connections per httpx client (see the module docstring)

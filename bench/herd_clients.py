@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, TextDelta
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import ChatMessage, ChatRequest, Completed, Failed, TextDelta
 
 QUESTION = "Where is my order?"
 REQUEST = ChatRequest(messages=(ChatMessage("user", QUESTION),))

@@ -46,7 +46,8 @@ from bench.result_output import write_and_print
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
-from rag_service.ports import ContextState, Passage, ResolvedContext
+from rag_service.domain import Completed, ContextState, Failed, Passage, ResolvedContext, TextDelta
+from rag_service.ports import UpstreamEvent
 from rag_service.retrieval.prompt import build_chat_request, prompt_passages
 from rag_service.settings import (
     AnswerSettings,
@@ -57,7 +58,6 @@ from rag_service.settings import (
 )
 from rag_service.streaming.repetition import answer_without_loops
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import Completed, Failed, TextDelta, UpstreamEvent
 from tests.servers.local_llm_server import LOOPBACK, LocalLlmProcess, running_local_llm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

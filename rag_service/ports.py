@@ -3,12 +3,14 @@
 Services depend only on these; adapters (``SentenceTransformerEmbedder``, ``ChromaStore``,
 ``OpenAICompatibleUpstream``) implement them, and tests substitute fakes. They are typed with
 the domain types of ``rag_service.domain``, never with an adapter's own, so the dependency
-points from the adapters to the ports.
+points from the adapters to the ports. Besides the Protocols, it names the callback of
+``ChatUpstream.answer`` (``EventSink``) and the items it takes (``UpstreamEvent``): their failure
+carries a ``RagServiceError``, which the domain does not import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from rag_service.domain import (
@@ -16,6 +18,9 @@ from rag_service.domain import (
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
+    ChatRequest,
+    Completed,
+    Failed,
     Filters,
     IndexedText,
     LiveRecord,
@@ -24,11 +29,21 @@ from rag_service.domain import (
     NewRecord,
     Passage,
     ResolvedContext,
+    Resumed,
+    RetryNotice,
+    TextDelta,
     UpstreamHealth,
     UpstreamProbe,
     Vector,
 )
-from rag_service.upstream_events import ChatRequest, EventSink
+from rag_service.errors import RagServiceError
+
+# The items of an answer (rag_service.domain.chat), its failure carrying the service's error.
+UpstreamEvent = TextDelta | RetryNotice | Resumed | Completed | Failed[RagServiceError]
+
+# Takes each item of an answer as it arrives. Called synchronously, possibly from inside a
+# transport's data callback: it must neither block nor raise.
+EventSink = Callable[[UpstreamEvent], None]
 
 
 class Embedder(Protocol):

@@ -26,9 +26,10 @@ from bench.concurrency import (
     LevelPlan,
 )
 from bench.token_upstream import TokenUpstream
+from rag_service.domain import Completed, TextDelta, Timings
+from rag_service.ports import UpstreamEvent
 from rag_service.settings import AnswerSettings
 from rag_service.streaming.repetition import RepeatedBlockDetector, RepetitionGuard
-from rag_service.upstream_events import Completed, TextDelta, Timings, UpstreamEvent
 from tests.servers.fault_plan import AnswerStyle
 from tests.servers.fault_plan import answer_pieces as fault_answer_pieces
 from tests.streaming.sse_spec import sse_events

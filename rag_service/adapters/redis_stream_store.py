@@ -65,6 +65,7 @@ from rag_service.adapters.redis_stream_scripts import (
     TAKEOVER_SCRIPT,
     WATCH_SCRIPT,
 )
+from rag_service.domain import ChatMessage, ChatRequest
 from rag_service.ports import Clock
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
@@ -77,7 +78,6 @@ from rag_service.streaming.shared_streams import (
     StreamRecord,
 )
 from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent
-from rag_service.upstream_events import ChatMessage, ChatRequest
 
 logger = logging.getLogger(__name__)
 

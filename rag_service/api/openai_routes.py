@@ -50,12 +50,11 @@ from rag_service.api.openapi import (
 )
 from rag_service.api.schemas import CONTEXT_ID_PATTERN, body_limited_route
 from rag_service.api.stream_routes import PrincipalDependency
-from rag_service.domain import ResolvedContext
+from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
 from rag_service.errors import NotFound, RagServiceError
 from rag_service.streaming.answer import StreamDeps, start_answer
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_response import SessionResponse
-from rag_service.upstream_events import ChatMessage, ChatRequest
 
 OWNER = "rag-service"
 CONTEXT_ID_HEADER = "X-Context-Id"

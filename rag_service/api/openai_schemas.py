@@ -41,11 +41,10 @@ from rag_service.api.schemas import (
     Text,
     TopK,
 )
-from rag_service.domain import MetadataValue
+from rag_service.domain import ChatMessage, MetadataValue
 from rag_service.errors import InvalidInput
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.streaming.answer import AnswerRequest
-from rag_service.upstream_events import ChatMessage
 
 _CONTEXT_ID = re.compile(CONTEXT_ID_PATTERN)
 _GENERATED_CONTEXT_PREFIX = "oai-"

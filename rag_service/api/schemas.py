@@ -50,11 +50,10 @@ from starlette.types import Message, Receive
 
 from rag_service.api.errors import invalid_input
 from rag_service.api.openapi import TextKeys, TextPattern
-from rag_service.domain import MetadataValue
+from rag_service.domain import ChatMessage, MetadataValue
 from rag_service.errors import InvalidInput, PayloadTooLarge
 from rag_service.safe_text import SafeStr
 from rag_service.streaming.answer import AnswerRequest
-from rag_service.upstream_events import ChatMessage
 
 CONTEXT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_MESSAGES = 50

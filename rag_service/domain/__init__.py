@@ -16,6 +16,17 @@ from rag_service.domain.catalog import (
     Vector,
 )
 from rag_service.domain.catalog_writes import LiveRecord, LiveState, NewRecord
+from rag_service.domain.chat import (
+    ChatMessage,
+    ChatRequest,
+    Completed,
+    Failed,
+    Resumed,
+    RetryNotice,
+    Role,
+    TextDelta,
+    Timings,
+)
 from rag_service.domain.contexts import ContextState, ResolvedContext
 from rag_service.domain.upstream_health import BreakerStateName, UpstreamHealth, UpstreamProbe
 
@@ -25,7 +36,11 @@ __all__ = [
     "CatalogInfo",
     "CatalogRecord",
     "CatalogRef",
+    "ChatMessage",
+    "ChatRequest",
+    "Completed",
     "ContextState",
+    "Failed",
     "Filters",
     "IndexedText",
     "LiveRecord",
@@ -34,6 +49,11 @@ __all__ = [
     "NewRecord",
     "Passage",
     "ResolvedContext",
+    "Resumed",
+    "RetryNotice",
+    "Role",
+    "TextDelta",
+    "Timings",
     "UpstreamHealth",
     "UpstreamProbe",
     "Vector",

@@ -21,8 +21,7 @@ from typing import NamedTuple
 
 from cachetools import LRUCache
 
-from rag_service.domain import ContextState, Passage, ResolvedContext
-from rag_service.upstream_events import ChatMessage, ChatRequest
+from rag_service.domain import ChatMessage, ChatRequest, ContextState, Passage, ResolvedContext
 
 CONTEXT_OPEN = "<context>"
 CONTEXT_CLOSE = "</context>"

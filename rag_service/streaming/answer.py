@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache
 
-from rag_service.domain import MetadataValue, Passage, ResolvedContext
+from rag_service.domain import ChatMessage, ChatRequest, MetadataValue, Passage, ResolvedContext
 from rag_service.limits import KeyLimiter, StreamSlot
 from rag_service.ports import ChatUpstream, ContextResolver
 from rag_service.settings import ContinuationStrategy, Settings
@@ -31,7 +31,6 @@ from rag_service.streaming.replicas import Takeover
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
 from rag_service.streaming.sse_format import to_json
-from rag_service.upstream_events import ChatMessage, ChatRequest
 
 # Distinct passage tuples whose source list is kept (as many as fresh contexts by default).
 DEFAULT_SHARED_SOURCE_LISTS = 1024

@@ -54,14 +54,13 @@ from rag_service.errors import (
     UpstreamProtocolError,
 )
 from rag_service.limits import StreamSlot
-from rag_service.ports import Clock
+from rag_service.ports import Clock, EventSink
 from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.retention import RetainedStreams
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import is_well_formed_stream_id, new_stream_id
 from rag_service.streaming.stream_stats import StreamStats as StreamStats  # re-exported
-from rag_service.upstream_events import EventSink
 
 logger = logging.getLogger(__name__)
 

@@ -23,17 +23,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rag_service.ports import ChatUpstream
-from rag_service.upstream_events import (
-    ChatRequest,
-    Completed,
-    EventSink,
-    Failed,
-    RetryNotice,
-    TextDelta,
-    Timings,
-    UpstreamEvent,
-)
+from rag_service.domain import ChatRequest, Completed, Failed, RetryNotice, TextDelta, Timings
+from rag_service.ports import ChatUpstream, EventSink, UpstreamEvent
 
 REPETITION = "repetition"  # the ``finish_reason`` of an answer stopped here
 # Copies are looked for this far back only: loops repeat their recent text, and a bounded

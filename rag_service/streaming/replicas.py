@@ -36,8 +36,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rag_service.domain import ChatRequest
 from rag_service.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from rag_service.ports import Clock
+from rag_service.ports import Clock, EventSink
 from rag_service.settings import StreamSettings
 from rag_service.streaming.registry import Generation, StreamRegistry, same_principal
 from rag_service.streaming.session import StreamSession
@@ -49,7 +50,6 @@ from rag_service.streaming.shared_streams import (
     StreamRecord,
 )
 from rag_service.streaming.sse_format import DeltaEvent, is_well_formed_stream_id
-from rag_service.upstream_events import ChatRequest, EventSink
 
 # Events read from the store per command while following (a live answer brings a few a time).
 FOLLOW_BATCH_EVENTS = 256

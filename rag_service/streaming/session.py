@@ -26,19 +26,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import RagServiceError
 from rag_service.limits import StreamSlot
-from rag_service.ports import Clock
+from rag_service.ports import Clock, UpstreamEvent
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import DeltaEvent, SessionEvent, json_string
-from rag_service.upstream_events import (
-    Completed,
-    Failed,
-    Resumed,
-    RetryNotice,
-    TextDelta,
-    UpstreamEvent,
-)
 
 
 class StreamSession:

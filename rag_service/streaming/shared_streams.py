@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from rag_service.domain import ChatRequest
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import SessionEvent
-from rag_service.upstream_events import ChatRequest
 
 
 class StreamOwner(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag_service.domain import ChatRequest
 from rag_service.errors import (
     RagServiceError,
     RetriesExhausted,
@@ -15,7 +16,6 @@ from rag_service.errors import (
 from rag_service.upstream.backoff import BackoffSchedule
 from rag_service.upstream.breaker import Permit
 from rag_service.upstream.chunks import CompletionChunk
-from rag_service.upstream_events import ChatRequest
 
 
 @dataclass(slots=True)

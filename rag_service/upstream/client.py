@@ -21,7 +21,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
-from rag_service.domain import UpstreamHealth, UpstreamProbe
+from rag_service.domain import (
+    ChatRequest,
+    Completed,
+    Failed,
+    Resumed,
+    RetryNotice,
+    TextDelta,
+    Timings,
+    UpstreamHealth,
+    UpstreamProbe,
+)
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
@@ -30,6 +40,7 @@ from rag_service.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
+from rag_service.ports import EventSink, UpstreamEvent
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy
@@ -41,17 +52,6 @@ from rag_service.upstream.continuation import TextAligner, build_body
 from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
 from rag_service.upstream.probe import probe_models
 from rag_service.upstream.wire import CompletionsEndpoint
-from rag_service.upstream_events import (
-    ChatRequest,
-    Completed,
-    EventSink,
-    Failed,
-    Resumed,
-    RetryNotice,
-    TextDelta,
-    Timings,
-    UpstreamEvent,
-)
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -330,7 +330,7 @@ class OpenAICompatibleUpstream:
             attempts=answer.made,
         )
 
-    def _failed(self, answer: AnswerState, error: RagServiceError) -> Failed:
+    def _failed(self, answer: AnswerState, error: RagServiceError) -> Failed[RagServiceError]:
         self._metrics.on_outcome(error.code)
         return Failed(error=error, attempts=answer.made)
 

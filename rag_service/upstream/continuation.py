@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag_service.domain import ChatRequest
 from rag_service.errors import ContinuationMismatch
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
-from rag_service.upstream_events import ChatRequest
 
 
 def build_body(settings: UpstreamSettings, request: ChatRequest, delivered: str) -> dict[str, Any]:

@@ -22,18 +22,18 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag_service.domain import UpstreamHealth, UpstreamProbe
-from rag_service.errors import RagServiceError
-from rag_service.upstream_events import (
+from rag_service.domain import (
     ChatRequest,
     Completed,
-    EventSink,
     Failed,
     Resumed,
     TextDelta,
     Timings,
-    UpstreamEvent,
+    UpstreamHealth,
+    UpstreamProbe,
 )
+from rag_service.errors import RagServiceError
+from rag_service.ports import EventSink, UpstreamEvent
 
 
 @dataclass(frozen=True)

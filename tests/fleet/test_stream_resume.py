@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.app import Components, create_app
+from rag_service.domain import TextDelta
 from rag_service.settings import IngestSettings, Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.shared_streams import SharedStreams
-from rag_service.upstream_events import TextDelta
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder

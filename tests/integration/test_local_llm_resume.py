@@ -13,17 +13,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, Resumed, TextDelta
+from rag_service.ports import UpstreamEvent
 from rag_service.settings import ContinuationStrategy, RetrySettings, UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import (
-    ChatMessage,
-    ChatRequest,
-    Completed,
-    Failed,
-    Resumed,
-    TextDelta,
-    UpstreamEvent,
-)
 from tests.servers.fault_proxy import CutPlan, FaultProxy
 from tests.streaming.sse_spec import iter_sse_events
 

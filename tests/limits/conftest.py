@@ -21,9 +21,10 @@ from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.api.auth import principal_of
 from rag_service.app import Components, create_app
+from rag_service.domain import ChatRequest, TextDelta
 from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter, KeyLimiter, RedisKeyLimiter
+from rag_service.ports import EventSink
 from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
-from rag_service.upstream_events import ChatRequest, EventSink, TextDelta
 from tests.app.conftest import Service, app_settings
 from tests.fakes.retrieval import HashingEmbedder, ManualClock
 from tests.fakes.upstream import ScriptedUpstream, completed

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from rag_service.domain import Failed, TextDelta
 from rag_service.errors import ServiceUnavailable, UpstreamRetryable
 from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
-from rag_service.upstream_events import Failed, TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, Step, answer_script, completed
 from tests.limits.conftest import WAIT_LIMIT_S
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from rag_service.domain import Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import UpstreamRejected
-from rag_service.upstream_events import Failed, Resumed, RetryNotice, TextDelta
 from tests.app.conftest import client_auth
 from tests.fakes.upstream import Hold, Pause, Step, completed
 from tests.openai_compat.conftest import ANSWER, LiveService, running_service, user_turn

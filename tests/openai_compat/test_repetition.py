@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import openai
 
+from rag_service.domain import TextDelta
 from rag_service.streaming.repetition import DEFAULT_HOLD_CHARS
-from rag_service.upstream_events import TextDelta
 from tests.app.conftest import client_auth
 from tests.fakes.upstream import Hold, Step, completed
 from tests.openai_compat.conftest import LiveService, user_turn

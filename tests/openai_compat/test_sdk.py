@@ -8,9 +8,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from rag_service.domain import Failed, TextDelta
 from rag_service.errors import CircuitOpen, UpstreamRejected
 from rag_service.retrieval.prompt import INSTRUCTIONS
-from rag_service.upstream_events import Failed, TextDelta
 from tests.openai_compat.conftest import ANSWER, QUESTION, LiveService, user_turn
 
 WHOLE_ANSWER = "".join(ANSWER)

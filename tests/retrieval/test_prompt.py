@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_service.domain import ContextState, Passage, ResolvedContext
+from rag_service.domain import ChatMessage, ContextState, Passage, ResolvedContext
 from rag_service.retrieval import build_chat_request
 from rag_service.retrieval.prompt import (
     FALLBACK_NOTE,
@@ -12,7 +12,6 @@ from rag_service.retrieval.prompt import (
     context_block,
     prompt_passages,
 )
-from rag_service.upstream_events import ChatMessage
 
 QUESTION = "Is the tent waterproof?"
 

@@ -6,10 +6,9 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 
-from rag_service.domain import ContextState, Passage, ResolvedContext
+from rag_service.domain import ChatMessage, ChatRequest, ContextState, Passage, ResolvedContext
 from rag_service.retrieval import ChatRequestBuilder, ContextService, build_chat_request
 from rag_service.retrieval.prompt import system_key
-from rag_service.upstream_events import ChatMessage, ChatRequest
 from tests.fakes.retrieval import InMemoryPassageSearch
 from tests.retrieval.conftest import FALLBACK_TEXT
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from rag_service.domain import TextDelta
 from rag_service.streaming import StreamRegistry, StreamStats
-from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed, full_text
 from tests.streaming.helpers import assert_error_shape, deltas
 from tests.streaming.sse_spec import ParsedStream, parse_sse

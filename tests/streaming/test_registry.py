@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
+from rag_service.domain import TextDelta
 from rag_service.errors import Forbidden, NotFound, ServiceUnavailable
 from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
-from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed
 from tests.streaming.helpers import native_bytes
 from tests.streaming.sse_spec import parse_sse

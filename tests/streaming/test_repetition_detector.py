@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from rag_service.domain import Completed, Failed, RetryNotice, TextDelta, Timings
 from rag_service.errors import UpstreamRetryable
+from rag_service.ports import UpstreamEvent
 from rag_service.streaming.repetition import (
     DEFAULT_HOLD_CHARS,
     REPETITION,
     RepeatedBlockDetector,
     RepetitionGuard,
-)
-from rag_service.upstream_events import (
-    Completed,
-    Failed,
-    RetryNotice,
-    TextDelta,
-    Timings,
-    UpstreamEvent,
 )
 
 PARAGRAPH = (

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from rag_service.domain import TextDelta
 from rag_service.streaming import StreamRegistry
-from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import completed
 from tests.streaming.helpers import assert_error_shape, deltas, post_stream, resume, stream_id_of
 from tests.streaming.sse_spec import SseEvent, parse_sse

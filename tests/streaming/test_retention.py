@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import httpx
 import pytest
 
+from rag_service.domain import TextDelta
 from rag_service.errors import NotFound
 from rag_service.settings import Settings, StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
-from rag_service.upstream_events import TextDelta
 from tests.fakes.upstream import Hold, ScriptedUpstream, Step, answer_script, completed
 from tests.streaming.helpers import (
     assert_error_shape,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+from rag_service.domain import TextDelta
 from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, meta_payload
-from rag_service.upstream_events import TextDelta
 from tests.fakes.resolver import sample_context
 from tests.fakes.upstream import completed
 

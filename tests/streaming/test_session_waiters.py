@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from rag_service.domain import TextDelta
 from rag_service.errors import UpstreamProtocolError
 from rag_service.streaming import StreamSession
-from rag_service.upstream_events import TextDelta
 
 
 def new_session() -> StreamSession:

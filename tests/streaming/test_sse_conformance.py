@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from rag_service.upstream_events import Resumed, RetryNotice, TextDelta
+from rag_service.domain import Resumed, RetryNotice, TextDelta
 from tests.fakes.upstream import Pause, ScriptedUpstream, completed
 from tests.streaming.helpers import post_stream
 from tests.streaming.sse_spec import SseEvent, parse_sse

@@ -7,10 +7,9 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from rag_service.domain import ContextState
+from rag_service.domain import ContextState, Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import CircuitOpen, RetriesExhausted, UpstreamRetryable
 from rag_service.streaming import StreamRegistry, StreamStats
-from rag_service.upstream_events import Failed, Resumed, RetryNotice, TextDelta
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import Pause, Raise, ScriptedUpstream, completed
 from tests.streaming.conftest import ANSWER_PIECES

@@ -10,16 +10,10 @@ from typing import Any
 
 import pytest
 
+from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, TextDelta
+from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
-from rag_service.upstream_events import (
-    ChatMessage,
-    ChatRequest,
-    Completed,
-    Failed,
-    TextDelta,
-    UpstreamEvent,
-)
 from tests.servers.fault_upstream import AnswerStyle, FaultUpstream
 from tests.upstream.certificates import Certificates, make_certificates
 

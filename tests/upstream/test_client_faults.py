@@ -9,6 +9,7 @@ import random
 import pytest
 
 from rag_service import __version__
+from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import (
     ConfigurationError,
     RetriesExhausted,
@@ -17,7 +18,6 @@ from rag_service.errors import (
 )
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.chunks import MAX_EVENT_CHARS
-from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.servers.fault_plan import answer_pieces
 from tests.servers.fault_upstream import (
     AnswerStyle,

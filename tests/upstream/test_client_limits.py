@@ -7,11 +7,12 @@ import random
 
 import pytest
 
+from rag_service.domain import Completed, Failed, RetryNotice
 from rag_service.errors import CircuitOpen, RetriesExhausted
+from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream, RetryBudget
 from rag_service.upstream.breaker import BreakerState
-from rag_service.upstream_events import Completed, Failed, RetryNotice, UpstreamEvent
 from tests.servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.upstream.conftest import (
     QUESTION,

@@ -9,8 +9,9 @@ import asyncio
 import pytest
 import uvloop
 
+from rag_service.domain import Completed, RetryNotice
+from rag_service.ports import UpstreamEvent
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream_events import Completed, RetryNotice, UpstreamEvent
 from tests.servers.fault_upstream import (
     AnswerStyle,
     Complete,

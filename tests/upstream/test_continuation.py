@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import ContinuationMismatch, UpstreamRetryable
 from rag_service.upstream.continuation import TextAligner
-from rag_service.upstream_events import Completed, Failed, Resumed, RetryNotice, TextDelta
 from tests.servers.fault_plan import answer_pieces
 from tests.servers.fault_upstream import (
     AnswerStyle,

@@ -10,9 +10,9 @@ from tests.servers.fault_upstream import FaultUpstream
 
 async def test_a_full_connection_pool_does_not_open_the_breaker() -> None:
     """Saturating our own pool says nothing about the upstream's health."""
+    from rag_service.domain import ChatMessage, ChatRequest, Completed
     from rag_service.settings import BreakerSettings, RetrySettings, UpstreamSettings
     from rag_service.upstream import OpenAICompatibleUpstream
-    from rag_service.upstream_events import ChatMessage, ChatRequest, Completed
 
     slow = AnswerStyle(words=30, inter_token_delay_s=0.02)
     async with FaultUpstream(style=slow) as upstream:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from rag_service.domain import Resumed, RetryNotice, TextDelta
 from rag_service.settings import KeyLimitSettings, Settings
-from rag_service.upstream_events import Resumed, RetryNotice, TextDelta
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.fakes.upstream import Hold, Pause, Step, answer_script, completed, full_text
 from tests.servers.fault_proxy import CutPlan

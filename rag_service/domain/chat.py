@@ -1,19 +1,25 @@
-"""Typed items that an upstream chat stream yields, and the request it takes.
+"""A chat answer in domain terms: the request the upstream model takes and the items it yields.
 
 A stream yields any number of ``TextDelta``, ``RetryNotice`` and ``Resumed`` items and ends with
 exactly one terminal item: ``Completed`` or ``Failed``. Concatenating the ``TextDelta`` texts gives
 the answer exactly once, across upstream failures and retries.
+
+``Failed`` carries the exception that ended the answer. The domain imports nothing of the project
+(not even the error tree, ``rag_service.errors``), so ``Failed`` is generic in its error, and the
+``ChatUpstream`` port fixes it: ``rag_service.ports`` defines ``UpstreamEvent`` (the union of the
+items, with ``Failed[RagServiceError]``) and ``EventSink`` (the callback that takes them) next to
+the Protocol they type. Everything else here is a plain value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from rag_service.errors import RagServiceError
+from typing import Any, Generic, Literal, TypeVar
 
 Role = Literal["system", "user", "assistant"]
+
+# Covariant: a Failed[UpstreamRejected] is a Failed[RagServiceError] (the item is frozen).
+ErrorT = TypeVar("ErrorT", bound=Exception, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,6 @@ class Completed:
 
 
 @dataclass(frozen=True)
-class Failed:
-    error: RagServiceError
+class Failed(Generic[ErrorT]):
+    error: ErrorT
     attempts: int
-
-
-UpstreamEvent = TextDelta | RetryNotice | Resumed | Completed | Failed
-
-# Takes each item of an answer as it arrives. Called synchronously, possibly from inside a
-# transport's data callback: it must neither block nor raise.
-EventSink = Callable[[UpstreamEvent], None]
