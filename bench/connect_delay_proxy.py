@@ -21,8 +21,9 @@ a child process (``python -m bench.stream_children proxy``).
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 from typing import cast
+
+from tests.servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 LISTEN_BACKLOG = 8192  # the benches open thousands of connections within seconds
@@ -114,7 +115,7 @@ class _Half(asyncio.Protocol):
             self.transport.abort()
 
 
-class ConnectDelayProxy:
+class ConnectDelayProxy(LoopbackServer):
     """The proxy; an async context manager. See the module docstring."""
 
     def __init__(
@@ -126,44 +127,32 @@ class ConnectDelayProxy:
         host: str = LOOPBACK,
         port: int = 0,
     ) -> None:
+        super().__init__()
         self.delay_s = delay_s
         self.accepted = 0  # connections accepted from clients
         self.connected = 0  # connections made onwards to the target
         self.failed = 0  # onward connections that could not be made (the client's is closed)
         self.halves: set[_Half] = set()
         self._target = (target_host, target_port)
-        self._listen = (host, port)
-        self._server: asyncio.Server | None = None
+        self._address = (host, port)
         self._linking: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("ConnectDelayProxy is not running")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     def counts(self) -> dict[str, int]:
         return {"accepted": self.accepted, "connected": self.connected, "failed": self.failed}
 
-    async def start(self) -> None:
+    async def _listen(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        host, port = self._listen
-        self._server = await loop.create_server(
+        host, port = self._address
+        return await loop.create_server(
             lambda: _Half(self, accepted=True), host, port, backlog=LISTEN_BACKLOG
         )
 
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
+    async def _end_connections(self) -> None:
         for task in list(self._linking):
             task.cancel()
         await asyncio.gather(*self._linking, return_exceptions=True)
         for half in list(self.halves):
             half.abort()
-        await self._server.wait_closed()
-        self._server = None
 
     def connect_onwards(self, client: _Half) -> None:
         """Called when a client connection is accepted: link it to the target after the delay."""
@@ -194,15 +183,3 @@ class ConnectDelayProxy:
             target.close()
         else:
             client.resume_reading()
-
-    async def __aenter__(self) -> ConnectDelayProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()

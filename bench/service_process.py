@@ -25,8 +25,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from tests.servers.async_server import StopOnExit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
@@ -86,7 +87,7 @@ def ingest_sample_catalog(store: Path, catalog: Path = SAMPLE_CATALOG) -> None:
 
 
 @dataclass
-class ChildProcess:
+class ChildProcess(StopOnExit):
     """One running ``bench.stream_children`` child (see ``start``)."""
 
     name: str
@@ -171,17 +172,6 @@ class ChildProcess:
             if line.startswith("STATS "):
                 self.stats = json.loads(line[len("STATS ") :])
         return self.stats
-
-    async def __aenter__(self) -> ChildProcess:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def read_rss_kb(pid: int) -> int:

@@ -44,7 +44,6 @@ import json
 import math
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, cast
 
 import httptools
@@ -61,6 +60,7 @@ from bench.token_frames import (
     plain_response,
     usage_frame,
 )
+from tests.servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 CHAT_PATH = b"/v1/chat/completions"
@@ -302,7 +302,7 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 # -- the server -------------------------------------------------------------------------------
 
 
-class TokenUpstream:
+class TokenUpstream(LoopbackServer):
     """The server; an async context manager. See the module docstring."""
 
     def __init__(
@@ -316,6 +316,7 @@ class TokenUpstream:
         host: str = LOOPBACK,
         port: int = 0,
     ) -> None:
+        super().__init__()
         self.words = words  # tokens per answer
         self.first_token_s = first_token_s
         self.terminator_delay_s = terminator_delay_s
@@ -328,15 +329,7 @@ class TokenUpstream:
         self._host = host
         self._port = port
         self._frames: dict[str, bytes] = {}
-        self._server: asyncio.Server | None = None
         self._ticker: _Ticker | None = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("TokenUpstream is not running")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     @property
     def base_url(self) -> str:
@@ -350,34 +343,18 @@ class TokenUpstream:
         """The complete answer a request with ``messages`` gets."""
         return answer_text(messages, self.words)
 
-    async def start(self) -> None:
+    async def _listen(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._ticker = _Ticker(loop, self._tick_s, self._inter_token_s)
-        self._server = await loop.create_server(
+        return await loop.create_server(
             lambda: _Connection(self), self._host, self._port, backlog=LISTEN_BACKLOG
         )
 
-    async def stop(self) -> None:
+    async def _end_connections(self) -> None:
         if self._ticker is not None:
             self._ticker.close()
-        if self._server is not None:
-            self._server.close()
-            for connection in list(self._connections):
-                connection.abort()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> TokenUpstream:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        for connection in list(self._connections):
+            connection.abort()
 
     @property
     def open_connections(self) -> int:

@@ -22,9 +22,9 @@ import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from rag_service.errors import InvalidInput
+from tests.servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 READ_SIZE = 65536
@@ -192,7 +192,7 @@ class _Pair:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """An asyncio TCP proxy on 127.0.0.1 in front of ``(target_host, target_port)``."""
 
     def __init__(
@@ -203,52 +203,29 @@ class FaultProxy:
         plans: Iterable[CutPlan | None] = (),
         listen_port: int = 0,
     ) -> None:
+        super().__init__()
         self.target_host = target_host
         self.target_port = target_port
         self._listen_port = listen_port
         self._plans: deque[CutPlan | None] = deque(plans)
-        self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self.records: list[ConnectionRecord] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, LOOPBACK, self._listen_port)
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._accept, LOOPBACK, self._listen_port)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+    async def _end_connections(self) -> None:
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
-
-    async def __aenter__(self) -> FaultProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- configuration and counters ---------------------------------------------------------
 
     def cut_next(self, *plans: CutPlan | None) -> None:
         """Queue plans for the next responses, in the order they start (``None``: pass through)."""
         self._plans.extend(plans)
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise InvalidInput("the proxy is not running")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     def url(self, path: str = "") -> str:
         return f"http://{LOOPBACK}:{self.port}{path}"
@@ -276,7 +253,7 @@ class FaultProxy:
         try:
             await self._proxy(reader, writer, record)
         except asyncio.CancelledError:
-            # close() cancels open handlers; asyncio 3.11 reports a cancelled connection callback
+            # stop() cancels open handlers; asyncio 3.11 reports a cancelled connection callback
             # as an "unhandled exception", so the handler ends quietly instead (it is top-level).
             writer.transport.abort()
         finally:

@@ -24,9 +24,9 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from tests.servers.async_server import LoopbackServer
 from tests.servers.fault_connection import RequestHead, ServerConnection
 from tests.servers.fault_plan import (
     AnswerEvents,
@@ -80,7 +80,7 @@ class RecordedRequest:
     received_at: float  # time.monotonic()
 
 
-class FaultUpstream:
+class FaultUpstream(LoopbackServer):
     """The server; an async context manager. See the module docstring."""
 
     def __init__(
@@ -94,6 +94,7 @@ class FaultUpstream:
         ssl_context: ssl.SSLContext | None = None,
         keep_alive: bool = True,
     ) -> None:
+        super().__init__()
         self.style = style or AnswerStyle()
         self.requests: list[RecordedRequest] = []
         self.connection_count = 0  # accepted so far
@@ -107,16 +108,8 @@ class FaultUpstream:
         self._default = default
         self._plan_start = 0
         self._chat_requests = 0
-        self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._connections: set[ServerConnection] = set()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FaultUpstream is not running")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     @property
     def base_url(self) -> str:
@@ -141,14 +134,12 @@ class FaultUpstream:
         """The complete answer a request with ``messages`` gets (in the server's style)."""
         return answer_text(messages, self.style)
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(
             self._handle, self._host, self._port, limit=1 << 20, backlog=4096, ssl=self._ssl
         )
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    async def _end_connections(self) -> None:
         for connection in list(self._connections):
             connection.writer.transport.abort()  # wakes every handler; it then ends normally
         handlers = list(self._handlers)
@@ -157,21 +148,6 @@ class FaultUpstream:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*handlers, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> FaultUpstream:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
