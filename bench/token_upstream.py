@@ -40,7 +40,6 @@ per token, 0.22 cores in all; at 1,000 streams 7 + 8 µs. On this VM every loop 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from bench.token_frames import (
     usage_frame,
 )
 from tests.servers.async_server import LoopbackServer
+from tests.servers.fault_connection import json_object
 
 LOOPBACK = "127.0.0.1"
 CHAT_PATH = b"/v1/chat/completions"
@@ -266,7 +266,7 @@ class _Connection(asyncio.Protocol):
                 self._reply(404, error_payload("no such route", 404), keep_alive=request.keep_alive)
 
     def _chat(self, request: _Request) -> None:
-        body = _json_object(request.body or b"")
+        body = json_object(request.body or b"")
         if body is None or not isinstance(body.get("messages"), list):
             self._reply(400, error_payload("body must be a JSON object with messages", 400),
                         keep_alive=request.keep_alive)  # fmt: skip
@@ -289,14 +289,6 @@ class _Connection(asyncio.Protocol):
         self._queue.clear()
         if self._transport is not None:
             self._transport.close()
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
 
 
 # -- the server -------------------------------------------------------------------------------
