@@ -109,14 +109,14 @@ QUICK_QUESTIONS = 3
 
 # The bundled server with llama.cpp's penalty window (last_n_tokens_size, 64 by default) over
 # the whole answer: its default repeat_penalty 1.1 then sees a repeated paragraph. The same
-# server as ``rag-service local-llm`` otherwise (rag_service.local_llm.build_server_app).
+# server as ``rag-service local-llm`` otherwise (rag_service.cli.local_llm.build_server_app).
 WIDE_WINDOW_TOKENS = 256
 _WIDE_WINDOW_LAUNCH = """
 import sys
 import uvicorn
 from llama_cpp.server.app import create_app
 from llama_cpp.server.settings import ModelSettings, ServerSettings
-from rag_service.local_llm import (
+from rag_service.cli.local_llm import (
     CONTEXT_TOKENS, MODEL_ALIAS, disable_weight_repacking, find_bundled_model,
 )
 disable_weight_repacking()

@@ -22,7 +22,6 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import SecretStr
-from rag_service.http_server import server_config
 
 from bench.latency_stats import percentile
 from bench.stream_replicas_setup import WORDS, new_store, open_session
@@ -31,6 +30,7 @@ from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import Completed, TextDelta, Timings
+from rag_service.server import server_config
 from rag_service.settings import RedisSettings, Settings
 from rag_service.streaming import StreamDeps, StreamRegistry
 from rag_service.streaming.answer import SourceLists

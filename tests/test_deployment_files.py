@@ -15,10 +15,10 @@ import pytest
 import typer
 import yaml  # type: ignore[import-untyped]  # (no stubs installed; PyYAML comes with chromadb)
 
-from rag_service.cli import _shared_state_missing
 from rag_service.cli import app as cli
+from rag_service.cli.commands import _shared_state_missing
+from rag_service.cli.settings_doc import render
 from rag_service.settings import Settings
-from rag_service.settings_doc import render
 from tests.conftest import REPO, chroma_executable
 
 COMPOSE = REPO / "compose.yaml"

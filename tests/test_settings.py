@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rag_service.cli.settings_doc import render
 from rag_service.settings import ContinuationStrategy, Settings
-from rag_service.settings_doc import render
 from tests.conftest import REPO
 
 
@@ -88,4 +88,6 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_example_is_in_sync_with_the_settings() -> None:
     committed = (REPO / ".env.example").read_text(encoding="utf-8")
-    assert committed == render(), "regenerate: python -m rag_service.settings_doc > .env.example"
+    assert committed == render(), (
+        "regenerate: python -m rag_service.cli.settings_doc > .env.example"
+    )

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_service.ask_console import StatusLine
+from rag_service.cli.ask import StatusLine
 from rag_service.client import AsyncRagClient
 from tests.client.conftest import (
     CLIENT_KEY,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag_service.local_llm import EXIT_CONFIGURATION_ERROR, serve_local_llm
+from rag_service.cli.local_llm import EXIT_CONFIGURATION_ERROR, serve_local_llm
 from tests.servers.local_llm_server import (
     LOOPBACK,
     LocalLlmProcess,

@@ -28,8 +28,8 @@ from typing import IO
 
 import httpx
 
+from rag_service.cli.local_llm import INSTALL_HINT, find_bundled_model
 from rag_service.errors import ConfigurationError, ServiceUnavailable
-from rag_service.local_llm import INSTALL_HINT, find_bundled_model
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
@@ -41,7 +41,7 @@ OUTPUT_TAIL_CHARS = 4000
 # how the console script is installed; the CLI itself has its own smoke test.
 _LAUNCH_CODE = (
     "import sys\n"
-    "from rag_service.local_llm import serve_local_llm\n"
+    "from rag_service.cli.local_llm import serve_local_llm\n"
     "sys.exit(serve_local_llm(host=sys.argv[1], port=int(sys.argv[2]), model_path=None))\n"
 )
 

@@ -1,4 +1,6 @@
-"""The `rag-service` command line: serve, ingest, catalog, local-llm, ask."""
+"""The `rag-service` command line: serve, ingest, catalog, local-llm, ask, key-id. Each command
+imports what it runs when it runs, so that a command loads only its own part (`rag-service ask`
+needs no model, store or server)."""
 
 from __future__ import annotations
 
@@ -204,19 +206,9 @@ def local_llm(
     ] = None,
 ) -> None:
     """Start the bundled local OpenAI-compatible model server (SmolLM2-135M-Instruct)."""
-    from rag_service.local_llm import serve_local_llm
+    from rag_service.cli.local_llm import serve_local_llm
 
     raise typer.Exit(serve_local_llm(host=host, port=port, model_path=model_path))
-
-
-def _report_json(report: object) -> dict[str, object]:
-    from ingest.pipeline import IngestReport
-
-    assert isinstance(report, IngestReport)
-    data = {k: v for k, v in report.__dict__.items() if k != "failed"}
-    data["failed"] = [{"file": p.file, "line": p.line, "message": p.message} for p in report.failed]
-    data["documents_per_second"] = round(report.documents_per_second, 1)
-    return data
 
 
 @app.command()
@@ -242,7 +234,7 @@ def ask(
     answered, 1 when the service failed or could not be reached, 2 when it refused (4xx)."""
     import sys
 
-    from rag_service.ask_console import run_ask
+    from rag_service.cli.ask import run_ask
     from rag_service.client import RetryPolicy
 
     policy = RetryPolicy(max_attempts=max_attempts, deadline_s=deadline)
