@@ -288,11 +288,16 @@ async def memory_of_one_answer(url: str, client: redis.Redis, tokens: int) -> di
     session = open_session(registry, store, SourceLists())
     for i in range(tokens):
         session.apply(TextDelta(WORDS[i % len(WORDS)]))
+    events_key, record_key = (f"mem:stream:{session.stream_id}:{k}" for k in ("events", "rec"))
+    # Durable delivery shows an event once Redis has it: wait until all are, still running.
+    while len(session.read_events(0, tokens + 1)) < session.last_seq:
+        await session.change_waiter()
+    request = request_json(chat_request())
+    assert client.hget(record_key, "request") == request, "a running stream's record keeps it"
+    running_record = cast(int, client.memory_usage(record_key, samples=0))
     session.apply(Completed("stop", None, Timings(1.0, 2.0), 1))
     await written([session])
-    events_key, record_key = (f"mem:stream:{session.stream_id}:{k}" for k in ("events", "rec"))
-    request = request_json(chat_request())
-    assert client.hget(record_key, "request") == request, "the record keeps the request"
+    assert client.hget(record_key, "request") is None, "an ended stream's record drops it"
     events = cast(int, client.memory_usage(events_key, samples=0))
     record = cast(int, client.memory_usage(record_key, samples=0))
     await store.aclose()
@@ -304,7 +309,9 @@ async def memory_of_one_answer(url: str, client: redis.Redis, tokens: int) -> di
         "system_message_chars": len(chat_request().messages[0].content),
         "events_key_bytes": events,
         "record_key_bytes": record,
+        "running_record_key_bytes": running_record,
         "stream_bytes": events + record,
+        "running_stream_bytes": events + running_record,
         "replay_buffer_bytes": session.nbytes,
     }
 

@@ -59,8 +59,11 @@ class StreamReplicasResult:
             f"One answer in Redis ({mem['tokens']} deltas, meta with 5 sources, done; its "
             f"request, a {mem['system_message_chars']:,}-character system message and the "
             f"question, is {mem['request_chars']:,} characters of JSON): events key "
-            f"{mem['events_key_bytes']:,} B, record {mem['record_key_bytes']:,} B, "
-            f"{mem['stream_bytes']:,} B per stream (its replay buffer in the process: "
+            f"{mem['events_key_bytes']:,} B; record {mem['running_record_key_bytes']:,} B "
+            f"while it runs (with the request, for a take-over), "
+            f"{mem['record_key_bytes']:,} B once ended; "
+            f"{mem['running_stream_bytes']:,} B per running stream, "
+            f"{mem['stream_bytes']:,} B per ended one (its replay buffer in the process: "
             f"{mem['replay_buffer_bytes']:,} B).",
             "",
             f"Resume from the middle of a finished {shape['tokens']}-delta stream, request "

@@ -3,6 +3,7 @@ real Redis server (tests/redis_server.py)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -20,6 +21,17 @@ from tests.redis_server import RedisServer, running_redis
 
 REPO = Path(__file__).resolve().parents[1]
 PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
+
+@pytest.fixture(autouse=True)
+def frozen_heap() -> None:
+    """Freeze what the libraries and earlier tests left before each test, as a serving process
+    does once it has started (``rag_service.server.process_tuning``; apps built by tests leave
+    the collector alone). Otherwise a full collection in the middle of a test walks all of it,
+    holds the event loop for hundreds of ms, and the service's overload shedding refuses the
+    test's requests. Cheap: each collection walks only what came since the last freeze."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
