@@ -27,7 +27,7 @@ from bench.latency_stats import percentile
 from bench.stream_replicas_setup import WORDS, new_store, open_session
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
-from rag_service.api.errors import install_error_handlers
+from rag_service.api import install_error_handlers
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import Completed, TextDelta, Timings
 from rag_service.server import server_config

@@ -43,15 +43,27 @@ from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.api import (
+    admin_principal,
+    client_principal,
+    install_error_handlers,
+    install_openapi,
+)
 from rag_service.api.admin_routes import AdminDeps, admin_router
-from rag_service.api.auth import admin_principal, client_principal
-from rag_service.api.errors import install_error_handlers
-from rag_service.api.health_routes import HealthDeps, ReadinessCheck, health_router
 from rag_service.api.openai_routes import openai_router
-from rag_service.api.openapi import install_openapi
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
+from rag_service.health import (
+    HealthDeps,
+    ReadinessCheck,
+    SharedStateCheck,
+    SharedStateComponent,
+    UpstreamCheck,
+    embedder_check,
+    health_router,
+    store_check,
+)
 from rag_service.ingest_composition import ingest_lock
 from rag_service.ingest_jobs import (
     IngestJob,
@@ -83,13 +95,6 @@ from rag_service.ports import (
     Embedder,
     PassageSearch,
     ReadWriteCatalogStore,
-)
-from rag_service.readiness import (
-    SharedStateCheck,
-    SharedStateComponent,
-    UpstreamCheck,
-    embedder_check,
-    store_check,
 )
 from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever, passage_finder
 from rag_service.retrieval.shared_contexts import SharedEntries

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rag_service import __version__
 from rag_service.adapters.chroma_client import describe
-from rag_service.api.auth import principal_of
+from rag_service.api import principal_of
 from rag_service.domain import CatalogInfo
 from rag_service.errors import ConfigurationError
 from rag_service.settings import Settings

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rag_service.health import SharedStateComponent
 from rag_service.limits import KeyLimitStats
-from rag_service.readiness import SharedStateComponent
 from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.freshness import ContextStats
 from rag_service.streaming.registry import StreamStats

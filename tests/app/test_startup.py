@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from rag_service.api.auth import principal_of
+from rag_service.api import principal_of
 from rag_service.app import Components, create_app
 from rag_service.domain import CatalogInfo
 from rag_service.errors import ConfigurationError, EmbedderUnavailable, VectorStoreUnavailable

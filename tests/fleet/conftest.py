@@ -48,7 +48,7 @@ from typing import Protocol
 
 import pytest
 
-from rag_service.api.auth import principal_of
+from rag_service.api import principal_of
 from tests.conftest import REPO, free_port, run_cli
 from tests.fleet.processes import ManagedProcess, Replica, replica_process, upstream_process
 from tests.fleet.upstream_process import FAIL, HOLD

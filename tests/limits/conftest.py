@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
-from rag_service.api.auth import principal_of
+from rag_service.api import principal_of
 from rag_service.app import Components, create_app
 from rag_service.domain import ChatRequest, TextDelta
 from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter, KeyLimiter, RedisKeyLimiter

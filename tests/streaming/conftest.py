@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from rag_service.api.errors import install_error_handlers
+from rag_service.api import install_error_handlers
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
 from rag_service.settings import Settings, StreamSettings

@@ -13,8 +13,8 @@ import httpx
 
 from rag_service.app import Components, create_app
 from rag_service.errors import UpstreamRetryable
+from rag_service.health import UpstreamCheck
 from rag_service.ports import ChatUpstream
-from rag_service.readiness import UpstreamCheck
 from rag_service.settings import Settings
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.probe import probe_models

@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag_service.api.health_routes import ReadinessCheck
 from rag_service.domain import UpstreamProbe
 from rag_service.ports import ChatUpstream, Embedder, PassageSearch
 
 UPSTREAM_PROBE_TTL_S = 5.0
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+"""Returns ``{"ok": bool, ...details}``; a check that raises or times out counts as not ok."""
 
 
 def store_check(store: PassageSearch) -> ReadinessCheck:

@@ -1,9 +1,12 @@
-"""Health: liveness, readiness (store, embedder, upstream), and Prometheus metrics."""
+"""Health routes: liveness, readiness (store, embedder, upstream), and Prometheus metrics.
+
+The checks that ``/readyz`` runs are built in ``rag_service.health.checks``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +14,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import JSONResponse, Response
 
-from rag_service.api.openapi import LIVENESS_DOC, READINESS_DOC, metrics_doc
-
-ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
-"""Returns ``{"ok": bool, ...details}``; a check that raises or times out counts as not ok."""
+from rag_service.api import LIVENESS_DOC, READINESS_DOC, metrics_doc
+from rag_service.health.checks import ReadinessCheck
 
 
 @dataclass(frozen=True)
