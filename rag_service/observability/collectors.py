@@ -3,7 +3,7 @@ contexts, catalog, key limits, shared state, take-overs), and the event loop's l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,6 +17,16 @@ from rag_service.streaming.registry import StreamStats
 from rag_service.streaming.shared_streams import SharedStreams
 
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def counts_by(
+    name: str, documentation: str, label: str, counts: Mapping[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one label: a sample per ``counts`` entry (label value: count)."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts.items():
+        family.add_metric([value], count)
+    return family
 
 
 def loop_lag_histogram(registry: CollectorRegistry) -> Histogram:
@@ -49,12 +59,12 @@ class ServiceCollector(Collector):
             "rag_streams_generating", "Sessions still generating", streams.generating
         )
         yield GaugeMetricFamily("rag_streams_readers", "Attached SSE readers", streams.readers)
-        refused = CounterMetricFamily(
-            "rag_streams_refused", "New streams refused with 503, by reason", labels=["reason"]
+        yield counts_by(
+            "rag_streams_refused",
+            "New streams refused with 503, by reason",
+            "reason",
+            {"too_many_streams": streams.refused_full, "overloaded": streams.refused_overloaded},
         )
-        refused.add_metric(["too_many_streams"], streams.refused_full)
-        refused.add_metric(["overloaded"], streams.refused_overloaded)
-        yield refused
         yield GaugeMetricFamily(
             "rag_streams_retained", "Ended streams held for resumes, no reader", streams.retained
         )
@@ -63,28 +73,29 @@ class ServiceCollector(Collector):
             "Replay-buffer bytes of the retained streams",
             streams.retained_bytes,
         )
-        evicted = CounterMetricFamily(
+        yield counts_by(
             "rag_streams_evicted",
             "Retained streams forgotten before their retention ended, by bound",
-            labels=["reason"],
+            "reason",
+            {"too_many_streams": streams.evicted_full, "bytes": streams.evicted_bytes},
         )
-        evicted.add_metric(["too_many_streams"], streams.evicted_full)
-        evicted.add_metric(["bytes"], streams.evicted_bytes)
-        yield evicted
         yield CounterMetricFamily(
             "rag_streams_cancelled",
             "Generations cancelled by their client (DELETE /rag/stream/{stream_id})",
             streams.cancelled,
         )
         contexts = self._contexts()
-        served = CounterMetricFamily(
-            "rag_context_resolutions", "Contexts served, by state", labels=["state"]
+        yield counts_by(
+            "rag_context_resolutions",
+            "Contexts served, by state",
+            "state",
+            {
+                "fresh": contexts.hits,
+                "refreshed": contexts.refreshes,
+                "stale": contexts.stale_served,
+                "fallback": contexts.fallback_served,
+            },
         )
-        served.add_metric(["fresh"], contexts.hits)
-        served.add_metric(["refreshed"], contexts.refreshes)
-        served.add_metric(["stale"], contexts.stale_served)
-        served.add_metric(["fallback"], contexts.fallback_served)
-        yield served
         yield CounterMetricFamily(
             "rag_context_retrievals", "Retrievals run (embed + search)", contexts.retrievals
         )
@@ -117,12 +128,12 @@ class CatalogSnapshotCollector(Collector):
         stats = self._stats()
         if stats is None:  # RAG_RETRIEVAL__MODE=dense keeps no snapshot
             return
-        loads = CounterMetricFamily(
-            "rag_catalog_snapshot_loads", "Catalog snapshot loads, by kind", labels=["kind"]
+        yield counts_by(
+            "rag_catalog_snapshot_loads",
+            "Catalog snapshot loads, by kind",
+            "kind",
+            {"whole": stats.full_loads, "changes": stats.incremental_loads},
         )
-        loads.add_metric(["whole"], stats.full_loads)
-        loads.add_metric(["changes"], stats.incremental_loads)
-        yield loads
         yield GaugeMetricFamily(
             "rag_catalog_snapshot_load_seconds", "Time of the last load", stats.last_load_ms / 1000
         )
@@ -148,14 +159,12 @@ class KeyLimitCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = self._stats()
-        refused = CounterMetricFamily(
+        yield counts_by(
             "rag_key_limit_rejections",
             "New answers refused with 429 because their client key was past a limit, by limit",
-            labels=["reason"],
+            "reason",
+            {"streams": stats.refused_streams, "rate": stats.refused_rate},
         )
-        refused.add_metric(["streams"], stats.refused_streams)
-        refused.add_metric(["rate"], stats.refused_rate)
-        yield refused
         if stats.keys_tracked is not None:
             yield GaugeMetricFamily(
                 "rag_key_limit_keys", "Client keys whose limit state is held", stats.keys_tracked
@@ -198,14 +207,12 @@ class StreamTakeoverCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         stats = self._shared.stats()
-        takeovers = CounterMetricFamily(
+        yield counts_by(
             "rag_stream_takeovers",
             "Streams continued by another replica than the one that began them, by side",
-            labels=["side"],
+            "side",
+            {"taken_over": stats.taken_over, "moved": stats.moved},
         )
-        takeovers.add_metric(["taken_over"], stats.taken_over)
-        takeovers.add_metric(["moved"], stats.moved)
-        yield takeovers
 
 
 class ReplicaCollector(Collector):
