@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers.async_server import StopOnExit
+from tests.servers.async_server import LoopTask, StopOnExit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
@@ -188,22 +188,14 @@ def read_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-class ProcessSampler:
+class ProcessSampler(LoopTask):
     """Samples a process's RSS (kB) and CPU seconds every ``interval_s`` until stopped."""
 
     def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        super().__init__()
         self.samples: list[tuple[float, int, float]] = []  # (monotonic time, RSS kB, CPU s)
         self._pid = pid
         self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:

@@ -46,6 +46,8 @@ from typing import Any
 
 import uvloop
 
+from tests.servers.async_server import LoopTask
+
 LOOPBACK = "127.0.0.1"
 LAG_PROBE_S = 0.01
 LISTEN_BACKLOG = 8192  # thousands of streams connect within seconds; the default 100 drops SYNs
@@ -59,20 +61,12 @@ def raise_open_file_limit() -> int:
     return hard
 
 
-class LagProbe:
+class LagProbe(LoopTask):
     """Samples how late a ``LAG_PROBE_S`` timer fires on the running loop, until stopped."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.samples = array("d")
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:

@@ -17,7 +17,8 @@ does nothing on a server that is not running. Only the lifecycle lives here: eac
 connections, and so its hot path, stay its own.
 
 ``StopOnExit`` is the part a resource that starts elsewhere shares (a child process that a
-classmethod starts): ``async with`` only stops it.
+classmethod starts): ``async with`` only stops it. ``LoopTask`` is the same start/stop for a
+coroutine that runs until it is stopped (the benchmarks' samplers).
 """
 
 from __future__ import annotations
@@ -75,3 +76,22 @@ class LoopbackServer(StopOnExit, ABC):
     async def __aenter__(self) -> Self:
         await self.start()
         return self
+
+
+class LoopTask(ABC):
+    """``_run()`` as a task on the running loop, from ``start()`` until ``stop()`` cancels it."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """Runs until cancelled."""
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
