@@ -58,7 +58,7 @@ from rag_service.settings import (
 )
 from rag_service.streaming.repetition import answer_without_loops
 from rag_service.upstream import OpenAICompatibleUpstream
-from tests.servers.local_llm_server import LOOPBACK, LocalLlmProcess, running_local_llm
+from tests.servers.local_llm_server import LOOPBACK, LocalLlmProcess, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOG = REPO_ROOT / "data" / "catalog"
@@ -398,19 +398,12 @@ async def _forget_last_prompt(base_url: str) -> None:
 @contextlib.asynccontextmanager
 async def _model_server(window: int | None) -> AsyncIterator[str]:
     """The bundled server as it ships (``window`` None), or with a wider penalty window."""
-    if window is None:
-        async with running_local_llm() as base_url:
-            yield base_url
-        return
     server = LocalLlmProcess()
-    server.command = [sys.executable, "-c", _WIDE_WINDOW_LAUNCH, LOOPBACK, str(server.port),
-                      str(window)]  # fmt: skip
-    server.start()
-    try:
-        await asyncio.to_thread(server.wait_ready)
-        yield server.base_url
-    finally:
-        await asyncio.to_thread(server.stop)
+    if window is not None:
+        server.command = [sys.executable, "-c", _WIDE_WINDOW_LAUNCH, LOOPBACK, str(server.port),
+                          str(window)]  # fmt: skip
+    async with serving(server) as base_url:
+        yield base_url
 
 
 def _params_text(params: dict[str, Any]) -> str:

@@ -175,12 +175,17 @@ def local_llm_server(
         server.stop()
 
 
-@contextlib.asynccontextmanager
-async def running_local_llm(
+def running_local_llm(
     port: int | None = None, *, ready_timeout_s: float = READY_TIMEOUT_S
-) -> AsyncIterator[str]:
+) -> contextlib.AbstractAsyncContextManager[str]:
     """Async form of ``local_llm_server``: start-up and shutdown run in a worker thread."""
-    server = LocalLlmProcess(port, ready_timeout_s=ready_timeout_s)
+    return serving(LocalLlmProcess(port, ready_timeout_s=ready_timeout_s))
+
+
+@contextlib.asynccontextmanager
+async def serving(server: LocalLlmProcess) -> AsyncIterator[str]:
+    """Run ``server`` (e.g. with its own ``command``) while the block runs; yields its base URL
+    once it answers. Start-up and shutdown run in a worker thread."""
     server.start()
     try:
         await asyncio.to_thread(server.wait_ready)
