@@ -43,13 +43,21 @@ from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
 from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
+from rag_service.admin import (
+    AdminDeps,
+    IngestJob,
+    IngestJobs,
+    IngestOptions,
+    IngestTarget,
+    RunIngest,
+    admin_router,
+)
 from rag_service.api import (
     admin_principal,
     client_principal,
     install_error_handlers,
     install_openapi,
 )
-from rag_service.api.admin_routes import AdminDeps, admin_router
 from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
@@ -65,13 +73,6 @@ from rag_service.health import (
     store_check,
 )
 from rag_service.ingest_composition import ingest_lock
-from rag_service.ingest_jobs import (
-    IngestJob,
-    IngestJobs,
-    IngestOptions,
-    IngestTarget,
-    RunIngest,
-)
 from rag_service.limits import (
     FallbackKeyLimiter,
     InMemoryKeyLimiter,

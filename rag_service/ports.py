@@ -198,6 +198,21 @@ class ChatUpstream(Protocol):
     async def aclose(self) -> None: ...
 
 
+class IngestLease(Protocol):
+    async def release(self) -> None:
+        """Give the lock back (only if still this holder's)."""
+        ...
+
+
+class ClusterIngestLock(Protocol):
+    """One ingest at a time across hosts, held with a lease its holder keeps renewing."""
+
+    async def acquire(self) -> IngestLease:
+        """``IngestInProgress`` naming the holder while another process holds it;
+        ``StateStoreUnavailable`` when the lock's store does not answer."""
+        ...
+
+
 class Clock(Protocol):
     """Monotonic seconds; tests pass a controllable one."""
 

@@ -56,8 +56,8 @@ def ingest(
     """
     from ingest.console import print_report, progress_bar
     from rag_service.adapters.redis_ingest_lock import ingest_lock_across_hosts
+    from rag_service.admin import report_json
     from rag_service.ingest_composition import ingest_catalog
-    from rag_service.ingest_jobs import report_json
 
     console = Console(stderr=as_json)
     settings = Settings()

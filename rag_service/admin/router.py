@@ -28,22 +28,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from rag_service.api.errors import invalid_input
-from rag_service.api.openapi import (
+from rag_service.admin.jobs import JOB_ID_BYTES, IngestJob, IngestJobs, IngestOptions, IngestTarget
+from rag_service.api import (
     ADMIN_AUTH,
+    CONTEXT_ID_PATTERN,
     INGEST_STARTED_DOC,
     admin_ingest_openapi,
-    error_responses,
-)
-from rag_service.api.schemas import (
-    CONTEXT_ID_PATTERN,
     choose_context_id,
+    error_responses,
+    invalid_input,
     json_object,
     read_limited_body,
     validate_body,
 )
 from rag_service.errors import IngestInProgress, InvalidInput, NotFound
-from rag_service.ingest_jobs import JOB_ID_BYTES, IngestJob, IngestJobs, IngestOptions, IngestTarget
 from rag_service.ports import ContextResolver, PassageSearch
 from rag_service.safe_text import SafeStr, text_problem
 from rag_service.settings import Settings

@@ -1,14 +1,14 @@
 """Admin ingest jobs: one ingest at a time, run in a worker thread, observable by job id.
 
-The HTTP layer submits a job and answers 202 at once; the job runs the same pipeline as the CLI
-against the service's own store and embedder (embedded Chroma allows only one process, so a
-running service ingests through itself).
+The admin routes (``rag_service.admin.router``) submit a job and answer 202 at once; the job runs
+the same pipeline as the CLI against the service's own store and embedder (embedded Chroma
+allows only one process, so a running service ingests through itself).
 
 One at a time: in this process by the running job; on this host by the lock file the job takes
-(``StoreLock``); across hosts, in fleet mode, by a ``ClusterIngestLock`` (Redis) taken at
-submission, so that a second ingest on any replica is refused with 409 at once. While Redis does
-not answer, the job runs under the host's lock alone: logged, counted (``fallbacks``) and
-reported as ``degraded`` while it runs.
+(``StoreLock``); across hosts, in fleet mode, by a ``ClusterIngestLock`` (a port in
+``rag_service.ports``; Redis implements it) taken at submission, so that a second ingest on any
+replica is refused with 409 at once. While Redis does not answer, the job runs under the host's
+lock alone: logged, counted (``fallbacks``) and reported as ``degraded`` while it runs.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from ingest.pipeline import IngestReport, ProgressCallback
 from rag_service.errors import IngestInProgress, NotFound, RagServiceError, StateStoreUnavailable
+from rag_service.ports import ClusterIngestLock, IngestLease
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +51,6 @@ class IngestTarget:
 
 
 RunIngest = Callable[[IngestTarget, IngestOptions, ProgressCallback], IngestReport]
-
-
-class IngestLease(Protocol):
-    async def release(self) -> None:
-        """Give the lock back (only if still this holder's)."""
-        ...
-
-
-class ClusterIngestLock(Protocol):
-    """One ingest at a time across hosts, held with a lease its holder keeps renewing."""
-
-    async def acquire(self) -> IngestLease:
-        """``IngestInProgress`` naming the holder while another process holds it;
-        ``StateStoreUnavailable`` when the lock's store does not answer."""
-        ...
 
 
 @dataclass
