@@ -58,7 +58,6 @@ from rag_service.api import (
     install_error_handlers,
     install_openapi,
 )
-from rag_service.api.openai_routes import openai_router
 from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
@@ -90,6 +89,7 @@ from rag_service.observability import (
     loop_lag_histogram,
     metrics_port_server,
 )
+from rag_service.openai import openai_router
 from rag_service.ports import (
     CatalogWriter,
     ChatUpstream,

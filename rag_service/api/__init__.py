@@ -4,7 +4,12 @@ and the request-body helpers. The routes themselves live with their features
 ``rag_service.admin``); they import these names from here.
 """
 
-from rag_service.api.auth import admin_principal, client_principal, principal_of
+from rag_service.api.auth import (
+    PrincipalDependency,
+    admin_principal,
+    client_principal,
+    principal_of,
+)
 from rag_service.api.errors import install_error_handlers, invalid_input
 from rag_service.api.openapi import (
     ADMIN_AUTH,
@@ -50,6 +55,7 @@ __all__ = [
     "Filters",
     "JsonInt",
     "PositiveInt",
+    "PrincipalDependency",
     "Text",
     "TopK",
     "admin_ingest_openapi",

@@ -11,6 +11,10 @@ from pydantic import SecretStr
 
 from rag_service.errors import Forbidden, Unauthorized
 
+# How a route takes the caller's identity: a FastAPI dependency of the Request (async, or sync,
+# which FastAPI runs in a thread) returning it, None when auth is off.
+PrincipalDependency = Callable[..., Awaitable[str | None]] | Callable[..., str | None]
+
 
 def _bearer(request: Request) -> str | None:
     header = _authorization(request)

@@ -24,12 +24,13 @@ stream is resumed or cancelled on whichever replica the request lands (``streami
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
+from rag_service.api.auth import PrincipalDependency
 from rag_service.api.openapi import (
     CLIENT_AUTH,
     NATIVE_SSE_EVENT,
@@ -49,7 +50,6 @@ from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import NativeSseEncoder, parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SessionResponse
 
-PrincipalDependency = Callable[..., Awaitable[str | None]] | Callable[..., str | None]
 DepsLookup = Callable[[Request], StreamDeps]
 
 STREAM_PATH = "/rag/stream"

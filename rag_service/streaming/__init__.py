@@ -12,12 +12,24 @@ from rag_service.streaming.answer import (
 )
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_response import SessionResponse
+from rag_service.streaming.sse_format import (
+    DeltaEvent,
+    EventByEventEncoder,
+    NamedEvent,
+    SessionEvent,
+    to_json,
+)
+from rag_service.streaming.sse_response import BATCH_EVENTS, SessionResponse
 from rag_service.streaming.stream_stats import StreamStats
 
 __all__ = [
+    "BATCH_EVENTS",
     "AnswerRequest",
+    "DeltaEvent",
+    "EventByEventEncoder",
+    "NamedEvent",
     "PromptBuilder",
+    "SessionEvent",
     "SessionResponse",
     "StreamDeps",
     "StreamRegistry",
@@ -25,4 +37,5 @@ __all__ = [
     "StreamStats",
     "meta_payload",
     "start_answer",
+    "to_json",
 ]

@@ -10,7 +10,7 @@ A session hands its readers its events in two kinds (``ReplayBuffer.read_events`
   the fields reads them with ``payload()``.
 
 Each kind of client has an ``EventEncoder``: ``NativeSseEncoder`` writes ``/rag/stream``'s events,
-``ChunkEncoder`` (``rag_service.api.openai_stream``) writes OpenAI chunks. Both read the same
+``ChunkEncoder`` (``rag_service.openai.stream``) writes OpenAI chunks. Both read the same
 events, so ``GET /rag/stream/{id}`` and ``/v1/chat/completions`` show one answer under the same
 ids. Every native event is written in one shape, which the WHATWG EventSource parser reads unambiguously:
 

@@ -7,9 +7,6 @@ from typing import Any
 
 import pytest
 
-from rag_service.api.openai_routes import error_payload_response, status_for_code
-from rag_service.api.openai_schemas import ChatCompletionBody, upstream_params
-from rag_service.api.openai_stream import ChunkEncoder
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
@@ -17,6 +14,9 @@ from rag_service.errors import (
     UpstreamRejected,
     UpstreamStalled,
 )
+from rag_service.openai.router import error_payload_response, status_for_code
+from rag_service.openai.schemas import ChatCompletionBody, upstream_params
+from rag_service.openai.stream import ChunkEncoder
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.streaming.replay_buffer import ReplayBuffer
 from rag_service.streaming.sse_format import NamedEvent, to_json

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 from starlette.types import Message
 
-from rag_service.api.openai_stream import ChunkEncoder
 from rag_service.domain import Completed, TextDelta, Timings
+from rag_service.openai.stream import ChunkEncoder
 from rag_service.settings import StreamSettings
 from rag_service.streaming import SessionResponse, StreamRegistry, StreamSession
 from rag_service.streaming.sse_format import EventEncoder, NativeSseEncoder, SessionEvent

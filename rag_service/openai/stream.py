@@ -33,15 +33,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_service.errors import RagServiceError, ServiceUnavailable
-from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import (
+from rag_service.streaming import (
+    BATCH_EVENTS,
     DeltaEvent,
     EventByEventEncoder,
     NamedEvent,
     SessionEvent,
+    StreamSession,
     to_json,
 )
-from rag_service.streaming.sse_response import BATCH_EVENTS
 
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"

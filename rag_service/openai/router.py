@@ -29,12 +29,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import JSONResponse, Response
 
-from rag_service.api.openai_schemas import (
+from rag_service.api import (
+    CLIENT_AUTH,
+    CONTEXT_ID_PATTERN,
+    OPENAI_SSE_EVENT,
+    PrincipalDependency,
+    body_limited_route,
+    error_responses,
+    sse_content,
+)
+from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
+from rag_service.errors import NotFound, RagServiceError
+from rag_service.openai.schemas import (
     ChatCompletionBody,
     ChatCompletionRequest,
     parse_chat_completion,
 )
-from rag_service.api.openai_stream import (
+from rag_service.openai.stream import (
     ChunkEncoder,
     CollectedAnswer,
     collect_answer,
@@ -42,19 +53,7 @@ from rag_service.api.openai_stream import (
     finish_reason,
     rag_field,
 )
-from rag_service.api.openapi import (
-    CLIENT_AUTH,
-    OPENAI_SSE_EVENT,
-    error_responses,
-    sse_content,
-)
-from rag_service.api.schemas import CONTEXT_ID_PATTERN, body_limited_route
-from rag_service.api.stream_routes import PrincipalDependency
-from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
-from rag_service.errors import NotFound, RagServiceError
-from rag_service.streaming.answer import StreamDeps, start_answer
-from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_response import SessionResponse
+from rag_service.streaming import SessionResponse, StreamDeps, StreamSession, start_answer
 
 OWNER = "rag-service"
 CONTEXT_ID_HEADER = "X-Context-Id"

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_service.api.schemas import (
+from rag_service.api import (
     CONTEXT_ID_PATTERN,
     MAX_FILTERS,
     QUERY_PATTERN,
@@ -44,7 +44,7 @@ from rag_service.api.schemas import (
 from rag_service.domain import ChatMessage, MetadataValue
 from rag_service.errors import InvalidInput
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
-from rag_service.streaming.answer import AnswerRequest
+from rag_service.streaming import AnswerRequest
 
 _CONTEXT_ID = re.compile(CONTEXT_ID_PATTERN)
 _GENERATED_CONTEXT_PREFIX = "oai-"
