@@ -28,11 +28,10 @@ from bench.stream_replicas_setup import WORDS, new_store, open_session
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.api import install_error_handlers
-from rag_service.api.stream_routes import stream_router
 from rag_service.domain import Completed, TextDelta, Timings
 from rag_service.server import server_config
 from rag_service.settings import RedisSettings, Settings
-from rag_service.streaming import StreamDeps, StreamRegistry
+from rag_service.streaming import StreamDeps, StreamRegistry, stream_router
 from rag_service.streaming.answer import SourceLists
 from rag_service.streaming.session import StreamSession
 

@@ -58,7 +58,6 @@ from rag_service.api import (
     install_error_handlers,
     install_openapi,
 )
-from rag_service.api.stream_routes import stream_router
 from rag_service.domain import CatalogInfo
 from rag_service.errors import RagServiceError
 from rag_service.health import (
@@ -101,6 +100,7 @@ from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever,
 from rag_service.retrieval.shared_contexts import SharedEntries
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
+from rag_service.streaming import stream_router
 from rag_service.streaming.answer import StreamDeps
 from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry

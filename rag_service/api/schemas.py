@@ -1,20 +1,18 @@
-"""Request bodies of the streaming endpoint, and what is checked beyond their types.
+"""What the request bodies of every route share, and the body size limit.
 
-``StreamRequestBody`` is the one model of ``POST /rag/stream``: FastAPI parses and validates the
-body with it and documents it in ``/openapi.json``; its validation errors become our JSON error
-shape (400, with the fields) in ``api/errors.py``. Types are strict: ``"yes"`` is not a bool and
-``"5"`` is not an int. Unknown fields are allowed (the contract lets clients send extra fields).
-What depends on settings or on two places at once (the query's configured length, the context id
-from the query string or the body) is checked by ``answer_request``.
+The field types (``Text``, ``Filters``, ``TopK``, ``JsonInt``...) and patterns
+(``CONTEXT_ID_PATTERN``, ``QUERY_PATTERN``) that the stream route's body
+(``rag_service/streaming/request_body.py``), the OpenAI facade's and admin's are made of. Types are
+strict: ``"yes"`` is not a bool and ``"5"`` is not an int.
 
 Every text a client sends is a ``SafeStr`` (``rag_service/safe_text.py``): a NUL character or a
 lone surrogate (valid JSON, but no text) is a 400 naming the field, not a failure deep inside.
 The JSON schema says so with a pattern (``TextPattern``, ``api/openapi.py``), and the query's
 pattern also says that it needs a character other than whitespace: ``QUERY_PATTERN`` is the
-very regex ``answer_request`` checks the query with.
+very regex the stream route checks the query with.
 
-The other bodies of the API (the OpenAI facade's, admin's) are read with ``read_limited_body``
-and validated with ``validate_body``, which raise our own errors likewise.
+The bodies that FastAPI does not parse (the OpenAI facade's, admin's) are read with
+``read_limited_body`` and validated with ``validate_body``, which raise our own errors likewise.
 
 **The body size limit.** ``POST /rag/stream`` and ``POST /v1/chat/completions`` take a JSON body
 of at most ``RAG_STREAM__MAX_BODY_BYTES``. The limit must hold before anything parses the body,
@@ -32,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterable, Callable, Coroutine
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from annotated_types import Ge, Le
 from fastapi import Request, Response
@@ -40,8 +38,6 @@ from fastapi.routing import APIRoute
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Field,
     StringConstraints,
     ValidationError,
 )
@@ -50,14 +46,10 @@ from starlette.types import Message, Receive
 
 from rag_service.api.errors import invalid_input
 from rag_service.api.openapi import TextKeys, TextPattern
-from rag_service.domain import ChatMessage, MetadataValue
 from rag_service.errors import InvalidInput, PayloadTooLarge
 from rag_service.safe_text import SafeStr
-from rag_service.streaming.answer import AnswerRequest
 
 CONTEXT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-MAX_MESSAGES = 50
-MAX_MESSAGE_CHARS = 16_000
 MAX_FILTERS = 16
 MAX_TOP_K = 50
 
@@ -68,7 +60,6 @@ WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u
 QUERY_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
 
 _CONTEXT_ID = re.compile(CONTEXT_ID_PATTERN)
-_QUERY = re.compile(QUERY_PATTERN)
 Text = Annotated[SafeStr, TextPattern()]
 """A client's text: no NUL, no lone surrogate (400), documented as a pattern."""
 FilterKey = Annotated[SafeStr, StringConstraints(min_length=1, max_length=64)]
@@ -90,41 +81,6 @@ TopK = Annotated[int, Ge(1), Le(MAX_TOP_K), _AS_INT]
 
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
-
-
-class TurnBody(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    role: Literal["user", "assistant", "system"]
-    content: Text = Field(max_length=MAX_MESSAGE_CHARS)
-
-
-class StreamRequestBody(BaseModel):
-    """``POST /rag/stream`` body. ``query`` is checked against the configured length later."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    query: Annotated[SafeStr, TextPattern(QUERY_PATTERN)] = Field(
-        min_length=1,
-        description="The question: at most `max_query_chars` characters, at least one of them "
-        "not whitespace; surrounding whitespace is stripped.",
-    )
-    messages: list[TurnBody] = Field(
-        default_factory=list,
-        max_length=MAX_MESSAGES,
-        description="Earlier turns of the conversation; system turns are ignored.",
-    )
-    filters: Filters | None = Field(
-        None, max_length=MAX_FILTERS, description="Metadata equality filters."
-    )
-    refresh: bool = Field(False, description="Skip the freshness cache.")
-    top_k: TopK | None = Field(None, description="Passages to retrieve.")
-    context_id: str | None = Field(
-        None,
-        pattern=CONTEXT_ID_PATTERN,
-        description="The context id when the query parameter `context` is absent (one of the "
-        "two is required).",
-    )
 
 
 async def read_limited_body(
@@ -151,29 +107,6 @@ def check_content_length(content_length: str | None, max_bytes: int) -> None:
             raise InvalidInput("Content-Length is not a number")
         if int(content_length) > max_bytes:
             raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
-
-
-def answer_request(
-    body: StreamRequestBody, *, context_param: str | None, max_query_chars: int
-) -> AnswerRequest:
-    """The answer a validated ``POST /rag/stream`` body and its ``context`` parameter ask for."""
-    # The length as sent (what the schema's maxLength means), the emptiness after stripping.
-    if len(body.query) > max_query_chars:
-        raise InvalidInput(
-            f"query is longer than {max_query_chars} characters", details={"field": "query"}
-        )
-    if _QUERY.search(body.query) is None:
-        raise InvalidInput("query must not be empty", details={"field": "query"})
-    query = body.query.strip()
-    filters: dict[str, MetadataValue] | None = dict(body.filters) if body.filters else None
-    return AnswerRequest(
-        context_id=choose_context_id(context_param, body.context_id),
-        query=query,
-        history=tuple(ChatMessage(role=m.role, content=m.content) for m in body.messages),
-        filters=filters,
-        top_k=body.top_k,
-        refresh=body.refresh,
-    )
 
 
 def choose_context_id(query_param: str | None, body_field: str | None) -> str:

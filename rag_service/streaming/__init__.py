@@ -1,4 +1,5 @@
-"""Streaming answers over SSE: sessions with replay buffers, their registry, and the response.
+"""Streaming answers over SSE: sessions with replay buffers, their registry, the response, and
+the routes that serve them (``router``).
 
 See docs/streaming.md for the event format, resume semantics and lifetimes.
 """
@@ -11,6 +12,7 @@ from rag_service.streaming.answer import (
     start_answer,
 )
 from rag_service.streaming.registry import StreamRegistry
+from rag_service.streaming.router import stream_router
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import (
     DeltaEvent,
@@ -37,5 +39,6 @@ __all__ = [
     "StreamStats",
     "meta_payload",
     "start_answer",
+    "stream_router",
     "to_json",
 ]

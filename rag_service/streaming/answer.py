@@ -105,7 +105,7 @@ class StreamDeps:
 
 @dataclass(frozen=True)
 class AnswerRequest:
-    """A validated streaming request (see ``rag_service.api.schemas``)."""
+    """A validated streaming request (see ``rag_service.streaming.request_body``)."""
 
     context_id: str
     query: str

@@ -14,10 +14,9 @@ import pytest
 from fastapi import FastAPI, Request
 
 from rag_service.api import install_error_handlers
-from rag_service.api.stream_routes import stream_router
 from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
 from rag_service.settings import Settings, StreamSettings
-from rag_service.streaming import StreamDeps, StreamRegistry
+from rag_service.streaming import StreamDeps, StreamRegistry, stream_router
 from rag_service.streaming.registry import DEFAULT_MAX_SESSIONS
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import ScriptedUpstream, answer_script

@@ -3,10 +3,10 @@ and ``DELETE /rag/stream/{stream_id}`` (cancel).
 
 Ordinary FastAPI routes. The question's body is parsed and validated by FastAPI through one
 pydantic model (``StreamRequestBody``), which also gives ``/openapi.json`` its schema, so the
-documentation and the validation cannot disagree. A failure before the stream starts is one of
-our errors, mapped to the JSON error shape in ``api/errors.py`` (validation errors too: 400 with
-the fields). The body size limit applies before FastAPI reads the body (``body_limited_route``
-in ``api/schemas.py``).
+documentation and the validation cannot disagree (``streaming/request_body.py``). A failure
+before the stream starts is one of our errors, mapped to the JSON error shape in
+``api/errors.py`` (validation errors too: 400 with the fields). The body size limit applies
+before FastAPI reads the body (``body_limited_route`` in ``api/schemas.py``).
 
 Mounting (in ``create_app``)::
 
@@ -30,22 +30,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
-from rag_service.api.auth import PrincipalDependency
-from rag_service.api.openapi import (
+from rag_service.api import (
     CLIENT_AUTH,
+    CONTEXT_ID_PATTERN,
     NATIVE_SSE_EVENT,
+    PrincipalDependency,
+    body_limited_route,
     error_responses,
     sse_content,
-)
-from rag_service.api.schemas import (
-    CONTEXT_ID_PATTERN,
-    StreamRequestBody,
-    answer_request,
-    body_limited_route,
 )
 from rag_service.streaming.answer import StreamDeps, start_answer, takeover_of
 from rag_service.streaming.replicas import cancel_stream as cancel_anywhere
 from rag_service.streaming.replicas import check_resume_point, find_stream
+from rag_service.streaming.request_body import StreamRequestBody, answer_request
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import NativeSseEncoder, parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SessionResponse
