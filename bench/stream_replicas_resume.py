@@ -31,8 +31,9 @@ from rag_service.api import install_error_handlers
 from rag_service.domain import Completed, TextDelta, Timings
 from rag_service.server import server_config
 from rag_service.settings import RedisSettings, Settings
-from rag_service.streaming import StreamDeps, StreamRegistry, stream_router
+from rag_service.streaming import StreamDeps, StreamRegistry
 from rag_service.streaming.answer import SourceLists
+from rag_service.streaming.router import stream_router
 from rag_service.streaming.session import StreamSession
 
 

@@ -100,14 +100,15 @@ from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever,
 from rag_service.retrieval.shared_contexts import SharedEntries
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
-from rag_service.streaming import stream_router
-from rag_service.streaming.answer import StreamDeps
-from rag_service.streaming.loop_lag import LoopLagMonitor
-from rag_service.streaming.registry import StreamRegistry
-from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
-from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.breaker import CircuitBreaker
-from rag_service.upstream.breaker_sharing import BreakerSharing
+from rag_service.streaming import (
+    InProcessStreams,
+    LoopLagMonitor,
+    SharedStreams,
+    StreamDeps,
+    StreamRegistry,
+)
+from rag_service.streaming.router import stream_router
+from rag_service.upstream import BreakerSharing, CircuitBreaker, OpenAICompatibleUpstream
 from rag_service.web import install_web_page
 
 log = logging.getLogger("rag_service")

@@ -20,8 +20,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
-from rag_service.upstream.breaker import BreakerState
-from rag_service.upstream.breaker_sharing import BreakerNews, NewsListener
+from rag_service.upstream import BreakerNews, BreakerState, NewsListener
 
 logger = logging.getLogger(__name__)
 

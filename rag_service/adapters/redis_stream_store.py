@@ -68,16 +68,19 @@ from rag_service.adapters.redis_stream_scripts import (
 from rag_service.domain import ChatMessage, ChatRequest
 from rag_service.ports import Clock
 from rag_service.settings import RedisSettings, StreamSettings
-from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
-from rag_service.streaming.shared_streams import (
+from rag_service.streaming import (
     HEARTBEAT_EVERY_S,
     HEARTBEAT_TTL_S,
+    TERMINAL_EVENTS,
+    DeltaEvent,
+    NamedEvent,
+    SessionEvent,
     SharedState,
     SharedStreamStats,
     StreamOwner,
     StreamRecord,
+    StreamSession,
 )
-from rag_service.streaming.sse_format import DeltaEvent, NamedEvent, SessionEvent
 
 logger = logging.getLogger(__name__)
 

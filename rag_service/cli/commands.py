@@ -263,7 +263,7 @@ def key_id(
     logs name it by, so the secret itself is written nowhere else."""
     import sys
 
-    from rag_service.api.auth import principal_of
+    from rag_service.api import principal_of
 
     if key is not None:
         keys = [key.strip()]

@@ -13,8 +13,7 @@ from rag_service.health import SharedStateComponent
 from rag_service.limits import KeyLimitStats
 from rag_service.retrieval.catalog_snapshot import SnapshotStats
 from rag_service.retrieval.freshness import ContextStats
-from rag_service.streaming.registry import StreamStats
-from rag_service.streaming.shared_streams import SharedStreams
+from rag_service.streaming import SharedStreams, StreamStats
 
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

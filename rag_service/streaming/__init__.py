@@ -1,5 +1,8 @@
-"""Streaming answers over SSE: sessions with replay buffers, their registry, the response, and
-the routes that serve them (``router``).
+"""Streaming answers over SSE: sessions with replay buffers, their registry, and the response.
+
+The routes that serve them are ``rag_service.streaming.router`` (``stream_router``), imported
+from that module: this surface is the streaming services', which adapters import too, and
+importing them must not import the HTTP layer.
 
 See docs/streaming.md for the event format, resume semantics and lifetimes.
 """
@@ -11,9 +14,20 @@ from rag_service.streaming.answer import (
     meta_payload,
     start_answer,
 )
+from rag_service.streaming.loop_lag import LoopLagMonitor
 from rag_service.streaming.registry import StreamRegistry
-from rag_service.streaming.router import stream_router
-from rag_service.streaming.session import StreamSession
+from rag_service.streaming.session import TERMINAL_EVENTS, StreamSession
+from rag_service.streaming.shared_streams import (
+    HEARTBEAT_EVERY_S,
+    HEARTBEAT_TTL_S,
+    WATCHED_FOR_S,
+    InProcessStreams,
+    SharedState,
+    SharedStreams,
+    SharedStreamStats,
+    StreamOwner,
+    StreamRecord,
+)
 from rag_service.streaming.sse_format import (
     DeltaEvent,
     EventByEventEncoder,
@@ -26,19 +40,29 @@ from rag_service.streaming.stream_stats import StreamStats
 
 __all__ = [
     "BATCH_EVENTS",
+    "HEARTBEAT_EVERY_S",
+    "HEARTBEAT_TTL_S",
+    "TERMINAL_EVENTS",
+    "WATCHED_FOR_S",
     "AnswerRequest",
     "DeltaEvent",
     "EventByEventEncoder",
+    "InProcessStreams",
+    "LoopLagMonitor",
     "NamedEvent",
     "PromptBuilder",
     "SessionEvent",
     "SessionResponse",
+    "SharedState",
+    "SharedStreamStats",
+    "SharedStreams",
     "StreamDeps",
+    "StreamOwner",
+    "StreamRecord",
     "StreamRegistry",
     "StreamSession",
     "StreamStats",
     "meta_payload",
     "start_answer",
-    "stream_router",
     "to_json",
 ]

@@ -47,6 +47,8 @@ from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import NativeSseEncoder, parse_last_event_id, retry_field
 from rag_service.streaming.sse_response import SessionResponse
 
+__all__ = ["DepsLookup", "stream_router"]
+
 DepsLookup = Callable[[Request], StreamDeps]
 
 STREAM_PATH = "/rag/stream"

@@ -16,8 +16,9 @@ from fastapi import FastAPI, Request
 from rag_service.api import install_error_handlers
 from rag_service.domain import ChatMessage, ChatRequest, ResolvedContext
 from rag_service.settings import Settings, StreamSettings
-from rag_service.streaming import StreamDeps, StreamRegistry, stream_router
+from rag_service.streaming import StreamDeps, StreamRegistry
 from rag_service.streaming.registry import DEFAULT_MAX_SESSIONS
+from rag_service.streaming.router import stream_router
 from tests.fakes.resolver import FakeResolver
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.live_server import live_server
