@@ -3,7 +3,7 @@
 The official ``openai`` SDKs work against it unchanged (``base_url=<service>/v1``, the client
 key as ``api_key``). An answer runs exactly like one of ``POST /rag/stream`` (``start_answer``,
 a session in the stream registry, the same exactly-once guarantees); only its presentation
-differs (see ``openai_stream``). A streamed completion's id is ``chatcmpl-<stream_id>`` and its
+differs (see ``openai/stream.py``). A streamed completion's id is ``chatcmpl-<stream_id>`` and its
 SSE ids are the native ``<stream_id>:<seq>``, so a broken OpenAI stream can be resumed through
 ``GET /rag/stream/{stream_id}`` with ``Last-Event-ID``.
 
