@@ -40,6 +40,11 @@ class Service:
 
 
 def app_settings(tmp_path: Path, **stream: Any) -> Settings:
+    """Test settings; ``stream``: StreamSettings fields. Overload shedding is off unless asked
+    for (tests/app/test_overload.py): on a machine whose cores are busy with other work, a test's
+    loop runs late for reasons that are not the service's load, and a refused request is not
+    what those tests check."""
+    stream.setdefault("shed_loop_lag_ms", 0)
     catalog_dir = tmp_path / "catalogs"
     write_products(catalog_dir / "products.jsonl", [product(i) for i in range(12)])
     write_policy(catalog_dir / "returns.md")
