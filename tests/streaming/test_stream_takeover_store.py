@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
@@ -108,18 +111,47 @@ def stores(redis_server: RedisServer, redis_prefix: str) -> tuple[RedisSettings,
     )
 
 
+@asynccontextmanager
+async def shared_session(
+    redis_settings: RedisSettings, stream: StreamSettings
+) -> AsyncIterator[tuple[StreamSession, RedisStreamStore]]:
+    """A session of replica A's registry, shared through its own store and client; all three
+    closed after the block."""
+    client = redis_client(redis_settings)
+    registry = StreamRegistry(stream)
+    store = new_store(client, redis_settings, stream, "replica-A")
+    session = new_session(registry)
+    store.share(session, registry, REQUEST)
+    try:
+        yield session, store
+    finally:
+        await registry.close()
+        await store.aclose()
+        await client.aclose()
+
+
+def new_store(
+    client: Redis, redis_settings: RedisSettings, stream: StreamSettings, replica: str
+) -> RedisStreamStore:
+    return RedisStreamStore(
+        client, redis_settings=redis_settings, stream_settings=stream, replica_id=replica
+    )
+
+
 async def test_readers_never_see_an_event_redis_lacks(
     stores: tuple[RedisSettings, StreamSettings],
 ) -> None:
     redis_settings, stream = stores
-    stream = stream.model_copy(update={"shared_flush_ms": 50.0})
-    client = redis_client(redis_settings)
-    registry = StreamRegistry(stream)
-    store = RedisStreamStore(
-        client, redis_settings=redis_settings, stream_settings=stream, replica_id="replica-A"
-    )
-    session = new_session(registry)
-    store.share(session, registry, REQUEST)
+    async with shared_session(
+        redis_settings, stream.model_copy(update={"shared_flush_ms": 50.0})
+    ) as (
+        session,
+        store,
+    ):
+        await check_readers_trail_redis(session, store)
+
+
+async def check_readers_trail_redis(session: StreamSession, store: RedisStreamStore) -> None:
     session.publish_meta({"stream_id": session.stream_id})
     for i in range(40):
         session.apply(TextDelta(f"w{i} "))
@@ -131,9 +163,6 @@ async def test_readers_never_see_an_event_redis_lacks(
     session.apply(completed())
     await wait_for(lambda: session.ended_for_readers, "every event is released")
     assert len(session.read_events(0, 1000)) == 42
-    await registry.close()
-    await store.aclose()
-    await client.aclose()
 
 
 async def test_without_redis_a_held_back_session_shows_everything() -> None:
@@ -143,22 +172,12 @@ async def test_without_redis_a_held_back_session_shows_everything() -> None:
         timeout_s=0.5,
         retry_interval_s=60,
     )
-    stream = StreamSettings(shared_flush_ms=5)
-    client = redis_client(dead)
-    registry = StreamRegistry(stream)
-    store = RedisStreamStore(
-        client, redis_settings=dead, stream_settings=stream, replica_id="replica-A"
-    )
-    session = new_session(registry)
-    store.share(session, registry, REQUEST)
-    session.apply(TextDelta("local "))
-    session.apply(TextDelta("answer"))
-    await wait_for(lambda: store.degraded, "the failed write is noticed")
-    await wait_for(lambda: len(texts(session)) == 2, "the events are shown after all")
-    assert store.stats().dropped == 1
-    await registry.close()
-    await store.aclose()
-    await client.aclose()
+    async with shared_session(dead, StreamSettings(shared_flush_ms=5)) as (session, store):
+        session.apply(TextDelta("local "))
+        session.apply(TextDelta("answer"))
+        await wait_for(lambda: store.degraded, "the failed write is noticed")
+        await wait_for(lambda: len(texts(session)) == 2, "the events are shown after all")
+        assert store.stats().dropped == 1
 
 
 async def test_take_over_is_fenced_and_refused_while_the_owner_lives(
@@ -167,12 +186,8 @@ async def test_take_over_is_fenced_and_refused_while_the_owner_lives(
     redis_settings, stream = stores
     client = redis_client(redis_settings)
     registry_a, registry_b = StreamRegistry(stream), StreamRegistry(stream)
-    a = RedisStreamStore(
-        client, redis_settings=redis_settings, stream_settings=stream, replica_id="replica-A"
-    )
-    b = RedisStreamStore(
-        client, redis_settings=redis_settings, stream_settings=stream, replica_id="replica-B"
-    )
+    a = new_store(client, redis_settings, stream, "replica-A")
+    b = new_store(client, redis_settings, stream, "replica-B")
     session = new_session(registry_a)
     a.share(session, registry_a, REQUEST)
     session.publish_meta({"stream_id": session.stream_id})
@@ -211,9 +226,7 @@ async def test_take_over_is_fenced_and_refused_while_the_owner_lives(
     await wait_for(lambda: len(texts(copy)) == 2, "B's event is written and shown")
 
     # A comes back to life (same identity, as a frozen process would) and writes on: fenced.
-    revived = RedisStreamStore(
-        client, redis_settings=redis_settings, stream_settings=stream, replica_id="replica-A"
-    )
+    revived = new_store(client, redis_settings, stream, "replica-A")
     revived.share_taken_over(session, registry_a)
     session.apply(TextDelta("boots"))
     await wait_for(lambda: session.ended_for_readers, "A's session is cut")
