@@ -17,6 +17,8 @@ from fastapi import FastAPI
 from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
+__all__ = ["install_web_page"]
+
 STATIC_DIR = Path(__file__).with_name("static")
 ASSETS_PATH = "/web"
 
