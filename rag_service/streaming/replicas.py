@@ -214,15 +214,19 @@ def _follower(
                 and record.last_seq <= session.last_seq
                 and silent_s >= HEARTBEAT_TTL_S  # not a replica whose first beat is under way
             )
-            if died and takeover is not None and _continuable(session, takeover):
-                request = await shared.take_over(stream_id, record.replica, session.last_seq)
-                if request is not None:
-                    await _continue_here(shared, registry, session, takeover, request, sink)
-                    return
-                current = await shared.record(stream_id)
-                if current is not None and current.replica != record.replica:
-                    last_event_at = clock()  # another replica took it over: follow that one
-                    continue
+            if died and takeover is not None:
+                delivered = _delivered_text(session)
+                if _continuable(session, takeover, delivered):
+                    request = await shared.take_over(stream_id, record.replica, session.last_seq)
+                    if request is not None:
+                        session.copied = False  # a cancel here is a local one from now on
+                        shared.share_taken_over(session, registry)
+                        await takeover.generation(request, delivered)(sink)
+                        return
+                    current = await shared.record(stream_id)
+                    if current is not None and current.replica != record.replica:
+                        last_event_at = clock()  # another replica took it over: follow that one
+                        continue
             if died or silent_s >= idle_limit_s:
                 raise ServiceUnavailable(
                     "the replica that generated this stream stopped sending it",
@@ -232,30 +236,14 @@ def _follower(
     return follow
 
 
-def _continuable(session: StreamSession, takeover: Takeover) -> bool:
-    """Whether this copy can continue its answer: it holds the answer from its start (the
-    meta is seq 1), and the upstream can continue after text if there is any."""
-    if session.first_seq != 1:
-        return False
-    return takeover.continues_text or not _delivered_text(session)
+def _continuable(session: StreamSession, takeover: Takeover, delivered: str) -> bool:
+    """Whether this copy can continue its answer after ``delivered`` (its text): it holds the
+    answer from its start (the meta is seq 1), and the upstream can continue after text if
+    there is any. Once taken over, this replica's session is the stream's generator: its new
+    events are copied to the store after the old ones (``share_taken_over``)."""
+    return session.first_seq == 1 and (takeover.continues_text or not delivered)
 
 
 def _delivered_text(session: StreamSession) -> str:
     events = session.read_events(0, session.last_seq)
     return "".join(json.loads(e.literal) for e in events if isinstance(e, DeltaEvent))
-
-
-async def _continue_here(
-    shared: SharedStreams,
-    registry: StreamRegistry,
-    session: StreamSession,
-    takeover: Takeover,
-    request: ChatRequest,
-    sink: EventSink,
-) -> None:
-    """Generate the rest of the taken-over stream in this (the follower's) task: this replica's
-    session is its generator's now, its new events copied to the store after the old ones."""
-    delivered = _delivered_text(session)
-    session.copied = False  # a cancel here is a local one from now on
-    shared.share_taken_over(session, registry)
-    await takeover.generation(request, delivered)(sink)

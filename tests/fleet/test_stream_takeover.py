@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag_service.adapters import redis_stream_store
-from rag_service.settings import Settings
+from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming import replicas as replicas_module
 from tests.fleet.test_stream_resume import (
     FIRST,
@@ -94,4 +94,21 @@ async def test_without_durable_delivery_a_dead_replicas_stream_ends_with_replica
         assert [e.type for e in events] == ["error"]
         assert events[0].json()["details"] == {"reason": "replica_lost"}
         assert b.shared.stats().taken_over == 0
+        a.upstream.release()
+
+
+@pytest.mark.usefixtures("frozen_heartbeats")
+async def test_with_continuation_none_a_dead_replicas_answer_with_text_ends_with_replica_lost(
+    settings: Settings,
+) -> None:
+    settings.upstream.continuation = ContinuationStrategy.none  # no way on after delivered text
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        response = await resume(b.url, stream_id, first.events[-1].last_event_id)
+        events = parse_sse(response.content).events
+        assert [e.type for e in events] == ["error"]
+        assert events[0].json()["details"] == {"reason": "replica_lost"}
+        assert b.shared.stats().taken_over == 0
+        assert b.upstream.answer_calls == 0  # nothing was sent upstream for it
         a.upstream.release()
