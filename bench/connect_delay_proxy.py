@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from tests.servers.async_server import LoopbackServer
+from tests.fixture_servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 LISTEN_BACKLOG = 8192  # the benches open thousands of connections within seconds

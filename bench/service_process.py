@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers.async_server import LoopTask, StopOnExit
+from tests.fixture_servers.async_server import LoopTask, StopOnExit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"

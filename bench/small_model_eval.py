@@ -58,7 +58,7 @@ from rag_service.settings import (
 )
 from rag_service.streaming.repetition import answer_without_loops
 from rag_service.upstream import OpenAICompatibleUpstream
-from tests.servers.local_llm_server import LOOPBACK, LocalLlmProcess, serving
+from tests.fixture_servers.local_llm_server import LOOPBACK, LocalLlmProcess, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOG = REPO_ROOT / "data" / "catalog"

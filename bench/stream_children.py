@@ -46,7 +46,7 @@ from typing import Any
 
 import uvloop
 
-from tests.servers.async_server import LoopTask
+from tests.fixture_servers.async_server import LoopTask
 
 LOOPBACK = "127.0.0.1"
 LAG_PROBE_S = 0.01

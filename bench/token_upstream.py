@@ -28,7 +28,7 @@ It behaves like a real OpenAI-compatible server where the benches depend on it:
   the buckets whose slots have passed. Gaps between a stream's tokens are whole periods; only the
   first token is up to one tick late. The ticker runs only while a stream is open.
 
-Why not ``FaultUpstream`` (tests/servers): it spends about 46 µs of CPU per token (a
+Why not ``FaultUpstream`` (tests/fixture_servers): it spends about 46 µs of CPU per token (a
 coroutine per connection, a timer and a ``drain()`` per token, the chunk JSON encoded per token).
 At 5,000 streams of 5 tokens/s that is more than one of the machine's two cores. Here a token
 costs one ``transport.write`` of bytes encoded once per distinct piece (``bench.token_frames``).
@@ -59,8 +59,8 @@ from bench.token_frames import (
     plain_response,
     usage_frame,
 )
-from tests.servers.async_server import LoopbackServer
-from tests.servers.fault_connection import json_object
+from tests.fixture_servers.async_server import LoopbackServer
+from tests.fixture_servers.fault_connection import json_object
 
 LOOPBACK = "127.0.0.1"
 CHAT_PATH = b"/v1/chat/completions"

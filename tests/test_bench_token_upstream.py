@@ -30,8 +30,8 @@ from rag_service.domain import Completed, TextDelta, Timings
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import AnswerSettings
 from rag_service.streaming.repetition import RepeatedBlockDetector, RepetitionGuard
-from tests.servers.fault_plan import AnswerStyle
-from tests.servers.fault_plan import answer_pieces as fault_answer_pieces
+from tests.fixture_servers.fault_plan import AnswerStyle
+from tests.fixture_servers.fault_plan import answer_pieces as fault_answer_pieces
 from tests.streaming.sse_spec import sse_events
 
 WORDS = 6

@@ -22,10 +22,10 @@ from rag_service.client import RetryPolicy
 from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.fakes.retrieval import HashingEmbedder
+from tests.fixture_servers.fault_plan import AnswerStyle
+from tests.fixture_servers.fault_proxy import FaultProxy
+from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.live_server import live_server
-from tests.servers.fault_plan import AnswerStyle
-from tests.servers.fault_proxy import FaultProxy
-from tests.servers.fault_upstream import FaultUpstream
 
 QUESTION = "How much is the Tents model 0?"
 # Quick reconnects keep the tests short; the attempts and their order are what is tested.

@@ -21,8 +21,8 @@ from tests.client.conftest import (
     running_service,
 )
 from tests.conftest import REPO, free_port
-from tests.servers.fault_plan import AnswerStyle, Complete, ErrorEvent
-from tests.servers.fault_proxy import CutPlan
+from tests.fixture_servers.fault_plan import AnswerStyle, Complete, ErrorEvent
+from tests.fixture_servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 CLI_LIMIT_S = 120.0  # a process start on a loaded machine; the bound only stops a hang

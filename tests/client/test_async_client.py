@@ -35,8 +35,8 @@ from tests.client.conftest import (
     running_service,
 )
 from tests.conftest import free_port
-from tests.servers.fault_plan import Stall
-from tests.servers.fault_proxy import CutPlan
+from tests.fixture_servers.fault_plan import Stall
+from tests.fixture_servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 WAIT_FOR_TEARDOWN_S = 10.0  # a loaded machine may answer late; the bound only stops a hang

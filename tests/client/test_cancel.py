@@ -28,7 +28,7 @@ from tests.client.conftest import (
     metric,
     running_service,
 )
-from tests.servers.fault_plan import AnswerStyle
+from tests.fixture_servers.fault_plan import AnswerStyle
 from tests.upstream.conftest import wait_until
 
 WORDS = 200

@@ -18,7 +18,7 @@ from rag_service.client import (
     StreamEvent,
 )
 from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
-from tests.servers.fault_proxy import CutPlan
+from tests.fixture_servers.fault_proxy import CutPlan
 
 WORDS = 40  # the fault upstream's answer; events: 1 meta chunk, 40 deltas, finish, (usage), DONE
 MESSAGES = [{"role": "user", "content": QUESTION}]

@@ -18,8 +18,8 @@ from rag_service.client import (
     Unauthorized,
 )
 from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
-from tests.servers.fault_plan import Complete, ErrorEvent
-from tests.servers.fault_proxy import CutPlan
+from tests.fixture_servers.fault_plan import Complete, ErrorEvent
+from tests.fixture_servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 

@@ -15,8 +15,8 @@ from rag_service.app import Components, create_app
 from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import ChromaSettings, EmbeddingSettings, Settings, StreamSettings
 from tests.conftest import REPO
+from tests.fixture_servers.local_llm_server import local_llm_server, local_llm_unavailable_reason
 from tests.live_server import live_server
-from tests.servers.local_llm_server import local_llm_server, local_llm_unavailable_reason
 
 SAMPLE_PRODUCTS = 60
 

@@ -16,9 +16,9 @@ from rag_service.settings import ChromaSettings, Settings
 from tests.conftest import chroma_executable, free_port, wait_for_chroma
 from tests.e2e.conftest import e2e_settings, running_service
 from tests.e2e.test_service_e2e import read_then_drop, stream, text_of
+from tests.fixture_servers.fault_plan import AnswerStyle
+from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.ingest.catalogs import product, write_policy, write_products
-from tests.servers.fault_plan import AnswerStyle
-from tests.servers.fault_upstream import FaultUpstream
 from tests.streaming.sse_spec import parse_sse
 from tests.upstream.conftest import wait_until
 

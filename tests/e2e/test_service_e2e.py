@@ -13,7 +13,7 @@ import pytest
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.settings import ChromaSettings
 from tests.e2e.conftest import e2e_settings, running_service
-from tests.servers.fault_proxy import CutPlan, FaultProxy
+from tests.fixture_servers.fault_proxy import CutPlan, FaultProxy
 from tests.streaming.sse_spec import SseEvent, parse_sse, sse_events
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]

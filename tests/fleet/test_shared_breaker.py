@@ -20,6 +20,7 @@ from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
 from rag_service.upstream.breaker_sharing import BreakerNews, BreakerSharing, upstream_key
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
+from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.fleet.replicas import (
     Replica,
     client_auth,
@@ -29,7 +30,6 @@ from tests.fleet.replicas import (
     wait_until,
 )
 from tests.redis_server import RedisServer, running_redis
-from tests.servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.streaming.sse_spec import parse_sse
 
 REPLICA_HEADER = "X-Replica"

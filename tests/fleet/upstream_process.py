@@ -1,4 +1,4 @@
-"""The fleet's upstream as a process of its own: ``tests.servers.fault_upstream`` on a
+"""The fleet's upstream as a process of its own: ``tests.fixture_servers.fault_upstream`` on a
 loopback port, so that service processes share one upstream the way replicas share a model
 server. Run as ``python -m tests.fleet.upstream_process --port P [--words N]
 [--inter-token-delay-s S]``; it prints ``ready <port>`` once it listens and runs until SIGTERM.
@@ -25,8 +25,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tests.servers.fault_plan import AnswerStyle, Complete, Fault, Stall, Status
-from tests.servers.fault_upstream import FaultUpstream
+from tests.fixture_servers.fault_plan import AnswerStyle, Complete, Fault, Stall, Status
+from tests.fixture_servers.fault_upstream import FaultUpstream
 
 HOLD = "[hold]"
 HOLD_ONCE = "[hold-once]"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers.local_llm_server import local_llm_server, local_llm_unavailable_reason
+from tests.fixture_servers.local_llm_server import local_llm_server, local_llm_unavailable_reason
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rag_service.errors import InvalidInput
-from tests.servers.fault_proxy import CutPlan, FaultProxy, ResponseScanner
+from tests.fixture_servers.fault_proxy import CutPlan, FaultProxy, ResponseScanner
 from tests.upstream.conftest import wait_until
 
 EVENTS = [b'data: {"n": %d}\n\n' % n for n in range(1, 6)]

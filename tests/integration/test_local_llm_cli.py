@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rag_service.cli.local_llm import EXIT_CONFIGURATION_ERROR, serve_local_llm
-from tests.servers.local_llm_server import (
+from tests.fixture_servers.local_llm_server import (
     LOOPBACK,
     LocalLlmProcess,
     free_loopback_port,

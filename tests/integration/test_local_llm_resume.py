@@ -17,7 +17,7 @@ from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, Resu
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import ContinuationStrategy, RetrySettings, UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
-from tests.servers.fault_proxy import CutPlan, FaultProxy
+from tests.fixture_servers.fault_proxy import CutPlan, FaultProxy
 from tests.streaming.sse_spec import iter_sse_events
 
 pytestmark = pytest.mark.llm

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from rag_service.errors import ServiceUnavailable
-from tests.servers.local_llm_server import (
+from tests.fixture_servers.local_llm_server import (
     LocalLlmProcess,
     local_llm_available,
     local_llm_unavailable_reason,

@@ -14,7 +14,7 @@ from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, Text
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
-from tests.servers.fault_upstream import AnswerStyle, FaultUpstream
+from tests.fixture_servers.fault_upstream import AnswerStyle, FaultUpstream
 from tests.upstream.certificates import Certificates, make_certificates
 
 QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))

@@ -10,7 +10,7 @@ from rag_service.domain import TextDelta
 from rag_service.ports import UpstreamEvent
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState, Permit
-from tests.servers.fault_upstream import AnswerStyle, FaultUpstream, Status
+from tests.fixture_servers.fault_upstream import AnswerStyle, FaultUpstream, Status
 from tests.upstream.conftest import QUESTION, settings_for, wait_until
 
 SLOW = AnswerStyle(words=200, inter_token_delay_s=0.05)

@@ -18,8 +18,8 @@ from rag_service.errors import (
 )
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.chunks import MAX_EVENT_CHARS
-from tests.servers.fault_plan import answer_pieces
-from tests.servers.fault_upstream import (
+from tests.fixture_servers.fault_plan import answer_pieces
+from tests.fixture_servers.fault_upstream import (
     AnswerStyle,
     CutAfter,
     Drop,

@@ -13,7 +13,7 @@ from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream, RetryBudget
 from rag_service.upstream.breaker import BreakerState
-from tests.servers.fault_upstream import Complete, FaultUpstream, Status
+from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,

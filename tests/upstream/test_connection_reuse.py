@@ -12,7 +12,7 @@ import uvloop
 from rag_service.domain import Completed, RetryNotice
 from rag_service.ports import UpstreamEvent
 from rag_service.upstream import OpenAICompatibleUpstream
-from tests.servers.fault_upstream import (
+from tests.fixture_servers.fault_upstream import (
     AnswerStyle,
     Complete,
     Drop,

@@ -7,8 +7,8 @@ import pytest
 from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
 from rag_service.errors import ContinuationMismatch, UpstreamRetryable
 from rag_service.upstream.continuation import TextAligner
-from tests.servers.fault_plan import answer_pieces
-from tests.servers.fault_upstream import (
+from tests.fixture_servers.fault_plan import answer_pieces
+from tests.fixture_servers.fault_upstream import (
     AnswerStyle,
     Complete,
     CutAfter,

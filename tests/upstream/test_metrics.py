@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from rag_service.observability import PrometheusUpstreamMetrics
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
-from tests.servers.fault_upstream import FaultUpstream, Status
+from tests.fixture_servers.fault_upstream import FaultUpstream, Status
 from tests.upstream.conftest import QUESTION, FakeTime, collect, settings_for
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.servers.fault_plan import AnswerStyle
-from tests.servers.fault_upstream import FaultUpstream
+from tests.fixture_servers.fault_plan import AnswerStyle
+from tests.fixture_servers.fault_upstream import FaultUpstream
 
 
 async def test_a_full_connection_pool_does_not_open_the_breaker() -> None:

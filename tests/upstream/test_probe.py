@@ -21,7 +21,7 @@ from rag_service.upstream.probe import probe_models
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
 from tests.fakes.upstream import ScriptedUpstream
-from tests.servers.fault_upstream import FaultUpstream
+from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.upstream.conftest import settings_for
 
 

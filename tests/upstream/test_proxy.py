@@ -18,7 +18,7 @@ from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState
 from rag_service.upstream.proxy import choose_proxy
 from tests.conftest import free_port
-from tests.servers.fault_upstream import FaultUpstream
+from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.upstream.certificates import Certificates
 from tests.upstream.conftest import (
     QUESTION,

@@ -22,7 +22,7 @@ from rag_service.settings import Settings
 from rag_service.upstream import OpenAICompatibleUpstream
 from rag_service.upstream.breaker import BreakerState, Permit
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
-from tests.servers.fault_upstream import FaultUpstream
+from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.upstream.certificates import Certificates, ServerCertificate
 from tests.upstream.conftest import (
     QUESTION,

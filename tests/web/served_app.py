@@ -27,8 +27,8 @@ from rag_service.app import Components, create_app
 from rag_service.settings import IngestSettings, Settings
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, Step
+from tests.fixture_servers.fault_proxy import LOOPBACK, FaultProxy
 from tests.live_server import running_server
-from tests.servers.fault_proxy import LOOPBACK, FaultProxy
 
 T = TypeVar("T")
 START_TIMEOUT_S = 120.0  # the ingest and Chroma's start; the bound only stops a hang

@@ -14,7 +14,7 @@ from rag_service.domain import Resumed, RetryNotice, TextDelta
 from rag_service.settings import KeyLimitSettings, Settings
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.fakes.upstream import Hold, Pause, Step, answer_script, completed, full_text
-from tests.servers.fault_proxy import CutPlan
+from tests.fixture_servers.fault_proxy import CutPlan
 from tests.web.conftest import EXPECT_TIMEOUT_MS, ConsoleRecord, status_log
 from tests.web.served_app import WebService, web_service
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rag_service.errors import InvalidInput
-from tests.servers.async_server import LoopbackServer
+from tests.fixture_servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 READ_SIZE = 65536

@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tests.servers.async_server import LoopbackServer
-from tests.servers.fault_connection import RequestHead, ServerConnection
-from tests.servers.fault_plan import (
+from tests.fixture_servers.async_server import LoopbackServer
+from tests.fixture_servers.fault_connection import RequestHead, ServerConnection
+from tests.fixture_servers.fault_plan import (
     AnswerEvents,
     AnswerStyle,
     Complete,
