@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.app.conftest import ANSWER, app_settings, client_auth, running_service
-from tests.streaming.helpers import assert_error_shape, deltas
+from tests.streaming.helpers import assert_error_shape, cors_preflight, deltas
 from tests.streaming.sse_spec import parse_sse
 
 ORIGIN = "https://shop.example"
@@ -26,13 +26,12 @@ async def cors_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def test_stream_routes_get_the_configured_cors_headers(
     cors_client: httpx.AsyncClient,
 ) -> None:
-    preflight = await cors_client.options(
+    preflight = await cors_preflight(
+        cors_client,
         "/rag/stream",
-        headers={
-            "Origin": ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type,last-event-id",
-        },
+        origin=ORIGIN,
+        method="POST",
+        headers="authorization,content-type,last-event-id",
     )
     stream = await cors_client.post(
         "/rag/stream",
@@ -57,13 +56,12 @@ async def test_stream_routes_get_the_configured_cors_headers(
 async def test_a_browser_on_another_origin_may_cancel_a_stream(
     cors_client: httpx.AsyncClient,
 ) -> None:
-    preflight = await cors_client.options(
+    preflight = await cors_preflight(
+        cors_client,
         "/rag/stream/5nq3Hc0Zr0Xo2qV1d3m2Kw",
-        headers={
-            "Origin": ORIGIN,
-            "Access-Control-Request-Method": "DELETE",
-            "Access-Control-Request-Headers": "authorization",
-        },
+        origin=ORIGIN,
+        method="DELETE",
+        headers="authorization",
     )
 
     assert preflight.status_code == 200

@@ -28,6 +28,20 @@ async def post_stream(
     )
 
 
+async def cors_preflight(
+    client: httpx.AsyncClient, path: str, *, origin: str, method: str, headers: str
+) -> httpx.Response:
+    """A browser's CORS preflight from ``origin`` for ``method`` with request ``headers``."""
+    return await client.options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
+        },
+    )
+
+
 def deltas(events: list[SseEvent]) -> str:
     return "".join(e.json()["text"] for e in events if e.type == "delta")
 

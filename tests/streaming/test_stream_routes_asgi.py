@@ -17,7 +17,7 @@ from rag_service.streaming.sse_format import NativeSseEncoder
 from tests.fakes.resolver import FakeResolver
 from tests.live_server import live_server
 from tests.streaming.conftest import build_app
-from tests.streaming.helpers import assert_error_shape, deltas, post_stream
+from tests.streaming.helpers import assert_error_shape, cors_preflight, deltas, post_stream
 from tests.streaming.sse_spec import parse_sse
 
 ORIGIN = "https://shop.example"
@@ -74,13 +74,8 @@ async def test_other_methods_and_paths_get_the_json_error_shape(
 async def test_cors_preflight_and_headers_apply_to_streams_and_their_errors(
     cors_client: httpx.AsyncClient,
 ) -> None:
-    preflight = await cors_client.options(
-        "/rag/stream",
-        headers={
-            "Origin": ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
+    preflight = await cors_preflight(
+        cors_client, "/rag/stream", origin=ORIGIN, method="POST", headers="content-type"
     )
     stream = await post_stream(cors_client, headers={"Origin": ORIGIN})
     error = await post_stream(cors_client, context="bad id!", headers={"Origin": ORIGIN})
