@@ -7,7 +7,8 @@ the extra ``rag`` field (the context state), text in ``delta.content``, the end 
 ``data: [DONE]``, a failure as ``data: {"error": ...}``; the finishing chunks repeat their native
 event's id, so only a change of id counts as the next event. Each request is a hand-written
 HTTP/1.1 request with ``Connection: close``; the response is parsed incrementally (chunked
-transfer coding, then SSE events) inside ``data_received``, on uvloop.
+transfer coding by hand, then SSE events through the project's one parser,
+``rag_service.sse_parser``) inside ``data_received``, on uvloop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from typing import cast
 
 from bench.load_report import StreamRecord
+from rag_service.sse_parser import SSEEvent, SSEParser
 
 _STREAM_STATUS_OK = 200
 _REFUSED_STATUS = 503  # the service sheds load: retried after Retry-After, as SDK clients do
@@ -54,7 +56,8 @@ class SseStreamProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._raw = bytearray()  # chunked body bytes not yet de-chunked
-        self._body = bytearray()  # de-chunked SSE bytes not yet parsed
+        self._body = bytearray()  # de-chunked SSE bytes of this read, not yet parsed
+        self._sse = SSEParser()
         self._in_body = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -121,65 +124,48 @@ class SseStreamProtocol(asyncio.Protocol):
             del raw[: line_end + 2 + size + 2]
 
     def _parse_events(self, now: float) -> None:
-        body = self._body
-        start = 0
-        while not self.finished.done():
-            end = body.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(bytes(body[start:end]), now)
-            start = end + 2
-        del body[:start]
+        if not self._body:
+            return
+        events = self._sse.feed(bytes(self._body))
+        del self._body[:]
+        for event in events:
+            if self.finished.done():
+                return
+            self._event(event, now)
 
-    def _native_event(self, block: bytes, now: float) -> None:
-        name = data = event_id = b""
-        for line in block.split(b"\n"):
-            if line.startswith(b"data: "):
-                data = line[6:]
-            elif line.startswith(b"event: "):
-                name = line[7:]
-            elif line.startswith(b"id: "):
-                event_id = line[4:]
-        if not name:
-            return  # the opening `retry:` field, or a `: ping` comment
+    def _native_event(self, event: SSEEvent, now: float) -> None:
         record = self.record
-        record.note_seq(int(event_id.rpartition(b":")[2]))
-        if name == b"delta":
+        if event.id is not None:
+            record.note_seq(int(event.id.rpartition(":")[2]))
+        name = event.event
+        if name == "delta":
             record.delta_times.append(now)
-            record.parts.append(json.loads(data)["text"])
+            record.parts.append(json.loads(event.data)["text"])
             if self._stop_after_first:
                 self.abort("warmed")
-        elif name == b"meta":
+        elif name == "meta":
             record.meta_at = now
-            record.state = json.loads(data)["context"]["state"]
-        elif name == b"done":
+            record.state = json.loads(event.data)["context"]["state"]
+        elif name == "done":
             record.done_at = now
             record.outcome = "done"
             self._end()
-        elif name == b"error":
-            record.outcome = "error:" + str(json.loads(data).get("code"))
+        elif name == "error":
+            record.outcome = "error:" + str(json.loads(event.data).get("code"))
             self._end()
 
-    def _openai_event(self, block: bytes, now: float) -> None:
-        data = event_id = b""
-        for line in block.split(b"\n"):
-            if line.startswith(b"data: "):
-                data = line[6:]
-            elif line.startswith(b"id: "):
-                event_id = line[4:]
-        if not data:
-            return  # comment lines only (`: ping`, retry notices)
+    def _openai_event(self, event: SSEEvent, now: float) -> None:
         record = self.record
-        if event_id:
-            seq = int(event_id.rpartition(b":")[2])
+        if event.id:
+            seq = int(event.id.rpartition(":")[2])
             if seq != record.last_seq:  # the finishing chunks and [DONE] share the done's id
                 record.note_seq(seq)
-        if data == b"[DONE]":
+        if event.data == "[DONE]":
             record.done_at = now
             record.outcome = "done"
             self._end()
             return
-        chunk = json.loads(data)
+        chunk = json.loads(event.data)
         if "error" in chunk:
             record.outcome = "error:" + str(chunk["error"].get("code"))
             self._end()
