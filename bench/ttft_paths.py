@@ -1,7 +1,7 @@
 """The four paths of the TTFT benchmark: one request on a path, its first token timed, its answer
 checked. The client is the same for all four (httpx, keep-alive, reading the raw body through
-one incremental SSE parser), so that what differs is only what stands between it and the
-upstream:
+the project's SSE parser, ``rag_service.sse_parser``), so that what differs is only what stands
+between it and the upstream:
 
 - ``direct``: ``POST {upstream}/chat/completions`` (through the proxy when it is on), with a
   system prompt of about the service's prompt size;
@@ -30,6 +30,7 @@ from bench.answer_prose import answer_text, is_whole_answer
 from bench.service_process import SAMPLE_CATALOG
 from bench.sse_load_client import QUERY
 from rag_service.retrieval.prompt import INSTRUCTIONS
+from rag_service.sse_parser import SSEEvent, SSEParser
 
 PATHS = ("direct", "relay", "rag", "v1")
 LABELS = {
@@ -62,35 +63,11 @@ class Parsed:
     server_ttft_ms: float | None = None
 
 
-class SseParser:
-    """Incremental SSE: feed raw body bytes, get each event's fields (comment lines skipped)."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, data: bytes) -> list[dict[bytes, bytes]]:
-        self._buffer += data
-        *blocks, self._buffer = self._buffer.split(b"\n\n")
-        events = []
-        for block in blocks:
-            fields = {}
-            for line in block.split(b"\n"):
-                name, separator, value = line.partition(b": ")
-                if separator and not line.startswith(b":"):
-                    fields[name] = value
-            if fields:
-                events.append(fields)
-        return events
-
-
-def read_openai_event(fields: dict[bytes, bytes], parsed: Parsed) -> None:
-    data = fields.get(b"data")
-    if data is None:
-        return
-    if data == b"[DONE]":
+def read_openai_event(event: SSEEvent, parsed: Parsed) -> None:
+    if event.data == "[DONE]":
         parsed.ended = True
         return
-    chunk = json.loads(data)
+    chunk = json.loads(event.data)
     if "error" in chunk:
         raise RuntimeError(f"stream error: {chunk['error']}")
     rag = chunk.get("rag")
@@ -104,21 +81,20 @@ def read_openai_event(fields: dict[bytes, bytes], parsed: Parsed) -> None:
             parsed.first_text_at = parsed.first_text_at or time.perf_counter()
 
 
-def read_native_event(fields: dict[bytes, bytes], parsed: Parsed) -> None:
-    event, data = fields.get(b"event"), fields.get(b"data")
-    if event is None or data is None:
-        return
-    payload = json.loads(data)
-    if event == b"delta":
+def read_native_event(event: SSEEvent, parsed: Parsed) -> None:
+    if event.event == "message":
+        return  # every native event is named
+    payload = json.loads(event.data)
+    if event.event == "delta":
         parsed.parts.append(payload["text"])
         parsed.first_text_at = parsed.first_text_at or time.perf_counter()
-    elif event == b"meta":
+    elif event.event == "meta":
         parsed.state = payload["context"]["state"]
         parsed.meta_at = time.perf_counter()
-    elif event == b"done":
+    elif event.event == "done":
         parsed.ended = True
         parsed.server_ttft_ms = payload["timings"]["ttft_ms"]
-    elif event == b"error":
+    elif event.event == "error":
         raise RuntimeError(f"stream error: {payload}")
 
 
@@ -152,14 +128,14 @@ class Paths:
         client = self._clients[path]
         parsed = Parsed()
         reader = read_native_event if path == "rag" else read_openai_event
-        parser = SseParser()
+        parser = SSEParser()
         started = time.perf_counter()
         async with self._open(client, path) as reply:
             if reply.status_code != 200:
                 raise RuntimeError(f"{path}: HTTP {reply.status_code}: {await reply.aread()!r}")
             async for data in reply.aiter_raw():
-                for fields in parser.feed(data):
-                    reader(fields, parsed)
+                for event in parser.feed(data):
+                    reader(event, parsed)
         self._check(path, parsed)
         assert parsed.first_text_at is not None
         meta_s = None if parsed.meta_at is None else parsed.meta_at - started
