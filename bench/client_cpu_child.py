@@ -15,6 +15,11 @@ bench upstream and collecting their text:
   is assigned or released (n² checks: encode/httpcore#1035), which at 100 streams in one pool
   cost 1.4 ms of CPU per token, all of it at the starts and ends of the answers.
 
+The bare clients parse SSE the way a typical hand-rolled client (or the ``openai`` SDK's line
+reader) does, one ``data:`` line at a time, on purpose: they are the yardstick of what a naive
+client costs, not a second SSE parser of this project, so they do not use
+``rag_service.sse_parser`` (``ours`` does, inside the upstream client).
+
 The bare clients send the body ours sends (``stream_options.include_usage``, so the answers end
 alike). One unmeasured pass first (imports, connections, caches), then the measured pass: CPU
 time of this whole process (``resource.getrusage``: user and system, all threads) from before

@@ -25,6 +25,7 @@ import httpx
 
 from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, TextDelta
 from rag_service.settings import UpstreamSettings
+from rag_service.sse_parser import SSEParser
 from rag_service.upstream import OpenAICompatibleUpstream
 
 QUESTION = "Where is my order?"
@@ -144,15 +145,16 @@ async def _naive_attempt(
         return None, None
     if not head.startswith("http/1.1 200"):
         return None, connection
-    return sse_text(body.decode()), connection
+    return sse_text(body), connection
 
 
-def sse_text(body: str) -> str:
-    """The concatenated ``delta.content`` of an OpenAI chat completion SSE body."""
+def sse_text(body: bytes) -> str:
+    """The concatenated ``delta.content`` of an OpenAI chat completion SSE body (read with the
+    project's SSE parser: what a browser client's EventSource would make of it)."""
     pieces = []
-    for line in body.splitlines():
-        if line.startswith("data: ") and line != "data: [DONE]":
-            pieces.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+    for event in SSEParser().feed(body):
+        if event.data != "[DONE]":
+            pieces.append(json.loads(event.data)["choices"][0]["delta"].get("content") or "")
     return "".join(pieces)
 
 
