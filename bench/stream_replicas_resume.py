@@ -31,6 +31,7 @@ from rag_service.api import install_error_handlers
 from rag_service.domain import Completed, TextDelta, Timings
 from rag_service.server import server_config
 from rag_service.settings import RedisSettings, Settings
+from rag_service.sse_parser import SSEParser
 from rag_service.streaming import StreamDeps, StreamRegistry
 from rag_service.streaming.answer import SourceLists
 from rag_service.streaming.router import stream_router
@@ -94,8 +95,9 @@ async def first_event_ms(http: httpx.AsyncClient, base: str, stream_id: str, aft
     headers = {"Last-Event-ID": f"{stream_id}:{after}"}
     async with http.stream("GET", f"{base}/rag/stream/{stream_id}", headers=headers) as response:
         assert response.status_code == 200, response.status_code
+        parser = SSEParser()
         async for chunk in response.aiter_raw():
-            if b"\nevent: " in chunk:
+            if parser.feed(chunk):
                 elapsed = (time.perf_counter() - start) * 1000
                 break
         else:
