@@ -10,6 +10,7 @@ import pytest
 from ingest.documents import LoadProblem, SourceDocument
 from ingest.loaders import load_catalog
 from rag_service.errors import CatalogFormatError
+from tests.ingest.catalogs import jsonl, write
 
 BOOT = {
     "sku": "TR-1",
@@ -35,19 +36,6 @@ CAP = {
     "description": "A cap.",
 }
 CSV_HEADER = "sku,name,category,price,currency,description,sizes,stock\n"
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
-
-
-def jsonl(*records: object) -> str:
-    return "".join(json.dumps(record) + "\n" for record in records)
 
 
 def load(

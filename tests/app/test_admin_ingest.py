@@ -3,7 +3,6 @@ named like live files, mass deletions, symlinks out of the catalog directory, od
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from tests.app.conftest import (
     running_service,
     wait_for_job,
 )
-from tests.ingest.catalogs import product, write_policy
+from tests.ingest.catalogs import jsonl, product, write_policy
 from tests.streaming.helpers import assert_error_shape
 
 JSON = {"Content-Type": "application/json"}
@@ -62,10 +61,6 @@ async def live_catalog(service: Service) -> dict[str, Any]:
     return catalog
 
 
-def jsonl(products: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(p) + "\n" for p in products)
-
-
 async def test_a_subfolder_sync_leaves_the_other_folders_untouched(
     admin: Service, settings: Settings
 ) -> None:
@@ -85,7 +80,7 @@ async def test_a_subfolder_sync_leaves_the_other_folders_untouched(
 
 
 async def test_an_upload_named_like_a_live_file_replaces_only_that_file(admin: Service) -> None:
-    job = await upload(admin, jsonl([product(i) for i in range(10)]), filename="products.jsonl")
+    job = await upload(admin, jsonl(*[product(i) for i in range(10)]), filename="products.jsonl")
 
     assert job["status"] == "succeeded", job
     assert (job["report"]["deleted"], job["report"]["unchanged"]) == (2, 10)
@@ -99,7 +94,7 @@ async def test_an_upload_named_like_a_live_file_replaces_only_that_file(admin: S
 
 async def test_a_mass_deletion_is_refused_without_confirmation(admin: Service) -> None:
     before = await live_catalog(admin)
-    one_product = jsonl([product(1)])
+    one_product = jsonl(product(1))
 
     refused = await upload(admin, one_product, filename="products.jsonl")
 
@@ -167,7 +162,7 @@ async def test_a_symlink_out_of_the_catalog_directory_is_skipped_and_reported(
 async def test_catalog_text_that_cannot_be_carried_is_a_problem_with_file_and_line(
     admin: Service,
 ) -> None:
-    lines = jsonl([product(i) for i in range(12)])
+    lines = jsonl(*[product(i) for i in range(12)])
     lines += '{"sku": "X-1", "name": "bad \\ud800"}\n'
     lines += '{"sku": "X-2", "name": "nul \\u0000"}\n'
     lines += "[" * 100_000 + "]" * 100_000 + "\n"

@@ -26,10 +26,23 @@ def product(index: int, **overrides: Any) -> dict[str, Any]:
     return item
 
 
-def write_products(path: Path, products: list[dict[str, Any]]) -> Path:
+def jsonl(*records: object) -> str:
+    """The records as JSON Lines, one a line."""
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    """Write ``content`` at ``path``, making its folders; text is written as UTF-8."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(p) + "\n" for p in products), encoding="utf-8")
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
     return path
+
+
+def write_products(path: Path, products: list[dict[str, Any]]) -> Path:
+    return write(path, jsonl(*products))
 
 
 def write_policy(path: Path) -> Path:

@@ -15,22 +15,9 @@ from ingest.documents import LoadProblem
 from ingest.loaders import load_catalog
 from ingest.loaders.paths import OUTSIDE_GIVEN, OUTSIDE_LINK
 from rag_service.errors import CatalogFormatError
-from tests.ingest.catalogs import product, write_policy, write_products
+from tests.ingest.catalogs import jsonl, product, write, write_policy, write_products
 
 DEEP = 100_000
-
-
-def jsonl(*records: object) -> str:
-    return "".join(json.dumps(record) + "\n" for record in records)
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
