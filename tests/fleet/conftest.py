@@ -35,6 +35,10 @@ Usage (in tests under tests/fleet/)::
   ingest``). A test that changes the catalog ingests its own copy into a collection of its own
   (``ingest_collection``) and passes ``RAG_CHROMA__COLLECTION`` in ``settings``.
 - When a test fails, the tail of every fleet process's log is added to its report.
+
+In-process replicas (tests/fleet/replicas.py) get their settings from ``shared_settings``:
+``shared_settings(**overrides)`` is ``replicas.fleet_settings`` on the session's Chroma and Redis,
+under the test's key prefix, in a Chroma collection of its own.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
 from rag_service.api import principal_of
+from rag_service.settings import Settings
 from tests.conftest import REPO, free_port, run_cli
+from tests.fleet import replicas
 from tests.fleet.processes import ManagedProcess, Replica, replica_process, upstream_process
 from tests.fleet.upstream_process import FAIL, HOLD
 from tests.redis_server import RedisServer
@@ -165,6 +171,25 @@ def fleet_settings(
         "RAG_ADMIN_API_KEY": ADMIN_KEY,
         "RAG_FALLBACK_CONTEXT_FILE": str(REPO / "data" / "fallback_context.md"),
     }
+
+
+@pytest.fixture
+def shared_settings(
+    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+) -> replicas.SharedSettings:
+    """In-process replicas' settings on the session's Chroma and Redis (see the docstring)."""
+
+    def settings(*, collection: str | None = None, **overrides: Any) -> Settings:
+        return replicas.fleet_settings(
+            tmp_path,
+            chroma_server,
+            redis_server.url,
+            redis_prefix,
+            collection=collection,
+            **overrides,
+        )
+
+    return settings
 
 
 @pytest.fixture

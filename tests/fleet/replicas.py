@@ -2,8 +2,10 @@
 sharing one real Redis and one real ``chroma run``: the fleet tests of shared state (issue #14)
 that need no separate processes.
 
-``fleet_settings`` makes one replica's settings (each replica may get its own overrides);
-``running_replicas`` starts their lifespans and gives each an ASGI client. Components (embedder,
+``fleet_settings`` makes one replica's settings (each replica may get its own overrides; the
+``shared_settings`` fixture of tests/fleet/conftest.py makes them on the session's Chroma and
+Redis under the test's key prefix); ``running_replicas`` starts their lifespans and gives each
+an ASGI client. Components (embedder,
 upstream) are per replica, as in separate processes; tests may pass shared fakes to count calls
 cluster-wide.
 """
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI
@@ -45,20 +48,28 @@ class Replica:
         return contexts
 
 
+class SharedSettings(Protocol):
+    """``fleet_settings`` on the session's Chroma and Redis (the ``shared_settings`` fixture)."""
+
+    def __call__(self, *, collection: str | None = None, **overrides: Any) -> Settings: ...
+
+
 def fleet_settings(
     tmp_path: Path,
     chroma: tuple[str, int],
     redis_url: str,
     redis_prefix: str,
     *,
-    collection: str,
+    collection: str | None = None,
     **overrides: Any,
 ) -> Settings:
-    """The app test settings (tests/app/conftest.py) on the Chroma server and Redis given;
-    ``overrides``: top-level settings sections as dicts (e.g. ``freshness={...}``)."""
+    """The app test settings (tests/app/conftest.py) on the Chroma server and Redis given, in
+    ``collection`` (by default one of its own, so a test's catalog changes reach no other);
+    ``overrides``: top-level settings sections as dicts (e.g. ``freshness={...}``) or values."""
     base = app_settings(tmp_path)
     host, port = chroma
     data = base.model_dump()
+    collection = collection or f"fleet-{uuid.uuid4().hex[:8]}"
     data["chroma"] = {"host": host, "port": port, "collection": collection}
     data["ingest"] |= {"lock_file": tmp_path / "ingest.lock"}
     data["redis"] = {"url": redis_url, "key_prefix": redis_prefix}
@@ -94,7 +105,7 @@ async def running_replicas(
         yield running
 
 
-CONDITION_TIMEOUT_S = 30.0  # generous: the suite runs on a busy 2-core machine
+CONDITION_TIMEOUT_S = 60.0  # generous: a busy 2-core machine; only a hang reaches it
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -5,7 +5,6 @@ the checks remain the safety net while Redis is down."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,15 +15,15 @@ from rag_service.adapters.redis_connection import redis_client
 from rag_service.app import Components
 from rag_service.errors import StateStoreUnavailable
 from rag_service.ingest_composition import ingest_catalog
-from rag_service.settings import RedisSettings, Settings
+from rag_service.settings import RedisSettings
 from tests.app.conftest import ADMIN_KEY, ANSWER, wait_for_job
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.fleet.replicas import (
     Replica,
+    SharedSettings,
     ask_context,
-    fleet_settings,
     ingest_initial_catalog,
     running_replicas,
     wait_until,
@@ -35,31 +34,13 @@ from tests.redis_server import RedisServer, running_redis
 NEVER_S = 3600.0  # a background check interval no test outlives: what changes came by message
 
 
-def replica_settings(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, prefix: str
-) -> Settings:
-    return fleet_settings(
-        tmp_path,
-        chroma_server,
-        redis_server.url,
-        prefix,
-        collection=f"fleet-{uuid.uuid4().hex[:8]}",
-        freshness={"catalog_check_interval_s": NEVER_S},
-    )
-
-
 def components(embedder: HashingEmbedder) -> Components:
     return Components(embedder=embedder, upstream=ScriptedUpstream(script=answer_script(ANSWER)))
 
 
 @pytest.fixture
-async def two_replicas(
-    tmp_path: Path,
-    chroma_server: tuple[str, int],
-    redis_server: RedisServer,
-    redis_prefix: str,
-) -> AsyncIterator[list[Replica]]:
-    settings = replica_settings(tmp_path, chroma_server, redis_server, redis_prefix)
+async def two_replicas(shared_settings: SharedSettings) -> AsyncIterator[list[Replica]]:
+    settings = shared_settings(freshness={"catalog_check_interval_s": NEVER_S})
     embedder = HashingEmbedder(64)
     ingest_initial_catalog(settings, embedder)
     async with running_replicas(

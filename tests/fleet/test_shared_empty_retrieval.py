@@ -6,8 +6,6 @@ itself (no lease waited out, no second retrieval)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from pathlib import Path
 
 from rag_service.app import Components
 from rag_service.domain import ContextState
@@ -15,26 +13,20 @@ from tests.app.conftest import ANSWER
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.fleet.replicas import (
-    fleet_settings,
+    SharedSettings,
     ingest_initial_catalog,
     running_replicas,
     wait_until,
 )
-from tests.redis_server import RedisServer
 
 QUESTION = "Is there a waterproof tent?"
 NOTHING_MATCHES = {"category": "no-such-category"}  # a filter no passage passes
 
 
 async def test_the_waiter_of_a_retrieval_that_found_nothing_gets_its_state_without_retrieving(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+    shared_settings: SharedSettings,
 ) -> None:
-    settings = fleet_settings(
-        tmp_path,
-        chroma_server,
-        redis_server.url,
-        redis_prefix,
-        collection=f"empty-{uuid.uuid4().hex[:8]}",
+    settings = shared_settings(
         # Far longer than the test: a waiter that waited the lease out would hang it.
         freshness={"retrieval_lock_s": 120.0},
     )
