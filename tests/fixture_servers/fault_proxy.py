@@ -9,147 +9,95 @@ takes the next queued ``CutPlan`` when its first byte arrives (``None`` or an em
 through). A plan cuts the response's connection - both sides
 closed at once, the upstream too, so a real model server stops generating - after a number of
 response bytes or after the response body has carried a number of SSE events with ``data:``.
-Events are counted in the de-chunked body, so HTTP/1.1 chunk framing never hides or fakes an
-event boundary, and the cut falls exactly after the last byte of the N-th event.
+Events are counted in the de-chunked body (h11 reads the framing, the project's SSE parser the
+body), so HTTP/1.1 chunk framing never hides or fakes an event boundary, and the cut falls
+exactly after the last byte of the N-th event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import h11
+
 from rag_service.errors import InvalidInput
+from rag_service.sse_parser import SSEParser
 from tests.fixture_servers.async_server import LoopbackServer
 
 LOOPBACK = "127.0.0.1"
 READ_SIZE = 65536
+_LINE_END = re.compile(rb"[\r\n]")
 
 
 class ResponseScanner:
     """Counts SSE events carrying ``data:`` in a stream of HTTP/1.1 response bytes.
 
-    Follows the response framing (head, then a chunked, length-delimited or close-delimited
-    body; several responses in a row on a keep-alive connection) and feeds only body bytes to
-    the SSE line parser.
+    h11 follows the response framing (head, then a chunked, length-delimited or close-delimited
+    body; several responses in a row on a keep-alive connection) and hands the body of each
+    response to a fresh ``rag_service.sse_parser.SSEParser``, which counts its events. h11 reads
+    responses for a client that sent a request, so the scanner tells it, before each response,
+    that a ``GET`` was sent: the proxy forwards requests as raw bytes, and the framing of a
+    response does not depend on its request (but for ``HEAD``, which no upstream here gets).
     """
 
     def __init__(self) -> None:
         self.events = 0
-        self._state = "head"
-        self._buffer = bytearray()  # the head or a chunk-size/trailer line being collected
-        self._remaining = 0  # body bytes left in this chunk or length-delimited body
-        self._line = bytearray()  # the start of the current SSE line (enough to see "data")
-        self._line_has_bytes = False
-        self._event_has_data = False
-        self._previous_cr = False
+        self._http = h11.Connection(h11.CLIENT)
+        self._sse = SSEParser()
+        self._expect_response()
 
     @property
     def between_responses(self) -> bool:
         """True before a response's first byte: at the start or after a complete response."""
-        return self._state == "head" and not self._buffer
+        return self._http.their_state is h11.SEND_RESPONSE and not self._http.trailing_data[0]
 
     def feed(self, data: bytes, *, stop_after_events: int | None = None) -> int | None:
         """Scan ``data``; return the offset just past the event that reached
         ``stop_after_events`` (scanning stops there), or ``None`` if it was not reached."""
-        position = 0
-        while position < len(data):
-            if stop_after_events is not None and self.events >= stop_after_events:
-                return position
-            position = self._step(data, position, stop_after_events)
-        if stop_after_events is not None and self.events >= stop_after_events:
-            return position
+        if stop_after_events is None:
+            self._scan(data)
+            return None
+        if self.events >= stop_after_events:
+            return 0
+        # An event ends only at a line end of the body, so feeding up to each CR or LF of the
+        # raw bytes (body or framing) finds the exact byte that completed the N-th event.
+        start = 0
+        for line_end in _LINE_END.finditer(data):
+            self._scan(data[start : line_end.end()])
+            start = line_end.end()
+            if self.events >= stop_after_events:
+                return start
+        self._scan(data[start:])
         return None
 
-    def _step(self, data: bytes, position: int, stop_after_events: int | None) -> int:
-        """Consume one framing element (or body slice) starting at ``position``."""
-        if self._state in ("head", "chunk_size", "trailer"):
-            return self._collect_line_or_head(data, position)
-        if self._state == "chunk_crlf":
-            self._remaining -= 1
-            if self._remaining == 0:
-                self._state = "chunk_size"
-            return position + 1
-        end = (
-            len(data)
-            if self._state == "body_until_close"
-            else min(len(data), position + self._remaining)
-        )
-        consumed = self._scan_body(data, position, end, stop_after_events)
-        if self._state != "body_until_close":
-            self._remaining -= consumed - position
-            if self._remaining == 0:
-                self._state, self._remaining = (
-                    ("chunk_crlf", 2) if self._state == "chunk_data" else ("head", 0)
-                )
-        return consumed
+    def _expect_response(self) -> None:
+        self._http.send(h11.Request(method="GET", target="/", headers=[("Host", LOOPBACK)]))
+        self._http.send(h11.EndOfMessage())
 
-    def _collect_line_or_head(self, data: bytes, position: int) -> int:
-        terminator = b"\r\n\r\n" if self._state == "head" else b"\r\n"
-        self._buffer.extend(data[position : position + 1])
-        if self._buffer.endswith(terminator):
-            text = bytes(self._buffer[: -len(terminator)]).decode("latin-1")
-            self._buffer.clear()
-            self._after_line(text)
-        return position + 1
-
-    def _after_line(self, text: str) -> None:
-        if self._state == "head":
-            self._start_body(text)
-        elif self._state == "chunk_size":
-            size = int(text.split(";", 1)[0].strip() or "0", 16)
-            self._state, self._remaining = ("chunk_data", size) if size else ("trailer", 0)
-        elif text == "":  # the empty line that ends the trailers
-            self._state = "head"
-
-    def _start_body(self, head: str) -> None:
-        lines = head.split("\r\n")
-        status = int(lines[0].split(" ")[1]) if len(lines[0].split(" ")) > 1 else 200
-        headers = {
-            name.strip().lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in lines[1:])
-        }
-        if status < 200 or status in (204, 304):
-            self._state = "head"
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._state = "chunk_size"
-        elif "content-length" in headers:
-            self._remaining = int(headers["content-length"])
-            self._state = "body_length" if self._remaining else "head"
-        else:
-            self._state = "body_until_close"
-
-    def _scan_body(self, data: bytes, start: int, end: int, stop_after_events: int | None) -> int:
-        """Run the SSE line parser over ``data[start:end]``; stop right after the N-th event."""
-        for index in range(start, end):
-            byte = data[index]
-            if byte == 0x0A and self._previous_cr:  # the LF of a CRLF already ended the line
-                self._previous_cr = False
-                continue
-            self._previous_cr = byte == 0x0D
-            if byte in (0x0A, 0x0D):
-                self._end_line()
-                if stop_after_events is not None and self.events >= stop_after_events:
-                    return index + 1
-            else:
-                self._line_has_bytes = True
-                if len(self._line) < 5:
-                    self._line.append(byte)
-        return end
-
-    def _end_line(self) -> None:
-        if not self._line_has_bytes:
-            if self._event_has_data:
-                self.events += 1
-            self._event_has_data = False
-        elif self._line.startswith(b"data") and (len(self._line) == 4 or self._line[4:5] == b":"):
-            self._event_has_data = True
-        self._line.clear()
-        self._line_has_bytes = False
+    def _scan(self, data: bytes) -> None:
+        if not data or self._http.their_state is h11.MUST_CLOSE:
+            return  # after a response that closes its connection, nothing is a response
+        self._http.receive_data(data)
+        while True:
+            event = self._http.next_event()
+            if isinstance(event, h11.Data):
+                self.events += len(self._sse.feed(bytes(event.data)))
+            elif isinstance(event, h11.Response):
+                self._sse = SSEParser()
+            elif isinstance(event, h11.EndOfMessage):
+                if self._http.their_state is not h11.DONE:
+                    return  # MUST_CLOSE: the response closes its connection
+                self._http.start_next_cycle()
+                self._expect_response()
+            elif event is h11.NEED_DATA or event is h11.PAUSED:
+                return
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,14 @@ def test_scanner_stops_right_after_the_nth_event_terminator() -> None:
     assert ResponseScanner().feed(RESPONSE[: end - 1], stop_after_events=2) is None
 
 
+def test_scanner_ends_an_event_at_a_cr_line_end_like_the_sse_spec() -> None:
+    body = b"data: a\r\n\r\ndata: b\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    end = ResponseScanner().feed(response, stop_after_events=1)
+    # the CR of the blank line dispatches the event; its LF belongs to the next bytes
+    assert end is not None and response[:end].endswith(b"data: a\r\n\r")
+
+
 def test_scanner_follows_content_length_bodies_and_keep_alive() -> None:
     body = b"data: a\n\ndata: b\n\n"
     one = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
