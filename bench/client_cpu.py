@@ -32,7 +32,7 @@ from typing import Any
 import uvloop
 
 from bench.client_cpu_child import CONTENDERS
-from bench.result_output import write_and_print
+from bench.result_output import goals_and_notes, log_to_stderr, write_and_print
 from bench.service_process import REPO_ROOT, ChildProcess, child_env
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "client_cpu.json"
@@ -95,7 +95,7 @@ def run(
     connect_delay_ms: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> ClientCpuResult:
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     size = QUICK if quick else FULL
     streams = streams or size["streams"]
     tokens = tokens or size["tokens"]
@@ -207,14 +207,8 @@ def render_markdown(result: ClientCpuResult) -> str:
             f"{result.median(name, 'system_us_per_token')} | {each} | {result.ratio(name)} "
             f"| {result.median(name, 'wall_s')} | {result.median(name, 'cores')} |"
         )
-    goals = ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in result.goals.items())
-    lines += ["", f"Goal: {goals}", ""]
-    lines += [f"- {note}" for note in result.notes]
+    lines += goals_and_notes(result.goals, result.notes, heading="Goal")
     return "\n".join(lines)
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

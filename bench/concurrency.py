@@ -61,7 +61,7 @@ from bench.fleet_service import (
     serve_env,
     serve_process,
 )
-from bench.result_output import write_and_print
+from bench.result_output import log_to_stderr, write_and_print
 from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
@@ -178,7 +178,7 @@ def run(
 ) -> ConcurrencyResult:
     """Run the levels of each route one after another (each with fresh processes); see the
     module docstring."""
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     settings = dict(settings or {})  # RAG_* variables for the service, over the run's own
     chosen = tuple(levels or (QUICK_LEVELS if quick else FULL_LEVELS))
     plateau = plateau_s if plateau_s is not None else (QUICK_PLATEAU_S if quick else PLATEAU_S)
@@ -344,10 +344,6 @@ def _cpu(
 def _brief(level: dict[str, Any]) -> dict[str, Any]:
     keys = ("route", "completed", "outcomes", "added_gap_all", "kb_per_stream", "cores")
     return {key: level[key] for key in keys}
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

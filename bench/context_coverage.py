@@ -56,7 +56,7 @@ from bench.context_coverage_report import (
     render_markdown,
     summarise,
 )
-from bench.result_output import write_and_print
+from bench.result_output import log_to_stderr, write_and_print
 from bench.retrieval_catalogs import IngestedCatalog, ingest_catalog
 from bench.retrieval_questions import CONVERSATION_KINDS, Question, load_questions
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
@@ -106,7 +106,7 @@ def run(
     """Ingest the sample catalog and play every conversation pair (the first ``limit`` of each
     kind when given). ``quick`` changes nothing: the study is small (the ``bench`` runner's
     interface passes it)."""
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     pairs = conversation_pairs(limit)
     embedder = SentenceTransformerEmbedder(EmbeddingSettings())
     embedder.load()
@@ -209,10 +209,6 @@ def _max_abs_diff(a: Vector, b: Vector) -> float:
 
 def _distinct(doc_ids: list[str]) -> list[str]:
     return list(dict.fromkeys(doc_ids))
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def write_docs(result: CoverageResult, command: str) -> Path:

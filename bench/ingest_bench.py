@@ -41,7 +41,7 @@ from bench.ingest_children import (
     bench_settings,
     run_child,
 )
-from bench.result_output import write_and_print
+from bench.result_output import log_to_stderr, write_and_print
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
@@ -180,7 +180,7 @@ def run(
     log: Callable[[str], None] | None = None,
 ) -> IngestBenchResult:
     """Measure the sample catalog and ``products`` generated ones (20,000; 2,000 if quick)."""
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     count = products if products is not None else (QUICK_PRODUCTS if quick else FULL_PRODUCTS)
     measure = measurer or ChildProcesses(say)
     settings = bench_settings()
@@ -338,10 +338,6 @@ def generate_catalog(count: int, path: Path) -> None:
 
 def _load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

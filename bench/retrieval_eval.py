@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.result_output import write_and_print
+from bench.result_output import log_to_stderr, write_and_print
 from bench.retrieval_catalogs import (
     IngestedCatalog,
     ingest_catalog,
@@ -189,7 +188,7 @@ def run(
     log: Callable[[str], None] | None = None,
 ) -> RetrievalBenchResult:
     """Ingest the catalogs (sample; and ``products`` generated unless quick) and ask everything."""
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     questions = load_questions()
     embedder = SentenceTransformerEmbedder(EmbeddingSettings())
     embedder.load()
@@ -283,10 +282,6 @@ class _BareModel:
             location = resolve_model_location(EmbeddingSettings().model)
             self._model = SentenceTransformer(location, device="cpu")
         return self._model
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from bench.result_output import write_and_print
+from bench.result_output import log_to_stderr, write_and_print
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
@@ -350,7 +350,7 @@ def render_markdown(summary: list[dict[str, Any]], questions: int) -> str:
 
 
 def run(quick: bool = False, *, log: Callable[[str], None] | None = None) -> SmallModelResult:
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     questions = QUESTIONS[:QUICK_QUESTIONS] if quick else QUESTIONS
     say(f"small-model bench: ranking policy chunks for {len(questions)} questions")
     found = retrieve_all(questions)
@@ -408,10 +408,6 @@ async def _model_server(window: int | None) -> AsyncIterator[str]:
 
 def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in params.items())
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

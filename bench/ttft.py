@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ import httpx
 import uvloop
 
 from bench.latency_stats import summarise_ms
-from bench.result_output import write_and_print
+from bench.result_output import goals_and_notes, log_to_stderr, write_and_print
 from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
@@ -139,7 +138,7 @@ def run(
     log: Callable[[str], None] | None = None,
 ) -> TtftResult:
     """Measure the four paths; ``store``: an already ingested embedded store (else ingest)."""
-    say = log or _log_to_stderr
+    say = log or log_to_stderr
     count = requests or (QUICK_REQUESTS if quick else FULL_REQUESTS)
     rounds = warmup if warmup is not None else (QUICK_WARMUP if quick else FULL_WARMUP)
     with tempfile.TemporaryDirectory(prefix="ttft-bench-") as tmp:
@@ -277,14 +276,8 @@ def render_markdown(result: TtftResult) -> str:
             f"| {LABELS[path]} | {ttft['median_ms']} | {ttft['p90_ms']} | {ttft['p99_ms']} "
             f"| {ttft['max_ms']} | {overhead} | {to_meta} | {result.connections[path]} |"
         )
-    goals = ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in result.goals.items())
-    lines += ["", f"Goals: {goals}", ""]
-    lines += [f"- {note}" for note in result.notes]
+    lines += goals_and_notes(result.goals, result.notes)
     return "\n".join(lines)
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
