@@ -5,7 +5,6 @@ while Redis is down each replica's breaker works alone."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from tests.fakes.retrieval import HashingEmbedder
 from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.fleet.replicas import (
     Replica,
+    SharedSettings,
     client_auth,
-    fleet_settings,
     ingest_initial_catalog,
     running_replicas,
     wait_until,
@@ -88,16 +87,8 @@ def replica_settings(
 
 
 @pytest.fixture
-def base_settings(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
-) -> Settings:
-    settings = fleet_settings(
-        tmp_path,
-        chroma_server,
-        redis_server.url,
-        redis_prefix,
-        collection=f"fleet-{uuid.uuid4().hex[:8]}",
-    )
+def base_settings(shared_settings: SharedSettings) -> Settings:
+    settings = shared_settings()
     ingest_initial_catalog(settings, HashingEmbedder(64))
     return settings
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.fleet.replicas import (
+    SharedSettings,
     ask_context,
     fleet_settings,
     ingest_initial_catalog,
@@ -41,14 +43,9 @@ QUESTION = "How much is the tent?"
 
 
 async def test_200_requests_for_one_stale_context_over_three_replicas_retrieve_once(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+    shared_settings: SharedSettings,
 ) -> None:
-    settings = fleet_settings(
-        tmp_path,
-        chroma_server,
-        redis_server.url,
-        redis_prefix,
-        collection=f"fleet-{uuid.uuid4().hex[:8]}",
+    settings = shared_settings(
         limits={"streams": 1000, "requests_per_s": 10_000, "burst": 10_000},
         # Three replicas share this one event loop: its lag is not any replica's overload.
         stream={"shed_loop_lag_ms": 0},
@@ -92,13 +89,24 @@ async def test_200_requests_for_one_stale_context_over_three_replicas_retrieve_o
         assert all(r.contexts.stats().coalesced > 0 for r in replicas)
 
 
+@asynccontextmanager
+async def shared_entries(
+    redis_url: str, prefix: str, *, lock_s: float, retry_interval_s: float = 1
+) -> AsyncIterator[tuple[RedisContextStore, SharedEntries]]:
+    """A replica's shared entries (60 s TTL) over a Redis context store of its own."""
+    redis = redis_client(RedisSettings.model_validate({"url": redis_url}))
+    try:
+        store = RedisContextStore(redis, key_prefix=prefix)
+        entries = SharedEntries(store, ttl_s=60, lock_s=lock_s, retry_interval_s=retry_interval_s)
+        yield store, entries
+    finally:
+        await redis.aclose()
+
+
 async def test_a_crashed_lock_holder_blocks_nobody_past_its_lease(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    redis = redis_client(RedisSettings.model_validate({"url": redis_server.url}))
-    store = RedisContextStore(redis, key_prefix=redis_prefix)
-    entries = SharedEntries(store, ttl_s=60, lock_s=0.5, retry_interval_s=1)
-    try:
+    async with shared_entries(redis_server.url, redis_prefix, lock_s=0.5) as (store, entries):
         assert await store.try_lock("ctx", "a-replica-that-died", 0.5)
         started = time.monotonic()
 
@@ -113,17 +121,12 @@ async def test_a_crashed_lock_holder_blocks_nobody_past_its_lease(
         assert result == ("retrieved", False)
         assert time.monotonic() - started >= 0.4  # it waited for the lease, no longer
         assert not entries.degraded
-    finally:
-        await redis.aclose()
 
 
 async def test_a_waiting_replica_takes_the_holders_entry(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    redis = redis_client(RedisSettings.model_validate({"url": redis_server.url}))
-    store = RedisContextStore(redis, key_prefix=redis_prefix)
-    entries = SharedEntries(store, ttl_s=60, lock_s=30, retry_interval_s=1)
-    try:
+    async with shared_entries(redis_server.url, redis_prefix, lock_s=30) as (store, entries):
         assert await store.try_lock("ctx", "holder", 30)
         stored = asyncio.Event()
 
@@ -139,18 +142,13 @@ async def test_a_waiting_replica_takes_the_holders_entry(
         stored.set()
 
         assert await waiting == ("the holder's entry", True)
-    finally:
-        await redis.aclose()
 
 
 async def test_while_redis_is_down_the_cache_is_local_and_comes_back(tmp_path: Path) -> None:
     with running_redis(tmp_path, free_port()) as server:
-        redis = redis_client(RedisSettings.model_validate({"url": server.url}))
-        entries = SharedEntries(
-            RedisContextStore(redis, key_prefix="t:"), ttl_s=60, lock_s=1, retry_interval_s=0.05
-        )
         context = SharedContext((), time.time(), 1, 5, (), "q")
-        try:
+        local = shared_entries(server.url, "t:", lock_s=1, retry_interval_s=0.05)
+        async with local as (_, entries):
             await entries.put("c", context, 60)
             assert await entries.get("c") == (True, context)
             server.stop()
@@ -169,8 +167,6 @@ async def test_while_redis_is_down_the_cache_is_local_and_comes_back(tmp_path: P
             await wait_until(lambda: entries.active, "time to try Redis again")
             assert await entries.get("c") == (True, None)
             assert not entries.degraded
-        finally:
-            await redis.aclose()
 
 
 def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_16_kb() -> None:
@@ -201,9 +197,7 @@ async def test_a_replica_starting_while_redis_is_down_serves_on_its_own_cache(
     tmp_path: Path, chroma_server: tuple[str, int]
 ) -> None:
     nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
-    settings = fleet_settings(
-        tmp_path, chroma_server, nothing_listens, "t:", collection=f"f-{uuid.uuid4().hex[:8]}"
-    )
+    settings = fleet_settings(tmp_path, chroma_server, nothing_listens, "t:")
     embedder = HashingEmbedder(64)
     ingest_initial_catalog(settings, embedder)
     ingest_calls = embedder.calls

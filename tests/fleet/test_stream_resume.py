@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,12 +25,14 @@ from rag_service.domain import TextDelta
 from rag_service.settings import IngestSettings, Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.shared_streams import SharedStreams
-from tests.app.conftest import CLIENT_KEY, app_settings
+from tests.app.conftest import CLIENT_KEY
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script, completed
+from tests.fleet.replicas import SharedSettings, wait_until
+from tests.fleet.replicas import fleet_settings as replica_settings
 from tests.live_server import live_server
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import running_redis
 from tests.streaming.helpers import assert_error_shape
 from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
 
@@ -38,6 +40,12 @@ WAIT_LIMIT_S = 60.0  # generous: a busy 2-core machine; only a hang reaches it
 OTHER_KEY = "client-key-2"
 FIRST = ["Our ", "trail ", "boots "]
 SECOND = ["are ", "water", "proof", " — ", "größe 38-47."]
+RESUME_OVERRIDES: dict[str, Any] = {
+    "redis": {"retry_interval_s": 0.2},
+    "api_keys": [SecretStr(CLIENT_KEY), SecretStr(OTHER_KEY)],
+    "admin_api_key": None,
+    "stream": {"shared_flush_ms": 10.0},
+}
 
 
 @dataclass
@@ -63,15 +71,8 @@ def held_script(first: Sequence[str], second: Sequence[str], pause_s: float = 0.
 def fleet_settings(
     tmp_path: Path, chroma: tuple[str, int], redis_url: str, prefix: str
 ) -> Settings:
-    data = app_settings(tmp_path).model_dump()
-    host, port = chroma
-    data["chroma"] = {"host": host, "port": port, "collection": f"s{uuid.uuid4().hex[:10]}"}
-    data["ingest"] |= {"lock_file": tmp_path / "ingest.lock"}
-    data["redis"] = {"url": redis_url, "key_prefix": prefix, "retry_interval_s": 0.2}
-    data["api_keys"] = [SecretStr(CLIENT_KEY), SecretStr(OTHER_KEY)]
-    data["admin_api_key"] = None
-    data["stream"] |= {"shared_flush_ms": 10.0}
-    return Settings.model_validate(data)
+    """The in-process replicas' settings with a second client key and no admin key."""
+    return replica_settings(tmp_path, chroma, redis_url, prefix, **RESUME_OVERRIDES)
 
 
 @asynccontextmanager
@@ -99,22 +100,12 @@ async def replicas(
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
-) -> Settings:
-    return fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+def settings(shared_settings: SharedSettings) -> Settings:
+    return shared_settings(**RESUME_OVERRIDES)
 
 
 def auth(key: str = CLIENT_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_LIMIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT_LIMIT_S:g} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def read_until(
@@ -299,9 +290,8 @@ async def test_with_redis_down_streams_are_served_on_local_state(
 
 
 async def test_a_copy_whose_replica_went_silent_ends_with_an_error(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+    settings: Settings,
 ) -> None:
-    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
     settings.stream.shared_idle_timeout_s = 1.0
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
         first = await read_until(a.url, deltas=len(FIRST))
@@ -339,9 +329,8 @@ async def test_a_copy_with_a_hole_is_never_served(
 
 
 async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+    settings: Settings,
 ) -> None:
-    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
     settings.stream.grace_period_s = 1.0  # A's own client left: only B's reader holds it
     second = [f"w{i} " for i in range(40)]
     async with replicas(settings, held_script(FIRST, second, pause_s=0.1)) as (a, b):
@@ -358,9 +347,8 @@ async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
 
 
 async def test_a_copy_that_ends_before_the_clients_last_event_answers_503(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
+    settings: Settings,
 ) -> None:
-    settings = fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
     settings.stream.shared_flush_ms = 600_000.0  # A writes a new stream's start, then nothing
     settings.stream.shared_durable_delivery = False  # and its client reads on all the same
     settings.stream.shared_idle_timeout_s = 1.0  # so, to B, A is as good as dead
