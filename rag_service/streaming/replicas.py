@@ -216,7 +216,8 @@ def _follower(
             )
             if died and takeover is not None:
                 delivered = _delivered_text(session)
-                if _continuable(session, takeover, delivered):
+                # Continuing after text needs an upstream that can (a continuation strategy).
+                if delivered is not None and (takeover.continues_text or not delivered):
                     request = await shared.take_over(stream_id, record.replica, session.last_seq)
                     if request is not None:
                         session.copied = False  # a cancel here is a local one from now on
@@ -236,14 +237,13 @@ def _follower(
     return follow
 
 
-def _continuable(session: StreamSession, takeover: Takeover, delivered: str) -> bool:
-    """Whether this copy can continue its answer after ``delivered`` (its text): it holds the
-    answer from its start (the meta is seq 1), and the upstream can continue after text if
-    there is any. Once taken over, this replica's session is the stream's generator: its new
-    events are copied to the store after the old ones (``share_taken_over``)."""
-    return session.first_seq == 1 and (takeover.continues_text or not delivered)
-
-
-def _delivered_text(session: StreamSession) -> str:
+def _delivered_text(session: StreamSession) -> str | None:
+    """The text of this copy's answer, which a take-over continues after; None when the copy
+    no longer holds the answer from its start (the meta is seq 1): the replay window dropped
+    it, and what the client was shown cannot be known. Once taken over, this replica's session
+    is the stream's generator: its new events are copied to the store after the old ones
+    (``share_taken_over``)."""
+    if session.first_seq != 1:
+        return None
     events = session.read_events(0, session.last_seq)
     return "".join(json.loads(e.literal) for e in events if isinstance(e, DeltaEvent))

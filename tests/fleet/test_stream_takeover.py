@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 
 from rag_service.adapters import redis_stream_store
+from rag_service.api.auth import principal_of
+from rag_service.domain import TextDelta
 from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming import replicas as replicas_module
+from tests.app.conftest import CLIENT_KEY
+from tests.fakes.upstream import Hold, Pause, Step
 from tests.fleet.test_stream_resume import (
     FIRST,
     SECOND,
@@ -112,3 +116,30 @@ async def test_with_continuation_none_a_dead_replicas_answer_with_text_ends_with
         assert b.shared.stats().taken_over == 0
         assert b.upstream.answer_calls == 0  # nothing was sent upstream for it
         a.upstream.release()
+
+
+@pytest.mark.usefixtures("frozen_heartbeats")
+async def test_a_dead_replicas_answer_whose_start_was_trimmed_ends_with_replica_lost(
+    settings: Settings,
+) -> None:
+    """The continuation needs the answer's whole text: once the replay window has dropped the
+    start of the answer (it holds fewer events than the answer has), no take-over."""
+    settings.stream.replay_buffer_events = 16  # the smallest window; the answer outgrows it
+    rest = [TextDelta(f"word{index} ") for index in range(1, 40)]
+    # A's answer: a first word, then (once released) 39 more, then A stops as if frozen.
+    script: list[Step] = [TextDelta("word0 "), Hold(), *rest, Pause(3600.0)]
+    async with replicas(settings, script) as (a, b):
+        first = await read_until(a.url, deltas=1)
+        stream_id = first.events[0].json()["stream_id"]
+        a.upstream.release()
+        session = a.registry.find(stream_id, principal_of(CLIENT_KEY))
+        await wait_until(lambda: session.last_seq >= 41, "A has its 40 words")
+        await wait_until(lambda: a.shared.stats().events >= session.last_seq, "A wrote them all")
+        last_event_id = f"{stream_id}:{session.last_seq}"  # a client that read them all
+
+        response = await resume(b.url, stream_id, last_event_id)
+        events = parse_sse(response.content).events
+        assert [e.type for e in events] == ["error"]
+        assert events[0].json()["details"] == {"reason": "replica_lost"}
+        assert b.shared.stats().taken_over == 0
+        assert b.upstream.answer_calls == 0  # nothing was sent upstream for it
