@@ -14,11 +14,12 @@ from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, Text
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
-from tests.fixture_servers.fault_upstream import AnswerStyle, FaultUpstream
+from tests.fixture_servers.fault_upstream import AnswerStyle, FaultUpstream, answer_text
 from tests.upstream.certificates import Certificates, make_certificates
 
 QUESTION = ChatRequest(messages=(ChatMessage("user", "Do the boots come in size 46?"),))
 QUESTION_MESSAGES = [{"role": "user", "content": "Do the boots come in size 46?"}]
+QUESTION_ANSWER = answer_text(QUESTION_MESSAGES)  # the fault server's, in its default style
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 # As a real server over TLS: the chunked terminator in a read of its own, after [DONE].
 REALISTIC_ENDING = AnswerStyle(terminator_delay_s=0.05)
@@ -107,19 +108,23 @@ async def upstream() -> AsyncIterator[FaultUpstream]:
         yield server
 
 
-async def collect(stream: AsyncIterator[UpstreamEvent]) -> list[UpstreamEvent]:
-    return [item async for item in stream]
+class Answer(list[UpstreamEvent]):
+    """A client's stream, collected: its items, the text of its deltas, its one terminal item."""
+
+    @property
+    def text(self) -> str:
+        return "".join(item.text for item in self if isinstance(item, TextDelta))
+
+    @property
+    def terminal(self) -> Completed | Failed:
+        last = self[-1]
+        assert isinstance(last, Completed | Failed)
+        assert sum(isinstance(item, Completed | Failed) for item in self) == 1
+        return last
 
 
-def text_of(items: list[UpstreamEvent]) -> str:
-    return "".join(item.text for item in items if isinstance(item, TextDelta))
-
-
-def terminal(items: list[UpstreamEvent]) -> Completed | Failed:
-    last = items[-1]
-    assert isinstance(last, Completed | Failed)
-    assert sum(isinstance(item, Completed | Failed) for item in items) == 1
-    return last
+async def collect(stream: AsyncIterator[UpstreamEvent]) -> Answer:
+    return Answer([item async for item in stream])
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:

@@ -39,8 +39,6 @@ from tests.upstream.conftest import (
     FakeTime,
     collect,
     settings_for,
-    terminal,
-    text_of,
 )
 
 ANSWER = answer_text(QUESTION_MESSAGES)
@@ -63,7 +61,7 @@ async def test_complete_answer_with_request_shape(
     )
     items = await collect(client.stream(QUESTION))
     assert items[:-1] == [TextDelta(piece) for piece in PIECES]
-    done = terminal(items)
+    done = items.terminal
     assert isinstance(done, Completed)
     assert (done.finish_reason, done.attempts) == ("stop", 1)
     assert done.usage == {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}
@@ -94,8 +92,8 @@ async def test_stream_options_can_be_left_out(
 ) -> None:
     client = make_client(upstream.base_url, params={"stream_options": None})
     items = await collect(client.stream(QUESTION))
-    assert text_of(items) == ANSWER
-    done = terminal(items)
+    assert items.text == ANSWER
+    done = items.terminal
     assert isinstance(done, Completed)
     assert done.usage is None
     assert upstream.requests[0].body is not None
@@ -114,8 +112,8 @@ async def test_503_then_success(make_client: ClientFactory, fake_time: FakeTime)
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
     delay = first_backoff()
     assert items[0] == RetryNotice(attempt=2, max_attempts=5, delay_s=delay, reason="status_503")
-    assert text_of(items) == ANSWER
-    done = terminal(items)
+    assert items.text == ANSWER
+    done = items.terminal
     assert isinstance(done, Completed)
     assert done.attempts == 2
     assert upstream.request_count == 2
@@ -137,7 +135,7 @@ async def test_429_retry_after_is_honoured(
     assert fake_time.sleeps == [expected]
     assert asked <= expected <= asked * 1.1
     assert items[0] == RetryNotice(2, 5, expected, "status_429")
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
 
 
@@ -172,7 +170,7 @@ async def test_echoed_api_key_is_redacted(make_client: ClientFactory) -> None:
         items = await collect(
             make_client(upstream.base_url, api_key="sk-secret-9").stream(QUESTION)
         )
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert "sk-secret-9" not in failed.error.message
     assert "Incorrect API key provided: ***" in failed.error.message
@@ -182,13 +180,13 @@ async def test_x_should_retry_overrides_the_status(make_client: ClientFactory) -
     plan = [Status(400, "flaky", headers={"x-should-retry": "true"})]
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
     async with FaultUpstream(
         [Status(503, "do not", headers={"x-should-retry": "false"})]
     ) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamRejected)
     assert upstream.request_count == 1
@@ -214,7 +212,7 @@ async def test_cut_stream_is_replayed_without_duplicates(
     assert items[4] == RetryNotice(2, 5, first_backoff(), "stream_cut")
     assert items[5] == Resumed(attempt=2, strategy="replay")
     assert items[6:-1] == [TextDelta(piece) for piece in PIECES[4:]]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
     assert upstream.requests[0].body == upstream.requests[1].body  # an identical replay
 
@@ -226,7 +224,7 @@ async def test_cut_of_a_close_delimited_body_is_seen_as_eof_before_done(
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
     notices = [item for item in items if isinstance(item, RetryNotice)]
     assert [notice.reason for notice in notices] == ["stream_cut"]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
 
 
@@ -235,7 +233,7 @@ async def test_stall_is_detected_by_the_read_timeout(make_client: ClientFactory)
         client = make_client(upstream.base_url, read_timeout_s=1.0)
         items = await collect(client.stream(QUESTION))
     assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["stalled"]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
 
 
@@ -243,11 +241,11 @@ async def test_stall_on_the_last_attempt_fails_as_stalled(make_client: ClientFac
     async with FaultUpstream([Stall(after_events=1, seconds=5.0)]) as upstream:
         client = make_client(upstream.base_url, read_timeout_s=0.1, retry={"max_attempts": 1})
         items = await collect(client.stream(QUESTION))
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.details == {"reason": "max_attempts", "last_reason": "stalled"}
-    assert text_of(items) == PIECES[0]
+    assert items.text == PIECES[0]
 
 
 async def test_malformed_json_fails_without_retry_keeping_partial_text(
@@ -255,8 +253,8 @@ async def test_malformed_json_fails_without_retry_keeping_partial_text(
 ) -> None:
     async with FaultUpstream([MalformedJson(after_events=2)]) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == "".join(PIECES[:2])
-    failed = terminal(items)
+    assert items.text == "".join(PIECES[:2])
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamProtocolError)
     assert "malformed JSON" in failed.error.message
@@ -267,11 +265,11 @@ async def test_malformed_json_fails_without_retry_keeping_partial_text(
 async def test_error_payload_in_the_stream(make_client: ClientFactory, named: bool) -> None:
     async with FaultUpstream([ErrorEvent(after_events=1, message="overloaded", named=named)]) as up:
         items = await collect(make_client(up.base_url).stream(QUESTION))
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, UpstreamProtocolError)
     assert failed.error.message == "upstream sent an error in the stream: overloaded"
-    assert text_of(items) == PIECES[0]
+    assert items.text == PIECES[0]
     assert up.request_count == 1
 
 
@@ -282,7 +280,7 @@ async def test_dropped_connection_before_any_answer_is_retried(
     async with FaultUpstream([Drop(reset=reset)]) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
     assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["connection_lost"]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
 
 
@@ -300,8 +298,8 @@ async def test_wire_variants_give_the_same_text(
 ) -> None:
     async with FaultUpstream([CutAfter(2, mid_line=True)], style=style) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == answer_text(QUESTION_MESSAGES, style)
-    assert isinstance(terminal(items), Completed)
+    assert items.text == answer_text(QUESTION_MESSAGES, style)
+    assert isinstance(items.terminal, Completed)
     assert upstream.request_count == 2
 
 
@@ -314,7 +312,7 @@ async def test_refused_connection_uses_every_attempt(
     items = await collect(client.stream(QUESTION))
     notices = [item for item in items if isinstance(item, RetryNotice)]
     assert [(n.attempt, n.reason) for n in notices] == [(a, "connect_error") for a in (2, 3, 4)]
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.details == {"reason": "max_attempts", "last_reason": "connect_error"}
@@ -357,5 +355,5 @@ async def test_no_response_head_within_the_read_timeout_is_a_timeout(
     async with FaultUpstream([Status(503, delay_s=5.0)]) as upstream:
         items = await collect(make_client(upstream.base_url, read_timeout_s=1.0).stream(QUESTION))
     assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["timeout"]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2

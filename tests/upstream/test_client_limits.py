@@ -16,13 +16,11 @@ from rag_service.upstream.breaker import BreakerState
 from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.upstream.conftest import (
     QUESTION,
-    QUESTION_MESSAGES,
+    QUESTION_ANSWER,
     ClientFactory,
     FakeTime,
     collect,
     settings_for,
-    terminal,
-    text_of,
 )
 
 ALWAYS_503 = Status(503, "overloaded")
@@ -43,7 +41,7 @@ async def test_max_attempts_exhausted(make_client: ClientFactory, fake_time: Fak
         RetryNotice(3, 3, expected[1], "status_503"),
     ]
     assert fake_time.sleeps == expected
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.message == "gave up after 3 attempts: upstream answered 503: overloaded"
@@ -68,7 +66,7 @@ async def test_deadline_exhausted_before_a_wait_that_would_pass_it(
     cutoff = next(i for i in range(5) if sum(planned[: i + 1]) > 10.0)
     assert cutoff >= 3
     assert fake_time.sleeps == planned[:cutoff]
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.details == {"reason": "deadline", "last_reason": "status_503"}
@@ -82,7 +80,7 @@ async def test_retry_budget_exhausted(make_client: ClientFactory) -> None:
         )
         items = await collect(client.stream(QUESTION))
     assert len(notices(items)) == 1
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.details == {"reason": "retry_budget_exhausted", "last_reason": "status_503"}
@@ -112,7 +110,7 @@ async def test_open_circuit_fails_new_streams_fast(make_client: ClientFactory) -
         client = make_client(
             upstream.base_url, retry={"max_attempts": 2}, breaker={"failure_threshold": 2}
         )
-        first = terminal(await collect(client.stream(QUESTION)))
+        first = (await collect(client.stream(QUESTION))).terminal
         assert isinstance(first, Failed)
         assert client.breaker.state is BreakerState.open
         with pytest.raises(CircuitOpen) as raised:
@@ -145,10 +143,10 @@ async def test_parked_stream_probes_and_failed_probes_cost_no_attempts(
         (3, 3, "circuit_open"),
         (4, 4, "circuit_open"),
     ]
-    done = terminal(items)
+    done = items.terminal
     assert isinstance(done, Completed)
     assert done.attempts == 4 == upstream.request_count
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == QUESTION_ANSWER
     assert client.breaker.state is BreakerState.closed
     assert client.budget.tokens == pytest.approx(min(10.0, budget_before + 0.1))
     # open periods 1, 2, 4 s nominal (+-20 %), each waited exactly, nothing sent meanwhile
@@ -172,8 +170,8 @@ async def test_parked_streams_are_released_after_the_probe() -> None:
         )
         tokens = client.budget.tokens
         await client.aclose()
-    answer = upstream.answer_text(QUESTION_MESSAGES)
-    assert text_of(a) == text_of(b) == answer
+    answer = QUESTION_ANSWER
+    assert a.text == b.text == answer
     assert upstream.request_count == 4
     reasons = sorted([n.reason for n in notices(a)] + [n.reason for n in notices(b)])
     assert reasons == ["circuit_closed", "circuit_open", "circuit_open"]
@@ -192,7 +190,7 @@ async def test_parked_stream_fails_at_its_deadline(
             breaker={"failure_threshold": 1, "open_s": 1.0, "max_open_s": 100.0},
         )
         items = await collect(client.stream(QUESTION))
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert failed.error.details == {"reason": "circuit_open"}

@@ -25,12 +25,11 @@ from tests.upstream.conftest import (
     QUESTION,
     QUESTION_MESSAGES,
     REALISTIC_ENDING,
+    Answer,
     ClientFactory,
     FakeTime,
     collect,
     settings_for,
-    terminal,
-    text_of,
     wait_until,
 )
 from tests.upstream.loopback_proxy import running_proxy
@@ -48,7 +47,7 @@ async def test_sequential_answers_share_one_connection(
         client = make_client(upstream.base_url)
         for _ in range(SEQUENTIAL_ANSWERS):
             items = await collect(client.stream(QUESTION))
-            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+            assert items.text == upstream.answer_text(QUESTION_MESSAGES)
         assert upstream.request_count == SEQUENTIAL_ANSWERS
         assert upstream.connection_count == 1
 
@@ -66,16 +65,16 @@ async def test_a_client_asking_again_at_completed_finds_the_connection_idle(
             answer, items, completed = start_answer(client)
             answers.append(answer)
             await completed.wait()
-            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+            assert items.text == upstream.answer_text(QUESTION_MESSAGES)
         await asyncio.gather(*answers)
         assert upstream.connection_count == 1
 
 
 def start_answer(
     client: OpenAICompatibleUpstream,
-) -> tuple[asyncio.Task[None], list[UpstreamEvent], asyncio.Event]:
+) -> tuple[asyncio.Task[None], Answer, asyncio.Event]:
     """An answer running in a task: (the task, its items so far, set at its Completed)."""
-    items: list[UpstreamEvent] = []
+    items = Answer()
     completed = asyncio.Event()
 
     def sink(item: UpstreamEvent) -> None:
@@ -98,10 +97,10 @@ async def test_an_answer_completes_before_a_late_terminator_and_its_connection_i
         await completed.wait()
         assert not answer.done()  # still reading towards the body's end
         await answer
-        assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert items.text == upstream.answer_text(QUESTION_MESSAGES)
         assert await wait_until(lambda: upstream.open_connections == 0)
         second = await collect(client.stream(QUESTION))
-        assert isinstance(terminal(second), Completed)
+        assert isinstance(second.terminal, Completed)
         assert upstream.connection_count == 2
 
 
@@ -114,7 +113,7 @@ async def test_an_error_answer_read_to_its_end_keeps_the_connection(
             "status_503",
             "status_429",
         ]
-        assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert items.text == upstream.answer_text(QUESTION_MESSAGES)
         assert (upstream.request_count, upstream.connection_count) == (3, 1)
 
 
@@ -132,10 +131,10 @@ async def test_a_pooled_connection_the_server_closed_is_retried_once_at_once(
         items = await collect(client.stream(QUESTION))
         assert (upstream.request_count, upstream.connection_count) == (3, 2)
     assert not any(isinstance(item, RetryNotice) for item in items)
-    done = terminal(items)
+    done = items.terminal
     assert isinstance(done, Completed)
     assert done.attempts == 1
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
     assert fake_time.sleeps == []
     assert client.breaker.state.value == "closed"
     assert client.budget.tokens >= budget  # nothing spent (a retry would cost a whole token)
@@ -158,7 +157,7 @@ async def test_the_read_timeout_bounds_each_gap_not_the_answer(make_client: Clie
         items = await collect(make_client(upstream.base_url, read_timeout_s=1.0).stream(QUESTION))
         assert upstream.request_count == 1
     assert not any(isinstance(item, RetryNotice) for item in items)
-    assert text_of(items) == answer_text(QUESTION_MESSAGES, paced)
+    assert items.text == answer_text(QUESTION_MESSAGES, paced)
 
 
 def test_tls_through_a_proxy_and_keep_alive_on_uvloop(certificates: Certificates) -> None:
@@ -175,7 +174,7 @@ def test_tls_through_a_proxy_and_keep_alive_on_uvloop(certificates: Certificates
                 upstream.url_for("localhost"), ca_bundle=str(certificates.ca), proxy=proxy.url
             )
             client = OpenAICompatibleUpstream(settings)
-            texts = [text_of(await collect(client.stream(QUESTION))) for _ in range(3)]
+            texts = [(await collect(client.stream(QUESTION))).text for _ in range(3)]
             await client.aclose()
             return texts, upstream.connection_count, len(proxy.forwarded_to(upstream.port))
 
@@ -222,6 +221,6 @@ async def test_a_server_that_keeps_talking_after_done_loses_its_connection(
         client = make_client(f"http://127.0.0.1:{port}/v1")
         for _ in range(2):
             items = await collect(client.stream(QUESTION))
-            assert text_of(items) == "hi"
-            assert isinstance(terminal(items), Completed)
+            assert items.text == "hi"
+            assert isinstance(items.terminal, Completed)
         assert connections == 2

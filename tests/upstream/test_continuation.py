@@ -16,14 +16,7 @@ from tests.fixture_servers.fault_upstream import (
     FaultUpstream,
     Status,
 )
-from tests.upstream.conftest import (
-    QUESTION,
-    QUESTION_MESSAGES,
-    ClientFactory,
-    collect,
-    terminal,
-    text_of,
-)
+from tests.upstream.conftest import QUESTION, QUESTION_MESSAGES, ClientFactory, collect
 
 PIECES = answer_pieces(QUESTION_MESSAGES, AnswerStyle())
 ANSWER = "".join(PIECES)
@@ -39,7 +32,7 @@ async def test_prefix_strategy_sends_the_delivered_text_deepseek_style(
     assert isinstance(items[5], RetryNotice)
     assert items[6] == Resumed(attempt=2, strategy="prefix")
     assert items[7:-1] == [TextDelta(piece) for piece in PIECES[5:]]
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     second = upstream.requests[1].body
     assert second is not None
     assert second["messages"] == [
@@ -53,7 +46,7 @@ async def test_prefix_strategy_vllm_style(make_client: ClientFactory) -> None:
     async with FaultUpstream([CutAfter(3)]) as upstream:
         client = make_client(upstream.base_url, continuation="prefix", prefix_style="vllm")
         items = await collect(client.stream(QUESTION))
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     second = upstream.requests[1].body
     assert second is not None
     assert second["messages"][-1] == {"role": "assistant", "content": "".join(PIECES[:3])}
@@ -66,7 +59,7 @@ async def test_prefix_strategy_before_any_text_sends_the_plain_request(
     async with FaultUpstream([Status(503)]) as upstream:
         client = make_client(upstream.base_url, continuation="prefix")
         items = await collect(client.stream(QUESTION))
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert not any(isinstance(item, Resumed) for item in items)
     assert upstream.requests[0].body == upstream.requests[1].body
 
@@ -76,7 +69,7 @@ async def test_none_strategy_keeps_partial_text_and_fails(make_client: ClientFac
         client = make_client(upstream.base_url, continuation="none")
         items = await collect(client.stream(QUESTION))
     assert items[:-1] == [TextDelta(piece) for piece in PIECES[:4]]
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert type(failed.error) is UpstreamRetryable
     assert failed.error.reason == "stream_cut"
@@ -88,7 +81,7 @@ async def test_none_strategy_still_retries_before_any_text(make_client: ClientFa
     async with FaultUpstream([Status(502)]) as upstream:
         client = make_client(upstream.base_url, continuation="none")
         items = await collect(client.stream(QUESTION))
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert upstream.request_count == 2
 
 
@@ -96,8 +89,8 @@ async def test_replay_divergence_fails_with_mismatch(make_client: ClientFactory)
     plan: list[Fault] = [CutAfter(3), Complete(style=AnswerStyle(variant=1))]  # sampling
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == "".join(PIECES[:3])  # delivered text stays, nothing added
-    failed = terminal(items)
+    assert items.text == "".join(PIECES[:3])  # delivered text stays, nothing added
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, ContinuationMismatch)
     assert not any(isinstance(item, Resumed) for item in items)
@@ -108,7 +101,7 @@ async def test_replay_that_ends_early_is_a_mismatch(make_client: ClientFactory) 
     plan: list[Fault] = [CutAfter(6), Complete(style=AnswerStyle(words=4))]
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, ContinuationMismatch)
     assert "ended after" in failed.error.message
@@ -119,7 +112,7 @@ async def test_replay_cut_exactly_at_the_end_resumes_and_completes(
 ) -> None:
     async with FaultUpstream([CutAfter(len(PIECES))]) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == ANSWER
+    assert items.text == ANSWER
     assert items[-2:] == [Resumed(attempt=2, strategy="replay"), items[-1]]
     assert isinstance(items[-1], Completed)
 
@@ -128,8 +121,8 @@ async def test_replay_with_differently_chunked_text_is_aligned(make_client: Clie
     plan: list[Fault] = [CutAfter(5), Complete(style=AnswerStyle(words_per_chunk=4))]
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    assert text_of(items) == ANSWER
-    assert isinstance(terminal(items), Completed)
+    assert items.text == ANSWER
+    assert isinstance(items.terminal, Completed)
 
 
 def test_aligner_splits_a_chunk_that_straddles_the_delivered_end() -> None:

@@ -20,14 +20,7 @@ from rag_service.upstream.proxy import choose_proxy
 from tests.conftest import free_port
 from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.upstream.certificates import Certificates
-from tests.upstream.conftest import (
-    QUESTION,
-    QUESTION_MESSAGES,
-    ClientFactory,
-    collect,
-    terminal,
-    text_of,
-)
+from tests.upstream.conftest import QUESTION, QUESTION_MESSAGES, ClientFactory, collect
 from tests.upstream.loopback_proxy import running_proxy
 
 CREDENTIALS = "rag:proxy-pass-41"
@@ -47,7 +40,7 @@ async def test_the_environments_https_proxy_tunnels_the_answers(
         client = make_client(upstream.url_for("localhost"), ca_bundle=str(certificates.ca))
         for _ in range(2):
             items = await collect(client.stream(QUESTION))
-            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+            assert items.text == upstream.answer_text(QUESTION_MESSAGES)
         await client.aclose()
         assert len(proxy.forwarded_to(upstream.port)) == 1  # one CONNECT tunnel, kept alive
         assert upstream.connection_count == 1
@@ -66,7 +59,7 @@ async def test_no_proxy_sends_the_named_host_around_the_proxy(
         client = make_client(upstream.url_for("localhost"), ca_bundle=str(certificates.ca))
         items = await collect(client.stream(QUESTION))
         await client.aclose()
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
     assert proxy.log == []
 
 
@@ -80,7 +73,7 @@ async def test_all_proxy_carries_a_plain_http_upstream(
         items = await collect(client.stream(QUESTION))
         await client.aclose()
         assert len(proxy.forwarded_to(upstream.port)) == 1
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
 
 
 async def test_the_explicit_proxy_overrides_the_environment(
@@ -95,7 +88,7 @@ async def test_the_explicit_proxy_overrides_the_environment(
         items = await collect(client.stream(QUESTION))
         await client.aclose()
         assert len(proxy.forwarded_to(upstream.port)) == 1
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
 
 
 async def test_trust_env_false_ignores_the_environments_proxy(
@@ -105,7 +98,7 @@ async def test_trust_env_false_ignores_the_environments_proxy(
     async with FaultUpstream() as upstream:
         client = make_client(upstream.url_for("localhost"), trust_env=False)
         items = await collect(client.stream(QUESTION))
-    assert isinstance(terminal(items), Completed)
+    assert isinstance(items.terminal, Completed)
 
 
 async def test_proxy_credentials_in_the_url_are_sent_and_never_shown(
@@ -122,7 +115,7 @@ async def test_proxy_credentials_in_the_url_are_sent_and_never_shown(
             )
         items = await collect(client.stream(QUESTION))
         await client.aclose()
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
     [line] = [record.getMessage() for record in caplog.records]
     assert line == f"upstream requests go through the proxy {proxy.url} (from RAG_UPSTREAM__PROXY)"
     assert password not in repr(client)
@@ -180,7 +173,7 @@ async def test_an_unreachable_proxy_is_retried_as_a_connect_error(
     client = make_client("http://localhost:9/v1", proxy=dead, retry={"max_attempts": 2})
     items = await collect(client.stream(QUESTION))
     assert [i.reason for i in items if isinstance(i, RetryNotice)] == ["connect_error"]
-    failed = terminal(items)
+    failed = items.terminal
     assert isinstance(failed, Failed)
     assert isinstance(failed.error, RetriesExhausted)
     assert f"cannot connect to the proxy {dead} from RAG_UPSTREAM__PROXY" in failed.error.message

@@ -31,8 +31,6 @@ from tests.upstream.conftest import (
     ClientFactory,
     collect,
     settings_for,
-    terminal,
-    text_of,
 )
 
 SEQUENTIAL_ANSWERS = 5
@@ -46,8 +44,8 @@ async def test_answers_over_tls_with_a_private_ca_share_one_connection(
         client = make_client(upstream.url_for("localhost"), ca_bundle=str(certificates.ca))
         for _ in range(SEQUENTIAL_ANSWERS):
             items = await collect(client.stream(QUESTION))
-            assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
-            assert isinstance(terminal(items), Completed)
+            assert items.text == upstream.answer_text(QUESTION_MESSAGES)
+            assert isinstance(items.terminal, Completed)
         assert upstream.request_count == SEQUENTIAL_ANSWERS
         assert upstream.connection_count == 1
 
@@ -105,7 +103,7 @@ async def test_a_certificate_for_another_host_is_named_and_cleared_by_a_later_an
         # The operator fixes the server's certificate: the next answer clears the problem.
         server.load_cert_chain(certificates.localhost.cert, certificates.localhost.key)
         items = await collect(client.stream(QUESTION))
-        assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+        assert items.text == upstream.answer_text(QUESTION_MESSAGES)
     assert client.health().problem is None
     assert client.health().ok
 
@@ -117,7 +115,7 @@ async def test_verification_switched_off_accepts_any_certificate_and_warns(
         async with FaultUpstream(ssl_context=certificates.untrusted.server_context()) as upstream:
             client = make_client(upstream.url_for("localhost"), verify_tls=False)
             items = await collect(client.stream(QUESTION))
-    assert text_of(items) == upstream.answer_text(QUESTION_MESSAGES)
+    assert items.text == upstream.answer_text(QUESTION_MESSAGES)
     [warning] = [r for r in caplog.records if "VERIFY_TLS=false" in r.getMessage()]
     assert warning.levelno == logging.WARNING
 
