@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.app import Components, create_app
-from rag_service.client import RetryPolicy
+from rag_service.client import AsyncRagClient, RagClient, RetryPolicy
 from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
 from tests.app.conftest import CLIENT_KEY, app_settings
 from tests.fakes.retrieval import HashingEmbedder
@@ -30,6 +30,16 @@ from tests.live_server import live_server
 QUESTION = "How much is the Tents model 0?"
 # Quick reconnects keep the tests short; the attempts and their order are what is tested.
 FAST = RetryPolicy(base_delay_s=0.02, max_delay_s=0.2, deadline_s=60.0, read_timeout_s=20.0)
+
+
+def async_client(url: str, *, key: str = CLIENT_KEY, policy: RetryPolicy = FAST) -> AsyncRagClient:
+    """The async client under test on ``url``, with the test key and quick reconnects."""
+    return AsyncRagClient(url, api_key=key, policy=policy)
+
+
+def sync_client(url: str, *, key: str = CLIENT_KEY, policy: RetryPolicy = FAST) -> RagClient:
+    """The blocking client under test on ``url``, with the test key and quick reconnects."""
+    return RagClient(url, api_key=key, policy=policy)
 
 
 @dataclass
@@ -93,4 +103,12 @@ async def metric(url: str, name: str) -> float:
     raise AssertionError(f"{name} is not in /metrics")
 
 
-__all__ = ["CLIENT_KEY", "FAST", "QUESTION", "LiveService", "running_service"]
+__all__ = [
+    "CLIENT_KEY",
+    "FAST",
+    "QUESTION",
+    "LiveService",
+    "async_client",
+    "running_service",
+    "sync_client",
+]

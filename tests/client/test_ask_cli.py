@@ -12,14 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_service.cli.ask import StatusLine
-from rag_service.client import AsyncRagClient
-from tests.client.conftest import (
-    CLIENT_KEY,
-    FAST,
-    QUESTION,
-    LiveService,
-    running_service,
-)
+from tests.client.conftest import CLIENT_KEY, QUESTION, LiveService, async_client, running_service
 from tests.conftest import REPO, free_port
 from tests.fixture_servers.fault_plan import AnswerStyle, Complete, ErrorEvent
 from tests.fixture_servers.fault_proxy import CutPlan
@@ -66,7 +59,7 @@ async def start_ask(url: str, *args: str, key: str | None) -> asyncio.subprocess
 
 
 async def reference_text(service: LiveService) -> str:
-    async with AsyncRagClient(service.direct_url, api_key=CLIENT_KEY, policy=FAST) as client:
+    async with async_client(service.direct_url) as client:
         return (await client.answer(QUESTION, context="reference")).text
 
 

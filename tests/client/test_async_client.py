@@ -27,23 +27,13 @@ from rag_service.client import (
     StreamNotFound,
     Unauthorized,
 )
-from tests.client.conftest import (
-    CLIENT_KEY,
-    FAST,
-    QUESTION,
-    LiveService,
-    running_service,
-)
+from tests.client.conftest import QUESTION, LiveService, async_client, running_service
 from tests.conftest import free_port
 from tests.fixture_servers.fault_plan import Stall
 from tests.fixture_servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
 
 WAIT_FOR_TEARDOWN_S = 10.0  # a loaded machine may answer late; the bound only stops a hang
-
-
-def client_for(url: str, *, key: str = CLIENT_KEY, policy: RetryPolicy = FAST) -> AsyncRagClient:
-    return AsyncRagClient(url, api_key=key, policy=policy)
 
 
 async def collect(client: AsyncRagClient, context: str) -> list[StreamEvent]:
@@ -63,12 +53,12 @@ def text_of(events: list[StreamEvent]) -> str:
 
 async def reference_text(service: LiveService) -> str:
     """An uninterrupted run's text, straight from the service."""
-    async with client_for(service.direct_url) as client:
+    async with async_client(service.direct_url) as client:
         return (await client.answer(QUESTION, context="reference")).text
 
 
 async def test_a_normal_answer_streams_as_typed_events(service: LiveService) -> None:
-    async with client_for(service.url) as client:
+    async with async_client(service.url) as client:
         events = await collect(client, "shop:normal")
     assert isinstance(events[0], Connected) and not events[0].resumed
     meta = events[1]
@@ -89,7 +79,7 @@ async def test_a_drop_mid_answer_resumes_with_the_exact_text(
 ) -> None:
     reference = await reference_text(service)
     service.proxy.cut_next(CutPlan(after_events=after_events))
-    async with client_for(service.url) as client:
+    async with async_client(service.url) as client:
         events = await collect(client, "shop:dropped")
     assert service.proxy.cuts == 1
     reconnects = [event for event in events if isinstance(event, Reconnecting)]
@@ -110,7 +100,7 @@ async def test_several_drops_each_resume_and_reset_the_attempt_count(
     service.proxy.cut_next(
         CutPlan(after_events=5), CutPlan(after_events=4), CutPlan(after_events=4)
     )
-    async with client_for(service.url) as client:
+    async with async_client(service.url) as client:
         events = await collect(client, "shop:drops")
     assert service.proxy.cuts == 3
     assert [e.attempt for e in events if isinstance(e, Reconnecting)] == [1, 1, 1]
@@ -123,7 +113,7 @@ async def test_a_429_is_waited_out_after_its_retry_after(tmp_path: Path) -> None
     limits = {"burst": 1, "requests_per_s": 0.5}
     async with (
         running_service(tmp_path, limits=limits) as service,
-        client_for(service.url) as client,
+        async_client(service.url) as client,
     ):
         first = await client.answer(QUESTION, context="shop:first")
         started = time.monotonic()
@@ -142,7 +132,7 @@ async def test_a_429_past_the_attempts_raises_rate_limited(tmp_path: Path) -> No
     no_retries = RetryPolicy(max_attempts=0)
     async with (
         running_service(tmp_path, limits=limits) as service,
-        client_for(service.url, policy=no_retries) as client,
+        async_client(service.url, policy=no_retries) as client,
     ):
         await client.answer(QUESTION, context="shop:first")
         with pytest.raises(RateLimited) as refused:
@@ -154,7 +144,7 @@ async def test_a_429_past_the_attempts_raises_rate_limited(tmp_path: Path) -> No
 
 
 async def test_a_401_is_not_retried(service: LiveService) -> None:
-    async with client_for(service.url, key="wrong-key") as client:
+    async with async_client(service.url, key="wrong-key") as client:
         with pytest.raises(Unauthorized) as refused:
             await client.answer(QUESTION, context="shop:intruder")
     assert refused.value.status == 401
@@ -169,7 +159,7 @@ async def test_the_overall_deadline_ends_a_stalled_answer(tmp_path: Path) -> Non
     async with running_service(tmp_path) as service:
         service.upstream.set_plan([Stall(after_events=3, seconds=60)])
         policy = RetryPolicy(base_delay_s=0.02, deadline_s=1.5)
-        async with client_for(service.url, policy=policy) as client:
+        async with async_client(service.url, policy=policy) as client:
             started = time.monotonic()
             stream = client.stream(QUESTION, context="shop:stalled")
             seen: list[StreamEvent] = []
@@ -195,7 +185,7 @@ async def test_nothing_is_left_behind(service: LiveService) -> None:
 
     async def use_the_client() -> tuple[int, set[asyncio.Task[object]]]:
         tasks_before = asyncio.all_tasks()
-        client = client_for(service.url)
+        client = async_client(service.url)
         answer = await client.answer(QUESTION, context="shop:tidy")
         # An iterator abandoned mid-answer: the client's aclose closes its response.
         abandoned = client.stream(QUESTION, context="shop:abandoned")
@@ -217,7 +207,7 @@ async def test_nothing_is_left_behind(service: LiveService) -> None:
 async def test_an_abandoned_stream_closes_its_response(service: LiveService) -> None:
     """Neither closed nor read to its end: once the stream is garbage, its response closes
     (asyncio finalizes the iterator), while the client stays open."""
-    async with client_for(service.url) as client:
+    async with async_client(service.url) as client:
         stream = client.stream(QUESTION, context="shop:forgotten")
         async for event in stream:
             if isinstance(event, Delta):
@@ -232,7 +222,7 @@ async def test_resume_picks_up_a_stream_by_id_after_the_last_event_seen(
     service: LiveService,
 ) -> None:
     reference = await reference_text(service)
-    async with client_for(service.url) as client:
+    async with async_client(service.url) as client:
         first = client.stream(QUESTION, context="shop:later")
         async with first:
             async for event in first:

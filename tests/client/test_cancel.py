@@ -10,23 +10,21 @@ from pathlib import Path
 import pytest
 
 from rag_service.client import (
-    AsyncRagClient,
     Delta,
     Done,
     Error,
-    RagClient,
     StreamEvent,
     StreamFailed,
     StreamNotFound,
     Unauthorized,
 )
 from tests.client.conftest import (
-    CLIENT_KEY,
-    FAST,
     QUESTION,
     LiveService,
+    async_client,
     metric,
     running_service,
+    sync_client,
 )
 from tests.fixture_servers.fault_plan import AnswerStyle
 from tests.upstream.conftest import wait_until
@@ -44,7 +42,7 @@ async def slow_service(tmp_path: Path) -> AsyncIterator[LiveService]:
 
 async def test_cancel_ends_the_stream_with_a_cancelled_error(slow_service: LiveService) -> None:
     seen: list[StreamEvent] = []
-    async with AsyncRagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client:
+    async with async_client(slow_service.url) as client:
         stream = client.stream(QUESTION, context="shop:cancelled")
         async with stream:
             async for event in stream:
@@ -66,8 +64,8 @@ async def test_cancel_ends_the_stream_with_a_cancelled_error(slow_service: LiveS
 
 async def test_a_refused_cancel_leaves_the_stream_running(slow_service: LiveService) -> None:
     async with (
-        AsyncRagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client,
-        AsyncRagClient(slow_service.url, api_key="wrong-key", policy=FAST) as intruder,
+        async_client(slow_service.url) as client,
+        async_client(slow_service.url, key="wrong-key") as intruder,
     ):
         stream = client.stream(QUESTION, context="shop:mine")
         async with stream:
@@ -83,7 +81,7 @@ async def test_a_refused_cancel_leaves_the_stream_running(slow_service: LiveServ
 
 async def test_the_blocking_client_cancels_too(slow_service: LiveService) -> None:
     def ask_and_cancel() -> StreamFailed:
-        with RagClient(slow_service.url, api_key=CLIENT_KEY, policy=FAST) as client:
+        with sync_client(slow_service.url) as client:
             stream = client.stream(QUESTION, context="shop:sync-cancel")
             for event in stream:
                 if isinstance(event, Delta):

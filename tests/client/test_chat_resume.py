@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from rag_service.client import (
-    AsyncRagClient,
     Connected,
     Delta,
     Done,
@@ -17,7 +16,7 @@ from rag_service.client import (
     Reconnecting,
     StreamEvent,
 )
-from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.client.conftest import QUESTION, LiveService, async_client
 from tests.fixture_servers.fault_proxy import CutPlan
 
 WORDS = 40  # the fault upstream's answer; events: 1 meta chunk, 40 deltas, finish, (usage), DONE
@@ -25,7 +24,7 @@ MESSAGES = [{"role": "user", "content": QUESTION}]
 
 
 async def chat_events(url: str, context: str, **options: Any) -> list[StreamEvent]:
-    async with AsyncRagClient(url, api_key=CLIENT_KEY, policy=FAST) as client:
+    async with async_client(url) as client:
         stream = client.stream_chat(MESSAGES, context=context, **options)
         async with stream:
             return [event async for event in stream]

@@ -11,13 +11,12 @@ from rag_service.client import (
     Delta,
     Done,
     Meta,
-    RagClient,
     Reconnecting,
     StreamEvent,
     StreamFailed,
     Unauthorized,
 )
-from tests.client.conftest import CLIENT_KEY, FAST, QUESTION, LiveService
+from tests.client.conftest import CLIENT_KEY, QUESTION, LiveService, sync_client
 from tests.fixture_servers.fault_plan import Complete, ErrorEvent
 from tests.fixture_servers.fault_proxy import CutPlan
 from tests.upstream.conftest import wait_until
@@ -25,7 +24,7 @@ from tests.upstream.conftest import wait_until
 
 def read_events(url: str, context: str, key: str = CLIENT_KEY) -> list[StreamEvent]:
     with (
-        RagClient(url, api_key=key, policy=FAST) as client,
+        sync_client(url, key=key) as client,
         client.stream(QUESTION, context=context) as stream,
     ):
         return list(stream)
@@ -48,7 +47,7 @@ async def test_the_blocking_client_streams_and_resumes(service: LiveService) -> 
 
 async def test_answer_and_stream_text(service: LiveService) -> None:
     def both() -> tuple[str, str]:
-        with RagClient(service.url, api_key=CLIENT_KEY, policy=FAST) as client:
+        with sync_client(service.url) as client:
             answer = client.answer(QUESTION, context="shop:sync-answer")
             assert answer.meta is not None and answer.done.finish_reason == "stop"
             return answer.text, "".join(client.stream_text(QUESTION, context="shop:sync-text"))
@@ -70,7 +69,7 @@ async def test_an_error_event_ends_the_stream_and_answer_raises(service: LiveSer
     )
 
     def ask() -> str:
-        with RagClient(service.url, api_key=CLIENT_KEY, policy=FAST) as client:
+        with sync_client(service.url) as client:
             return client.answer(QUESTION, context="shop:sync-error").text
 
     reference = text_of(await asyncio.to_thread(read_events, service.direct_url, "shop:ref"))
@@ -84,7 +83,7 @@ async def test_an_error_event_ends_the_stream_and_answer_raises(service: LiveSer
 
 
 async def test_an_abandoned_iterator_closes_its_response(service: LiveService) -> None:
-    client = RagClient(service.url, api_key=CLIENT_KEY, policy=FAST)
+    client = sync_client(service.url)
 
     def read_one_piece() -> str:
         for piece in client.stream_text(QUESTION, context="shop:sync-abandoned"):
