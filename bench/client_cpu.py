@@ -33,7 +33,7 @@ import uvloop
 
 from bench.client_cpu_child import CONTENDERS
 from bench.result_output import goals_and_notes, log_to_stderr, write_and_print
-from bench.service_process import REPO_ROOT, ChildProcess, child_env
+from bench.service_process import REPO_ROOT, child_env, token_upstream
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "client_cpu.json"
 FULL = {"streams": 300, "tokens": 200, "rounds": 3}
@@ -129,39 +129,24 @@ async def measure(
     connect_delay_s: float,
     say: Callable[[str], None],
 ) -> list[dict[str, dict[str, Any]]]:
-    env = child_env()
-    upstream_args = ["token-upstream", "--words", str(tokens)]
-    upstream_args += [
-        "--first-token-ms",
-        str(FIRST_TOKEN_MS),
-        "--inter-token-ms",
-        str(INTER_TOKEN_MS),
-    ]
     results: list[dict[str, dict[str, Any]]] = []
-    async with await ChildProcess.start("upstream", upstream_args, env=env, workdir=work) as up:
-        target = up
-        if connect_delay_s > 0:
-            proxy_args = [
-                "proxy",
-                "--target-port",
-                str(up.port),
-                "--delay-ms",
-                str(connect_delay_s * 1000),
-            ]
-            target = await ChildProcess.start("proxy", proxy_args, env=env, workdir=work)
-        try:
-            for index in range(rounds):
-                shift = index % len(CONTENDERS)
-                figures = {}
-                for name in CONTENDERS[shift:] + CONTENDERS[:shift]:
-                    figures[name] = await run_child(
-                        name, f"{target.base_url}/v1", streams, tokens, work
-                    )
-                    say(f"round {index + 1}: {name} {figures[name]['us_per_token']} µs/token")
-                results.append({name: figures[name] for name in CONTENDERS})
-        finally:
-            if target is not up:
-                await target.stop()
+    upstream = token_upstream(
+        work,
+        words=tokens,
+        first_token_ms=FIRST_TOKEN_MS,
+        inter_token_ms=INTER_TOKEN_MS,
+        connect_delay_ms=connect_delay_s * 1000,
+    )
+    async with upstream as (_, target):
+        for index in range(rounds):
+            shift = index % len(CONTENDERS)
+            figures = {}
+            for name in CONTENDERS[shift:] + CONTENDERS[:shift]:
+                figures[name] = await run_child(
+                    name, f"{target.base_url}/v1", streams, tokens, work
+                )
+                say(f"round {index + 1}: {name} {figures[name]['us_per_token']} µs/token")
+            results.append({name: figures[name] for name in CONTENDERS})
     return results
 
 

@@ -71,6 +71,7 @@ from bench.service_process import (
     ingest_sample_catalog,
     read_cpu_s,
     service_env,
+    token_upstream,
 )
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "concurrency.json"
@@ -235,23 +236,19 @@ async def run_level(
     settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One level, fresh processes; ``fleet``: ``--workers``' backends and worker count."""
-    upstream_args = ["token-upstream", "--words", str(plan.words)]
-    upstream_args += ["--first-token-ms", str(INTER_TOKEN_MS)]
-    upstream_args += ["--inter-token-ms", str(INTER_TOKEN_MS)]
     pool = plan.streams + CONTEXTS + POOL_HEADROOM
     service_args = ["service"] + (["--profile", str(profile)] if profile else [])
     service_args += ["--gc-freeze"] if gc_freeze else []
     async with contextlib.AsyncExitStack() as children:
-        upstream = await children.enter_async_context(
-            await ChildProcess.start("upstream", upstream_args, env=child_env(), workdir=work)
-        )
-        target = upstream
-        if plan.connect_delay_ms > 0:
-            proxy_args = ["proxy", "--target-port", str(upstream.port)]
-            proxy_args += ["--delay-ms", str(plan.connect_delay_ms)]
-            target = await children.enter_async_context(
-                await ChildProcess.start("proxy", proxy_args, env=child_env(), workdir=work)
+        upstream, target = await children.enter_async_context(
+            token_upstream(
+                work,
+                words=plan.words,
+                first_token_ms=INTER_TOKEN_MS,
+                inter_token_ms=INTER_TOKEN_MS,
+                connect_delay_ms=plan.connect_delay_ms,
             )
+        )
         backends, workers = fleet
         service: ChildProcess | ServeProcess
         if backends is not None:

@@ -6,6 +6,7 @@
   and gives its port, its RSS (``/proc/<pid>/status`` VmRSS), its CPU time (``/proc/<pid>/stat``)
   and, for the upstream and the proxy, its live counters (``counts``); it stops the child with
   SIGTERM, returning the ``STATS`` line the child prints on the way out.
+- ``token_upstream`` starts the token upstream, behind the delaying proxy when asked.
 - ``ProcessSampler`` records a child's RSS and CPU time a few times a second while a load runs.
 
 Children get a clean environment: no ``RAG_*`` variable from the caller leaks in, no model hub, no
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +174,36 @@ class ChildProcess(StopOnExit):
             if line.startswith("STATS "):
                 self.stats = json.loads(line[len("STATS ") :])
         return self.stats
+
+
+@contextlib.asynccontextmanager
+async def token_upstream(
+    work: Path,
+    *,
+    words: int,
+    first_token_ms: float,
+    inter_token_ms: float,
+    connect_delay_ms: float = 0.0,
+) -> AsyncIterator[tuple[ChildProcess, ChildProcess]]:
+    """The token upstream in a child process and what clients reach it through: the delaying
+    proxy when ``connect_delay_ms`` > 0, else the upstream itself. Both stop on exit (the proxy
+    first)."""
+    upstream_args = ["token-upstream", "--words", str(words)]
+    upstream_args += ["--first-token-ms", str(first_token_ms)]
+    upstream_args += ["--inter-token-ms", str(inter_token_ms)]
+    env = child_env()
+    async with contextlib.AsyncExitStack() as children:
+        upstream = await children.enter_async_context(
+            await ChildProcess.start("upstream", upstream_args, env=env, workdir=work)
+        )
+        front = upstream
+        if connect_delay_ms > 0:
+            proxy_args = ["proxy", "--target-port", str(upstream.port)]
+            proxy_args += ["--delay-ms", str(connect_delay_ms)]
+            front = await children.enter_async_context(
+                await ChildProcess.start("proxy", proxy_args, env=env, workdir=work)
+            )
+        yield upstream, front
 
 
 def read_rss_kb(pid: int) -> int:

@@ -49,6 +49,7 @@ from bench.service_process import (
     child_env,
     ingest_sample_catalog,
     service_env,
+    token_upstream,
 )
 from bench.ttft_paths import LABELS, PATHS, SERVICE_PATHS, Paths, Sample
 
@@ -182,45 +183,36 @@ class Plan:
 async def measure(
     store: Path, work: Path, plan: Plan
 ) -> tuple[dict[str, list[Sample]], dict[str, int]]:
-    upstream_args = ["token-upstream", "--words", str(WORDS)]
-    upstream_args += [
-        "--first-token-ms",
-        str(FIRST_TOKEN_MS),
-        "--inter-token-ms",
-        str(INTER_TOKEN_MS),
-    ]
     env = child_env()
-    async with await ChildProcess.start("upstream", upstream_args, env=env, workdir=work) as up:
-        counter = up
-        if plan.connect_delay_s > 0:
-            proxy_args = ["proxy", "--target-port", str(up.port)]
-            proxy_args += ["--delay-ms", str(plan.connect_delay_s * 1000)]
-            counter = await ChildProcess.start("proxy", proxy_args, env=env, workdir=work)
-        try:
-            upstream_url = f"{counter.base_url}/v1"
-            service = service_env(
-                store, upstream_url, max_connections=1000, RAG_FRESHNESS__TTL_SECONDS="3600"
+    upstream = token_upstream(
+        work,
+        words=WORDS,
+        first_token_ms=FIRST_TOKEN_MS,
+        inter_token_ms=INTER_TOKEN_MS,
+        connect_delay_ms=plan.connect_delay_s * 1000,
+    )
+    async with upstream as (_, counter):
+        upstream_url = f"{counter.base_url}/v1"
+        service = service_env(
+            store, upstream_url, max_connections=1000, RAG_FRESHNESS__TTL_SECONDS="3600"
+        )
+        async with (
+            await ChildProcess.start(
+                "relay", ["relay", "--upstream", upstream_url], env=env, workdir=work
+            ) as relay,
+            await ChildProcess.start("service", ["service"], env=service, workdir=work) as svc,
+        ):
+            paths = Paths(
+                direct=_client(counter.base_url),
+                relay=_client(relay.base_url),
+                service=_client(svc.base_url),
+                words=WORDS,
             )
-            async with (
-                await ChildProcess.start(
-                    "relay", ["relay", "--upstream", upstream_url], env=env, workdir=work
-                ) as relay,
-                await ChildProcess.start("service", ["service"], env=service, workdir=work) as svc,
-            ):
-                paths = Paths(
-                    direct=_client(counter.base_url),
-                    relay=_client(relay.base_url),
-                    service=_client(svc.base_url),
-                    words=WORDS,
-                )
-                try:
-                    connections = await count_connections(paths, counter, plan.sequential)
-                    samples = await measure_ttft(paths, plan)
-                finally:
-                    await paths.aclose()
-        finally:
-            if counter is not up:
-                await counter.stop()
+            try:
+                connections = await count_connections(paths, counter, plan.sequential)
+                samples = await measure_ttft(paths, plan)
+            finally:
+                await paths.aclose()
     return samples, connections
 
 
