@@ -5,10 +5,11 @@ and a Redis that is down leaves each replica its own cache."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -103,10 +104,19 @@ async def shared_entries(
         await redis.aclose()
 
 
+OpenEntries = Callable[..., AbstractAsyncContextManager[tuple[RedisContextStore, SharedEntries]]]
+
+
+@pytest.fixture
+def session_entries(redis_server: RedisServer, redis_prefix: str) -> OpenEntries:
+    """``shared_entries`` on the session's Redis under the test's prefix."""
+    return functools.partial(shared_entries, redis_server.url, redis_prefix)
+
+
 async def test_a_crashed_lock_holder_blocks_nobody_past_its_lease(
-    redis_server: RedisServer, redis_prefix: str
+    session_entries: OpenEntries,
 ) -> None:
-    async with shared_entries(redis_server.url, redis_prefix, lock_s=0.5) as (store, entries):
+    async with session_entries(lock_s=0.5) as (store, entries):
         assert await store.try_lock("ctx", "a-replica-that-died", 0.5)
         started = time.monotonic()
 
@@ -123,10 +133,8 @@ async def test_a_crashed_lock_holder_blocks_nobody_past_its_lease(
         assert not entries.degraded
 
 
-async def test_a_waiting_replica_takes_the_holders_entry(
-    redis_server: RedisServer, redis_prefix: str
-) -> None:
-    async with shared_entries(redis_server.url, redis_prefix, lock_s=30) as (store, entries):
+async def test_a_waiting_replica_takes_the_holders_entry(session_entries: OpenEntries) -> None:
+    async with session_entries(lock_s=30) as (store, entries):
         assert await store.try_lock("ctx", "holder", 30)
         stored = asyncio.Event()
 

@@ -28,12 +28,12 @@ from rag_service.streaming.shared_streams import SharedStreams
 from tests.app.conftest import CLIENT_KEY
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
-from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script, completed
+from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script
 from tests.fleet.replicas import SharedSettings, wait_until
 from tests.fleet.replicas import fleet_settings as replica_settings
 from tests.live_server import live_server
 from tests.redis_server import running_redis
-from tests.streaming.helpers import assert_error_shape
+from tests.streaming.helpers import assert_error_shape, read_deltas
 from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
 
 WAIT_LIMIT_S = 60.0  # generous: a busy 2-core machine; only a hang reaches it
@@ -57,15 +57,9 @@ class Replica:
 
 
 def held_script(first: Sequence[str], second: Sequence[str], pause_s: float = 0.0) -> list[Step]:
-    """Deltas of ``first``, a hold until the upstream is released, deltas of ``second``."""
-    steps: list[Step] = [TextDelta(piece) for piece in first]
-    steps.append(Hold())
-    for piece in second:
-        if pause_s:
-            steps.append(Pause(pause_s))
-        steps.append(TextDelta(piece))
-    steps.append(completed())
-    return steps
+    """Deltas of ``first``, a hold until the upstream is released, deltas of ``second`` (each
+    after ``pause_s``), ``Completed``."""
+    return [*(TextDelta(piece) for piece in first), Hold(), *answer_script(second, pause_s=pause_s)]
 
 
 def fleet_settings(
@@ -112,7 +106,6 @@ async def read_until(
     url: str, deltas: int, method: str = "POST", headers: dict[str, str] | None = None
 ) -> ParsedStream:
     """A stream's events until ``deltas`` deltas came, then the connection is dropped."""
-    received = b""
     async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http:
         request = http.stream(
             method,
@@ -123,11 +116,7 @@ async def read_until(
         )
         async with request as response:
             assert response.status_code == 200
-            async for chunk in response.aiter_raw():
-                received += chunk
-                if sum(e.type == "delta" for e in parse_sse(received).events) >= deltas:
-                    break
-    return parse_sse(received)
+            return await read_deltas(response, deltas)
 
 
 async def resume(

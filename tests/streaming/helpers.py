@@ -9,7 +9,7 @@ import httpx
 
 from rag_service.streaming.session import StreamSession
 from rag_service.streaming.sse_format import NativeSseEncoder
-from tests.streaming.sse_spec import ParsedStream, SseEvent
+from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
 
 
 async def post_stream(
@@ -40,6 +40,16 @@ async def cors_preflight(
             "Access-Control-Request-Headers": headers,
         },
     )
+
+
+async def read_deltas(response: httpx.Response, count: int) -> ParsedStream:
+    """A streamed response's events until ``count`` deltas came (the caller then drops it)."""
+    received = b""
+    async for chunk in response.aiter_raw():
+        received += chunk
+        if sum(e.type == "delta" for e in parse_sse(received).events) >= count:
+            break
+    return parse_sse(received)
 
 
 def deltas(events: list[SseEvent]) -> str:

@@ -13,7 +13,7 @@ import pytest
 from rag_service.domain import TextDelta
 from rag_service.streaming import StreamRegistry, StreamStats
 from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed, full_text
-from tests.streaming.helpers import assert_error_shape, deltas
+from tests.streaming.helpers import assert_error_shape, deltas, read_deltas
 from tests.streaming.sse_spec import ParsedStream, parse_sse
 
 WAIT_LIMIT_S = 5.0
@@ -31,14 +31,9 @@ async def read_then_disconnect(
     http: httpx.AsyncClient, min_deltas: int, url: str = "/rag/stream"
 ) -> ParsedStream:
     """POST a question, read until ``min_deltas`` delta events arrived, then drop the connection."""
-    received = b""
     async with http.stream("POST", url, params={"context": "c-1"}, json=QUESTION) as response:
         assert response.status_code == 200
-        async for chunk in response.aiter_raw():
-            received += chunk
-            if sum(e.type == "delta" for e in parse_sse(received).events) >= min_deltas:
-                break
-    return parse_sse(received)
+        return await read_deltas(response, min_deltas)
 
 
 def seqs(parsed: ParsedStream) -> list[int]:
