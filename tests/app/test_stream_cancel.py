@@ -18,13 +18,11 @@ from tests.limits.conftest import (
     HOLD,
     KEY_A,
     KEY_B,
-    WAIT_LIMIT_S,
     GatedUpstream,
     auth,
-    gated_service,
+    gated_live_service,
     limits_settings,
 )
-from tests.live_server import live_server
 from tests.streaming.helpers import assert_error_shape
 from tests.streaming.sse_spec import SseEvent, parse_sse, sse_events
 
@@ -51,12 +49,8 @@ async def running(
 ) -> AsyncIterator[tuple[Service, GatedUpstream, httpx.AsyncClient]]:
     # One stream per key: a slot not given back by the cancel would refuse the next question.
     settings = limits_settings(tmp_path, {"streams": 1}, grace_period_s=60.0)
-    async with (
-        gated_service(settings) as (service, upstream),
-        live_server(service.app) as url,
-        httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http,
-    ):
-        yield service, upstream, http
+    async with gated_live_service(settings) as running:
+        yield running
 
 
 async def test_cancel_ends_the_running_answer_for_its_reader_and_frees_the_key(

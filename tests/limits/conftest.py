@@ -28,6 +28,7 @@ from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
 from tests.app.conftest import Service, app_settings
 from tests.fakes.retrieval import HashingEmbedder, ManualClock
 from tests.fakes.upstream import ScriptedUpstream, completed
+from tests.live_server import live_server
 from tests.redis_server import RedisServer
 
 KEY_A = "client-key-a"
@@ -147,3 +148,17 @@ async def gated_service(settings: Settings) -> AsyncIterator[tuple[Service, Gate
             transport=transport, base_url="http://service", timeout=WAIT_LIMIT_S
         ) as client:
             yield Service(app, client, store, upstream, embedder, settings), upstream
+
+
+@asynccontextmanager
+async def gated_live_service(
+    settings: Settings,
+) -> AsyncIterator[tuple[Service, GatedUpstream, httpx.AsyncClient]]:
+    """``gated_service`` on uvicorn on loopback, and an HTTP client on it: over a real
+    connection a test reads a stream while it runs, and a client can leave mid-answer."""
+    async with (
+        gated_service(settings) as (service, upstream),
+        live_server(service.app) as url,
+        httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http,
+    ):
+        yield service, upstream, http

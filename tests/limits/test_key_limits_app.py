@@ -26,10 +26,10 @@ from tests.limits.conftest import (
     WAIT_LIMIT_S,
     GatedUpstream,
     auth,
+    gated_live_service,
     gated_service,
     limits_settings,
 )
-from tests.live_server import live_server
 from tests.streaming.helpers import assert_error_shape, deltas, post_stream
 from tests.streaming.sse_spec import parse_sse, sse_events
 
@@ -217,11 +217,7 @@ async def test_a_disconnected_stream_counts_until_its_generation_is_cancelled(
     # The grace period is the window in which the refusal below must come; 2 s is far more
     # than the few ms it takes, and short enough to wait for its end.
     settings = limits_settings(tmp_path, {"streams": 1}, grace_period_s=2.0)
-    async with (
-        gated_service(settings) as (service, upstream),
-        live_server(service.app) as url,
-        httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http,
-    ):
+    async with gated_live_service(settings) as (service, upstream, http):
         await open_and_read_meta(http, KEY_A, f"tent? {HOLD}")
         await wait_for_readers(service, 0)  # the service saw the client leave
 
@@ -246,11 +242,7 @@ async def test_a_disconnected_stream_counts_until_its_generation_is_cancelled(
 
 async def test_a_resume_is_never_refused_by_the_key_limits(tmp_path: Path) -> None:
     settings = limits_settings(tmp_path, {"streams": 1, "requests_per_s": 0.01, "burst": 1})
-    async with (
-        gated_service(settings) as (service, upstream),
-        live_server(service.app) as url,
-        httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http,
-    ):
+    async with gated_live_service(settings) as (service, upstream, http):
         stream_id = await open_and_read_meta(http, KEY_A, f"tent? {HOLD}")
         await wait_for_readers(service, 0)
         refused = await http.post(
