@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, TextDelta
+from rag_service.errors import RagServiceError
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import CircuitBreaker, OpenAICompatibleUpstream, RetryBudget
@@ -109,7 +110,8 @@ async def upstream() -> AsyncIterator[FaultUpstream]:
 
 
 class Answer(list[UpstreamEvent]):
-    """A client's stream, collected: its items, the text of its deltas, its one terminal item."""
+    """A client's stream, collected: its items, the text of its deltas, its one terminal item
+    and, for a failed stream, its error."""
 
     @property
     def text(self) -> str:
@@ -121,6 +123,13 @@ class Answer(list[UpstreamEvent]):
         assert isinstance(last, Completed | Failed)
         assert sum(isinstance(item, Completed | Failed) for item in self) == 1
         return last
+
+    @property
+    def error(self) -> RagServiceError:
+        """The error the stream ended with; it must have ended with ``Failed``."""
+        failed = self.terminal
+        assert isinstance(failed, Failed), failed
+        return failed.error
 
 
 async def collect(stream: AsyncIterator[UpstreamEvent]) -> Answer:

@@ -170,10 +170,9 @@ async def test_echoed_api_key_is_redacted(make_client: ClientFactory) -> None:
         items = await collect(
             make_client(upstream.base_url, api_key="sk-secret-9").stream(QUESTION)
         )
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert "sk-secret-9" not in failed.error.message
-    assert "Incorrect API key provided: ***" in failed.error.message
+    error = items.error
+    assert "sk-secret-9" not in error.message
+    assert "Incorrect API key provided: ***" in error.message
 
 
 async def test_x_should_retry_overrides_the_status(make_client: ClientFactory) -> None:
@@ -186,9 +185,8 @@ async def test_x_should_retry_overrides_the_status(make_client: ClientFactory) -
         [Status(503, "do not", headers={"x-should-retry": "false"})]
     ) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, UpstreamRejected)
+    error = items.error
+    assert isinstance(error, UpstreamRejected)
     assert upstream.request_count == 1
 
 
@@ -241,10 +239,9 @@ async def test_stall_on_the_last_attempt_fails_as_stalled(make_client: ClientFac
     async with FaultUpstream([Stall(after_events=1, seconds=5.0)]) as upstream:
         client = make_client(upstream.base_url, read_timeout_s=0.1, retry={"max_attempts": 1})
         items = await collect(client.stream(QUESTION))
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, RetriesExhausted)
-    assert failed.error.details == {"reason": "max_attempts", "last_reason": "stalled"}
+    error = items.error
+    assert isinstance(error, RetriesExhausted)
+    assert error.details == {"reason": "max_attempts", "last_reason": "stalled"}
     assert items.text == PIECES[0]
 
 
@@ -265,10 +262,9 @@ async def test_malformed_json_fails_without_retry_keeping_partial_text(
 async def test_error_payload_in_the_stream(make_client: ClientFactory, named: bool) -> None:
     async with FaultUpstream([ErrorEvent(after_events=1, message="overloaded", named=named)]) as up:
         items = await collect(make_client(up.base_url).stream(QUESTION))
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, UpstreamProtocolError)
-    assert failed.error.message == "upstream sent an error in the stream: overloaded"
+    error = items.error
+    assert isinstance(error, UpstreamProtocolError)
+    assert error.message == "upstream sent an error in the stream: overloaded"
     assert items.text == PIECES[0]
     assert up.request_count == 1
 

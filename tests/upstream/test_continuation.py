@@ -90,9 +90,8 @@ async def test_replay_divergence_fails_with_mismatch(make_client: ClientFactory)
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
     assert items.text == "".join(PIECES[:3])  # delivered text stays, nothing added
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, ContinuationMismatch)
+    error = items.error
+    assert isinstance(error, ContinuationMismatch)
     assert not any(isinstance(item, Resumed) for item in items)
     assert upstream.request_count == 2
 
@@ -101,10 +100,9 @@ async def test_replay_that_ends_early_is_a_mismatch(make_client: ClientFactory) 
     plan: list[Fault] = [CutAfter(6), Complete(style=AnswerStyle(words=4))]
     async with FaultUpstream(plan) as upstream:
         items = await collect(make_client(upstream.base_url).stream(QUESTION))
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, ContinuationMismatch)
-    assert "ended after" in failed.error.message
+    error = items.error
+    assert isinstance(error, ContinuationMismatch)
+    assert "ended after" in error.message
 
 
 async def test_replay_cut_exactly_at_the_end_resumes_and_completes(
