@@ -27,11 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from bench.result_output import BenchResult, results_file, save_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BENCHMARKS = {  # name -> module, in the order they run
     "ingest": "bench.ingest_bench",
     "herd": "bench.herd",
@@ -46,14 +47,6 @@ BENCHMARKS = {  # name -> module, in the order they run
 }
 HERD_FULL = {"streams": 1000, "outage_s": 20.0}
 HERD_QUICK = {"streams": 200, "outage_s": 5.0}
-
-
-class BenchResult(Protocol):
-    @property
-    def markdown(self) -> str: ...
-
-    @property
-    def data(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -146,7 +139,7 @@ def run_benchmarks(names: list[str], *, quick: bool) -> tuple[dict[str, BenchRes
             failed.append(name)
             continue
         results[name] = result
-        _save_json(name, result.data)
+        save_json(result.data, results_file(name))
         took = time.monotonic() - started
         print(f"## {name} ({took:.0f} s)\n\n{result.markdown.strip()}\n", flush=True)
     return results, failed
@@ -175,11 +168,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     # scripts/bench passes the command it was run as; otherwise this is the command.
     args.command = os.environ.get("BENCH_COMMAND") or shlex.join(["python", "-m", "bench", *argv])
     return args
-
-
-def _save_json(name: str, data: dict[str, Any]) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _first_field(path: Path, key: str) -> str | None:

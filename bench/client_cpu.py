@@ -17,7 +17,6 @@ round), split into user and system, and the ratio to bare aiohttp. Goal: ours <=
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -32,10 +31,16 @@ from typing import Any
 import uvloop
 
 from bench.client_cpu_child import CONTENDERS
-from bench.result_output import goals_and_notes, log_to_stderr, write_and_print
+from bench.result_output import (
+    command_line,
+    goals_and_notes,
+    log_to_stderr,
+    print_result,
+    results_file,
+)
 from bench.service_process import REPO_ROOT, child_env, token_upstream
 
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "client_cpu.json"
+RESULTS_FILE = results_file("client_cpu")
 FULL = {"streams": 300, "tokens": 200, "rounds": 3}
 QUICK = {"streams": 100, "tokens": 40, "rounds": 1}
 FIRST_TOKEN_MS = 50.0
@@ -197,13 +202,13 @@ def render_markdown(result: ClientCpuResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.client_cpu", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="100 streams x 40 tokens, 1 round")
+    parser = command_line(
+        "bench.client_cpu", __doc__, quick="100 streams x 40 tokens, 1 round", output=RESULTS_FILE
+    )
     parser.add_argument("--streams", type=int, default=None)
     parser.add_argument("--tokens", type=int, default=None, help="tokens per answer")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--connect-delay-ms", type=float, default=0.0, help="0: no proxy")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
     result = run(
         args.quick,
@@ -212,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         connect_delay_ms=args.connect_delay_ms,
     )
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ added latency over ``FAILED_P99_MS``; the next level still runs.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -61,7 +60,7 @@ from bench.fleet_service import (
     serve_env,
     serve_process,
 )
-from bench.result_output import log_to_stderr, write_and_print
+from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from bench.service_process import (
     REPO_ROOT,
     SAMPLE_CATALOG,
@@ -74,7 +73,7 @@ from bench.service_process import (
     token_upstream,
 )
 
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "concurrency.json"
+RESULTS_FILE = results_file("concurrency")
 FULL_LEVELS = (1000, 3000)
 QUICK_LEVELS = (100, 300)
 ROUTES = ("rag", "v1")
@@ -344,8 +343,9 @@ def _brief(level: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.concurrency", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="levels 100 and 300")
+    parser = command_line(
+        "bench.concurrency", __doc__, quick="levels 100 and 300", output=RESULTS_FILE
+    )
     parser.add_argument("--levels", default=None, help="comma-separated stream counts")
     parser.add_argument("--routes", default=",".join(ROUTES), help="rag, v1 or both")
     parser.add_argument(
@@ -360,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service-setting", action="append", default=[], help="RAG_NAME=VALUE for the service"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
     if any(not item.startswith("RAG_") or "=" not in item for item in args.service_setting):
         parser.error("--service-setting takes RAG_NAME=VALUE")
@@ -382,8 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=[int(n) for n in args.workers.split(",") if n.strip()],
         settings=dict(item.split("=", 1) for item in args.service_setting),
     )
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

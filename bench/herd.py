@@ -29,10 +29,10 @@ import httpx
 
 from bench.herd_clients import RUNNERS, StreamOutcome
 from bench.herd_upstream import ANSWER_TEXT, serve_forever
-from bench.result_output import write_and_print
+from bench.result_output import command_line, results_file, write_and_print
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "herd.json"
+RESULTS_FILE = results_file("herd")
 STRATEGIES = ("ours", "article", "fixed")
 GOAL_MAX_RATIO = 0.05  # (a) sends at most 5 % of (c)'s outage requests
 GOAL_RECOVERY_S = 10.0  # (a) finishes every stream within 10 s of recovery
@@ -198,13 +198,13 @@ def render_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.herd", description="Herd benchmark.")
-    parser.add_argument("--quick", action="store_true", help="200 streams, 5 s outage")
+    parser = command_line(
+        "bench.herd", "Herd benchmark.", quick="200 streams, 5 s outage", output=RESULTS_FILE
+    )
     parser.add_argument("--streams", type=int, help="concurrent streams (default 1000)")
     parser.add_argument("--outage", type=float, help="outage length in seconds (default 20)")
     parser.add_argument("--settle", type=float, default=60.0, help="longest wait after it")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="JSON result file")
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:

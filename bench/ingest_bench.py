@@ -41,12 +41,12 @@ from bench.ingest_children import (
     bench_settings,
     run_child,
 )
-from bench.result_output import log_to_stderr, write_and_print
+from bench.result_output import command_line, log_to_stderr, print_result, results_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 GENERATOR = REPO_ROOT / "scripts" / "generate_catalog.py"
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "ingest.json"
+RESULTS_FILE = results_file("ingest")
 FULL_PRODUCTS = 20_000
 QUICK_PRODUCTS = 2_000
 GENERATED_SEED = 1
@@ -341,10 +341,10 @@ def _load_average() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest_bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PRODUCTS:,} products")
+    parser = command_line(
+        "bench.ingest_bench", __doc__, quick=f"{QUICK_PRODUCTS:,} products", output=RESULTS_FILE
+    )
     parser.add_argument("--products", type=int, default=None, help="generated catalog size")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--child", choices=CHILD_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--catalog", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -353,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args.child, args.catalog, args.store)))
         return 0
     result = run(args.quick, products=args.products)
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Two tables:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import statistics
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.result_output import write_and_print
+from bench.result_output import command_line, print_result, results_file
 from bench.retrieval_catalogs import generated_products, write_generated_catalog
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
@@ -44,8 +43,7 @@ from rag_service.domain import IndexedText
 from rag_service.retrieval.catalog_snapshot import CatalogSnapshots
 from rag_service.settings import ChromaSettings, IngestSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "lexical.json"
+RESULTS_FILE = results_file("lexical")
 SIZES = (320, 2_000, 20_000)
 QUICK_SIZES = (320, 2_000)
 CHANGED_PRODUCTS = 10
@@ -239,13 +237,15 @@ def run(quick: bool = False) -> LexicalBenchResult:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="320 and 2,000 products only")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser = command_line(
+        "bench.lexical_index",
+        __doc__.split("\n\n")[0],
+        quick="320 and 2,000 products only",
+        output=RESULTS_FILE,
+    )
     args = parser.parse_args(argv)
     result = run(quick=args.quick)
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,30 @@
-"""How a benchmark run from its own command line hands over its result: progress lines on
-stderr, the tables on stdout, the figures as JSON in a file (``bench/results/<name>.json`` by
-default, gitignored), and the goal and notes lines that end its tables."""
+"""What every benchmark shares around its figures: the result it hands over (``BenchResult``),
+progress lines on stderr, the goal and notes lines that end its tables, and, run from its own
+command line (``--quick``, ``--output``), the tables on stdout and the figures as JSON in a file
+(``bench/results/<name>.json`` by default, gitignored)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class BenchResult(Protocol):
+    @property
+    def markdown(self) -> str: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+def results_file(name: str) -> Path:
+    """Where a benchmark's JSON goes by default: ``bench/results/<name>.json``."""
+    return RESULTS_DIR / f"{name}.json"
 
 
 def log_to_stderr(message: str) -> None:
@@ -21,9 +38,31 @@ def goals_and_notes(goals: dict[str, bool], notes: list[str], heading: str = "Go
     return ["", f"{heading}: {verdicts}", "", *(f"- {note}" for note in notes)]
 
 
-def write_and_print(markdown: str, data: Any, output: Path) -> None:
-    """Write ``data`` as JSON to ``output`` (its folder made if needed) and print ``markdown``."""
+def command_line(
+    module: str, description: str | None, *, quick: str, output: Path
+) -> argparse.ArgumentParser:
+    """A benchmark's own command line with the two options every one has: ``--quick`` (``quick``
+    says what it measures then) and ``--output`` (its JSON file, ``output`` by default)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--output", type=Path, default=output, help="JSON result file")
+    return parser
+
+
+def save_json(data: Any, output: Path) -> None:
+    """``data`` as indented JSON in ``output``, its folder made if needed."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def write_and_print(markdown: str, data: Any, output: Path) -> None:
+    """Write ``data`` as JSON to ``output`` and print ``markdown``."""
+    save_json(data, output)
     print(markdown)
     print(f"\nJSON: {output}")
+
+
+def print_result(result: BenchResult, output: Path) -> int:
+    """Hand over a result from a benchmark's command line; its exit status (0)."""
+    write_and_print(result.markdown, result.data, output)
+    return 0

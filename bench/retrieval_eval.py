@@ -29,7 +29,6 @@ whether the first question's sources (a context reused from the earlier turn) wo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.result_output import log_to_stderr, write_and_print
+from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from bench.retrieval_catalogs import (
     IngestedCatalog,
     ingest_catalog,
@@ -55,7 +54,7 @@ from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "retrieval.json"
+RESULTS_FILE = results_file("retrieval")
 SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 TOP_K = 5
 WARM_UP_QUERIES = ("warm-up: is this in stock?", "warm-up: shipping to Norway", "BOT-00001")
@@ -285,10 +284,10 @@ class _BareModel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.retrieval_eval", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the sample catalog only")
+    parser = command_line(
+        "bench.retrieval_eval", __doc__, quick="the sample catalog only", output=RESULTS_FILE
+    )
     parser.add_argument("--products", type=int, default=None, help="generated catalog size")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument(
         "--fusion-sweep",
         action="store_true",
@@ -297,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modes = FUSION_SWEEP if args.fusion_sweep else MODES
     result = run(args.quick, products=args.products, modes=modes)
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ are in the JSON.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from bench.result_output import log_to_stderr, write_and_print
+from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
@@ -62,7 +61,7 @@ from tests.fixture_servers.local_llm_server import LOOPBACK, LocalLlmProcess, se
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOG = REPO_ROOT / "data" / "catalog"
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "small_model.json"
+RESULTS_FILE = results_file("small_model")
 TOP_K = 5
 OLD_CONTEXT_CHARS = 6000  # retrieval.context_char_budget before issue #13
 BASE_PARAMS: dict[str, Any] = {"temperature": 0, "seed": 42, "max_tokens": 256}
@@ -411,13 +410,12 @@ def _params_text(params: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.small_model_eval", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_QUESTIONS} questions")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser = command_line(
+        "bench.small_model_eval", __doc__, quick=f"{QUICK_QUESTIONS} questions", output=RESULTS_FILE
+    )
     args = parser.parse_args(argv)
     result = run(args.quick)
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":

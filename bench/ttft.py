@@ -28,7 +28,6 @@ Two phases, in one run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import tempfile
@@ -41,9 +40,14 @@ import httpx
 import uvloop
 
 from bench.latency_stats import summarise_ms
-from bench.result_output import goals_and_notes, log_to_stderr, write_and_print
+from bench.result_output import (
+    command_line,
+    goals_and_notes,
+    log_to_stderr,
+    print_result,
+    results_file,
+)
 from bench.service_process import (
-    REPO_ROOT,
     SAMPLE_CATALOG,
     ChildProcess,
     child_env,
@@ -53,7 +57,7 @@ from bench.service_process import (
 )
 from bench.ttft_paths import LABELS, PATHS, SERVICE_PATHS, Paths, Sample
 
-RESULTS_FILE = REPO_ROOT / "bench" / "results" / "ttft.json"
+RESULTS_FILE = results_file("ttft")
 WORDS = 8
 FIRST_TOKEN_MS = 50.0
 INTER_TOKEN_MS = 2.0
@@ -273,14 +277,12 @@ def render_markdown(result: TtftResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ttft", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="50 requests per path")
+    parser = command_line("bench.ttft", __doc__, quick="50 requests per path", output=RESULTS_FILE)
     parser.add_argument("--requests", type=int, default=None, help="requests per path")
     parser.add_argument(
         "--connect-delay-ms", type=float, default=CONNECT_DELAY_MS, help="0: no proxy"
     )
     parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
     result = run(
         args.quick,
@@ -288,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         connect_delay_ms=args.connect_delay_ms,
         store=args.store,
     )
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(result, args.output)
 
 
 if __name__ == "__main__":
