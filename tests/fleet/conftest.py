@@ -58,7 +58,7 @@ from tests.conftest import REPO, free_port, run_cli
 from tests.fleet import replicas
 from tests.fleet.processes import ManagedProcess, Replica, replica_process, upstream_process
 from tests.fleet.upstream_process import FAIL, HOLD
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
 __all__ = ["FAIL", "HOLD", "Fleet", "StartFleet"]
 
@@ -190,6 +190,15 @@ def shared_settings(
         )
 
     return settings
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, to stop, start or flush (``redis_server`` is the
+    session's, shared by every test)."""
+    (tmp_path / "redis").mkdir()
+    with running_redis(tmp_path / "redis", free_port()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +87,35 @@ def collection() -> str:
     return f"ingest-lock-{uuid.uuid4().hex[:8]}"
 
 
-async def test_an_ingest_on_another_host_is_refused_while_one_runs_then_runs(
+HostSettings = Callable[[str], Settings]
+
+
+@pytest.fixture
+def on_host(
     tmp_path: Path,
     chroma_server: tuple[str, int],
     redis_server: RedisServer,
     redis_prefix: str,
     collection: str,
+) -> HostSettings:
+    """``host_settings`` of a host on the session's Chroma and Redis, under the test's prefix."""
+
+    def settings(host: str) -> Settings:
+        url = redis_server.url
+        return host_settings(tmp_path, host, chroma_server, url, redis_prefix, collection)
+
+    return settings
+
+
+async def test_an_ingest_on_another_host_is_refused_while_one_runs_then_runs(
+    tmp_path: Path,
+    on_host: HostSettings,
+    chroma_server: tuple[str, int],
+    redis_server: RedisServer,
+    redis_prefix: str,
+    collection: str,
 ) -> None:
-    settings = [
-        host_settings(tmp_path, h, chroma_server, redis_server.url, redis_prefix, collection)
-        for h in ("a", "b")
-    ]
+    settings = [on_host(h) for h in ("a", "b")]
     parts = replica_parts(2)
     ingest_initial_catalog(settings[0], embedder_of(parts[0]))
     # A's catalog has a product more, so that its ingest embeds (and waits at the gate).
@@ -159,15 +178,9 @@ RENEWALS_PER_LEASE_PLUS_ONE = 4
 
 
 async def test_a_dead_holder_blocks_ingests_at_most_its_lease(
-    tmp_path: Path,
-    chroma_server: tuple[str, int],
-    redis_server: RedisServer,
-    redis_prefix: str,
-    collection: str,
+    on_host: HostSettings, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    settings = host_settings(
-        tmp_path, "a", chroma_server, redis_server.url, redis_prefix, collection
-    )
+    settings = on_host("a")
     parts = replica_parts(1)
     ingest_initial_catalog(settings, embedder_of(parts[0]))
     key = f"{redis_prefix}ingest-lock"

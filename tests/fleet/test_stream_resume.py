@@ -26,13 +26,12 @@ from rag_service.settings import IngestSettings, Settings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.shared_streams import SharedStreams
 from tests.app.conftest import CLIENT_KEY
-from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script
 from tests.fleet.replicas import SharedSettings, wait_until
 from tests.fleet.replicas import fleet_settings as replica_settings
 from tests.live_server import live_server
-from tests.redis_server import running_redis
+from tests.redis_server import RedisServer
 from tests.streaming.helpers import assert_error_shape, read_deltas
 from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
 
@@ -214,68 +213,66 @@ async def test_a_cancel_on_another_replica_stops_the_generation(settings: Settin
 
 
 async def test_with_redis_down_streams_are_served_on_local_state(
-    tmp_path: Path, chroma_server: tuple[str, int]
+    tmp_path: Path, chroma_server: tuple[str, int], own_redis: RedisServer
 ) -> None:
-    (tmp_path / "redis").mkdir()
-    with running_redis(tmp_path / "redis", free_port()) as redis:
-        settings = fleet_settings(tmp_path, chroma_server, redis.url, "down:")
-        second = [f"w{i} " for i in range(20)]
-        async with replicas(settings, held_script(FIRST, second, pause_s=0.01)) as (a, b):
-            received = b""
-            async with (
-                httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http,
-                http.stream(
-                    "POST",
-                    "/rag/stream",
-                    params={"context": "shop:user-1"},
-                    json={"query": "Are the boots waterproof?"},
-                    headers=auth(),
-                ) as response,
-            ):
-                async for chunk in response.aiter_raw():
-                    received += chunk
-                    if len(parse_sse(received).events) == 1 + len(FIRST):
-                        await wait_until(lambda: a.shared.stats().events >= 4, "copied")
-                        await asyncio.to_thread(redis.stop)
-                        a.upstream.release()
-            events = parse_sse(received).events
-            assert text(events) == "".join(FIRST + second)  # A's own reader got everything
-            assert events[-1].type == "done"
-            assert a.shared.degraded
-            assert a.shared.stats().dropped == 1
-            async with httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http:
-                ready = (await http.get("/readyz")).json()
-            shared_state = ready["components"]["shared_state"]
-            assert "streams" in shared_state["degraded"]
-            assert shared_state["fallbacks"]["streams"] >= 1
-            stream_id = events[0].json()["stream_id"]
-            down = assert_error_shape(await resume(b.url, stream_id), 503)
-            assert down["code"] == "state_store_unavailable"
+    settings = fleet_settings(tmp_path, chroma_server, own_redis.url, "down:")
+    second = [f"w{i} " for i in range(20)]
+    async with replicas(settings, held_script(FIRST, second, pause_s=0.01)) as (a, b):
+        received = b""
+        async with (
+            httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http,
+            http.stream(
+                "POST",
+                "/rag/stream",
+                params={"context": "shop:user-1"},
+                json={"query": "Are the boots waterproof?"},
+                headers=auth(),
+            ) as response,
+        ):
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(parse_sse(received).events) == 1 + len(FIRST):
+                    await wait_until(lambda: a.shared.stats().events >= 4, "copied")
+                    await asyncio.to_thread(own_redis.stop)
+                    a.upstream.release()
+        events = parse_sse(received).events
+        assert text(events) == "".join(FIRST + second)  # A's own reader got everything
+        assert events[-1].type == "done"
+        assert a.shared.degraded
+        assert a.shared.stats().dropped == 1
+        async with httpx.AsyncClient(base_url=a.url, timeout=WAIT_LIMIT_S) as http:
+            ready = (await http.get("/readyz")).json()
+        shared_state = ready["components"]["shared_state"]
+        assert "streams" in shared_state["degraded"]
+        assert shared_state["fallbacks"]["streams"] >= 1
+        stream_id = events[0].json()["stream_id"]
+        down = assert_error_shape(await resume(b.url, stream_id), 503)
+        assert down["code"] == "state_store_unavailable"
 
-            a.upstream.script = answer_script(FIRST)
-            local_before = a.shared.stats().unshared + a.shared.stats().dropped
-            fresh = await read_until(a.url, deltas=len(FIRST))  # served on local state
-            assert text(fresh.events) == "".join(FIRST)
-            # Not copied: not tried (within retry_interval_s of the failure), or tried and failed.
-            await wait_until(
-                lambda: a.shared.stats().unshared + a.shared.stats().dropped > local_before,
-                "the new stream counted as a fallback",
-            )
+        a.upstream.script = answer_script(FIRST)
+        local_before = a.shared.stats().unshared + a.shared.stats().dropped
+        fresh = await read_until(a.url, deltas=len(FIRST))  # served on local state
+        assert text(fresh.events) == "".join(FIRST)
+        # Not copied: not tried (within retry_interval_s of the failure), or tried and failed.
+        await wait_until(
+            lambda: a.shared.stats().unshared + a.shared.stats().dropped > local_before,
+            "the new stream counted as a fallback",
+        )
 
-            await asyncio.to_thread(redis.start)  # empty: the copies made before are gone
-            shared_before = a.shared.stats().shared
-            # Once retry_interval_s (0.2 s) has passed, the next new stream tries Redis again.
-            deadline = time.monotonic() + WAIT_LIMIT_S
-            while a.shared.stats().shared == shared_before:
-                assert time.monotonic() < deadline, "no stream was shared again"
-                again = await read_until(a.url, deltas=len(FIRST))
-            again_id = again.events[0].json()["stream_id"]
-            await wait_until(lambda: not a.shared.degraded, "A shares streams again")
-            on_b = await resume(b.url, again_id)
-            assert on_b.status_code == 200, on_b.text
-            assert text(parse_sse(on_b.content).events) == "".join(FIRST)
-            gone = assert_error_shape(await resume(b.url, fresh.events[0].json()["stream_id"]), 404)
-            assert gone["code"] == "not_found"
+        await asyncio.to_thread(own_redis.start)  # empty: the copies made before are gone
+        shared_before = a.shared.stats().shared
+        # Once retry_interval_s (0.2 s) has passed, the next new stream tries Redis again.
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while a.shared.stats().shared == shared_before:
+            assert time.monotonic() < deadline, "no stream was shared again"
+            again = await read_until(a.url, deltas=len(FIRST))
+        again_id = again.events[0].json()["stream_id"]
+        await wait_until(lambda: not a.shared.degraded, "A shares streams again")
+        on_b = await resume(b.url, again_id)
+        assert on_b.status_code == 200, on_b.text
+        assert text(parse_sse(on_b.content).events) == "".join(FIRST)
+        gone = assert_error_shape(await resume(b.url, fresh.events[0].json()["stream_id"]), 404)
+        assert gone["code"] == "not_found"
 
 
 async def test_a_copy_whose_replica_went_silent_ends_with_an_error(
@@ -296,25 +293,23 @@ async def test_a_copy_whose_replica_went_silent_ends_with_an_error(
 
 
 async def test_a_copy_with_a_hole_is_never_served(
-    tmp_path: Path, chroma_server: tuple[str, int]
+    tmp_path: Path, chroma_server: tuple[str, int], own_redis: RedisServer
 ) -> None:
-    (tmp_path / "redis").mkdir()
-    with running_redis(tmp_path / "redis", free_port()) as redis:
-        settings = fleet_settings(tmp_path, chroma_server, redis.url, "hole:")
-        async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-            first = await read_until(a.url, deltas=len(FIRST))
-            stream_id = first.events[0].json()["stream_id"]
-            await wait_until(lambda: a.shared.stats().events == 1 + len(FIRST), "copied")
-            with redis.client() as sync_client:
-                sync_client.flushall()  # Redis lost the stream's first events
-            a.upstream.release()
-            await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
-            await wait_until(lambda: a.shared.stats().dropped == 1, "A saw the hole")
+    settings = fleet_settings(tmp_path, chroma_server, own_redis.url, "hole:")
+    async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
+        first = await read_until(a.url, deltas=len(FIRST))
+        stream_id = first.events[0].json()["stream_id"]
+        await wait_until(lambda: a.shared.stats().events == 1 + len(FIRST), "copied")
+        with own_redis.client() as sync_client:
+            sync_client.flushall()  # Redis lost the stream's first events
+        a.upstream.release()
+        await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
+        await wait_until(lambda: a.shared.stats().dropped == 1, "A saw the hole")
 
-            gone = assert_error_shape(await resume(b.url, stream_id), 404)
-            assert gone["code"] == "not_found"
-            whole = parse_sse((await resume(a.url, stream_id)).content).events
-            assert text(whole) == "".join(FIRST + SECOND)  # A still serves it whole
+        gone = assert_error_shape(await resume(b.url, stream_id), 404)
+        assert gone["code"] == "not_found"
+        whole = parse_sse((await resume(a.url, stream_id)).content).events
+        assert text(whole) == "".join(FIRST + SECOND)  # A still serves it whole
 
 
 async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
