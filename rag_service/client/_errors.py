@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rag_service.retry_after import retry_after_seconds
+
 __all__ = [
     "BadRequest",
     "ConnectionFailed",
@@ -33,7 +35,6 @@ __all__ = [
     "StreamNotFound",
     "Unauthorized",
     "refusal",
-    "retry_after_seconds",
 ]
 
 
@@ -168,14 +169,3 @@ def refusal(status: int, body: bytes, retry_after: str | None) -> RequestRefused
         retry_after_s=retry_after_seconds(retry_after),
         details=details if isinstance(details, dict) else None,
     )
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` in seconds; only the delay-seconds form (the service sends no dates)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

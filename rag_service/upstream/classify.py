@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
 import aiohttp
@@ -26,6 +24,7 @@ from rag_service.errors import (
     UpstreamRetryable,
     UpstreamStalled,
 )
+from rag_service.retry_after import finite_number, retry_after_seconds
 from rag_service.upstream.proxy import UpstreamProxy
 
 MAX_MESSAGE_CHARS = 300
@@ -158,22 +157,10 @@ def status_error(
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    milliseconds = _finite_float(headers.get("retry-after-ms"))
+    milliseconds = finite_number(headers.get("retry-after-ms"))
     if milliseconds is not None:
         return max(0.0, milliseconds / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _finite_float(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        return None
-    return max(0.0, when.timestamp() - now)
+    return retry_after_seconds(headers.get("retry-after"), now=now)
 
 
 def upstream_message(body: bytes) -> str:
@@ -216,13 +203,3 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def redact(text: str, secret: str) -> str:
     """Upstreams sometimes echo the key they rejected; it must not reach logs or clients."""
     return text.replace(secret, "***") if secret else text
-
-
-def _finite_float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
