@@ -33,7 +33,7 @@ from collections.abc import AsyncIterable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 from annotated_types import Ge, Le
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import (
     BaseModel,
@@ -175,6 +175,16 @@ def body_limited_route(max_bytes: Callable[[Request], int]) -> type[APIRoute]:
             return handle_limited
 
     return BodyLimitedRoute
+
+
+def body_limited_router(tag: str, max_bytes: Callable[[Request], int]) -> APIRouter:
+    """A router of routes that take a JSON body of at most ``max_bytes(request)`` bytes
+    (``body_limited_route``). Clients that send no Content-Type still work: the body is checked
+    as JSON all the same, and such clients (the SDKs' raw modes, curl) were accepted before the
+    framework started refusing them."""
+    return APIRouter(
+        tags=[tag], route_class=body_limited_route(max_bytes), strict_content_type=False
+    )
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

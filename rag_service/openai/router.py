@@ -34,7 +34,7 @@ from rag_service.api import (
     CONTEXT_ID_PATTERN,
     OPENAI_SSE_EVENT,
     PrincipalDependency,
-    body_limited_route,
+    body_limited_router,
     error_responses,
     sse_content,
 )
@@ -85,13 +85,8 @@ def openai_router(
 
     ``wall_clock`` gives the ``created`` timestamps (Unix seconds).
     """
-    router = APIRouter(
-        tags=["openai"],
-        route_class=body_limited_route(
-            lambda request: get_deps(request).settings.stream.max_body_bytes
-        ),
-        # The SDKs send application/json; a client that sends no Content-Type still works.
-        strict_content_type=False,
+    router = body_limited_router(
+        "openai", lambda request: get_deps(request).settings.stream.max_body_bytes
     )
     # A default, not Annotated[...]: FastAPI resolves annotation strings in module globals.
     client_dependency = Depends(principal)

@@ -35,7 +35,7 @@ from rag_service.api import (
     CONTEXT_ID_PATTERN,
     NATIVE_SSE_EVENT,
     PrincipalDependency,
-    body_limited_route,
+    body_limited_router,
     error_responses,
     sse_content,
 )
@@ -84,13 +84,8 @@ class StreamCancelResult(BaseModel):
 
 def stream_router(*, get_deps: DepsLookup, principal: PrincipalDependency) -> APIRouter:
     """The two stream routes, bound to the app's dependencies (see the module docstring)."""
-    router = APIRouter(
-        tags=["streaming"],
-        route_class=body_limited_route(
-            lambda request: get_deps(request).settings.stream.max_body_bytes
-        ),
-        # Clients that send no Content-Type (accepted before FastAPI parsed this body) still work.
-        strict_content_type=False,
+    router = body_limited_router(
+        "streaming", lambda request: get_deps(request).settings.stream.max_body_bytes
     )
     # A default, not Annotated[...]: FastAPI resolves annotation strings in module globals.
     client_dependency = Depends(principal)
