@@ -53,12 +53,11 @@ from bench.stream_replicas_setup import (
 )
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore, request_json
-from rag_service.domain import Completed, TextDelta, Timings
+from rag_service.domain import Completed, DeltaEvent, TextDelta, Timings
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming import StreamRegistry
 from rag_service.streaming.answer import SourceLists
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import DeltaEvent
 from rag_service.streaming.sse_response import BATCH_EVENTS
 
 DEFAULT_FLUSH_MS = StreamSettings().shared_flush_ms  # RAG_STREAM__SHARED_FLUSH_MS

@@ -26,12 +26,12 @@ from pydantic import SecretStr
 
 from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.domain import ChatRequest, ContextState, Passage, ResolvedContext
+from rag_service.ports import SharedStreams
 from rag_service.retrieval.prompt import build_chat_request
 from rag_service.settings import RedisSettings, RetrievalSettings, StreamSettings
 from rag_service.streaming import StreamRegistry
 from rag_service.streaming.answer import SourceLists, meta_json
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.shared_streams import SharedStreams
 
 POLICIES = Path(__file__).resolve().parents[1] / "data" / "catalog" / "policies"
 # The most relevant first: the retriever's order, which the prompt keeps.

@@ -29,7 +29,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
+from ingest import IngestPipeline, IngestReport, ProgressCallback
 from rag_service import __version__
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
@@ -39,6 +39,7 @@ from rag_service.adapters.redis_catalog_channel import RedisCatalogChannel
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_context_store import RedisContextStore
 from rag_service.adapters.redis_ingest_lock import RedisIngestLock
+from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.adapters.redis_stream_store import RedisStreamStore
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
 from rag_service.adapters.store_lock import StoreLock
@@ -71,12 +72,7 @@ from rag_service.health import (
     store_check,
 )
 from rag_service.ingest_composition import ingest_lock
-from rag_service.limits import (
-    FallbackKeyLimiter,
-    InMemoryKeyLimiter,
-    KeyLimiter,
-    RedisKeyLimiter,
-)
+from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter
 from rag_service.observability import (
     CatalogSnapshotCollector,
     KeyLimitCollector,
@@ -93,21 +89,27 @@ from rag_service.ports import (
     CatalogWriter,
     ChatUpstream,
     Embedder,
+    KeyLimiter,
     PassageSearch,
     ReadWriteCatalogStore,
+    SharedStreams,
 )
-from rag_service.retrieval import ChatRequestBuilder, ContextService, Retriever, passage_finder
-from rag_service.retrieval.shared_contexts import SharedEntries
+from rag_service.retrieval import (
+    ChatRequestBuilder,
+    ContextService,
+    Retriever,
+    SharedEntries,
+    passage_finder,
+)
 from rag_service.settings import Settings
 from rag_service.startup import ClientAuth, client_auth, startup_summary, unmatched_overrides
 from rag_service.streaming import (
     InProcessStreams,
     LoopLagMonitor,
-    SharedStreams,
     StreamDeps,
     StreamRegistry,
+    stream_router,
 )
-from rag_service.streaming.router import stream_router
 from rag_service.upstream import BreakerSharing, CircuitBreaker, OpenAICompatibleUpstream
 from rag_service.web import install_web_page
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback, choose_catalog_root
+from ingest import IngestPipeline, IngestReport, ProgressCallback, choose_catalog_root
 from rag_service.adapters.chroma_client import store_lock_path
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.adapters.redis_catalog_channel import announce_catalog_version

@@ -20,7 +20,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
-from rag_service.upstream import BreakerNews, BreakerState, NewsListener
+from rag_service.domain import BreakerNews, BreakerState
+from rag_service.ports import NewsListener
 
 logger = logging.getLogger(__name__)
 

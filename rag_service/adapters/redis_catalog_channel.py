@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
 from rag_service.errors import StateStoreUnavailable
-from rag_service.retrieval.catalog_channel import ResyncListener, VersionListener
+from rag_service.ports import ResyncListener, VersionListener
 from rag_service.settings import RedisSettings
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, unavailable
-from rag_service.domain import Passage
-from rag_service.retrieval.shared_contexts import SharedContext
+from rag_service.domain import Passage, SharedContext
 
 # Delete the lock only if the caller still holds it.
 UNLOCK_SCRIPT = """

@@ -7,7 +7,7 @@ encode and one reply to parse, whatever the number of streams.
 
 from __future__ import annotations
 
-from rag_service.streaming import WATCHED_FOR_S
+from rag_service.ports import WATCHED_FOR_S
 
 # KEYS: per stream, its events key then its record key.
 # ARGV: live ttl ms, ended ttl ms, maxlen, the batch, then the writing replica's id. The batch: fields written "<length>:<bytes>"

@@ -29,7 +29,7 @@ events, or restarted empty): such a copy is never served, since an answer with a
 not pass for a whole one.
 
 Durable delivery (``StreamSettings.shared_durable_delivery``, on by default): a shared
-session's readers see each event once its batch is written (``StreamSession.hold_back`` /
+session's readers see each event once its batch is written (``SharedSession.hold_back`` /
 ``release``), so a client never has an event Redis lacks. A stream's first two batches (its
 ``meta``, then its first text) are written at once rather than at the tick, so that the time
 to the first token pays a round trip, not a tick. Take-over (``take_over``, ``TAKEOVER_SCRIPT``)
@@ -51,7 +51,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -65,24 +65,29 @@ from rag_service.adapters.redis_stream_scripts import (
     TAKEOVER_SCRIPT,
     WATCH_SCRIPT,
 )
-from rag_service.domain import ChatMessage, ChatRequest
-from rag_service.ports import Clock
-from rag_service.settings import RedisSettings, StreamSettings
-from rag_service.streaming import (
-    HEARTBEAT_EVERY_S,
-    HEARTBEAT_TTL_S,
+from rag_service.domain import (
     TERMINAL_EVENTS,
+    ChatMessage,
+    ChatRequest,
     DeltaEvent,
     NamedEvent,
     SessionEvent,
     SharedState,
     SharedStreamStats,
-    StreamOwner,
     StreamRecord,
-    StreamSession,
 )
+from rag_service.ports import (
+    HEARTBEAT_EVERY_S,
+    HEARTBEAT_TTL_S,
+    Clock,
+    SharedSession,
+    StreamOwner,
+)
+from rag_service.settings import RedisSettings, StreamSettings
 
 logger = logging.getLogger(__name__)
+
+SessionT = TypeVar("SessionT", bound=SharedSession)
 
 LIVE_TTL_S = 600.0  # a running stream's keys outlive a pause of its answer by this much
 MIN_TTL_S = 5.0  # an ended stream stays resumable on other replicas at least this long
@@ -96,7 +101,7 @@ _ENDED, _SET_EXPIRY = 1, 2  # FLUSH_SCRIPT's flags
 _GAP, _CANCEL, _WATCHED, _FENCED = 1, 2, 4, 8  # bits of its reply per stream
 
 
-class _Outgoing:
+class _Outgoing(Generic[SessionT]):
     """One shared stream's events not yet written (the session's ``mirror`` appends them)."""
 
     __slots__ = (
@@ -113,8 +118,8 @@ class _Outgoing:
 
     def __init__(
         self,
-        session: StreamSession,
-        owner: StreamOwner,
+        session: SessionT,
+        owner: StreamOwner[SessionT],
         record: dict[str, str] | None,
         urgent: int,
     ) -> None:
@@ -160,7 +165,7 @@ class RedisStreamStore:
         self._takeover_script = redis.register_script(TAKEOVER_SCRIPT)
         self._heartbeat_prefix = f"{redis_settings.key_prefix}replica:"
         self._heartbeat: asyncio.Task[None] | None = None
-        self._dirty: list[_Outgoing] = []
+        self._dirty: list[_Outgoing[Any]] = []
         self._broken_marks: deque[str] = deque(maxlen=_MAX_BROKEN_MARKS)
         self._wake = asyncio.Event()  # events are pending
         self._pending_since = 0.0  # since when (``clock``): the first event after a flush began
@@ -181,7 +186,7 @@ class RedisStreamStore:
     def replica_id(self) -> str:
         return self._replica_id
 
-    def share(self, session: StreamSession, owner: StreamOwner, request: ChatRequest) -> None:
+    def share(self, session: SessionT, owner: StreamOwner[SessionT], request: ChatRequest) -> None:
         if self._closed or (self._retry_at is not None and self._clock() < self._retry_at):
             self._unshared += 1  # served on local state only: a fallback
             return
@@ -198,10 +203,10 @@ class RedisStreamStore:
         self._mirror(_Outgoing(session, owner, record, urgent=2 if self._durable else 1))
         self._shared += 1
 
-    def share_taken_over(self, session: StreamSession, owner: StreamOwner) -> None:
+    def share_taken_over(self, session: SessionT, owner: StreamOwner[SessionT]) -> None:
         self._mirror(_Outgoing(session, owner, None, urgent=1))
 
-    def _mirror(self, outgoing: _Outgoing) -> None:
+    def _mirror(self, outgoing: _Outgoing[SessionT]) -> None:
         session = outgoing.session
 
         def mirror(event: SessionEvent) -> None:
@@ -288,7 +293,7 @@ class RedisStreamStore:
         for outgoing, result in zip(batch, per_stream, strict=True):
             self._applied(outgoing, result)
 
-    def _flush_args(self, batch: list[_Outgoing], now: float) -> tuple[list[str], list[bytes]]:
+    def _flush_args(self, batch: list[_Outgoing[Any]], now: float) -> tuple[list[str], list[bytes]]:
         """FLUSH_SCRIPT's keys and arguments for ``batch``; takes their pending events."""
         keys: list[str] = []
         fields: list[bytes] = []
@@ -341,7 +346,7 @@ class RedisStreamStore:
             return replies[: len(calls)]
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _applied(self, outgoing: _Outgoing, reply: int) -> None:
+    def _applied(self, outgoing: _Outgoing[Any], reply: int) -> None:
         session = outgoing.session
         if reply & _FENCED:
             # Another replica took the stream over (this one was thought dead): what was not
@@ -364,7 +369,7 @@ class RedisStreamStore:
         if outgoing.session.finished and not outgoing.queued:
             outgoing.session.mirror = None  # its last event is written: nothing more to copy
 
-    def _fail(self, batch: list[_Outgoing], error: RedisError) -> None:
+    def _fail(self, batch: list[_Outgoing[Any]], error: RedisError) -> None:
         if self._retry_at is None:
             logger.warning(
                 "streams fall back to this replica's own state: %s", unavailable(error).message
@@ -373,7 +378,7 @@ class RedisStreamStore:
         for outgoing in batch:
             self._drop(outgoing)
 
-    def _drop(self, outgoing: _Outgoing) -> None:
+    def _drop(self, outgoing: _Outgoing[Any]) -> None:
         """Stop copying a stream whose copy is incomplete; it keeps its local readers."""
         outgoing.session.mirror = None
         outgoing.session.release_all()

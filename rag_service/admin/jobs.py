@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ingest.pipeline import IngestReport, ProgressCallback
+from ingest import IngestReport, ProgressCallback
 from rag_service.errors import IngestInProgress, NotFound, RagServiceError, StateStoreUnavailable
 from rag_service.ports import ClusterIngestLock, IngestLease
 

@@ -27,7 +27,7 @@ from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest import SUPPORTED_SUFFIXES
 from rag_service.admin.jobs import JOB_ID_BYTES, IngestJob, IngestJobs, IngestOptions, IngestTarget
 from rag_service.api import (
     ADMIN_AUTH,

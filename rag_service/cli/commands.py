@@ -54,9 +54,9 @@ def ingest(
     Paths inside RAG_INGEST__CATALOG_DIR (default data/catalog) are named relative to it, and a
     sync deletes only below the paths given; nothing whose real path leaves that root is read.
     """
-    from ingest.console import print_report, progress_bar
     from rag_service.adapters.redis_ingest_lock import ingest_lock_across_hosts
     from rag_service.admin import report_json
+    from rag_service.cli.ingest_console import print_report, progress_bar
     from rag_service.ingest_composition import ingest_catalog
 
     console = Console(stderr=as_json)
@@ -86,8 +86,8 @@ def catalog(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show the live catalog: version, document count, sources."""
-    from ingest.console import catalog_summary, catalog_table
     from rag_service.adapters.chroma_client import describe
+    from rag_service.cli.ingest_console import catalog_summary, catalog_table
     from rag_service.ingest_composition import read_catalog
 
     console = Console()

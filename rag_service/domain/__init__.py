@@ -27,10 +27,29 @@ from rag_service.domain.chat import (
     TextDelta,
     Timings,
 )
-from rag_service.domain.contexts import ContextState, ResolvedContext
-from rag_service.domain.upstream_health import BreakerStateName, UpstreamHealth, UpstreamProbe
+from rag_service.domain.contexts import ContextState, ResolvedContext, SharedContext
+from rag_service.domain.key_limits import KeyLimits, KeyLimitStats
+from rag_service.domain.stream_events import (
+    TERMINAL_EVENTS,
+    DeltaEvent,
+    NamedEvent,
+    SessionEvent,
+    SharedState,
+    SharedStreamStats,
+    StreamRecord,
+)
+from rag_service.domain.upstream_health import (
+    BreakerNews,
+    BreakerState,
+    BreakerStateName,
+    UpstreamHealth,
+    UpstreamProbe,
+)
 
 __all__ = [
+    "TERMINAL_EVENTS",
+    "BreakerNews",
+    "BreakerState",
     "BreakerStateName",
     "CatalogChanges",
     "CatalogInfo",
@@ -40,18 +59,27 @@ __all__ = [
     "ChatRequest",
     "Completed",
     "ContextState",
+    "DeltaEvent",
     "Failed",
     "Filters",
     "IndexedText",
+    "KeyLimitStats",
+    "KeyLimits",
     "LiveRecord",
     "LiveState",
     "MetadataValue",
+    "NamedEvent",
     "NewRecord",
     "Passage",
     "ResolvedContext",
     "Resumed",
     "RetryNotice",
     "Role",
+    "SessionEvent",
+    "SharedContext",
+    "SharedState",
+    "SharedStreamStats",
+    "StreamRecord",
     "TextDelta",
     "Timings",
     "UpstreamHealth",

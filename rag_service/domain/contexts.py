@@ -1,11 +1,12 @@
-"""The context an answer is grounded in, and how the freshness cache obtained it."""
+"""The context an answer is grounded in, how the freshness cache obtained it, and how the
+replicas share it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rag_service.domain.catalog import Passage
+from rag_service.domain.catalog import MetadataValue, Passage
 
 
 class ContextState(StrEnum):
@@ -27,3 +28,15 @@ class ResolvedContext:
     fallback_text: str | None = None  # set when state is `fallback`
     # The cached context did not cover the question: passages retrieved for it were merged in.
     extended: bool = False
+
+
+@dataclass(frozen=True)
+class SharedContext:
+    """One conversation's retrieved context as the replicas share it."""
+
+    passages: tuple[Passage, ...]  # with their vectors: what judging coverage compares
+    retrieved_at: float  # wall-clock seconds (time.time())
+    catalog_version: int | None
+    top_k: int
+    filters: tuple[tuple[str, MetadataValue], ...]
+    query: str  # the question it was last retrieved or extended for

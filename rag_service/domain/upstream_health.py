@@ -1,11 +1,31 @@
-"""What the service knows of its upstream model, for ``/readyz``."""
+"""What the service knows of its upstream model: for ``/readyz``, and the breaker states the
+replicas share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 BreakerStateName = Literal["closed", "open", "half_open"]
+
+
+class BreakerState(StrEnum):
+    closed = "closed"
+    open = "open"
+    half_open = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerNews:
+    """A breaker transition one replica shares: ``open`` for ``remaining_s`` more (of a period
+    of ``open_for_s``), or ``closed``."""
+
+    upstream: str  # ``upstream_key`` of the upstream's base URL
+    state: BreakerState  # open or closed
+    origin: str  # the replica that posted it
+    remaining_s: float = 0.0
+    open_for_s: float = 0.0
 
 
 @dataclass(frozen=True)

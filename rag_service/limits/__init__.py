@@ -1,23 +1,15 @@
-"""Per-client-key limits: concurrent streams and a request rate, past them 429 (docs/limits.md)."""
+"""Per-key limits: concurrent streams and a request rate, past them 429 (docs/limits.md).
+
+The port (``KeyLimiter``, with the refusals every implementation gives) is in
+``rag_service.ports``; the limiter over Redis, shared by every replica, is an adapter
+(``rag_service.adapters.redis_key_limiter.RedisKeyLimiter``). Here: the limiter of one process's
+memory, and the one that falls back to it while the shared store is down.
+"""
 
 from rag_service.limits.fallback import FallbackKeyLimiter
-from rag_service.limits.key_limits import (
-    KeyLimiter,
-    KeyLimits,
-    KeyLimitStats,
-    StreamSlot,
-    limits_by_key,
-)
 from rag_service.limits.memory import InMemoryKeyLimiter
-from rag_service.limits.redis_limiter import RedisKeyLimiter
 
 __all__ = [
     "FallbackKeyLimiter",
     "InMemoryKeyLimiter",
-    "KeyLimitStats",
-    "KeyLimiter",
-    "KeyLimits",
-    "RedisKeyLimiter",
-    "StreamSlot",
-    "limits_by_key",
 ]

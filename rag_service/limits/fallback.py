@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import time
 
+from rag_service.domain import KeyLimitStats
 from rag_service.errors import StateStoreUnavailable
-from rag_service.limits.key_limits import KeyLimiter, KeyLimitStats, StreamSlot
-from rag_service.ports import Clock
+from rag_service.ports import Clock, KeyLimiter, StreamSlot
 
 logger = logging.getLogger(__name__)
 

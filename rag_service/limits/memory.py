@@ -12,40 +12,32 @@ no stream and its bucket has refilled (a record then equals a fresh one), checke
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 
-from rag_service.errors import RateLimited
-from rag_service.limits.key_limits import (
-    KeyLimits,
-    KeyLimitStats,
+from rag_service.domain import KeyLimits, KeyLimitStats
+from rag_service.ports import (
+    Clock,
+    RefusalLog,
     StreamSlot,
     limits_by_key,
     rate_refused,
     streams_refused,
 )
-from rag_service.ports import Clock
 from rag_service.settings import KeyLimitSettings
 
-logger = logging.getLogger(__name__)
-
 SWEEP_INTERVAL_S = 60.0
-# A key refused again and again is logged once per this, not once per refusal (a flood of
-# refusals must not become a flood of log lines).
-REFUSAL_LOG_INTERVAL_S = 60.0
 
 
 class _KeyState:
     """A key's generating streams and its token bucket (``tokens`` as of ``updated_at``)."""
 
-    __slots__ = ("logged_at", "streams", "tokens", "updated_at")
+    __slots__ = ("streams", "tokens", "updated_at")
 
     def __init__(self, tokens: float, updated_at: float) -> None:
         self.streams = 0
         self.tokens = tokens
         self.updated_at = updated_at
-        self.logged_at: float | None = None  # when a refusal of this key was last logged
 
     def tokens_at(self, now: float, limits: KeyLimits) -> float:
         refill = max(0.0, now - self.updated_at) * limits.requests_per_s
@@ -82,6 +74,7 @@ class InMemoryKeyLimiter:
         self._swept_at = clock()
         self._refused_streams = 0
         self._refused_rate = 0
+        self._refusals = RefusalLog()
 
     async def admit(self, key_id: str) -> StreamSlot:
         now = self._clock()
@@ -97,11 +90,11 @@ class InMemoryKeyLimiter:
         # still has its burst when a stream ends.
         if state.streams >= limits.streams:
             self._refused_streams += 1
-            raise self._refusal(key_id, state, now, streams_refused(limits, self._rng))
+            raise self._refusals.logged(key_id, streams_refused(limits, self._rng), now)
         if state.tokens < 1.0:
             self._refused_rate += 1
             wait_s = (1.0 - state.tokens) / limits.requests_per_s
-            raise self._refusal(key_id, state, now, rate_refused(limits, wait_s, self._rng))
+            raise self._refusals.logged(key_id, rate_refused(limits, wait_s, self._rng), now)
         state.tokens -= 1.0
         state.streams += 1
         return _MemorySlot(state)
@@ -112,14 +105,6 @@ class InMemoryKeyLimiter:
             refused_rate=self._refused_rate,
             keys_tracked=len(self._keys),
         )
-
-    def _refusal(
-        self, key_id: str, state: _KeyState, now: float, error: RateLimited
-    ) -> RateLimited:
-        if state.logged_at is None or now - state.logged_at >= REFUSAL_LOG_INTERVAL_S:
-            state.logged_at = now
-            logger.warning("client key %s refused (429): %s", key_id, error.message)
-        return error
 
     def _limits(self, key_id: str) -> KeyLimits:
         return self._overrides.get(key_id, self._default)

@@ -9,11 +9,11 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rag_service.domain import KeyLimitStats
 from rag_service.health import SharedStateComponent
-from rag_service.limits import KeyLimitStats
-from rag_service.retrieval.catalog_snapshot import SnapshotStats
-from rag_service.retrieval.freshness import ContextStats
-from rag_service.streaming import SharedStreams, StreamStats
+from rag_service.ports import SharedStreams
+from rag_service.retrieval import ContextStats, SnapshotStats
+from rag_service.streaming import StreamStats
 
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

@@ -32,16 +32,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rag_service.domain import DeltaEvent, NamedEvent, SessionEvent
 from rag_service.errors import RagServiceError, ServiceUnavailable
-from rag_service.streaming import (
-    BATCH_EVENTS,
-    DeltaEvent,
-    EventByEventEncoder,
-    NamedEvent,
-    SessionEvent,
-    StreamSession,
-    to_json,
-)
+from rag_service.streaming import BATCH_EVENTS, EventByEventEncoder, StreamSession, to_json
 
 PING_LINE = b": ping\n"
 DONE_DATA = b"[DONE]"

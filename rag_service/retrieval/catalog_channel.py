@@ -5,40 +5,14 @@ store; a channel adds the fast path: the process that publishes a version announ
 process listening adopts it on the message instead of at its next check. The checks stay as the
 safety net (a message lost while the channel was down, a publisher that could not announce).
 
+The channel is a port (``rag_service.ports.CatalogVersionChannel``).
 ``InProcessCatalogChannel`` is the default (one process: its own publishes are all there is);
 ``RedisCatalogChannel`` (rag_service/adapters/redis_catalog_channel.py) spans processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
-VersionListener = Callable[[int], None]
-# Called after the channel was down and listens again: announcements may have been missed.
-ResyncListener = Callable[[], None]
-
-
-class CatalogVersionChannel(Protocol):
-    """Announcements of new live catalog versions, across the processes that share a catalog."""
-
-    @property
-    def degraded(self) -> bool:
-        """True while announcements can be neither sent nor received (processes rely on their
-        background checks alone)."""
-        ...
-
-    async def start(self, on_version: VersionListener, on_resync: ResyncListener) -> None:
-        """Listen until ``aclose``: ``on_version`` gets every version announced (this
-        process's own too), from the event loop. Returns once listening (or degraded)."""
-        ...
-
-    async def announce(self, version: int) -> None:
-        """Tell every listening process that ``version`` is live now. Raises
-        ``StateStoreUnavailable`` when the channel is down."""
-        ...
-
-    async def aclose(self) -> None: ...
+from rag_service.ports import ResyncListener, VersionListener
 
 
 class InProcessCatalogChannel:

@@ -29,8 +29,8 @@ import logging
 from collections.abc import Callable
 
 from rag_service.errors import StateStoreUnavailable, VectorStoreUnavailable
-from rag_service.ports import Clock, PassageSearch
-from rag_service.retrieval.catalog_channel import CatalogVersionChannel, InProcessCatalogChannel
+from rag_service.ports import CatalogVersionChannel, Clock, PassageSearch
+from rag_service.retrieval.catalog_channel import InProcessCatalogChannel
 
 logger = logging.getLogger(__name__)
 

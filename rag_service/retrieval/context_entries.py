@@ -9,9 +9,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag_service.domain import MetadataValue, Passage, Vector
+from rag_service.domain import MetadataValue, Passage, SharedContext, Vector
 from rag_service.retrieval.hybrid import cosine_similarities
-from rag_service.retrieval.shared_contexts import SharedContext
 
 FilterKey = tuple[tuple[str, MetadataValue], ...]
 

@@ -23,8 +23,7 @@ from cachetools import LRUCache, TTLCache
 
 from rag_service.domain import ContextState, MetadataValue, Passage, ResolvedContext, Vector
 from rag_service.errors import EmbedderUnavailable, VectorStoreUnavailable
-from rag_service.ports import Clock, PassageSearch
-from rag_service.retrieval.catalog_channel import CatalogVersionChannel
+from rag_service.ports import CatalogVersionChannel, Clock, PassageSearch, WallClock
 from rag_service.retrieval.catalog_version import CatalogVersionWatch
 from rag_service.retrieval.context_entries import (
     CachedContext,
@@ -36,7 +35,7 @@ from rag_service.retrieval.context_entries import (
 )
 from rag_service.retrieval.hybrid import cosine_similarities
 from rag_service.retrieval.retriever import Retriever
-from rag_service.retrieval.shared_contexts import SharedEntries, WallClock
+from rag_service.retrieval.shared_contexts import SharedEntries
 from rag_service.retrieval.single_flight import SingleFlight
 from rag_service.settings import FreshnessSettings
 

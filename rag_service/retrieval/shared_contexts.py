@@ -1,7 +1,7 @@
 """Freshness-cache entries shared by the replicas, and one retrieval per stale context across
 them (fleet mode, issue #14).
 
-``ContextService`` keeps its entries in a ``ContextStore`` when one is given: every replica
+``ContextService`` keeps its entries in a ``ContextStore`` (a port) when one is given: every replica
 serving a conversation sees the context any replica retrieved, for the same TTL. A retrieval
 is claimed with a short lock with expiry (``try_lock``): the replica holding it retrieves and
 stores the entry; the others wait for that entry (polling), at most the lock's lease, then
@@ -26,57 +26,13 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from rag_service.domain import MetadataValue, Passage
+from rag_service.domain import SharedContext
 from rag_service.errors import StateStoreUnavailable
+from rag_service.ports import ContextStore, WallClock
 
 logger = logging.getLogger(__name__)
-
-WallClock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class SharedContext:
-    """One conversation's retrieved context as the replicas share it."""
-
-    passages: tuple[Passage, ...]  # with their vectors: what judging coverage compares
-    retrieved_at: float  # wall-clock seconds (time.time())
-    catalog_version: int | None
-    top_k: int
-    filters: tuple[tuple[str, MetadataValue], ...]
-    query: str  # the question it was last retrieved or extended for
-
-
-class ContextStore(Protocol):
-    """Shared freshness-cache entries and retrieval locks. Every method raises
-    ``StateStoreUnavailable`` when the store is down."""
-
-    async def get(self, context_id: str) -> SharedContext | None: ...
-
-    async def put(self, context_id: str, context: SharedContext, ttl_s: float) -> None:
-        """Store ``context`` for ``ttl_s`` seconds (replacing the one there)."""
-        ...
-
-    async def delete(self, context_id: str) -> bool: ...
-
-    async def try_lock(self, name: str, token: str, lease_s: float) -> bool:
-        """Take lock ``name`` for ``lease_s`` unless another token holds it."""
-        ...
-
-    async def unlock(self, name: str, token: str) -> None:
-        """Release lock ``name`` if ``token`` still holds it."""
-        ...
-
-    async def put_nothing_found(self, name: str, at: float, ttl_s: float) -> None:
-        """Note for ``ttl_s`` that the work under lock ``name`` found nothing at wall time
-        ``at`` (replacing an earlier note)."""
-        ...
-
-    async def nothing_found_at(self, name: str) -> float | None:
-        """The wall time of the note ``put_nothing_found`` left for ``name``, None if none."""
-        ...
 
 
 class InProcessContextStore:

@@ -22,14 +22,13 @@ from typing import Any, NamedTuple, Protocol
 from cachetools import LRUCache
 
 from rag_service.domain import ChatMessage, ChatRequest, MetadataValue, Passage, ResolvedContext
-from rag_service.limits import KeyLimiter, StreamSlot
-from rag_service.ports import ChatUpstream, ContextResolver
+from rag_service.ports import ChatUpstream, ContextResolver, KeyLimiter, SharedStreams, StreamSlot
 from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming.registry import Generation, StreamRegistry
 from rag_service.streaming.repetition import answer_without_loops
 from rag_service.streaming.replicas import Takeover
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.shared_streams import InProcessStreams, SharedStreams
+from rag_service.streaming.shared_streams import InProcessStreams
 from rag_service.streaming.sse_format import to_json
 
 # Distinct passage tuples whose source list is kept (as many as fresh contexts by default).

@@ -53,8 +53,7 @@ from rag_service.errors import (
     StreamCancelled,
     UpstreamProtocolError,
 )
-from rag_service.limits import StreamSlot
-from rag_service.ports import Clock, EventSink
+from rag_service.ports import Clock, EventSink, StreamSlot
 from rag_service.settings import StreamSettings
 from rag_service.streaming.keepalive import KeepAlive
 from rag_service.streaming.retention import RetainedStreams

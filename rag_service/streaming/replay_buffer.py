@@ -22,14 +22,9 @@ from __future__ import annotations
 
 from array import array
 
+from rag_service.domain import DeltaEvent, NamedEvent, SessionEvent
 from rag_service.errors import RagServiceError
-from rag_service.streaming.sse_format import (
-    DeltaEvent,
-    NamedEvent,
-    SessionEvent,
-    json_string,
-    to_json,
-)
+from rag_service.streaming.sse_format import json_string, to_json
 
 _TRIM_SLACK_DIVISOR = 4  # drop in batches of capacity/4 so trimming is not O(n) per append
 

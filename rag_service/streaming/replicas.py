@@ -36,20 +36,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag_service.domain import ChatRequest
+from rag_service.domain import ChatRequest, DeltaEvent, SharedState, StreamRecord
 from rag_service.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from rag_service.ports import Clock, EventSink
+from rag_service.ports import HEARTBEAT_TTL_S, WATCH_EVERY_S, Clock, EventSink, SharedStreams
 from rag_service.settings import StreamSettings
 from rag_service.streaming.registry import Generation, StreamRegistry, same_principal
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.shared_streams import (
-    HEARTBEAT_TTL_S,
-    WATCH_EVERY_S,
-    SharedState,
-    SharedStreams,
-    StreamRecord,
-)
-from rag_service.streaming.sse_format import DeltaEvent, is_well_formed_stream_id
+from rag_service.streaming.sse_format import is_well_formed_stream_id
 
 # Events read from the store per command while following (a live answer brings a few a time).
 FOLLOW_BATCH_EVENTS = 256

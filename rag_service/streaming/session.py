@@ -26,12 +26,20 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
+from rag_service.domain import (
+    TERMINAL_EVENTS,
+    Completed,
+    DeltaEvent,
+    Failed,
+    Resumed,
+    RetryNotice,
+    SessionEvent,
+    TextDelta,
+)
 from rag_service.errors import RagServiceError
-from rag_service.limits import StreamSlot
-from rag_service.ports import Clock, UpstreamEvent
+from rag_service.ports import Clock, StreamSlot, UpstreamEvent
 from rag_service.streaming.replay_buffer import ReplayBuffer
-from rag_service.streaming.sse_format import DeltaEvent, SessionEvent, json_string
+from rag_service.streaming.sse_format import json_string
 
 
 class StreamSession:
@@ -283,10 +291,6 @@ class StreamSession:
             "timings": {"ttft_ms": ttft_ms, "total_ms": _ms(now - self._started_at)},
             "attempts": item.attempts,
         }
-
-
-# The events that end a stream: nothing follows them.
-TERMINAL_EVENTS = frozenset({"done", "error"})
 
 
 def retry_payload(item: RetryNotice) -> dict[str, Any]:

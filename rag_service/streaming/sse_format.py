@@ -1,6 +1,7 @@
 """A stream's events, the bytes of the service's Server-Sent Events, and ``Last-Event-ID``.
 
-A session hands its readers its events in two kinds (``ReplayBuffer.read_events``):
+A session hands its readers its events in two kinds (``ReplayBuffer.read_events``; the types
+are in ``rag_service.domain``, as the replicas share them):
 
 - ``DeltaEvent``: a piece of the answer, as its text's JSON string literal (quotes included),
   which is what the replay buffer stores. No encoder ever decodes it: a delta is a byte template
@@ -32,8 +33,9 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
+from rag_service.domain import DeltaEvent, NamedEvent, SessionEvent
 from rag_service.errors import InvalidInput
 
 PING = b": ping\n\n"
@@ -106,25 +108,6 @@ def parse_last_event_id(header: str | None, stream_id: str) -> int:
 
 
 # -- events and their encoders ---------------------------------------------------------------------
-
-
-class DeltaEvent(NamedTuple):
-    seq: int
-    literal: bytes  # the text as a JSON string literal, quotes included
-
-
-class NamedEvent(NamedTuple):
-    seq: int
-    name: str
-    data: bytes  # one line of JSON: an object
-
-    def payload(self) -> dict[str, Any]:
-        value = json.loads(self.data)
-        assert isinstance(value, dict), "an event's data is a JSON object"
-        return value
-
-
-SessionEvent = DeltaEvent | NamedEvent
 
 
 class EventEncoder(Protocol):

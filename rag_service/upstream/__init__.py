@@ -2,25 +2,22 @@
 
 from rag_service.sse_parser import SSEEvent, SSEParser
 from rag_service.upstream.backoff import BackoffPolicy, BackoffSchedule
-from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
-from rag_service.upstream.breaker_sharing import BreakerNews, BreakerSharing, NewsListener
+from rag_service.upstream.breaker import CircuitBreaker, Permit
+from rag_service.upstream.breaker_sharing import BreakerSharing, upstream_key
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.client import OpenAICompatibleUpstream
-from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
+from rag_service.upstream.metrics import NoopUpstreamMetrics
 
 __all__ = [
     "BackoffPolicy",
     "BackoffSchedule",
-    "BreakerNews",
     "BreakerSharing",
-    "BreakerState",
     "CircuitBreaker",
-    "NewsListener",
     "NoopUpstreamMetrics",
     "OpenAICompatibleUpstream",
     "Permit",
     "RetryBudget",
     "SSEEvent",
     "SSEParser",
-    "UpstreamMetrics",
+    "upstream_key",
 ]

@@ -21,17 +21,12 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from enum import Enum, StrEnum
+from enum import Enum
 
+from rag_service.domain import BreakerState
 from rag_service.settings import BreakerSettings
 
 OPEN_JITTER = 0.2  # open periods last (1 +- OPEN_JITTER) times their nominal length
-
-
-class BreakerState(StrEnum):
-    closed = "closed"
-    open = "open"
-    half_open = "half_open"
 
 
 class Permit(Enum):

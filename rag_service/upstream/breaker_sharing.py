@@ -3,7 +3,7 @@
 Each replica keeps its own ``CircuitBreaker`` as the fast path (no shared-state call per
 request). ``BreakerSharing`` adds what the others need to know:
 
-- a local transition to open (a failure streak, a failed probe) is posted to the ``BreakerBoard``
+- a local transition to open (a failure streak, a failed probe) is posted to the ``BreakerBoard`` (a port)
   with its remaining open time; a local close (a probe that succeeded) is posted too;
 - what other replicas post is adopted at once (``adopt_open`` / ``adopt_closed``), so their open
   circuit parks this replica's requests (``CircuitOpen`` with a jittered ``retry_after``, or a
@@ -22,51 +22,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from rag_service.domain import BreakerNews, BreakerState
 from rag_service.errors import StateStoreUnavailable
-from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.ports import BreakerBoard
+from rag_service.upstream.breaker import CircuitBreaker, Permit
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BreakerNews:
-    """A breaker transition one replica shares: ``open`` for ``remaining_s`` more (of a period
-    of ``open_for_s``), or ``closed``."""
-
-    upstream: str  # ``upstream_key`` of the upstream's base URL
-    state: BreakerState  # open or closed
-    origin: str  # the replica that posted it
-    remaining_s: float = 0.0
-    open_for_s: float = 0.0
-
-
-NewsListener = Callable[[BreakerNews], None]
-
-
-class BreakerBoard(Protocol):
-    """Where replicas post and learn breaker states. Every method raises
-    ``StateStoreUnavailable`` when the board is down."""
-
-    async def post(self, news: BreakerNews) -> None:
-        """Record ``news`` (open: until its reopen time; closed: clears the open state and the
-        probe claim) and tell every listener."""
-        ...
-
-    async def read(self, upstream: str) -> BreakerNews | None:
-        """The open state recorded for ``upstream`` (None: none, or its period is over)."""
-        ...
-
-    async def claim_probe(self, upstream: str, holder: str, lease_s: float) -> bool:
-        """Claim the one half-open probe for ``lease_s``; False when another holder has it."""
-        ...
-
-    async def listen(self, on_news: NewsListener, on_listening: Callable[[], None]) -> None:
-        """Deliver every news posted until cancelled (``on_listening`` once subscribed)."""
-        ...
 
 
 class ProbeGate(Protocol):

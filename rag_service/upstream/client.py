@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from rag_service.domain import (
+    BreakerState,
     ChatRequest,
     Completed,
     Failed,
@@ -40,16 +41,16 @@ from rag_service.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
-from rag_service.ports import EventSink, UpstreamEvent
+from rag_service.ports import EventSink, UpstreamEvent, UpstreamMetrics
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.upstream.answer_state import AnswerState, retries_exhausted
 from rag_service.upstream.backoff import BackoffPolicy
-from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.upstream.breaker import CircuitBreaker, Permit
 from rag_service.upstream.breaker_sharing import ProbeGate
 from rag_service.upstream.budget import RetryBudget
 from rag_service.upstream.chunks import CompletionChunk
 from rag_service.upstream.continuation import TextAligner, build_body
-from rag_service.upstream.metrics import NoopUpstreamMetrics, UpstreamMetrics
+from rag_service.upstream.metrics import NoopUpstreamMetrics
 from rag_service.upstream.probe import probe_models
 from rag_service.upstream.wire import CompletionsEndpoint
 

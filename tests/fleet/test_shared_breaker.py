@@ -14,9 +14,10 @@ import pytest
 from rag_service.adapters.redis_breaker_board import RedisBreakerBoard
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.app import Components
+from rag_service.domain import BreakerNews, BreakerState
 from rag_service.settings import BreakerSettings, RedisSettings, Settings
-from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
-from rag_service.upstream.breaker_sharing import BreakerNews, BreakerSharing, upstream_key
+from rag_service.upstream.breaker import CircuitBreaker, Permit
+from rag_service.upstream.breaker_sharing import BreakerSharing, upstream_key
 from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status

@@ -21,8 +21,8 @@ from rag_service.adapters.redis_context_store import (
     encode_context,
 )
 from rag_service.app import Components
-from rag_service.domain import Passage
-from rag_service.retrieval.shared_contexts import SharedContext, SharedEntries
+from rag_service.domain import Passage, SharedContext
+from rag_service.retrieval.shared_contexts import SharedEntries
 from rag_service.settings import RedisSettings
 from tests.app.conftest import ADMIN_KEY, ANSWER, wait_for_job
 from tests.conftest import free_port

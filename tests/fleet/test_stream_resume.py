@@ -22,9 +22,9 @@ from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.app import Components, create_app
 from rag_service.domain import TextDelta
+from rag_service.ports import SharedStreams
 from rag_service.settings import IngestSettings, Settings
 from rag_service.streaming.registry import StreamRegistry
-from rag_service.streaming.shared_streams import SharedStreams
 from tests.app.conftest import CLIENT_KEY
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script

@@ -19,11 +19,12 @@ from redis.asyncio import Redis
 
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.api import principal_of
 from rag_service.app import Components, create_app
 from rag_service.domain import ChatRequest, TextDelta
-from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter, KeyLimiter, RedisKeyLimiter
-from rag_service.ports import EventSink
+from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter
+from rag_service.ports import EventSink, KeyLimiter
 from rag_service.settings import IngestSettings, KeyLimitSettings, Settings
 from tests.app.conftest import Service, app_settings
 from tests.fakes.retrieval import HashingEmbedder, ManualClock

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.errors import RateLimited
-from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter, RedisKeyLimiter
+from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter
 from rag_service.settings import KeyLimitSettings, RedisSettings
 from tests.conftest import free_port
 from tests.fakes.retrieval import ManualClock

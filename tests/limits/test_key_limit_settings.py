@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from pydantic import ValidationError
 
-from rag_service.limits import limits_by_key
+from rag_service.ports import limits_by_key
 from rag_service.settings import KeyLimitSettings, Settings
 from tests.conftest import run_cli
 from tests.limits.conftest import ID_A, ID_B, KEY_A, KEY_B

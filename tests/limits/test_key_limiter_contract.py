@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from rag_service.errors import RateLimited
-from rag_service.limits import InMemoryKeyLimiter, KeyLimiter, StreamSlot
+from rag_service.limits import InMemoryKeyLimiter
 from rag_service.limits.memory import SWEEP_INTERVAL_S
+from rag_service.ports import KeyLimiter, StreamSlot
 from rag_service.settings import KeyLimitSettings
 from tests.fakes.retrieval import ManualClock
 from tests.limits.conftest import ID_A, ID_B, LimiterFactory

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.errors import RateLimited, StateStoreUnavailable
-from rag_service.limits import RedisKeyLimiter, StreamSlot
+from rag_service.ports import StreamSlot
 from rag_service.settings import KeyLimitSettings, RedisSettings
 from tests.conftest import free_port
 from tests.fakes.retrieval import ManualClock

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from rag_service.domain import NamedEvent
 from rag_service.errors import (
     CircuitOpen,
     RagServiceError,
@@ -19,7 +20,7 @@ from rag_service.openai.schemas import ChatCompletionBody, upstream_params
 from rag_service.openai.stream import ChunkEncoder
 from rag_service.settings import ContinuationStrategy, UpstreamSettings
 from rag_service.streaming.replay_buffer import ReplayBuffer
-from rag_service.streaming.sse_format import NamedEvent, to_json
+from rag_service.streaming.sse_format import to_json
 from tests.streaming.sse_spec import parse_sse
 
 STREAM_ID = "AbCdEfGhIjKlMnOpQrStUv"

@@ -13,13 +13,18 @@ from pydantic import SecretStr
 
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
-from rag_service.domain import ChatMessage, ChatRequest, TextDelta
+from rag_service.domain import (
+    ChatMessage,
+    ChatRequest,
+    DeltaEvent,
+    NamedEvent,
+    SharedState,
+    TextDelta,
+)
 from rag_service.errors import RagServiceError
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.shared_streams import SharedState
-from rag_service.streaming.sse_format import DeltaEvent, NamedEvent
 from tests.fakes.upstream import completed
 from tests.redis_server import RedisServer
 

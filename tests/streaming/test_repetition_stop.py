@@ -8,11 +8,10 @@ import asyncio
 import httpx
 import pytest
 
-from rag_service.domain import RetryNotice, TextDelta
+from rag_service.domain import NamedEvent, RetryNotice, TextDelta
 from rag_service.settings import AnswerSettings
 from rag_service.streaming import AnswerRequest, StreamDeps, StreamRegistry, start_answer
 from rag_service.streaming.repetition import DEFAULT_HOLD_CHARS
-from rag_service.streaming.sse_format import NamedEvent
 from tests.fakes.upstream import Hold, ScriptedUpstream, Step, completed
 from tests.streaming.helpers import deltas, post_stream, resume, stream_id_of
 from tests.streaming.sse_spec import parse_sse

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import pytest
 from starlette.types import Message
 
-from rag_service.domain import Completed, TextDelta, Timings
+from rag_service.domain import Completed, SessionEvent, TextDelta, Timings
 from rag_service.openai.stream import ChunkEncoder
 from rag_service.settings import StreamSettings
 from rag_service.streaming import SessionResponse, StreamRegistry, StreamSession
-from rag_service.streaming.sse_format import EventEncoder, NativeSseEncoder, SessionEvent
+from rag_service.streaming.sse_format import EventEncoder, NativeSseEncoder
 from tests.streaming.sse_spec import parse_sse
 
 DONE = Completed(finish_reason="stop", usage=None, timings=Timings(1.0, 2.0), attempts=1)

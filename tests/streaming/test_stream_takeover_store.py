@@ -22,12 +22,11 @@ from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import redis_client
 from rag_service.adapters.redis_stream_store import RedisStreamStore
-from rag_service.domain import ChatMessage, ChatRequest, TextDelta
+from rag_service.domain import ChatMessage, ChatRequest, DeltaEvent, TextDelta
 from rag_service.errors import NotFound
 from rag_service.settings import RedisSettings, StreamSettings
 from rag_service.streaming.registry import StreamRegistry
 from rag_service.streaming.session import StreamSession
-from rag_service.streaming.sse_format import DeltaEvent
 from tests.conftest import free_port
 from tests.fakes.upstream import completed
 from tests.redis_server import RedisServer

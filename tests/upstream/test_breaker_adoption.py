@@ -3,7 +3,8 @@ probe sent by another replica (probe_elsewhere)."""
 
 from __future__ import annotations
 
-from rag_service.upstream.breaker import BreakerState, Permit
+from rag_service.domain import BreakerState
+from rag_service.upstream.breaker import Permit
 from tests.upstream.conftest import FakeTime
 from tests.upstream.test_budget_breaker import make_breaker
 

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
+from rag_service.domain import BreakerState
 from rag_service.settings import BreakerSettings, BudgetSettings
-from rag_service.upstream.breaker import BreakerState, CircuitBreaker, Permit
+from rag_service.upstream.breaker import CircuitBreaker, Permit
 from rag_service.upstream.budget import RetryBudget
 from tests.upstream.conftest import FakeTime
 

@@ -6,10 +6,10 @@ import asyncio
 import random
 from collections.abc import AsyncGenerator
 
-from rag_service.domain import TextDelta
+from rag_service.domain import BreakerState, TextDelta
 from rag_service.ports import UpstreamEvent
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.breaker import BreakerState, Permit
+from rag_service.upstream.breaker import Permit
 from tests.fixture_servers.fault_upstream import AnswerStyle, FaultUpstream, Status
 from tests.upstream.conftest import QUESTION, settings_for, wait_until
 

@@ -1,12 +1,7 @@
-"""Ports: the small protocols through which services reach the outside world.
-
-Services depend only on these; adapters (``SentenceTransformerEmbedder``, ``ChromaStore``,
-``OpenAICompatibleUpstream``) implement them, and tests substitute fakes. They are typed with
-the domain types of ``rag_service.domain``, never with an adapter's own, so the dependency
-points from the adapters to the ports. Besides the Protocols, it names the callback of
-``ChatUpstream.answer`` (``EventSink``) and the items it takes (``UpstreamEvent``): their failure
-carries a ``RagServiceError``, which the domain does not import.
-"""
+"""The ports of the catalog: the vector store and its reading and writing sides, the embedding
+model, the lexical index, the one-ingest-at-a-time lock, and the channel that announces a new
+live catalog version to every process (``InProcessCatalogChannel`` in
+``rag_service.retrieval``, ``RedisCatalogChannel`` in ``rag_service.adapters``)."""
 
 from __future__ import annotations
 
@@ -18,9 +13,6 @@ from rag_service.domain import (
     CatalogInfo,
     CatalogRecord,
     CatalogRef,
-    ChatRequest,
-    Completed,
-    Failed,
     Filters,
     IndexedText,
     LiveRecord,
@@ -28,22 +20,8 @@ from rag_service.domain import (
     MetadataValue,
     NewRecord,
     Passage,
-    ResolvedContext,
-    Resumed,
-    RetryNotice,
-    TextDelta,
-    UpstreamHealth,
-    UpstreamProbe,
     Vector,
 )
-from rag_service.errors import RagServiceError
-
-# The items of an answer (rag_service.domain.chat), its failure carrying the service's error.
-UpstreamEvent = TextDelta | RetryNotice | Resumed | Completed | Failed[RagServiceError]
-
-# Takes each item of an answer as it arrives. Called synchronously, possibly from inside a
-# transport's data callback: it must neither block nor raise.
-EventSink = Callable[[UpstreamEvent], None]
 
 
 class Embedder(Protocol):
@@ -169,35 +147,6 @@ class LexicalIndex(Protocol):
         ...
 
 
-class ChatUpstream(Protocol):
-    """An OpenAI-compatible chat model that streams its answer."""
-
-    def ensure_available(self) -> None:
-        """Raise ``CircuitOpen`` (with a jittered retry_after_s) when requests would fail fast."""
-        ...
-
-    def health(self) -> UpstreamHealth:
-        """The breaker's state and the last configuration problem; cheap, never raises."""
-        ...
-
-    async def probe(self) -> UpstreamProbe:
-        """One cheap real request to the upstream (``GET /models``); never raises."""
-        ...
-
-    async def answer(self, request: ChatRequest, sink: EventSink, delivered: str = "") -> None:
-        """Pass each item of the answer to ``sink`` as it arrives, the last one being exactly one
-        terminal item (``Completed`` or ``Failed``); return after it. ``delivered``: text of the
-        answer its consumer has already (from a replica that died): continue after it.
-
-        Pushing rather than yielding lets an implementation deliver a token straight from its
-        transport's data callback, with no task wake-up per token. Cancelling the call cancels
-        the answer and releases its upstream request.
-        """
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 class IngestLease(Protocol):
     async def release(self) -> None:
         """Give the lock back (only if still this holder's)."""
@@ -213,25 +162,28 @@ class ClusterIngestLock(Protocol):
         ...
 
 
-class Clock(Protocol):
-    """Monotonic seconds; tests pass a controllable one."""
+VersionListener = Callable[[int], None]
+# Called after the channel was down and listens again: announcements may have been missed.
+ResyncListener = Callable[[], None]
 
-    def __call__(self) -> float: ...
 
+class CatalogVersionChannel(Protocol):
+    """Announcements of new live catalog versions, across the processes that share a catalog."""
 
-class ContextResolver(Protocol):
-    """Finds the context for one question in a conversation (freshness cache + retrieval)."""
-
-    async def resolve(
-        self,
-        context_id: str,
-        query: str,
-        *,
-        filters: Mapping[str, MetadataValue] | None = None,
-        top_k: int | None = None,
-        refresh: bool = False,
-    ) -> ResolvedContext: ...
-
-    def invalidate(self, context_id: str) -> bool:
-        """Drop one context; True when it was cached."""
+    @property
+    def degraded(self) -> bool:
+        """True while announcements can be neither sent nor received (processes rely on their
+        background checks alone)."""
         ...
+
+    async def start(self, on_version: VersionListener, on_resync: ResyncListener) -> None:
+        """Listen until ``aclose``: ``on_version`` gets every version announced (this
+        process's own too), from the event loop. Returns once listening (or degraded)."""
+        ...
+
+    async def announce(self, version: int) -> None:
+        """Tell every listening process that ``version`` is live now. Raises
+        ``StateStoreUnavailable`` when the channel is down."""
+        ...
+
+    async def aclose(self) -> None: ...

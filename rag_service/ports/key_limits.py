@@ -1,4 +1,4 @@
-"""Per-key admission: the port, its domain types, and the refusals every adapter gives.
+"""Per-key admission: the port, and the limits and refusals every implementation gives.
 
 Each client key (its non-secret id, ``principal_of`` in ``api/auth.py``) may hold a number of
 concurrent streams and start answers at a sustained rate with a burst (a token bucket). A new
@@ -14,43 +14,31 @@ a server sends the release in the background (and its leases should expire on th
 the process dies holding them).
 
 Without client keys there is no principal, and no per-key limit applies (``start_answer``).
+The refusals are part of the port's contract (the same 429 from every implementation), so they
+are built here: ``InMemoryKeyLimiter`` (``rag_service.limits``) and ``RedisKeyLimiter``
+(``rag_service.adapters``) both use them.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass
 from typing import Protocol
 
+from rag_service.domain import KeyLimits, KeyLimitStats
 from rag_service.errors import RateLimited
 from rag_service.settings import KeyLimitSettings
+
+logger = logging.getLogger(__name__)
 
 # A stream slot frees when some generation of the key ends: no time can be predicted, so
 # clients are told a short, spread-out wait.
 STREAMS_RETRY_AFTER_S = (1.0, 3.0)
 # Added to the exact wait for a token, so that clients refused together do not return together.
 RATE_RETRY_JITTER_S = 1.0
-
-
-@dataclass(frozen=True)
-class KeyLimits:
-    """The limits of one key: its override where set, else the defaults."""
-
-    streams: int
-    requests_per_s: float
-    burst: int
-
-
-@dataclass(frozen=True)
-class KeyLimitStats:
-    """Counters for ``/metrics``: refusals by reason since start, the keys held in memory
-    (``None`` when the adapter keeps them elsewhere), and the admissions decided on local state
-    because the shared store was down (``FallbackKeyLimiter``)."""
-
-    refused_streams: int = 0
-    refused_rate: int = 0
-    keys_tracked: int | None = None
-    fallbacks: int = 0
+# A key refused again and again is logged once per this, not once per refusal (a flood of
+# refusals must not become a flood of log lines).
+REFUSAL_LOG_INTERVAL_S = 60.0
 
 
 class StreamSlot(Protocol):
@@ -110,3 +98,20 @@ def rate_refused(limits: KeyLimits, wait_s: float, rng: random.Random) -> RateLi
         retry_after_s=wait_s + rng.uniform(0.0, RATE_RETRY_JITTER_S),
         details={"reason": "rate", "limit": limits.requests_per_s, "burst": limits.burst},
     )
+
+
+class RefusalLog:
+    """The log line of a refusal, at most one per key per ``REFUSAL_LOG_INTERVAL_S`` (of the
+    clock ``now`` is read from). It holds one time per key refused: no more than there are
+    client keys, as only authenticated keys reach a limiter."""
+
+    def __init__(self) -> None:
+        self._logged_at: dict[str, float] = {}
+
+    def logged(self, key_id: str, error: RateLimited, now: float) -> RateLimited:
+        """``error``, logged unless this key's last refusal was logged a moment ago."""
+        logged_at = self._logged_at.get(key_id)
+        if logged_at is None or now - logged_at >= REFUSAL_LOG_INTERVAL_S:
+            self._logged_at[key_id] = now
+            logger.warning("client key %s refused (429): %s", key_id, error.message)
+        return error

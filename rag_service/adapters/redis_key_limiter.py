@@ -44,20 +44,20 @@ import uuid
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
-from rag_service.errors import RateLimited, StateStoreUnavailable
-from rag_service.limits.key_limits import (
-    KeyLimitStats,
+from rag_service.domain import KeyLimitStats
+from rag_service.errors import StateStoreUnavailable
+from rag_service.ports import (
+    Clock,
+    RefusalLog,
     StreamSlot,
     limits_by_key,
     rate_refused,
     streams_refused,
 )
-from rag_service.ports import Clock
 from rag_service.settings import KeyLimitSettings, RedisSettings
 
 logger = logging.getLogger(__name__)
 
-REFUSAL_LOG_INTERVAL_S = 60.0
 # A bucket is kept this long after it would be full again: a key that pauses briefly is not
 # re-created, and an injected test clock cannot race the key's expiry in real time.
 BUCKET_IDLE_MARGIN_MS = 60_000
@@ -160,7 +160,7 @@ class RedisKeyLimiter:
         self._renewer: asyncio.Task[None] | None = None
         self._refused_streams = 0
         self._refused_rate = 0
-        self._logged_at: dict[str, float] = {}
+        self._refusals = RefusalLog()
 
     @classmethod
     def from_settings(
@@ -207,11 +207,15 @@ class RedisKeyLimiter:
         status, tokens = as_text(status), as_text(tokens)
         if status == "streams":
             self._refused_streams += 1
-            raise self._logged(key_id, streams_refused(limits, self._rng))
+            raise self._refusals.logged(
+                key_id, streams_refused(limits, self._rng), time.monotonic()
+            )
         if status == "rate":
             self._refused_rate += 1
             wait_s = (1.0 - float(tokens)) / limits.requests_per_s
-            raise self._logged(key_id, rate_refused(limits, wait_s, self._rng))
+            raise self._refusals.logged(
+                key_id, rate_refused(limits, wait_s, self._rng), time.monotonic()
+            )
         self._held.setdefault(key_id, set()).add(slot_id)
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_forever(), name="key-slot-leases")
@@ -300,11 +304,3 @@ class RedisKeyLimiter:
 
     def _now(self) -> str:
         return "" if self._clock is None else repr(self._clock())
-
-    def _logged(self, key_id: str, error: RateLimited) -> RateLimited:
-        now = time.monotonic()
-        logged_at = self._logged_at.get(key_id)
-        if logged_at is None or now - logged_at >= REFUSAL_LOG_INTERVAL_S:
-            self._logged_at[key_id] = now
-            logger.warning("client key %s refused (429): %s", key_id, error.message)
-        return error

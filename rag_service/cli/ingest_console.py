@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from ingest.pipeline import IngestReport, ProgressCallback
+from ingest import IngestReport, ProgressCallback
 from rag_service.domain import CatalogInfo
 
 PHASES = {"load": "Loading", "plan": "Comparing", "embed": "Embedding", "publish": "Publishing"}
