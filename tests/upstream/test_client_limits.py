@@ -7,12 +7,11 @@ import random
 
 import pytest
 
-from rag_service.domain import Completed, Failed, RetryNotice
+from rag_service.domain import BreakerState, Completed, Failed, RetryNotice
 from rag_service.errors import CircuitOpen, RetriesExhausted
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream, RetryBudget
-from rag_service.upstream.breaker import BreakerState
 from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.upstream.conftest import (
     QUESTION,
@@ -80,9 +79,10 @@ async def test_retry_budget_exhausted(make_client: ClientFactory) -> None:
         )
         items = await collect(client.stream(QUESTION))
     assert len(notices(items)) == 1
-    error = items.error
-    assert isinstance(error, RetriesExhausted)
-    assert error.details == {"reason": "retry_budget_exhausted", "last_reason": "status_503"}
+    failed = items.terminal
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, RetriesExhausted)
+    assert failed.error.details == {"reason": "retry_budget_exhausted", "last_reason": "status_503"}
     assert upstream.request_count == 2
 
 
@@ -189,9 +189,10 @@ async def test_parked_stream_fails_at_its_deadline(
             breaker={"failure_threshold": 1, "open_s": 1.0, "max_open_s": 100.0},
         )
         items = await collect(client.stream(QUESTION))
-    error = items.error
-    assert isinstance(error, RetriesExhausted)
-    assert error.details == {"reason": "circuit_open"}
+    failed = items.terminal
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, RetriesExhausted)
+    assert failed.error.details == {"reason": "circuit_open"}
     # probes at ~1 s and ~1+2 s fail; the next (~4 s later) would pass the 5 s deadline
     assert upstream.request_count == 3
     assert fake_time.now - 1000.0 == pytest.approx(5.0)

@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 import pytest
 from yarl import URL
 
-from rag_service.domain import Completed, Failed, RetryNotice
+from rag_service.domain import BreakerState, Completed, Failed, RetryNotice
 from rag_service.errors import ConfigurationError, RetriesExhausted, UpstreamConfigurationError
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.breaker import BreakerState
 from rag_service.upstream.proxy import choose_proxy
 from tests.conftest import free_port
 from tests.fixture_servers.fault_upstream import FaultUpstream

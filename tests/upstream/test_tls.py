@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from rag_service.app import Components, create_app
-from rag_service.domain import Completed, Failed
+from rag_service.domain import BreakerState, Completed, Failed
 from rag_service.errors import ConfigurationError, UpstreamConfigurationError
 from rag_service.settings import Settings
 from rag_service.upstream import OpenAICompatibleUpstream
-from rag_service.upstream.breaker import BreakerState, Permit
+from rag_service.upstream.breaker import Permit
 from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch
 from tests.fixture_servers.fault_upstream import FaultUpstream
 from tests.upstream.certificates import Certificates, ServerCertificate
