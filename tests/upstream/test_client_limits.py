@@ -79,10 +79,9 @@ async def test_retry_budget_exhausted(make_client: ClientFactory) -> None:
         )
         items = await collect(client.stream(QUESTION))
     assert len(notices(items)) == 1
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, RetriesExhausted)
-    assert failed.error.details == {"reason": "retry_budget_exhausted", "last_reason": "status_503"}
+    error = items.error
+    assert isinstance(error, RetriesExhausted)
+    assert error.details == {"reason": "retry_budget_exhausted", "last_reason": "status_503"}
     assert upstream.request_count == 2
 
 
@@ -189,10 +188,9 @@ async def test_parked_stream_fails_at_its_deadline(
             breaker={"failure_threshold": 1, "open_s": 1.0, "max_open_s": 100.0},
         )
         items = await collect(client.stream(QUESTION))
-    failed = items.terminal
-    assert isinstance(failed, Failed)
-    assert isinstance(failed.error, RetriesExhausted)
-    assert failed.error.details == {"reason": "circuit_open"}
+    error = items.error
+    assert isinstance(error, RetriesExhausted)
+    assert error.details == {"reason": "circuit_open"}
     # probes at ~1 s and ~1+2 s fail; the next (~4 s later) would pass the 5 s deadline
     assert upstream.request_count == 3
     assert fake_time.now - 1000.0 == pytest.approx(5.0)
