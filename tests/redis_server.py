@@ -3,22 +3,22 @@
 No persistence (``--save ''``, ``--appendonly no``): a restarted server starts empty, as a
 Redis that lost its data does. Debian's package; ``scripts/install-redis`` installs it, and
 ``REDIS_SERVER`` may name another executable. A missing server fails the tests, never skips them.
+The process is a ``ManagedProcess`` (tests/managed_process.py), as the fleet tests' replicas are.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 import redis
+
+from tests.managed_process import ManagedProcess
 
 HOST = "127.0.0.1"
 START_LIMIT_S = 30.0  # generous: the suite runs on a busy 2-core machine
@@ -35,86 +35,62 @@ def redis_executable() -> str:
 
 
 @dataclass
-class RedisServer:
-    """One ``redis-server`` process in ``data``; ``stop`` and ``start`` again keep its port."""
+class RedisServer(ManagedProcess):
+    """One ``redis-server`` process (``redis_process``); ``stop`` and ``start`` again keep its
+    port."""
 
-    data: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
+    port: int = 0
 
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
-    @property
-    def log_path(self) -> Path:
-        return self.data / "redis.log"
-
     def start(self) -> None:
-        if self.process is not None:
-            raise RuntimeError("redis-server is already running")
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                redis_executable(),
-                "--bind", HOST,
-                "--port", str(self.port),
-                "--dir", str(self.data),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self._wait_for_ping()
-
-    def stop(self) -> None:
-        """Terminate the server (without persistence it exits at once) and wait for it."""
-        process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        super().start()
+        try:
+            self.wait_until(self._answers_ping, "answering PING", START_LIMIT_S)
+        except BaseException:  # pytest.fail's too: no server is left running
+            self.stop()
+            raise
 
     def client(self) -> redis.Redis:
         """A synchronous client, for tests that look at the keys themselves."""
         return redis.Redis(host=HOST, port=self.port, socket_timeout=5, decode_responses=True)
 
-    def _wait_for_ping(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_LIMIT_S
+    def _answers_ping(self) -> bool:
         with redis.Redis(
             host=HOST, port=self.port, socket_connect_timeout=1, socket_timeout=1
         ) as probe:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    pytest.fail(f"redis-server exited early:\n{self._log_tail()}")
-                try:
-                    if probe.ping():
-                        return
-                except redis.exceptions.RedisError:  # not listening yet, or still loading
-                    time.sleep(0.05)
-        self.stop()
-        pytest.fail(
-            f"redis-server did not answer PING within {START_LIMIT_S:g} s:\n{self._log_tail()}"
-        )
+            try:
+                return bool(probe.ping())
+            except redis.exceptions.RedisError:  # not listening yet, or still loading
+                return False
 
-    def _log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-2000:]
+
+def redis_process(data: Path, port: int) -> RedisServer:
+    """A ``redis-server`` (not started) on ``port``, its files and log in ``data``."""
+    return RedisServer(
+        name="redis-server",
+        command=[
+            redis_executable(),
+            "--bind", HOST,
+            "--port", str(port),
+            "--dir", str(data),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ],
+        env=dict(os.environ),
+        cwd=data,
+        log_path=data / "redis.log",
+        port=port,
+    )  # fmt: skip
 
 
 @contextmanager
 def running_redis(data: Path, port: int) -> Iterator[RedisServer]:
-    server = RedisServer(data, port)
+    server = redis_process(data, port)
     server.start()
     try:
         yield server
