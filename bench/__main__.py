@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.repo_paths import REPO_ROOT
 from bench.result_output import BenchResult, results_file, save_json
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 BENCHMARKS = {  # name -> module, in the order they run
     "ingest": "bench.ingest_bench",

@@ -31,6 +31,7 @@ from typing import Any
 import uvloop
 
 from bench.client_cpu_child import CONTENDERS
+from bench.repo_paths import REPO_ROOT
 from bench.result_output import (
     command_line,
     goals_and_notes,
@@ -38,7 +39,7 @@ from bench.result_output import (
     print_result,
     results_file,
 )
-from bench.service_process import REPO_ROOT, child_env, token_upstream
+from bench.service_process import child_env, token_upstream
 
 RESULTS_FILE = results_file("client_cpu")
 FULL = {"streams": 300, "tokens": 200, "rounds": 3}

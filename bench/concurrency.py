@@ -60,10 +60,9 @@ from bench.fleet_service import (
     serve_env,
     serve_process,
 )
+from bench.repo_paths import REPO_ROOT, SAMPLE_CATALOG
 from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from bench.service_process import (
-    REPO_ROOT,
-    SAMPLE_CATALOG,
     ChildProcess,
     ProcessSampler,
     child_env,

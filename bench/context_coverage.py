@@ -56,6 +56,7 @@ from bench.context_coverage_report import (
     render_markdown,
     summarise,
 )
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.result_output import log_to_stderr, results_file, write_and_print
 from bench.retrieval_catalogs import IngestedCatalog, ingest_catalog
 from bench.retrieval_questions import CONVERSATION_KINDS, Question, load_questions
@@ -65,9 +66,7 @@ from rag_service.domain import Passage
 from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = results_file("context_coverage")
-SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 DOCS_SECTION = "context_coverage"  # the block between <!-- bench:context_coverage:... --> markers
 TOP_K = 5
 RetrievalMode = Literal["dense", "hybrid"]

@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.service_process import (
     FALLBACK_CONTEXT,
     INGEST_TIMEOUT_S,
     READY_TIMEOUT_S,
-    SAMPLE_CATALOG,
     ProcessSampler,
     child_env,
     read_cpu_s,

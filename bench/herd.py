@@ -22,16 +22,15 @@ import random
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.herd_clients import RUNNERS, StreamOutcome
 from bench.herd_upstream import ANSWER_TEXT, serve_forever
+from bench.repo_paths import REPO_ROOT
 from bench.result_output import command_line, results_file, write_and_print
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = results_file("herd")
 STRATEGIES = ("ours", "article", "fixed")
 GOAL_MAX_RATIO = 0.05  # (a) sends at most 5 % of (c)'s outage requests

@@ -41,10 +41,9 @@ from bench.ingest_children import (
     bench_settings,
     run_child,
 )
+from bench.repo_paths import REPO_ROOT, SAMPLE_CATALOG
 from bench.result_output import command_line, log_to_stderr, print_result, results_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 GENERATOR = REPO_ROOT / "scripts" / "generate_catalog.py"
 RESULTS_FILE = results_file("ingest")
 FULL_PRODUCTS = 20_000

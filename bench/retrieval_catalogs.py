@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_bench import GENERATOR, SAMPLE_CATALOG
+from bench.ingest_bench import GENERATOR
+from bench.repo_paths import SAMPLE_CATALOG
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
 from rag_service.ports import Embedder

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from bench.retrieval_catalogs import (
     IngestedCatalog,
@@ -53,9 +54,7 @@ from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = results_file("retrieval")
-SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 TOP_K = 5
 WARM_UP_QUERIES = ("warm-up: is this in stock?", "warm-up: shipping to Norway", "BOT-00001")
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_bench import SAMPLE_CATALOG
+from bench.repo_paths import SAMPLE_CATALOG
 
 QUESTIONS_FILE = Path(__file__).resolve().parent / "data" / "retrieval_questions.jsonl"
 # The kinds the retrieval benchmark scores, each question retrieved on its own.

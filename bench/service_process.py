@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.repo_paths import REPO_ROOT, SAMPLE_CATALOG
 from tests.fixture_servers.async_server import LoopTask, StopOnExit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CATALOG = REPO_ROOT / "data" / "catalog"
 FALLBACK_CONTEXT = REPO_ROOT / "data" / "fallback_context.md"
 INGEST_TIMEOUT_S = 900.0
 READY_TIMEOUT_S = 180.0  # the service loads the embedding model before it is ready

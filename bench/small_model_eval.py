@@ -36,11 +36,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.result_output import command_line, log_to_stderr, print_result, results_file
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
@@ -59,8 +59,6 @@ from rag_service.streaming.repetition import answer_without_loops
 from rag_service.upstream import OpenAICompatibleUpstream
 from tests.fixture_servers.local_llm_server import LOOPBACK, LocalLlmProcess, serving
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CATALOG = REPO_ROOT / "data" / "catalog"
 RESULTS_FILE = results_file("small_model")
 TOP_K = 5
 OLD_CONTEXT_CHARS = 6000  # retrieval.context_char_budget before issue #13
@@ -233,7 +231,9 @@ def is_right(text: str, question: Question) -> bool:
 
 def retrieve_all(questions: tuple[Question, ...]) -> list[tuple[Passage, ...]]:
     """Top ``TOP_K`` chunks of the policies and FAQ per question, by cosine similarity."""
-    loaded = load_catalog([CATALOG / "policies", CATALOG / "faq.md"], base_dir=CATALOG)
+    loaded = load_catalog(
+        [SAMPLE_CATALOG / "policies", SAMPLE_CATALOG / "faq.md"], base_dir=SAMPLE_CATALOG
+    )
     ingest = IngestSettings()
     chunks = chunk_documents(
         loaded.documents, max_chars=ingest.chunk_chars, overlap_chars=ingest.chunk_overlap_chars

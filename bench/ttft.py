@@ -40,6 +40,7 @@ import httpx
 import uvloop
 
 from bench.latency_stats import summarise_ms
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.result_output import (
     command_line,
     goals_and_notes,
@@ -48,7 +49,6 @@ from bench.result_output import (
     results_file,
 )
 from bench.service_process import (
-    SAMPLE_CATALOG,
     ChildProcess,
     child_env,
     ingest_sample_catalog,

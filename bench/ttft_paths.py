@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.answer_prose import answer_text, is_whole_answer
-from bench.service_process import SAMPLE_CATALOG
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.sse_load_client import QUERY
 from rag_service.retrieval.prompt import INSTRUCTIONS
 from rag_service.sse_parser import SSEEvent, SSEParser

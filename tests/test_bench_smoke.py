@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import replace_section
-from bench.ingest_bench import SAMPLE_CATALOG, ChildProcesses, generate_catalog, run
+from bench.ingest_bench import ChildProcesses, generate_catalog, run
 from bench.ingest_children import InProcess, chunk_texts
 from bench.ingest_timing import padded_positions
+from bench.repo_paths import SAMPLE_CATALOG
 from ingest.loaders import load_catalog
 from ingest.pipeline import IngestPipeline
 from tests.fakes.retrieval import HashingEmbedder

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench import concurrency, ttft
-from bench.service_process import SAMPLE_CATALOG, ingest_sample_catalog
+from bench.repo_paths import SAMPLE_CATALOG
+from bench.service_process import ingest_sample_catalog
 
 pytestmark = pytest.mark.slow
 
