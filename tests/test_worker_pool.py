@@ -1,8 +1,10 @@
 """The parent of ``serve --workers N`` (``run_workers``, rag_service/server/worker_pool.py) with
 real worker processes on loopback, serving the small app of tests/worker_pool_app.py: a worker
 that fails to start stops the command with code 3 and says which; one that dies later is
-replaced; SIGHUP replaces every worker; SIGTERM stops them all with code 0. Every wait is for a
-condition (files the workers write, the port answering, processes gone), with a generous limit."""
+replaced; SIGHUP replaces every worker, or none when the replacements cannot start; SIGTERM stops
+them all with code 0 once their responses in flight have ended. Every wait is for a condition
+(files the workers write, the port answering, processes gone, log lines), with a generous
+limit."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -160,4 +163,56 @@ def test_a_replacement_that_fails_to_start_stops_all_with_code_3(
 
     assert parent.exit_code() == STARTUP_FAILURE, parent.output()
     assert "a replacement worker (pid" in parent.output()
+    assert all(gone(pid) for pid in parent.started())
+
+
+def test_a_sighup_whose_replacements_cannot_start_leaves_the_old_workers_serving(
+    start_parent: Callable[[], Parent],
+) -> None:
+    parent = start_parent()
+    serving(parent, 2)
+    first = parent.started()
+
+    (parent.directory / "fail-always").touch()  # the app no longer starts
+    parent.process.send_signal(signal.SIGHUP)
+    parent.wait_until(lambda: "restart aborted" in parent.output(), "the restart aborted")
+
+    assert not any(gone(pid) for pid in first)
+    assert parent.answer() in first
+    parent.process.send_signal(signal.SIGTERM)
+    assert parent.exit_code() == 0, parent.output()
+
+
+def test_sigterm_lets_a_response_in_flight_end_before_the_workers_stop(
+    start_parent: Callable[[], Parent],
+) -> None:
+    parent = start_parent()
+    serving(parent, 2)
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:  # the response ends once the body has
+        yield b"first part"
+        release.wait(LIMIT_S)
+        yield b"last part"
+
+    bodies: list[str] = []
+    request = threading.Thread(
+        target=lambda: bodies.append(
+            httpx.post(f"http://127.0.0.1:{parent.port}/held", content=body(), timeout=LIMIT_S).text
+        )
+    )
+    request.start()
+    try:
+        parent.wait_until(lambda: (parent.directory / "held").exists(), "the response held")
+        parent.process.send_signal(signal.SIGTERM)
+        # uvicorn's graceful shutdown has begun and waits for the held connection.
+        parent.wait_until(
+            lambda: "Waiting for connections to close" in parent.output(), "the worker draining"
+        )
+    finally:
+        release.set()
+    request.join(LIMIT_S)
+
+    assert bodies and bodies[0].startswith("held ") and bodies[0][5:].isdigit(), bodies
+    assert parent.exit_code() == 0, parent.output()
     assert all(gone(pid) for pid in parent.started())

@@ -3,8 +3,11 @@
 
 Each worker's start-up writes its pid to ``DIR/started/<pid>`` and then fails if it removes the
 file ``DIR/fail-once`` (one worker only: the removal is atomic) or finds ``DIR/fail-always``; a
-request answers the worker's pid. The command exits as ``serve`` does: 3 with the failure on
-stderr when a worker failed to start, 0 after a stop by signal.
+request answers the worker's pid. ``/held`` is a response held open: its first part goes out at
+once and ``DIR/held`` is written, its last part (the pid) once the request's body has ended (the
+test sends it in two parts), so a test can stop the workers while a response is in flight. The
+command exits as ``serve`` does: 3 with the failure on stderr when a worker failed to start, 0
+after a stop by signal.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from rag_service.settings import Settings
 
 DIRECTORY_VARIABLE = "WORKER_POOL_TEST_DIR"
 STARTUP_FAILURE = 3
+# Long enough for a test on a loaded machine to release a held response during the shutdown.
+GRACEFUL_SHUTDOWN_S = 60
 
 
 def app() -> Any:
@@ -38,6 +43,11 @@ def app() -> Any:
                     return
                 await send({"type": "lifespan.startup.complete"})
         await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/held":
+            await send({"type": "http.response.body", "body": b"held ", "more_body": True})
+            (directory / "held").touch()
+            while (await receive()).get("more_body", False):
+                pass  # the test sends the rest of the request's body when it is ready
         await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
 
     return asgi
@@ -60,7 +70,7 @@ def main() -> None:
         app="tests.worker_pool_app:app",
         log_level="info",
         log_config=logging_config("info"),
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     if failure is not None:
         print(f"failed to start: {failure}", file=sys.stderr)

@@ -30,7 +30,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -86,7 +86,6 @@ class WorkerPool:
     _workers: list[_Worker] = field(default_factory=list)
     _retiring: list[_Worker] = field(default_factory=list)  # terminated, not yet exited
     _to_restart: list[_Worker] = field(default_factory=list)  # SIGHUP: still to be replaced
-    _signals: list[int] = field(default_factory=list)
     _stopping: bool = False
 
     def run(self) -> WorkerFailure | None:
@@ -95,15 +94,13 @@ class WorkerPool:
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         failure: WorkerFailure | None = None
-        with _handled_signals(self._signals, wake_write):
+        with _signals_written_to(wake_write):
             log.info("Started parent process [%d]", os.getpid())
             try:
                 self._workers = [self._spawn("first") for _ in range(self.count)]
                 while failure is None and not self._stopping:
                     wait([*self._waitables(), wake_read])
-                    with suppress(BlockingIOError):  # woken by a worker, not a signal
-                        os.read(wake_read, 512)
-                    failure = self._handle_events()
+                    failure = self._handle_events(_received_signals(wake_read))
             finally:
                 self._stop_all()
                 os.close(wake_read)
@@ -125,13 +122,14 @@ class WorkerPool:
         child_end.close()  # the child's copy alone: its exit ends the pipe
         return _Worker(process, reports, role, retires)
 
-    def _handle_events(self) -> WorkerFailure | None:
-        for sig in self._take_signals():
+    def _handle_events(self, signals: list[int]) -> WorkerFailure | None:
+        for sig in signals:
             if sig in STOP_SIGNALS:
                 log.info("Received %s, stopping the workers", signal.Signals(sig).name)
                 self._stopping = True
                 return None
-            self._restart_all()  # SIGHUP
+            if sig == signal.SIGHUP:
+                self._restart_all()
         for worker in list(self._workers):
             if not worker.started and worker.reports.poll():
                 self._note_started(worker)
@@ -200,11 +198,6 @@ class WorkerPool:
             worker.process.terminate()  # SIGTERM: it finishes its streams
             self._retiring.append(worker)
 
-    def _take_signals(self) -> list[int]:
-        taken = list(self._signals)
-        del self._signals[: len(taken)]
-        return taken
-
     def _stop_all(self) -> None:
         for worker in self._all():
             if worker.process.is_alive():
@@ -224,21 +217,31 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 @contextmanager
-def _handled_signals(received: list[int], wake_write: int) -> Iterator[None]:
-    """Record SIGINT, SIGTERM and SIGHUP in ``received`` and wake the parent's wait."""
-
-    def handler(sig: int, frame: FrameType | None) -> None:
-        received.append(sig)
-        with suppress(BlockingIOError):  # the pipe is full of wake-ups already
-            os.write(wake_write, b"\0")
-
+def _signals_written_to(wake_write: int) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP each written to ``wake_write`` as a byte, their number, by
+    ``signal.set_wakeup_fd`` (it writes for signals that have a Python handler, so each gets
+    one that does nothing more)."""
     watched = (*STOP_SIGNALS, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in watched}
+    previous = {sig: signal.signal(sig, _noted) for sig in watched}
+    previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _noted(sig: int, frame: FrameType | None) -> None:
+    """The signal's number is in the wake-up pipe already (``_signals_written_to``)."""
+
+
+def _received_signals(wake_read: int) -> list[int]:
+    """The signals written to the wake-up pipe since the last call, oldest first."""
+    try:
+        return list(os.read(wake_read, 512))
+    except BlockingIOError:  # woken by a worker, not a signal
+        return []
 
 
 def serve_worker(config: uvicorn.Config, sockets: list[socket.socket], report: Connection) -> None:
