@@ -73,12 +73,23 @@ def assert_streams_refusal(response: httpx.Response, limit: int) -> dict[str, An
     return error
 
 
-async def test_a_key_at_its_stream_limit_gets_429_while_another_key_streams(
-    gated: tuple[Service, GatedUpstream],
-) -> None:
+# The gated app, and key A's streams (as many as its limit allows) waiting at the gate.
+KeyAtItsLimit = tuple[Service, GatedUpstream, list[asyncio.Task[httpx.Response]]]
+
+
+@pytest.fixture
+async def key_a_at_its_limit(gated: tuple[Service, GatedUpstream]) -> KeyAtItsLimit:
+    """Key A with as many streams as its limit allows, their answers held at the gate."""
     service, upstream = gated
     held = hold_streams(service, KEY_A, STREAM_LIMIT)
     await upstream.wait_for(lambda: upstream.held == STREAM_LIMIT)
+    return service, upstream, held
+
+
+async def test_a_key_at_its_stream_limit_gets_429_while_another_key_streams(
+    key_a_at_its_limit: KeyAtItsLimit,
+) -> None:
+    service, upstream, held = key_a_at_its_limit
     embeds_before = service.embedder.calls
 
     refused = await ask(service, KEY_A, "and the boots?", "shop:a-more")
@@ -96,12 +107,8 @@ async def test_a_key_at_its_stream_limit_gets_429_while_another_key_streams(
     assert answer_of(await ask(service, KEY_A, "and the boots?", "shop:a-more")) == WHOLE_ANSWER
 
 
-async def test_the_openai_facade_refuses_the_same_way(
-    gated: tuple[Service, GatedUpstream],
-) -> None:
-    service, upstream = gated
-    held = hold_streams(service, KEY_A, STREAM_LIMIT)
-    await upstream.wait_for(lambda: upstream.held == STREAM_LIMIT)
+async def test_the_openai_facade_refuses_the_same_way(key_a_at_its_limit: KeyAtItsLimit) -> None:
+    service, upstream, held = key_a_at_its_limit
     chat = {"model": "any", "messages": [{"role": "user", "content": "tent?"}]}
 
     for stream in (True, False):

@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletionChunk
 from rag_service.domain import Failed, TextDelta
 from rag_service.errors import CircuitOpen, UpstreamRejected
 from rag_service.retrieval.prompt import INSTRUCTIONS
+from tests.fakes.upstream import Step
 from tests.openai_compat.conftest import ANSWER, QUESTION, LiveService, user_turn
 
 WHOLE_ANSWER = "".join(ANSWER)
@@ -221,13 +222,18 @@ async def test_unknown_fields_are_accepted_and_ignored(sdk: openai.AsyncOpenAI) 
     assert completion.choices[0].message.content == WHOLE_ANSWER
 
 
-async def test_a_failure_mid_stream_raises_the_error_from_the_stream(
-    service: LiveService, sdk: openai.AsyncOpenAI
-) -> None:
-    service.upstream.script = [
+def refused_after_a_delta() -> list[Step]:
+    """An answer that starts ("Partial ") and then fails: the upstream refused it (400)."""
+    return [
         TextDelta("Partial "),
         Failed(UpstreamRejected("the upstream refused the request", status=400), attempts=1),
     ]
+
+
+async def test_a_failure_mid_stream_raises_the_error_from_the_stream(
+    service: LiveService, sdk: openai.AsyncOpenAI
+) -> None:
+    service.upstream.script = refused_after_a_delta()
     received: list[ChatCompletionChunk] = []
     stream = await sdk.chat.completions.create(model="m", messages=user_turn(), stream=True)
     with pytest.raises(openai.APIError) as failed:
@@ -245,10 +251,7 @@ async def test_a_failure_mid_stream_raises_the_error_from_the_stream(
 async def test_a_failed_generation_is_an_error_with_its_status(
     service: LiveService, sdk: openai.AsyncOpenAI
 ) -> None:
-    service.upstream.script = [
-        TextDelta("Partial "),
-        Failed(UpstreamRejected("the upstream refused the request", status=400), attempts=1),
-    ]
+    service.upstream.script = refused_after_a_delta()
     with pytest.raises(openai.InternalServerError) as failed:
         await sdk.chat.completions.create(model="m", messages=user_turn())
     assert failed.value.status_code == 502
