@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rag_service.domain import Completed, Failed, Resumed, RetryNotice, TextDelta
@@ -16,18 +18,26 @@ from tests.fixture_servers.fault_upstream import (
     FaultUpstream,
     Status,
 )
-from tests.upstream.conftest import QUESTION, QUESTION_MESSAGES, ClientFactory, collect
+from tests.upstream.conftest import QUESTION, QUESTION_MESSAGES, Answer, ClientFactory, collect
 
 PIECES = answer_pieces(QUESTION_MESSAGES, AnswerStyle())
 ANSWER = "".join(PIECES)
 
 
+async def answer_with_prefix(
+    make_client: ClientFactory, plan: list[Fault], **overrides: Any
+) -> tuple[Answer, FaultUpstream]:
+    """QUESTION answered with continuation "prefix" by a fault server playing ``plan``."""
+    async with FaultUpstream(plan) as upstream:
+        client = make_client(upstream.base_url, continuation="prefix", **overrides)
+        items = await collect(client.stream(QUESTION))
+    return items, upstream
+
+
 async def test_prefix_strategy_sends_the_delivered_text_deepseek_style(
     make_client: ClientFactory,
 ) -> None:
-    async with FaultUpstream([CutAfter(5)]) as upstream:
-        client = make_client(upstream.base_url, continuation="prefix")
-        items = await collect(client.stream(QUESTION))
+    items, upstream = await answer_with_prefix(make_client, [CutAfter(5)])
     delivered = "".join(PIECES[:5])
     assert isinstance(items[5], RetryNotice)
     assert items[6] == Resumed(attempt=2, strategy="prefix")
@@ -43,9 +53,7 @@ async def test_prefix_strategy_sends_the_delivered_text_deepseek_style(
 
 
 async def test_prefix_strategy_vllm_style(make_client: ClientFactory) -> None:
-    async with FaultUpstream([CutAfter(3)]) as upstream:
-        client = make_client(upstream.base_url, continuation="prefix", prefix_style="vllm")
-        items = await collect(client.stream(QUESTION))
+    items, upstream = await answer_with_prefix(make_client, [CutAfter(3)], prefix_style="vllm")
     assert items.text == ANSWER
     second = upstream.requests[1].body
     assert second is not None
@@ -56,9 +64,7 @@ async def test_prefix_strategy_vllm_style(make_client: ClientFactory) -> None:
 async def test_prefix_strategy_before_any_text_sends_the_plain_request(
     make_client: ClientFactory,
 ) -> None:
-    async with FaultUpstream([Status(503)]) as upstream:
-        client = make_client(upstream.base_url, continuation="prefix")
-        items = await collect(client.stream(QUESTION))
+    items, upstream = await answer_with_prefix(make_client, [Status(503)])
     assert items.text == ANSWER
     assert not any(isinstance(item, Resumed) for item in items)
     assert upstream.requests[0].body == upstream.requests[1].body
