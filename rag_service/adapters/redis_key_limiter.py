@@ -46,14 +46,7 @@ from redis.asyncio import Redis
 from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
 from rag_service.domain import KeyLimitStats
 from rag_service.errors import StateStoreUnavailable
-from rag_service.ports import (
-    Clock,
-    RefusalLog,
-    StreamSlot,
-    limits_by_key,
-    rate_refused,
-    streams_refused,
-)
+from rag_service.ports import Clock, Refusals, StreamSlot, limits_by_key
 from rag_service.settings import KeyLimitSettings, RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -148,7 +141,6 @@ class RedisKeyLimiter:
         self._prefix = key_prefix
         self._lease_s = lease_s
         self._clock = clock
-        self._rng = rng or random.Random()
         self._admit = client.register_script(ADMIT_SCRIPT)
         self._renew = client.register_script(RENEW_SCRIPT)
         # Slots are named by this instance and a counter: unique across replicas, and a lapsed
@@ -158,9 +150,7 @@ class RedisKeyLimiter:
         self._held: dict[str, set[str]] = {}  # key id -> slot ids this instance renews
         self._releasing: set[asyncio.Task[None]] = set()
         self._renewer: asyncio.Task[None] | None = None
-        self._refused_streams = 0
-        self._refused_rate = 0
-        self._refusals = RefusalLog()
+        self._refusals = Refusals(rng or random.Random())  # jittering their Retry-After
 
     @classmethod
     def from_settings(
@@ -206,16 +196,10 @@ class RedisKeyLimiter:
         # it lapses with its first lease.)
         status, tokens = as_text(status), as_text(tokens)
         if status == "streams":
-            self._refused_streams += 1
-            raise self._refusals.logged(
-                key_id, streams_refused(limits, self._rng), time.monotonic()
-            )
+            raise self._refusals.at_stream_limit(key_id, limits, time.monotonic())
         if status == "rate":
-            self._refused_rate += 1
             wait_s = (1.0 - float(tokens)) / limits.requests_per_s
-            raise self._refusals.logged(
-                key_id, rate_refused(limits, wait_s, self._rng), time.monotonic()
-            )
+            raise self._refusals.out_of_requests(key_id, limits, wait_s, time.monotonic())
         self._held.setdefault(key_id, set()).add(slot_id)
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_forever(), name="key-slot-leases")
@@ -223,8 +207,8 @@ class RedisKeyLimiter:
 
     def stats(self) -> KeyLimitStats:
         return KeyLimitStats(
-            refused_streams=self._refused_streams,
-            refused_rate=self._refused_rate,
+            refused_streams=self._refusals.streams,
+            refused_rate=self._refusals.rate,
             keys_tracked=None,  # in Redis, shared; expiring there on their own
         )
 

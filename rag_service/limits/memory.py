@@ -16,14 +16,7 @@ import random
 import time
 
 from rag_service.domain import KeyLimits, KeyLimitStats
-from rag_service.ports import (
-    Clock,
-    RefusalLog,
-    StreamSlot,
-    limits_by_key,
-    rate_refused,
-    streams_refused,
-)
+from rag_service.ports import Clock, Refusals, StreamSlot, limits_by_key
 from rag_service.settings import KeyLimitSettings
 
 SWEEP_INTERVAL_S = 60.0
@@ -69,12 +62,9 @@ class InMemoryKeyLimiter:
     ) -> None:
         self._default, self._overrides = limits_by_key(settings)
         self._clock = clock
-        self._rng = rng or random.Random()
         self._keys: dict[str, _KeyState] = {}
         self._swept_at = clock()
-        self._refused_streams = 0
-        self._refused_rate = 0
-        self._refusals = RefusalLog()
+        self._refusals = Refusals(rng or random.Random())  # jittering their Retry-After
 
     async def admit(self, key_id: str) -> StreamSlot:
         now = self._clock()
@@ -89,20 +79,18 @@ class InMemoryKeyLimiter:
         # The stream limit first: a refusal spends no token, so a key at its stream limit
         # still has its burst when a stream ends.
         if state.streams >= limits.streams:
-            self._refused_streams += 1
-            raise self._refusals.logged(key_id, streams_refused(limits, self._rng), now)
+            raise self._refusals.at_stream_limit(key_id, limits, now)
         if state.tokens < 1.0:
-            self._refused_rate += 1
             wait_s = (1.0 - state.tokens) / limits.requests_per_s
-            raise self._refusals.logged(key_id, rate_refused(limits, wait_s, self._rng), now)
+            raise self._refusals.out_of_requests(key_id, limits, wait_s, now)
         state.tokens -= 1.0
         state.streams += 1
         return _MemorySlot(state)
 
     def stats(self) -> KeyLimitStats:
         return KeyLimitStats(
-            refused_streams=self._refused_streams,
-            refused_rate=self._refused_rate,
+            refused_streams=self._refusals.streams,
+            refused_rate=self._refusals.rate,
             keys_tracked=len(self._keys),
         )
 

@@ -33,11 +33,9 @@ from rag_service.ports.catalog import (
 from rag_service.ports.contexts import Clock, ContextResolver, ContextStore, WallClock
 from rag_service.ports.key_limits import (
     KeyLimiter,
-    RefusalLog,
+    Refusals,
     StreamSlot,
     limits_by_key,
-    rate_refused,
-    streams_refused,
 )
 from rag_service.ports.streams import (
     HEARTBEAT_EVERY_S,
@@ -82,7 +80,7 @@ __all__ = [
     "PassageSearch",
     "ReadWriteCatalogStore",
     "RecordWriter",
-    "RefusalLog",
+    "Refusals",
     "ResyncListener",
     "SharedSession",
     "SharedStreams",
@@ -93,6 +91,4 @@ __all__ = [
     "VersionListener",
     "WallClock",
     "limits_by_key",
-    "rate_refused",
-    "streams_refused",
 ]

@@ -14,9 +14,9 @@ a server sends the release in the background (and its leases should expire on th
 the process dies holding them).
 
 Without client keys there is no principal, and no per-key limit applies (``start_answer``).
-The refusals are part of the port's contract (the same 429 from every implementation), so they
-are built here: ``InMemoryKeyLimiter`` (``rag_service.limits``) and ``RedisKeyLimiter``
-(``rag_service.adapters``) both use them.
+The refusals are part of the port's contract (the same 429, counted and logged the same, from
+every implementation), so they are made here (``Refusals``): ``InMemoryKeyLimiter``
+(``rag_service.limits``) and ``RedisKeyLimiter`` (``rag_service.adapters``) both use them.
 """
 
 from __future__ import annotations
@@ -100,16 +100,31 @@ def rate_refused(limits: KeyLimits, wait_s: float, rng: random.Random) -> RateLi
     )
 
 
-class RefusalLog:
-    """The log line of a refusal, at most one per key per ``REFUSAL_LOG_INTERVAL_S`` (of the
-    clock ``now`` is read from). It holds one time per key refused: no more than there are
+class Refusals:
+    """The refusals of one limiter, as every implementation gives them: built
+    (``streams_refused``, ``rate_refused``, jittered by ``rng``), counted by reason (for
+    ``KeyLimitStats``) and logged, at most one line per key per ``REFUSAL_LOG_INTERVAL_S`` of
+    the clock ``now`` is read from. It holds one time per key refused: no more than there are
     client keys, as only authenticated keys reach a limiter."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
         self._logged_at: dict[str, float] = {}
+        self.streams = 0  # refusals because the key was at its stream limit
+        self.rate = 0  # refusals because the key was out of requests
 
-    def logged(self, key_id: str, error: RateLimited, now: float) -> RateLimited:
-        """``error``, logged unless this key's last refusal was logged a moment ago."""
+    def at_stream_limit(self, key_id: str, limits: KeyLimits, now: float) -> RateLimited:
+        self.streams += 1
+        return self._logged(key_id, streams_refused(limits, self._rng), now)
+
+    def out_of_requests(
+        self, key_id: str, limits: KeyLimits, wait_s: float, now: float
+    ) -> RateLimited:
+        """``wait_s``: how long until the key's bucket holds a whole token again."""
+        self.rate += 1
+        return self._logged(key_id, rate_refused(limits, wait_s, self._rng), now)
+
+    def _logged(self, key_id: str, error: RateLimited, now: float) -> RateLimited:
         logged_at = self._logged_at.get(key_id)
         if logged_at is None or now - logged_at >= REFUSAL_LOG_INTERVAL_S:
             self._logged_at[key_id] = now
