@@ -8,158 +8,61 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from ingest.pipeline import IngestPipeline
-from rag_service.adapters.chroma_store import ChromaStore
-from rag_service.app import Components, create_app
-from rag_service.domain import TextDelta
-from rag_service.ports import SharedStreams
-from rag_service.settings import IngestSettings, Settings
-from rag_service.streaming.registry import StreamRegistry
-from tests.app.conftest import CLIENT_KEY
-from tests.fakes.retrieval import HashingEmbedder
-from tests.fakes.upstream import Hold, Pause, ScriptedUpstream, Step, answer_script
+from rag_service.settings import Settings
+from tests.fakes.upstream import Pause, answer_script
 from tests.fleet.replicas import SharedSettings, wait_until
-from tests.fleet.replicas import fleet_settings as replica_settings
-from tests.live_server import live_server
+from tests.fleet.served_replicas import (
+    FIRST,
+    OTHER_KEY,
+    SECOND,
+    SERVED_OVERRIDES,
+    WAIT_LIMIT_S,
+    auth,
+    fleet_settings,
+    held_script,
+    replicas,
+    shown,
+    text,
+)
 from tests.redis_server import RedisServer
-from tests.streaming.helpers import assert_error_shape, read_deltas
-from tests.streaming.sse_spec import ParsedStream, SseEvent, parse_sse
-
-WAIT_LIMIT_S = 60.0  # generous: a busy 2-core machine; only a hang reaches it
-OTHER_KEY = "client-key-2"
-FIRST = ["Our ", "trail ", "boots "]
-SECOND = ["are ", "water", "proof", " — ", "größe 38-47."]
-RESUME_OVERRIDES: dict[str, Any] = {
-    "redis": {"retry_interval_s": 0.2},
-    "api_keys": [SecretStr(CLIENT_KEY), SecretStr(OTHER_KEY)],
-    "admin_api_key": None,
-    "stream": {"shared_flush_ms": 10.0},
-}
-
-
-@dataclass
-class Replica:
-    url: str
-    upstream: ScriptedUpstream
-    registry: StreamRegistry
-    shared: SharedStreams
-
-
-def held_script(first: Sequence[str], second: Sequence[str], pause_s: float = 0.0) -> list[Step]:
-    """Deltas of ``first``, a hold until the upstream is released, deltas of ``second`` (each
-    after ``pause_s``), ``Completed``."""
-    return [*(TextDelta(piece) for piece in first), Hold(), *answer_script(second, pause_s=pause_s)]
-
-
-def fleet_settings(
-    tmp_path: Path, chroma: tuple[str, int], redis_url: str, prefix: str
-) -> Settings:
-    """The in-process replicas' settings with a second client key and no admin key."""
-    return replica_settings(tmp_path, chroma, redis_url, prefix, **RESUME_OVERRIDES)
-
-
-@asynccontextmanager
-async def replicas(
-    settings: Settings, script: Sequence[Step], count: int = 2
-) -> AsyncIterator[list[Replica]]:
-    """``count`` replicas of ``settings`` serving on loopback, each upstream playing ``script``."""
-    embedder = HashingEmbedder(64)
-    IngestPipeline(ChromaStore.open(settings.chroma), embedder, IngestSettings()).run(
-        [settings.ingest.catalog_dir]
-    )
-    async with AsyncExitStack() as stack:
-        running = []
-        for _ in range(count):
-            upstream = ScriptedUpstream(script=list(script))
-            store = ChromaStore.open(settings.chroma)
-            app = create_app(
-                settings, Components(embedder=embedder, store=store, upstream=upstream)
-            )
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            url = await stack.enter_async_context(live_server(app))
-            deps = app.state.stream_deps
-            running.append(Replica(url, upstream, deps.registry, deps.shared))
-        yield running
+from tests.streaming.helpers import assert_error_shape
+from tests.streaming.sse_spec import parse_sse
 
 
 @pytest.fixture
 def settings(shared_settings: SharedSettings) -> Settings:
-    return shared_settings(**RESUME_OVERRIDES)
-
-
-def auth(key: str = CLIENT_KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def read_until(
-    url: str, deltas: int, method: str = "POST", headers: dict[str, str] | None = None
-) -> ParsedStream:
-    """A stream's events until ``deltas`` deltas came, then the connection is dropped."""
-    async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http:
-        request = http.stream(
-            method,
-            "/rag/stream",
-            params={"context": "shop:user-1"},
-            json={"query": "Are the boots waterproof?"},
-            headers=auth() | (headers or {}),
-        )
-        async with request as response:
-            assert response.status_code == 200
-            return await read_deltas(response, deltas)
-
-
-async def resume(
-    url: str, stream_id: str, last_event_id: str | None = None, key: str = CLIENT_KEY
-) -> httpx.Response:
-    headers = auth(key) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
-    async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT_S) as http:
-        return await http.get(f"/rag/stream/{stream_id}", headers=headers)
-
-
-def text(events: list[SseEvent]) -> str:
-    return "".join(e.json()["text"] for e in events if e.type == "delta")
-
-
-def shown(events: list[SseEvent]) -> list[tuple[str, str, str]]:
-    """What a client reads of each event: its id, name and data (``done``'s timings vary
-    between two reads of the same stream only in nothing: they are the generator's)."""
-    return [(e.last_event_id, e.type, e.data) for e in events]
+    return shared_settings(**SERVED_OVERRIDES)
 
 
 async def test_a_dropped_stream_resumes_on_another_replica_exactly(settings: Settings) -> None:
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         a.upstream.release()
         await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
 
-        on_b = await resume(b.url, stream_id, first.events[-1].last_event_id)
-        on_a = await resume(a.url, stream_id, first.events[-1].last_event_id)
+        on_b = await b.resume(stream_id, first.events[-1].last_event_id)
+        on_a = await a.resume(stream_id, first.events[-1].last_event_id)
 
         assert on_b.status_code == 200, on_b.text
         rest = parse_sse(on_b.content).events
         assert text(first.events) + text(rest) == "".join(FIRST + SECOND)
         assert rest[-1].type == "done"
         assert shown(rest) == shown(parse_sse(on_a.content).events)  # ids and bytes: A's
-        whole = parse_sse((await resume(b.url, stream_id)).content).events
+        whole = parse_sse((await b.resume(stream_id)).content).events
         assert shown(whole) == shown(first.events) + shown(rest)
 
 
 async def test_a_resume_on_another_replica_follows_the_running_answer(settings: Settings) -> None:
     async with replicas(settings, held_script(FIRST, SECOND, pause_s=0.01)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
-        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        resumed = asyncio.create_task(b.resume(stream_id, first.events[-1].last_event_id))
         await wait_until(lambda: b.registry.stats().readers == 1, "B serves the resume")
         assert a.registry.stats().generating == 1  # still held: B follows a running answer
         a.upstream.release()
@@ -170,9 +73,7 @@ async def test_a_resume_on_another_replica_follows_the_running_answer(settings: 
         assert [e.type for e in rest] == ["delta"] * len(SECOND) + ["done"]
         assert (
             shown(rest)
-            == shown(parse_sse((await resume(a.url, stream_id)).content).events)[
-                len(first.events) :
-            ]
+            == shown(parse_sse((await a.resume(stream_id)).content).events)[len(first.events) :]
         )
 
 
@@ -180,15 +81,15 @@ async def test_another_replica_answers_403_404_and_400_as_the_generating_one(
     settings: Settings,
 ) -> None:
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=1)
+        first = await a.read_until(deltas=1)
         stream_id = first.events[0].json()["stream_id"]
         await wait_until(lambda: a.shared.stats().events >= 2, "the first events are in Redis")
 
-        error = assert_error_shape(await resume(b.url, stream_id, key=OTHER_KEY), 403)
+        error = assert_error_shape(await b.resume(stream_id, key=OTHER_KEY), 403)
         assert error["code"] == "forbidden"
         unknown = "A" * 22
-        assert assert_error_shape(await resume(b.url, unknown), 404)["code"] == "not_found"
-        bad = assert_error_shape(await resume(b.url, stream_id, f"{unknown}:1"), 400)
+        assert assert_error_shape(await b.resume(unknown), 404)["code"] == "not_found"
+        bad = assert_error_shape(await b.resume(stream_id, f"{unknown}:1"), 400)
         assert bad["code"] == "invalid_request"
         a.upstream.release()
 
@@ -196,7 +97,7 @@ async def test_another_replica_answers_403_404_and_400_as_the_generating_one(
 async def test_a_cancel_on_another_replica_stops_the_generation(settings: Settings) -> None:
     script = held_script(FIRST, [f"w{i} " for i in range(200)], pause_s=0.05)
     async with replicas(settings, script) as (a, b):
-        first = await read_until(a.url, deltas=1)
+        first = await a.read_until(deltas=1)
         stream_id = first.events[0].json()["stream_id"]
         await wait_until(lambda: a.shared.stats().events >= 2, "the first events are in Redis")
         async with httpx.AsyncClient(base_url=b.url, timeout=WAIT_LIMIT_S) as http:
@@ -206,7 +107,7 @@ async def test_a_cancel_on_another_replica_stops_the_generation(settings: Settin
         a.upstream.release()  # the next event A copies brings the request back
 
         await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
-        events = parse_sse((await resume(b.url, stream_id)).content).events
+        events = parse_sse((await b.resume(stream_id)).content).events
         assert events[-1].type == "error"
         assert events[-1].json()["code"] == "cancelled"
         assert a.upstream.closed_early == 1
@@ -246,12 +147,12 @@ async def test_with_redis_down_streams_are_served_on_local_state(
         assert "streams" in shared_state["degraded"]
         assert shared_state["fallbacks"]["streams"] >= 1
         stream_id = events[0].json()["stream_id"]
-        down = assert_error_shape(await resume(b.url, stream_id), 503)
+        down = assert_error_shape(await b.resume(stream_id), 503)
         assert down["code"] == "state_store_unavailable"
 
         a.upstream.script = answer_script(FIRST)
         local_before = a.shared.stats().unshared + a.shared.stats().dropped
-        fresh = await read_until(a.url, deltas=len(FIRST))  # served on local state
+        fresh = await a.read_until(deltas=len(FIRST))  # served on local state
         assert text(fresh.events) == "".join(FIRST)
         # Not copied: not tried (within retry_interval_s of the failure), or tried and failed.
         await wait_until(
@@ -265,13 +166,13 @@ async def test_with_redis_down_streams_are_served_on_local_state(
         deadline = time.monotonic() + WAIT_LIMIT_S
         while a.shared.stats().shared == shared_before:
             assert time.monotonic() < deadline, "no stream was shared again"
-            again = await read_until(a.url, deltas=len(FIRST))
+            again = await a.read_until(deltas=len(FIRST))
         again_id = again.events[0].json()["stream_id"]
         await wait_until(lambda: not a.shared.degraded, "A shares streams again")
-        on_b = await resume(b.url, again_id)
+        on_b = await b.resume(again_id)
         assert on_b.status_code == 200, on_b.text
         assert text(parse_sse(on_b.content).events) == "".join(FIRST)
-        gone = assert_error_shape(await resume(b.url, fresh.events[0].json()["stream_id"]), 404)
+        gone = assert_error_shape(await b.resume(fresh.events[0].json()["stream_id"]), 404)
         assert gone["code"] == "not_found"
 
 
@@ -280,10 +181,10 @@ async def test_a_copy_whose_replica_went_silent_ends_with_an_error(
 ) -> None:
     settings.stream.shared_idle_timeout_s = 1.0
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         # A holds its answer: as far as B can tell, as a replica that died would.
-        on_b = parse_sse((await resume(b.url, stream_id, first.events[-1].last_event_id)).content)
+        on_b = parse_sse((await b.resume(stream_id, first.events[-1].last_event_id)).content)
         error = on_b.events[-1]
         assert [e.type for e in on_b.events] == ["error"]
         assert error.json()["code"] == "unavailable"
@@ -297,7 +198,7 @@ async def test_a_copy_with_a_hole_is_never_served(
 ) -> None:
     settings = fleet_settings(tmp_path, chroma_server, own_redis.url, "hole:")
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         await wait_until(lambda: a.shared.stats().events == 1 + len(FIRST), "copied")
         with own_redis.client() as sync_client:
@@ -306,9 +207,9 @@ async def test_a_copy_with_a_hole_is_never_served(
         await wait_until(lambda: a.registry.stats().generating == 0, "A's answer ended")
         await wait_until(lambda: a.shared.stats().dropped == 1, "A saw the hole")
 
-        gone = assert_error_shape(await resume(b.url, stream_id), 404)
+        gone = assert_error_shape(await b.resume(stream_id), 404)
         assert gone["code"] == "not_found"
-        whole = parse_sse((await resume(a.url, stream_id)).content).events
+        whole = parse_sse((await a.resume(stream_id)).content).events
         assert text(whole) == "".join(FIRST + SECOND)  # A still serves it whole
 
 
@@ -318,9 +219,9 @@ async def test_a_stream_read_only_on_another_replica_outlives_the_grace_period(
     settings.stream.grace_period_s = 1.0  # A's own client left: only B's reader holds it
     second = [f"w{i} " for i in range(40)]
     async with replicas(settings, held_script(FIRST, second, pause_s=0.1)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
-        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        resumed = asyncio.create_task(b.resume(stream_id, first.events[-1].last_event_id))
         await wait_until(lambda: b.registry.stats().readers == 1, "B serves the resume")
         a.upstream.release()  # ~4 s of answer, four grace periods of A's
 
@@ -339,13 +240,11 @@ async def test_a_copy_that_ends_before_the_clients_last_event_answers_503(
     # The start (record, meta) is written at once, alone: the deltas come after a pause.
     script = [Pause(0.5), *held_script(FIRST, SECOND)]
     async with replicas(settings, script) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         await wait_until(lambda: a.shared.stats().events >= 1, "the stream's start is in Redis")
 
-        lost = assert_error_shape(
-            await resume(b.url, stream_id, first.events[-1].last_event_id), 503
-        )
+        lost = assert_error_shape(await b.resume(stream_id, first.events[-1].last_event_id), 503)
         assert lost["code"] == "unavailable"
         assert lost["details"] == {"reason": "replica_lost"}
         a.upstream.release()

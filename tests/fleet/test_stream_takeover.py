@@ -8,7 +8,6 @@ the text A's client has, and A's later writes are refused (its session is cut).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -19,18 +18,16 @@ from rag_service.settings import ContinuationStrategy, Settings
 from rag_service.streaming import replicas as replicas_module
 from tests.app.conftest import CLIENT_KEY
 from tests.fakes.upstream import Hold, Pause, Step
-from tests.fleet.test_stream_resume import (
+from tests.fleet.replicas import SharedSettings, wait_until
+from tests.fleet.served_replicas import (
     FIRST,
     SECOND,
+    SERVED_OVERRIDES,
     WAIT_LIMIT_S,
-    fleet_settings,
     held_script,
-    read_until,
     replicas,
-    resume,
     shown,
     text,
-    wait_until,
 )
 from tests.redis_server import RedisServer
 from tests.streaming.sse_spec import parse_sse
@@ -39,10 +36,8 @@ HEARTBEAT_TTL_S = 1.0
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, chroma_server: tuple[str, int], redis_server: RedisServer, redis_prefix: str
-) -> Settings:
-    return fleet_settings(tmp_path, chroma_server, redis_server.url, redis_prefix)
+def settings(shared_settings: SharedSettings) -> Settings:
+    return shared_settings(**SERVED_OVERRIDES)
 
 
 @pytest.fixture
@@ -59,13 +54,13 @@ async def test_a_dead_replicas_stream_is_taken_over_and_completed_exactly_once(
     settings: Settings, redis_server: RedisServer
 ) -> None:
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         heartbeat = f"{settings.redis.key_prefix}replica:{a.shared.replica_id}"
         with redis_server.client() as sync:
             await wait_until(lambda: not sync.exists(heartbeat), "A's heartbeat lapses")
 
-        resumed = asyncio.create_task(resume(b.url, stream_id, first.events[-1].last_event_id))
+        resumed = asyncio.create_task(b.resume(stream_id, first.events[-1].last_event_id))
         await wait_until(lambda: b.shared.stats().taken_over == 1, "B takes the stream over")
         b.upstream.release()  # B's answer (after the text A's client has) runs on
         rest = parse_sse((await asyncio.wait_for(resumed, WAIT_LIMIT_S)).content).events
@@ -80,7 +75,7 @@ async def test_a_dead_replicas_stream_is_taken_over_and_completed_exactly_once(
         # A wakes up and writes on: refused, its session cut; a resume on A follows B's stream.
         a.upstream.release()
         await wait_until(lambda: a.shared.stats().moved == 1, "A's writes are fenced off")
-        whole = parse_sse((await resume(a.url, stream_id)).content).events
+        whole = parse_sse((await a.resume(stream_id)).content).events
         assert shown(whole) == shown(first.events + rest)
 
 
@@ -90,10 +85,10 @@ async def test_without_durable_delivery_a_dead_replicas_stream_ends_with_replica
 ) -> None:
     settings.stream.shared_durable_delivery = False  # its clients may be ahead of Redis
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
         await wait_until(lambda: a.shared.stats().events >= len(FIRST) + 1, "A wrote its text")
-        response = await resume(b.url, stream_id, first.events[-1].last_event_id)
+        response = await b.resume(stream_id, first.events[-1].last_event_id)
         events = parse_sse(response.content).events
         assert [e.type for e in events] == ["error"]
         assert events[0].json()["details"] == {"reason": "replica_lost"}
@@ -107,9 +102,9 @@ async def test_with_continuation_none_a_dead_replicas_answer_with_text_ends_with
 ) -> None:
     settings.upstream.continuation = ContinuationStrategy.none  # no way on after delivered text
     async with replicas(settings, held_script(FIRST, SECOND)) as (a, b):
-        first = await read_until(a.url, deltas=len(FIRST))
+        first = await a.read_until(deltas=len(FIRST))
         stream_id = first.events[0].json()["stream_id"]
-        response = await resume(b.url, stream_id, first.events[-1].last_event_id)
+        response = await b.resume(stream_id, first.events[-1].last_event_id)
         events = parse_sse(response.content).events
         assert [e.type for e in events] == ["error"]
         assert events[0].json()["details"] == {"reason": "replica_lost"}
@@ -129,7 +124,7 @@ async def test_a_dead_replicas_answer_whose_start_was_trimmed_ends_with_replica_
     # A's answer: a first word, then (once released) 39 more, then A stops as if frozen.
     script: list[Step] = [TextDelta("word0 "), Hold(), *rest, Pause(3600.0)]
     async with replicas(settings, script) as (a, b):
-        first = await read_until(a.url, deltas=1)
+        first = await a.read_until(deltas=1)
         stream_id = first.events[0].json()["stream_id"]
         a.upstream.release()
         session = a.registry.find(stream_id, principal_of(CLIENT_KEY))
@@ -137,7 +132,7 @@ async def test_a_dead_replicas_answer_whose_start_was_trimmed_ends_with_replica_
         await wait_until(lambda: a.shared.stats().events >= session.last_seq, "A wrote them all")
         last_event_id = f"{stream_id}:{session.last_seq}"  # a client that read them all
 
-        response = await resume(b.url, stream_id, last_event_id)
+        response = await b.resume(stream_id, last_event_id)
         events = parse_sse(response.content).events
         assert [e.type for e in events] == ["error"]
         assert events[0].json()["details"] == {"reason": "replica_lost"}
