@@ -13,7 +13,7 @@ from rag_service.domain import TextDelta
 from rag_service.errors import Forbidden, NotFound, ServiceUnavailable
 from rag_service.settings import StreamSettings
 from rag_service.streaming import StreamRegistry, StreamSession
-from tests.fakes.upstream import Hold, ScriptedUpstream, answer_script, completed
+from tests.fakes.upstream import Hold, ScriptedUpstream, Step, answer_script, completed
 from tests.streaming.helpers import native_bytes
 from tests.streaming.sse_spec import parse_sse
 
@@ -34,6 +34,15 @@ def event_types(session: StreamSession) -> list[str]:
     return [e.type for e in parse_sse(native_bytes(session)).events]
 
 
+def started(
+    script: list[Step], *, grace_s: float = 0.05, max_sessions: int = 100
+) -> tuple[StreamRegistry, ScriptedUpstream, StreamSession]:
+    """A registry with one session generating what an upstream playing ``script`` answers."""
+    registry = make_registry(grace_s, max_sessions)
+    upstream = ScriptedUpstream(script=script)
+    return registry, upstream, start(registry, upstream)
+
+
 def start(registry: StreamRegistry, upstream: ScriptedUpstream) -> StreamSession:
     session = registry.open(context_id="c", principal="alice", started_at=0.0)
     session.publish_meta({"stream_id": session.stream_id})
@@ -42,9 +51,7 @@ def start(registry: StreamRegistry, upstream: ScriptedUpstream) -> StreamSession
 
 
 async def test_generation_runs_to_the_end_without_any_reader() -> None:
-    registry = make_registry(grace_s=5.0)
-    upstream = ScriptedUpstream(script=answer_script(["a", "b", "c"]))
-    session = start(registry, upstream)
+    registry, _, session = started(answer_script(["a", "b", "c"]), grace_s=5.0)
     registry.detach(session)
 
     assert session.task is not None
@@ -56,9 +63,7 @@ async def test_generation_runs_to_the_end_without_any_reader() -> None:
 
 
 async def test_expiry_cancels_a_running_generation_and_forgets_the_session() -> None:
-    registry = make_registry(grace_s=0.05)
-    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
-    session = start(registry, upstream)
+    registry, upstream, session = started([TextDelta("a"), Hold(), completed()], grace_s=0.05)
     await upstream.holding.wait()
 
     registry.detach(session)
@@ -74,9 +79,9 @@ async def test_expiry_cancels_a_running_generation_and_forgets_the_session() -> 
 
 
 async def test_a_reader_returning_within_grace_keeps_the_generation() -> None:
-    registry = make_registry(grace_s=0.2)
-    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), TextDelta("b"), completed()])
-    session = start(registry, upstream)
+    registry, upstream, session = started(
+        [TextDelta("a"), Hold(), TextDelta("b"), completed()], grace_s=0.2
+    )
     await upstream.holding.wait()
 
     registry.detach(session)
@@ -105,9 +110,7 @@ async def test_only_the_creator_finds_its_stream() -> None:
 
 
 async def test_full_registry_evicts_retained_sessions_before_refusing() -> None:
-    registry = make_registry(grace_s=60.0, max_sessions=2)
-    upstream = ScriptedUpstream(script=answer_script(["x"]))
-    ended = start(registry, upstream)
+    registry, _, ended = started(answer_script(["x"]), grace_s=60.0, max_sessions=2)
     assert ended.task is not None
     await ended.task
     registry.detach(ended)
@@ -129,9 +132,7 @@ async def test_full_registry_evicts_retained_sessions_before_refusing() -> None:
 
 
 async def test_stats_count_sessions_generations_and_readers() -> None:
-    registry = make_registry(grace_s=5.0)
-    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
-    session = start(registry, upstream)
+    registry, upstream, session = started([TextDelta("a"), Hold(), completed()], grace_s=5.0)
     await upstream.holding.wait()
     registry.attach(session)
 
@@ -149,9 +150,7 @@ async def test_stats_count_sessions_generations_and_readers() -> None:
 
 
 async def test_close_ends_every_stream_and_refuses_new_ones() -> None:
-    registry = make_registry(grace_s=5.0)
-    upstream = ScriptedUpstream(script=[TextDelta("a"), Hold(), completed()])
-    session = start(registry, upstream)
+    registry, upstream, session = started([TextDelta("a"), Hold(), completed()], grace_s=5.0)
     await upstream.holding.wait()
     waiter = session.change_waiter()
 
