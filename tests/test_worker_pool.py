@@ -2,7 +2,8 @@
 real worker processes on loopback, serving the small app of tests/worker_pool_app.py: a worker
 that fails to start stops the command with code 3 and says which; one that dies later is
 replaced; SIGHUP replaces every worker, or none when the replacements cannot start; SIGTERM stops
-them all with code 0 once their responses in flight have ended. Every wait is for a condition
+them all with code 0 once their responses in flight have ended; the connection guard (the
+``http=`` protocol class) applies in the workers. Every wait is for a condition
 (files the workers write, the port answering, processes gone, log lines), with a generous
 limit."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ import pytest
 from tests.conftest import REPO, free_port
 
 STARTUP_FAILURE = 3
+HEADER_TIMEOUT_S = 1  # the connection guard's header limit, short for the guard's test
 LIMIT_S = 120.0
 POLL_S = 0.1
 
@@ -75,6 +78,7 @@ def start_parent(tmp_path: Path) -> Iterator[Callable[[], Parent]]:
             "RAG_SERVER__HOST": "127.0.0.1",
             "RAG_SERVER__PORT": str(port),
             "RAG_SERVER__WORKERS": "2",
+            "RAG_SERVER__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         }
         log = tmp_path / "parent.log"
         with log.open("wb") as output:
@@ -149,6 +153,19 @@ def test_a_dead_worker_is_replaced_sighup_replaces_all_sigterm_stops_with_0(
     assert parent.exit_code() == 0, parent.output()
     assert all(gone(pid) for pid in parent.started())
     assert "Traceback" not in parent.output()
+
+
+def test_the_connection_guard_closes_half_sent_headers_in_the_workers(
+    start_parent: Callable[[], Parent],
+) -> None:
+    """The ``http=`` protocol class reaches the worker processes: stock uvicorn would keep a
+    connection with half its headers open."""
+    parent = start_parent()
+    serving(parent, 2)
+    for _ in range(4):  # the kernel hands each connection to either worker
+        with socket.create_connection(("127.0.0.1", parent.port), timeout=LIMIT_S) as half:
+            half.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            assert half.recv(100) == b""  # closed without an answer at the header limit
 
 
 def test_a_replacement_that_fails_to_start_stops_all_with_code_3(

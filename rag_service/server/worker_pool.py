@@ -2,14 +2,12 @@
 listening socket, supervised so that a worker that cannot start stops the command with a
 failure status.
 
-uvicorn's own multi-process mode (``uvicorn.run(..., workers=N)``) stops its parent when a
-worker fails to start, but returns normally, so its caller cannot tell that from a stop by
-signal. This pool does what uvicorn documents for running its server under another process
-manager: the parent binds the socket (``uvicorn.Config.bind_socket``) and each worker, a fresh
-interpreter (multiprocessing's spawn), runs ``uvicorn.Server(config).run(sockets=[sock])``.
-Each worker reports once, over a pipe, that its server has started (its app's lifespan start-up
-done). The parent waits on those pipes, the workers' process sentinels and its own signals,
-never on a timer:
+The parent does what uvicorn documents for running its server under another process manager:
+it binds the socket (``uvicorn.Config.bind_socket``) and each worker, a fresh interpreter
+(multiprocessing's spawn), runs ``uvicorn.Server(config).run(sockets=[sock])``. Each worker
+reports once, over a pipe, that its server has started (its app's lifespan start-up done). The
+parent waits on those pipes, the workers' process sentinels and its signals (through
+``signal.set_wakeup_fd``), never on a timer:
 
 - a worker that exits before it has started stops all the others and ``run`` returns a
   ``WorkerFailure`` (the CLI exits with uvicorn's start-up failure code, 3);
@@ -19,6 +17,25 @@ never on a timer:
   replacement serves (a replacement that cannot start leaves the old one serving);
 - ``SIGTERM`` / ``SIGINT`` stop all: each worker finishes its streams within uvicorn's
   graceful-shutdown time, and one that outlives that by ``STOP_GRACE_S`` is killed.
+
+Why not a library (issue #15; measured on loopback with the service's own app and
+tests/worker_pool_app.py's, table and figures in docs/deployment.md, "Why the pool is ours"):
+
+- uvicorn 0.55 ``uvicorn.run(app, workers=N)``: the parent stops when a worker fails to start
+  (exit code 3) or its replacement does, then returns normally: the command exits 0.
+  ``uvicorn.supervisors.Multiprocess`` run directly knows more, but says so only through its
+  undocumented ``processes`` list; and its ``SIGHUP`` waits for a new worker at most
+  ``timeout_worker_healthcheck`` (5 s, also the liveness-ping limit): the service's workers
+  take 20-60 s to start here, so the restart is aborted and nothing is replaced. Raised past
+  that, a SIGTERM during the restart waits until the whole restart has ended (the supervisor
+  handles signals between restarts, and waits for each retired worker without a time limit;
+  observed: not stopped within 60 s).
+- gunicorn 27.0 with uvicorn-worker 0.4 (``UvicornWorker`` subclassed with ``CONFIG_KWARGS``,
+  run through ``gunicorn.app.base.BaseApplication``): exit 3 on a failed start, replacement,
+  graceful SIGTERM and our ``http=`` guard all hold, but its ``SIGHUP`` forks N new workers
+  and stops the old ones at once, before the new ones serve: nothing serves during a whole
+  start-up (observed: streams' first token ~20 s late, or 50 of 100 streams failed), and when
+  the new workers cannot start the whole service stops (exit 3) instead of serving on.
 """
 
 from __future__ import annotations
