@@ -61,9 +61,7 @@ from bench.result_output import log_to_stderr, results_file, write_and_print
 from bench.retrieval_catalogs import IngestedCatalog, ingest_catalog
 from bench.retrieval_questions import CONVERSATION_KINDS, Question, load_questions
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
-from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.domain import Passage
-from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
 RESULTS_FILE = results_file("context_coverage")
@@ -145,8 +143,7 @@ async def _play_all(
     mode: RetrievalMode,
 ) -> tuple[list[PairResult], float]:
     settings = RetrievalSettings(mode=mode)
-    finder = passage_finder(catalog.store, settings, TantivyLexicalIndex)
-    retriever = Retriever(embedder, finder, settings)
+    retriever = catalog.retriever(embedder, settings)
     results: list[PairResult] = []
     deviation = 0.0
     for pair in pairs:

@@ -30,12 +30,12 @@ import httpx
 from bench.repo_paths import SAMPLE_CATALOG
 from bench.service_process import (
     FALLBACK_CONTEXT,
-    INGEST_TIMEOUT_S,
     READY_TIMEOUT_S,
     ProcessSampler,
     child_env,
     read_cpu_s,
     read_rss_kb,
+    run_ingest,
 )
 
 STOP_TIMEOUT_S = 30.0
@@ -72,17 +72,7 @@ def fleet_backends(work: Path, catalog: Path = SAMPLE_CATALOG) -> Iterator[Fleet
             stack.callback(_terminate, process)
         _wait_for(lambda: _answers(f"http://{LOOPBACK}:{chroma_port}/api/v2/heartbeat"))
         backends = FleetBackends(f"redis://{LOOPBACK}:{redis_port}/0", chroma_port, work / "lock")
-        done = subprocess.run(
-            [sys.executable, "-m", "rag_service", "ingest", str(catalog)],
-            cwd=work,
-            env=child_env(_store_settings(backends)),
-            capture_output=True,
-            text=True,
-            timeout=INGEST_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"ingest failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        run_ingest(catalog, cwd=work, settings=_store_settings(backends))
         yield backends
 
 

@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from rag_service.domain import LiveRecord, LiveState, NewRecord, Vector
 from rag_service.ports import CatalogWriter, Embedder, RecordWriter
+
+Port = TypeVar("Port")
 
 
 class Timings:
@@ -36,12 +39,16 @@ class Timings:
                 self.calls[name] = self.calls.get(name, 0) + 1
 
 
-class TimedEmbedder:
-    """The Embedder port, timing every ``embed`` call of the wrapped embedder."""
+class _TimedPort(Generic[Port]):
+    """What each wrapper holds: the port it wraps and the timings it adds its calls to."""
 
-    def __init__(self, inner: Embedder, timings: Timings) -> None:
+    def __init__(self, inner: Port, timings: Timings) -> None:
         self._inner = inner
         self._timings = timings
+
+
+class TimedEmbedder(_TimedPort[Embedder]):
+    """The Embedder port, timing every ``embed`` call of the wrapped embedder."""
 
     @property
     def dimension(self) -> int:
@@ -59,12 +66,8 @@ class TimedEmbedder:
             return self._inner.embed(texts)
 
 
-class TimedRecords:
+class TimedRecords(_TimedPort[RecordWriter]):
     """A RecordWriter timing every call; ``stage`` runs in the pipeline's writer thread."""
-
-    def __init__(self, inner: RecordWriter, timings: Timings) -> None:
-        self._inner = inner
-        self._timings = timings
 
     @property
     def name(self) -> str:
@@ -95,12 +98,11 @@ class TimedRecords:
             return self._inner.collect_garbage(live_version)
 
 
-class TimedStore:
+class TimedStore(_TimedPort[CatalogWriter]):
     """A CatalogWriter timing every call and handing out timed record collections."""
 
     def __init__(self, inner: CatalogWriter, timings: Timings) -> None:
-        self._inner = inner
-        self._timings = timings
+        super().__init__(inner, timings)
         self._records: dict[str, TimedRecords] = {}
 
     def live_state(self) -> LiveState:

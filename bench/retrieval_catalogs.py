@@ -19,8 +19,10 @@ from bench.ingest_bench import GENERATOR
 from bench.repo_paths import SAMPLE_CATALOG
 from ingest.pipeline import IngestPipeline
 from rag_service.adapters.chroma_store import ChromaStore
+from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
 from rag_service.ports import Embedder
-from rag_service.settings import ChromaSettings, IngestSettings
+from rag_service.retrieval import Retriever, passage_finder
+from rag_service.settings import ChromaSettings, IngestSettings, RetrievalSettings
 
 SAMPLE_SEED = 7  # the seed of the committed sample catalog (scripts/generate_catalog.py)
 COLLECTION = "bench"
@@ -41,6 +43,12 @@ class IngestedCatalog:
         if name is None:
             raise RuntimeError(f"{self.name}: nothing was published")
         return name
+
+    def retriever(self, embedder: Embedder, settings: RetrievalSettings) -> Retriever:
+        """The service's ``Retriever`` over this catalog, composed as ``create_app`` composes it
+        (the Tantivy lexical index for hybrid search)."""
+        finder = passage_finder(self.store, settings, TantivyLexicalIndex)
+        return Retriever(embedder, finder, settings)
 
 
 def generated_products(count: int) -> list[dict[str, Any]]:

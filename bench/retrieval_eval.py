@@ -50,8 +50,6 @@ from rag_service.adapters.sentence_transformer_embedder import (
     SentenceTransformerEmbedder,
     resolve_model_location,
 )
-from rag_service.adapters.tantivy_lexical_index import TantivyLexicalIndex
-from rag_service.retrieval import Retriever, passage_finder
 from rag_service.settings import EmbeddingSettings, RetrievalSettings
 
 RESULTS_FILE = results_file("retrieval")
@@ -84,8 +82,7 @@ def service_mode(settings: RetrievalSettings) -> Callable[[Setup], Search]:
     warm-up query, not measured)."""
 
     def build(setup: Setup) -> Search:
-        finder = passage_finder(setup.catalog.store, settings, TantivyLexicalIndex)
-        retriever = Retriever(setup.embedder, finder, settings)
+        retriever = setup.catalog.retriever(setup.embedder, settings)
 
         async def search(query: str) -> list[str]:
             passages = await retriever.retrieve(query, top_k=TOP_K)

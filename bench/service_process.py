@@ -72,10 +72,16 @@ def service_env(
 
 def ingest_sample_catalog(store: Path, catalog: Path = SAMPLE_CATALOG) -> None:
     """``rag-service ingest <catalog>`` into the embedded store at ``store``."""
+    run_ingest(catalog, cwd=store.parent, settings={"RAG_CHROMA__PATH": str(store)})
+
+
+def run_ingest(catalog: Path, *, cwd: Path, settings: dict[str, str]) -> None:
+    """``rag-service ingest <catalog>`` in a child process configured by ``settings``; raises
+    with the end of its output when it fails."""
     done = subprocess.run(
         [sys.executable, "-m", "rag_service", "ingest", str(catalog)],
-        cwd=store.parent,
-        env=child_env({"RAG_CHROMA__PATH": str(store)}),
+        cwd=cwd,
+        env=child_env(settings),
         capture_output=True,
         text=True,
         timeout=INGEST_TIMEOUT_S,
