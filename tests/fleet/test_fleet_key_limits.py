@@ -9,15 +9,13 @@ import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
 from tests.fleet.conftest import HOLD, KEY_A, KEY_B, Fleet, StartFleet
 from tests.fleet.processes import Replica
-from tests.redis_server import running_redis
+from tests.redis_server import RedisServer
 from tests.streaming.sse_spec import iter_sse_events, parse_sse
 
 WAIT_LIMIT_S = 60.0  # generous: the replicas share two busy cores with the test
@@ -120,39 +118,37 @@ def test_a_keys_limit_spent_on_a_is_enforced_on_b(start_fleet: StartFleet) -> No
 
 
 def test_redis_killed_mid_run_serves_on_local_state_and_recovers(
-    start_fleet: StartFleet, tmp_path: Path
+    start_fleet: StartFleet, own_redis: RedisServer
 ) -> None:
-    (tmp_path / "redis").mkdir()
-    with running_redis(tmp_path / "redis", free_port()) as redis:
-        a, b = start_fleet(2, redis=redis, settings=LIMITS | {"RAG_LIMITS__BURST": "50"}).replicas
-        for replica in (a, b):
-            assert shared_state(replica)["redis"] == "answers"
+    a, b = start_fleet(2, redis=own_redis, settings=LIMITS | {"RAG_LIMITS__BURST": "50"}).replicas
+    for replica in (a, b):
+        assert shared_state(replica)["redis"] == "answers"
 
-        redis.stop()
-        # New streams go on, each replica admitting on its own state: key A holds a stream
-        # on A, and B (which cannot see it) admits one more.
-        with held_stream(a, KEY_A, "shop:down-a"):
-            assert_answered(ask(b, KEY_A, "shop:down-b"))
-            report = shared_state(b)
-        assert report["ok"] is False
-        assert "key_limits" in report["degraded"]
-        assert report["redis"].startswith("unavailable")
-        assert metric(b, 'rag_shared_state_fallbacks_total{component="key_limits"}') >= 1
-        assert metric(b, 'rag_shared_state_degraded{component="key_limits"}') == 1
+    own_redis.stop()
+    # New streams go on, each replica admitting on its own state: key A holds a stream
+    # on A, and B (which cannot see it) admits one more.
+    with held_stream(a, KEY_A, "shop:down-a"):
+        assert_answered(ask(b, KEY_A, "shop:down-b"))
+        report = shared_state(b)
+    assert report["ok"] is False
+    assert "key_limits" in report["degraded"]
+    assert report["redis"].startswith("unavailable")
+    assert metric(b, 'rag_shared_state_fallbacks_total{component="key_limits"}') >= 1
+    assert metric(b, 'rag_shared_state_degraded{component="key_limits"}') == 1
 
-        redis.start()  # empty: no persistence
+    own_redis.start()  # empty: no persistence
 
-        questions = itertools.count()
+    questions = itertools.count()
 
-        def recovered(replica: Replica) -> bool:
-            # The limiter tries Redis again at its next admission past the retry interval.
-            assert_answered(ask(replica, KEY_B, f"shop:after-{next(questions)}"))
-            report = shared_state(replica)
-            return report["redis"] == "answers" and "key_limits" not in report["degraded"]
+    def recovered(replica: Replica) -> bool:
+        # The limiter tries Redis again at its next admission past the retry interval.
+        assert_answered(ask(replica, KEY_B, f"shop:after-{next(questions)}"))
+        report = shared_state(replica)
+        return report["redis"] == "answers" and "key_limits" not in report["degraded"]
 
-        for replica in (a, b):
-            eventually(lambda replica=replica: recovered(replica), f"{replica.name} recovered")
-        # Shared again: key A's stream on A counts on B.
-        with held_stream(a, KEY_A, "shop:again"):
-            assert refusal_reason(ask(b, KEY_A, "shop:again-b")) == "streams"
-        assert metric(b, 'rag_shared_state_degraded{component="key_limits"}') == 0
+    for replica in (a, b):
+        eventually(lambda replica=replica: recovered(replica), f"{replica.name} recovered")
+    # Shared again: key A's stream on A counts on B.
+    with held_stream(a, KEY_A, "shop:again"):
+        assert refusal_reason(ask(b, KEY_A, "shop:again-b")) == "streams"
+    assert metric(b, 'rag_shared_state_degraded{component="key_limits"}') == 0

@@ -16,7 +16,6 @@ from pydantic import SecretStr
 
 from rag_service.settings import RedisSettings, Settings
 from tests.app.conftest import Service
-from tests.conftest import free_port
 from tests.limits.conftest import (
     HOLD,
     KEY_A,
@@ -27,7 +26,7 @@ from tests.limits.conftest import (
     gated_service,
     limits_settings,
 )
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from tests.streaming.helpers import assert_error_shape, post_stream
 
 RETRY_INTERVAL_S = 0.2
@@ -101,43 +100,41 @@ async def test_one_keys_stream_limit_holds_across_two_apps_on_one_redis(
 
 
 async def test_redis_down_serves_on_local_state_reports_it_and_recovers(
-    tmp_path: Path,
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    (tmp_path / "redis").mkdir()
-    with running_redis(tmp_path / "redis", free_port()) as redis:
-        settings = fleet_settings(tmp_path / "app", redis.url, "outage:", streams=5)
-        async with gated_service(settings) as (service, _):
-            assert (await ask(service, KEY_A, "shop:before")).status_code == 200
-            assert (await shared_state(service))["ok"] is True
+    settings = fleet_settings(tmp_path / "app", own_redis.url, "outage:", streams=5)
+    async with gated_service(settings) as (service, _):
+        assert (await ask(service, KEY_A, "shop:before")).status_code == 200
+        assert (await shared_state(service))["ok"] is True
 
-            redis.stop()
-            during = [await ask(service, KEY_A, f"shop:during-{i}") for i in range(2)]
-            report = await shared_state(service)
-            metrics = (await service.client.get("/metrics")).text
+        own_redis.stop()
+        during = [await ask(service, KEY_A, f"shop:during-{i}") for i in range(2)]
+        report = await shared_state(service)
+        metrics = (await service.client.get("/metrics")).text
 
-            assert [response.status_code for response in during] == [200, 200]
-            assert report["ok"] is False
-            assert "key_limits" in report["degraded"]  # and others on Redis, each its own
-            assert report["redis"].startswith("unavailable")
-            assert "key_limits" in report["error"]
-            assert report["fallbacks"]["key_limits"] == 2
-            fallbacks = 'rag_shared_state_fallbacks_total{component="key_limits"}'
-            assert metric(metrics, fallbacks) == 2.0
-            assert metric(metrics, 'rag_shared_state_degraded{component="key_limits"}') == 1.0
+        assert [response.status_code for response in during] == [200, 200]
+        assert report["ok"] is False
+        assert "key_limits" in report["degraded"]  # and others on Redis, each its own
+        assert report["redis"].startswith("unavailable")
+        assert "key_limits" in report["error"]
+        assert report["fallbacks"]["key_limits"] == 2
+        fallbacks = 'rag_shared_state_fallbacks_total{component="key_limits"}'
+        assert metric(metrics, fallbacks) == 2.0
+        assert metric(metrics, 'rag_shared_state_degraded{component="key_limits"}') == 1.0
 
-            redis.start()
-            # The limiter tries Redis again at its next admission after the retry interval.
-            deadline = time.monotonic() + WAIT_LIMIT_S
-            attempt = 0
-            while "key_limits" in (await shared_state(service))["degraded"]:
-                assert time.monotonic() < deadline, "still degraded after Redis came back"
-                attempt += 1
-                assert (await ask(service, KEY_A, f"shop:after-{attempt}")).status_code == 200
-                await asyncio.sleep(RETRY_INTERVAL_S / 4)
-            report = await shared_state(service)
-            metrics = (await service.client.get("/metrics")).text
+        own_redis.start()
+        # The limiter tries Redis again at its next admission after the retry interval.
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        attempt = 0
+        while "key_limits" in (await shared_state(service))["degraded"]:
+            assert time.monotonic() < deadline, "still degraded after Redis came back"
+            attempt += 1
+            assert (await ask(service, KEY_A, f"shop:after-{attempt}")).status_code == 200
+            await asyncio.sleep(RETRY_INTERVAL_S / 4)
+        report = await shared_state(service)
+        metrics = (await service.client.get("/metrics")).text
 
-        assert report["redis"] == "answers"
-        assert metric(metrics, 'rag_shared_state_degraded{component="key_limits"}') == 0.0
-        with redis.client() as client:  # the admissions are in Redis again
-            assert client.keys("outage:limits:*")
+    assert report["redis"] == "answers"
+    assert metric(metrics, 'rag_shared_state_degraded{component="key_limits"}') == 0.0
+    with own_redis.client() as client:  # the admissions are in Redis again
+        assert client.keys("outage:limits:*")
