@@ -11,15 +11,13 @@ Usage (in tests under tests/fleet/)::
                       headers=fleet.auth(KEY_A))
         b.kill()                                     # SIGKILL; b.start(); b.wait_ready()
 
-    def test_other(start_fleet: StartFleet, tmp_path: Path) -> None:
-        (tmp_path / "redis").mkdir()
-        with running_redis(tmp_path / "redis", free_port()) as redis:   # a Redis to kill
-            fleet = start_fleet(3, redis=redis, settings={"RAG_LIMITS__STREAMS": "1"})
+    def test_other(start_fleet: StartFleet, own_redis: RedisServer) -> None:  # a Redis to kill
+        fleet = start_fleet(3, redis=own_redis, settings={"RAG_LIMITS__STREAMS": "1"})
 
 - ``start_fleet(count, *, redis=None, settings=None, options=())``: starts ``count`` replicas
   at once and waits until each one's ``/readyz`` is 200 (generous limit, no sleeps); stopped
   (SIGTERM) after the test. ``redis``: the session's ``redis_server`` by default, or a server
-  of the test's own (``running_redis``) that it may stop and start. ``settings``: RAG_*
+  of the test's own (``own_redis``) that it may stop and start. ``settings``: RAG_*
   variables over the fleet's (see ``fleet_settings``); ``options``: after ``serve``.
   Every fleet writes under a Redis key prefix of its own (``Fleet.key_prefix``).
 - ``Fleet``: ``replicas``, ``redis``, ``key_prefix``, ``settings`` (the RAG_* variables the
@@ -38,7 +36,8 @@ Usage (in tests under tests/fleet/)::
 
 In-process replicas (tests/fleet/replicas.py) get their settings from ``shared_settings``:
 ``shared_settings(**overrides)`` is ``replicas.fleet_settings`` on the session's Chroma and Redis,
-under the test's key prefix, in a Chroma collection of its own.
+under the test's key prefix, in a Chroma collection of its own. ``own_redis`` is a
+``redis-server`` of the test's own, to stop, start or flush.
 """
 
 from __future__ import annotations
