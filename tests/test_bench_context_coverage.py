@@ -20,14 +20,13 @@ from bench.context_coverage_report import (
     left_out_check,
     shares,
 )
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.retrieval_questions import ALL_KINDS, CONVERSATION_KINDS, KINDS, load_questions
 from ingest.loaders import load_catalog
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "catalog"
-
 
 def test_conversation_pairs_are_labelled_with_documents_of_the_sample_catalog() -> None:
-    doc_ids = {d.doc_id for d in load_catalog([SAMPLE], base_dir=SAMPLE).documents}
+    doc_ids = {d.doc_id for d in load_catalog([SAMPLE_CATALOG], base_dir=SAMPLE_CATALOG).documents}
     pairs = conversation_pairs()
 
     assert {p.kind for p in pairs} == set(CONVERSATION_KINDS)
@@ -109,7 +108,9 @@ def test_a_run_on_a_few_pairs_gives_consistent_labels_and_well_formed_tables() -
     result = run(limit=2, log=lambda _: None)
 
     assert [p.kind for p in result.pairs] == ["topic_shift"] * 2 + ["follow_up"] * 2
-    assert result.catalog["documents"] == len(load_catalog([SAMPLE], base_dir=SAMPLE).documents)
+    assert result.catalog["documents"] == len(
+        load_catalog([SAMPLE_CATALOG], base_dir=SAMPLE_CATALOG).documents
+    )
     # Stored passage vectors are the embeddings of the passages' texts.
     assert result.catalog["stored_vs_reembedded_max_abs_diff"] < 1e-4
     for pair in result.pairs:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from bench.__main__ import BENCHMARKS
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.retrieval_catalogs import generated_products
 from bench.retrieval_eval import MODES, TOP_K, run
 from bench.retrieval_questions import (
@@ -26,11 +26,9 @@ from bench.retrieval_questions import (
 from bench.retrieval_report import Outcome, scores
 from ingest.loaders import load_catalog
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "catalog"
-
 
 def test_every_label_names_a_document_of_the_sample_catalog() -> None:
-    doc_ids = {d.doc_id for d in load_catalog([SAMPLE], base_dir=SAMPLE).documents}
+    doc_ids = {d.doc_id for d in load_catalog([SAMPLE_CATALOG], base_dir=SAMPLE_CATALOG).documents}
     questions = load_questions()
 
     assert {q.kind for q in questions} == set(KINDS)
@@ -69,7 +67,9 @@ def test_quick_run_reports_every_kind_and_mode_with_figures_in_range() -> None:
     modes = [m.name for m in MODES]
     questions = load_questions()
     assert [c["name"] for c in result.catalogs] == ["sample"]
-    assert result.catalogs[0]["documents"] == len(load_catalog([SAMPLE], base_dir=SAMPLE).documents)
+    assert result.catalogs[0]["documents"] == len(
+        load_catalog([SAMPLE_CATALOG], base_dir=SAMPLE_CATALOG).documents
+    )
     assert len(result.outcomes) == len(questions) * len(modes)
     assert all(len(o.found) <= TOP_K for o in result.outcomes)
     by_mode = result.summary["sample"]

@@ -7,11 +7,10 @@ question is about, and the report's measures (right, repeated block, cut mid-wor
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.__main__ import BENCHMARKS
+from bench.repo_paths import SAMPLE_CATALOG
 from bench.small_model_eval import (
     QUESTIONS,
     REPEATED_BLOCK_CHARS,
@@ -25,8 +24,6 @@ from bench.small_model_eval import (
 )
 from rag_service.settings import RetrievalSettings, Settings
 
-CATALOG = Path(__file__).resolve().parents[1] / "data" / "catalog"
-
 
 def test_registered_for_scripts_bench() -> None:
     assert BENCHMARKS["small_model"] == "bench.small_model_eval"
@@ -34,7 +31,7 @@ def test_registered_for_scripts_bench() -> None:
 
 @pytest.mark.parametrize("question", QUESTIONS, ids=lambda q: q.source)
 def test_each_fact_is_stated_by_its_policy(question: Question) -> None:
-    policy = (CATALOG / question.source).read_text(encoding="utf-8")
+    policy = (SAMPLE_CATALOG / question.source).read_text(encoding="utf-8")
     assert any(check in policy for check in question.checks), question.text
     assert not is_right(question.text, question)  # the question does not give it away
 
