@@ -24,21 +24,19 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import redis
 from pydantic import SecretStr
 
 from bench.latency_stats import summarise_ms
-from bench.result_output import write_and_print
+from bench.result_output import command_line, print_result, results_file
 from bench.stream_replicas_report import StreamReplicasResult
 from bench.stream_replicas_resume import resume_times, written
 from bench.stream_replicas_setup import (
@@ -63,7 +61,7 @@ from rag_service.streaming.sse_response import BATCH_EVENTS
 DEFAULT_FLUSH_MS = StreamSettings().shared_flush_ms  # RAG_STREAM__SHARED_FLUSH_MS
 FLUSH_TICKS_MS = (10.0, 25.0, 50.0, 100.0)
 MEMORY_TOKENS = 256  # the default max_tokens: a long answer
-RESULTS_FILE = Path(__file__).parent / "results" / "stream_replicas.json"
+RESULTS_FILE = results_file("stream_replicas")
 
 
 @dataclass(frozen=True)
@@ -364,13 +362,14 @@ def run(quick: bool = False, shape: Shape | None = None) -> StreamReplicasResult
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100 streams of 64 deltas")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser = command_line(
+        "bench.stream_replicas",
+        __doc__.split("\n\n")[0],
+        quick="100 streams of 64 deltas",
+        output=RESULTS_FILE,
+    )
     args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    write_and_print(result.markdown, result.data, args.output)
-    return 0
+    return print_result(run(quick=args.quick), args.output)
 
 
 if __name__ == "__main__":
