@@ -104,12 +104,8 @@ class HerdState:
         return {"start": self.outage_start, "end": self.outage_end}
 
     def _stats(self) -> dict[str, Any]:
-        return {
-            "outage_requests": self.outage_requests,
-            "after_requests": self.after_requests,
-            "per_second": self.per_second,
-            "peak_connections": self.peak_connections,
-        }
+        counters = ("outage_requests", "after_requests", "per_second", "peak_connections")
+        return {name: getattr(self, name) for name in counters}
 
     @staticmethod
     def _json(payload: object) -> bytes:
