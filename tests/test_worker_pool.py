@@ -101,6 +101,14 @@ def start_parent(tmp_path: Path) -> Iterator[Callable[[], Parent]]:
             parent.process.wait(timeout=LIMIT_S)
 
 
+@pytest.fixture
+def parent(start_parent: Callable[[], Parent]) -> Parent:
+    """A parent whose two workers serve."""
+    started = start_parent()
+    serving(started, 2)
+    return started
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -131,11 +139,7 @@ def test_a_worker_that_fails_to_start_stops_all_with_code_3(
     assert all(gone(pid) for pid in parent.started())
 
 
-def test_a_dead_worker_is_replaced_sighup_replaces_all_sigterm_stops_with_0(
-    start_parent: Callable[[], Parent],
-) -> None:
-    parent = start_parent()
-    serving(parent, 2)
+def test_a_dead_worker_is_replaced_sighup_replaces_all_sigterm_stops_with_0(parent: Parent) -> None:
     first = parent.started()
 
     victim = min(first)
@@ -155,24 +159,16 @@ def test_a_dead_worker_is_replaced_sighup_replaces_all_sigterm_stops_with_0(
     assert "Traceback" not in parent.output()
 
 
-def test_the_connection_guard_closes_half_sent_headers_in_the_workers(
-    start_parent: Callable[[], Parent],
-) -> None:
+def test_the_connection_guard_closes_half_sent_headers_in_the_workers(parent: Parent) -> None:
     """The ``http=`` protocol class reaches the worker processes: stock uvicorn would keep a
     connection with half its headers open."""
-    parent = start_parent()
-    serving(parent, 2)
     for _ in range(4):  # the kernel hands each connection to either worker
         with socket.create_connection(("127.0.0.1", parent.port), timeout=LIMIT_S) as half:
             half.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
             assert half.recv(100) == b""  # closed without an answer at the header limit
 
 
-def test_a_replacement_that_fails_to_start_stops_all_with_code_3(
-    start_parent: Callable[[], Parent],
-) -> None:
-    parent = start_parent()
-    serving(parent, 2)
+def test_a_replacement_that_fails_to_start_stops_all_with_code_3(parent: Parent) -> None:
     first = parent.started()
 
     (parent.directory / "fail-always").touch()  # the app no longer starts
@@ -184,10 +180,8 @@ def test_a_replacement_that_fails_to_start_stops_all_with_code_3(
 
 
 def test_a_sighup_whose_replacements_cannot_start_leaves_the_old_workers_serving(
-    start_parent: Callable[[], Parent],
+    parent: Parent,
 ) -> None:
-    parent = start_parent()
-    serving(parent, 2)
     first = parent.started()
 
     (parent.directory / "fail-always").touch()  # the app no longer starts
@@ -200,11 +194,7 @@ def test_a_sighup_whose_replacements_cannot_start_leaves_the_old_workers_serving
     assert parent.exit_code() == 0, parent.output()
 
 
-def test_sigterm_lets_a_response_in_flight_end_before_the_workers_stop(
-    start_parent: Callable[[], Parent],
-) -> None:
-    parent = start_parent()
-    serving(parent, 2)
+def test_sigterm_lets_a_response_in_flight_end_before_the_workers_stop(parent: Parent) -> None:
     release = threading.Event()
 
     def body() -> Iterator[bytes]:  # the response ends once the body has
