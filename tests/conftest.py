@@ -129,8 +129,8 @@ def wait_for_chroma(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real `redis-server` on a loopback port for the whole session (no persistence). Tests
-    share it: each writes under its own ``redis_prefix``. A test that stops Redis starts its
-    own server (``running_redis``)."""
+    share it: each writes under its own ``redis_prefix``. A test that stops Redis takes
+    a server of its own (``own_redis``)."""
     with running_redis(tmp_path_factory.mktemp("redis-server"), free_port()) as server:
         yield server
 
@@ -144,3 +144,12 @@ def redis_prefix(redis_server: RedisServer) -> Iterator[str]:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, to stop, start or flush (``redis_server`` is the
+    session's, shared by every test)."""
+    (tmp_path / "redis").mkdir()
+    with running_redis(tmp_path / "redis", free_port()) as server:
+        yield server

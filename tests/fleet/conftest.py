@@ -36,8 +36,8 @@ Usage (in tests under tests/fleet/)::
 
 In-process replicas (tests/fleet/replicas.py) get their settings from ``shared_settings``:
 ``shared_settings(**overrides)`` is ``replicas.fleet_settings`` on the session's Chroma and Redis,
-under the test's key prefix, in a Chroma collection of its own. ``own_redis`` is a
-``redis-server`` of the test's own, to stop, start or flush.
+under the test's key prefix, in a Chroma collection of its own. ``own_redis``
+(tests/conftest.py) is a ``redis-server`` of the test's own, to stop, start or flush.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from tests.conftest import REPO, free_port, run_cli
 from tests.fleet import replicas
 from tests.fleet.processes import ManagedProcess, Replica, replica_process, upstream_process
 from tests.fleet.upstream_process import FAIL, HOLD
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 __all__ = ["FAIL", "HOLD", "Fleet", "StartFleet"]
 
@@ -189,15 +189,6 @@ def shared_settings(
         )
 
     return settings
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A ``redis-server`` of the test's own, to stop, start or flush (``redis_server`` is the
-    session's, shared by every test)."""
-    (tmp_path / "redis").mkdir()
-    with running_redis(tmp_path / "redis", free_port()) as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from rag_service.domain import BreakerNews, BreakerState
 from rag_service.settings import BreakerSettings, RedisSettings, Settings
 from rag_service.upstream.breaker import CircuitBreaker, Permit
 from rag_service.upstream.breaker_sharing import BreakerSharing, upstream_key
-from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fixture_servers.fault_upstream import Complete, FaultUpstream, Status
 from tests.fleet.replicas import (
@@ -29,7 +27,7 @@ from tests.fleet.replicas import (
     running_replicas,
     wait_until,
 )
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from tests.streaming.sse_spec import parse_sse
 
 REPLICA_HEADER = "X-Replica"
@@ -160,35 +158,34 @@ async def test_in_half_open_one_replica_probes_for_all(
         assert requests_from(failing_upstream, "B") == 1
 
 
-async def test_while_redis_is_down_each_breaker_works_alone(tmp_path: Path) -> None:
-    with running_redis(tmp_path, free_port()) as server:
-        settings = RedisSettings.model_validate({"url": server.url})
-        redis = redis_client(settings)
-        breaker = CircuitBreaker(BreakerSettings(failure_threshold=1, open_s=30))
-        sharing = BreakerSharing(
-            breaker,
-            RedisBreakerBoard(redis, key_prefix="t:"),
-            base_url="http://upstream/v1",
-            replica_id="A",
-            probe_lock_s=5,
-            sync_interval_s=0.05,
-            retry_interval_s=0.05,
-        )
-        try:
-            await sharing.start()
-            server.stop()
-            await wait_until(lambda: sharing.degraded, "sharing notices Redis is down")
+async def test_while_redis_is_down_each_breaker_works_alone(own_redis: RedisServer) -> None:
+    settings = RedisSettings.model_validate({"url": own_redis.url})
+    redis = redis_client(settings)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=1, open_s=30))
+    sharing = BreakerSharing(
+        breaker,
+        RedisBreakerBoard(redis, key_prefix="t:"),
+        base_url="http://upstream/v1",
+        replica_id="A",
+        probe_lock_s=5,
+        sync_interval_s=0.05,
+        retry_interval_s=0.05,
+    )
+    try:
+        await sharing.start()
+        own_redis.stop()
+        await wait_until(lambda: sharing.degraded, "sharing notices Redis is down")
 
-            breaker.record_failure(breaker.try_acquire())  # opens, locally
-            assert breaker.state is BreakerState.open
-            await wait_until(lambda: sharing.fallbacks >= 2, "the post is counted as a fallback")
-            assert await sharing.claim_probe(Permit.probe)  # no claim possible: probe alone
+        breaker.record_failure(breaker.try_acquire())  # opens, locally
+        assert breaker.state is BreakerState.open
+        await wait_until(lambda: sharing.fallbacks >= 2, "the post is counted as a fallback")
+        assert await sharing.claim_probe(Permit.probe)  # no claim possible: probe alone
 
-            server.start()
-            await wait_until(lambda: not sharing.degraded, "shared again")
-        finally:
-            await sharing.aclose()
-            await redis.aclose()
+        own_redis.start()
+        await wait_until(lambda: not sharing.degraded, "shared again")
+    finally:
+        await sharing.aclose()
+        await redis.aclose()
 
 
 async def test_a_replica_starting_adopts_an_open_circuit_from_the_key(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from rag_service.errors import StateStoreUnavailable
 from rag_service.ingest_composition import ingest_catalog
 from rag_service.settings import RedisSettings
 from tests.app.conftest import ADMIN_KEY, ANSWER, wait_for_job
-from tests.conftest import free_port
 from tests.fakes.retrieval import HashingEmbedder
 from tests.fakes.upstream import ScriptedUpstream, answer_script
 from tests.fleet.replicas import (
@@ -29,7 +27,7 @@ from tests.fleet.replicas import (
     wait_until,
 )
 from tests.ingest.catalogs import product, write_products
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 NEVER_S = 3600.0  # a background check interval no test outlives: what changes came by message
 
@@ -104,38 +102,37 @@ async def test_a_cli_ingest_announces_its_version_to_the_replicas(
 
 
 async def test_the_channel_degrades_while_redis_is_down_and_resyncs_after(
-    tmp_path: Path,
+    own_redis: RedisServer,
 ) -> None:
-    with running_redis(tmp_path, free_port()) as server:
-        settings = RedisSettings.model_validate(
-            {"url": server.url, "key_prefix": "t:", "retry_interval_s": 0.05}
-        )
-        listener_redis, sender_redis = redis_client(settings), redis_client(settings)
-        listener = RedisCatalogChannel(listener_redis, key_prefix="t:", retry_interval_s=0.05)
-        sender = RedisCatalogChannel(sender_redis, key_prefix="t:", retry_interval_s=0.05)
-        heard: list[int] = []
-        resyncs: list[None] = []
-        try:
-            await listener.start(heard.append, lambda: resyncs.append(None))
-            await sender.announce(7)
-            await wait_until(lambda: heard == [7], "the announcement is heard")
+    settings = RedisSettings.model_validate(
+        {"url": own_redis.url, "key_prefix": "t:", "retry_interval_s": 0.05}
+    )
+    listener_redis, sender_redis = redis_client(settings), redis_client(settings)
+    listener = RedisCatalogChannel(listener_redis, key_prefix="t:", retry_interval_s=0.05)
+    sender = RedisCatalogChannel(sender_redis, key_prefix="t:", retry_interval_s=0.05)
+    heard: list[int] = []
+    resyncs: list[None] = []
+    try:
+        await listener.start(heard.append, lambda: resyncs.append(None))
+        await sender.announce(7)
+        await wait_until(lambda: heard == [7], "the announcement is heard")
 
-            server.stop()
-            await wait_until(lambda: listener.degraded, "the listener notices Redis is down")
-            with pytest.raises(StateStoreUnavailable):
-                await sender.announce(8)
-            assert sender.fallbacks == 1
+        own_redis.stop()
+        await wait_until(lambda: listener.degraded, "the listener notices Redis is down")
+        with pytest.raises(StateStoreUnavailable):
+            await sender.announce(8)
+        assert sender.fallbacks == 1
 
-            server.start()
-            await wait_until(lambda: not listener.degraded, "the listener listens again")
-            assert resyncs == [None]  # it asks the store: announcements may have been missed
-            await sender.announce(9)
-            await wait_until(lambda: heard == [7, 9], "announcements are heard again")
-            assert listener.fallbacks >= 1
-        finally:
-            await listener.aclose()
-            await listener_redis.aclose()
-            await sender_redis.aclose()
+        own_redis.start()
+        await wait_until(lambda: not listener.degraded, "the listener listens again")
+        assert resyncs == [None]  # it asks the store: announcements may have been missed
+        await sender.announce(9)
+        await wait_until(lambda: heard == [7, 9], "announcements are heard again")
+        assert listener.fallbacks >= 1
+    finally:
+        await listener.aclose()
+        await listener_redis.aclose()
+        await sender_redis.aclose()
 
 
 async def test_an_announcement_never_moves_the_version_back(

@@ -37,7 +37,7 @@ from tests.fleet.replicas import (
     wait_until,
 )
 from tests.ingest.catalogs import product, write_products
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 REQUESTS = 200
 QUESTION = "How much is the tent?"
@@ -152,29 +152,30 @@ async def test_a_waiting_replica_takes_the_holders_entry(session_entries: OpenEn
         assert await waiting == ("the holder's entry", True)
 
 
-async def test_while_redis_is_down_the_cache_is_local_and_comes_back(tmp_path: Path) -> None:
-    with running_redis(tmp_path, free_port()) as server:
-        context = SharedContext((), time.time(), 1, 5, (), "q")
-        local = shared_entries(server.url, "t:", lock_s=1, retry_interval_s=0.05)
-        async with local as (_, entries):
-            await entries.put("c", context, 60)
-            assert await entries.get("c") == (True, context)
-            server.stop()
+async def test_while_redis_is_down_the_cache_is_local_and_comes_back(
+    own_redis: RedisServer,
+) -> None:
+    context = SharedContext((), time.time(), 1, 5, (), "q")
+    local = shared_entries(own_redis.url, "t:", lock_s=1, retry_interval_s=0.05)
+    async with local as (_, entries):
+        await entries.put("c", context, 60)
+        assert await entries.get("c") == (True, context)
+        own_redis.stop()
 
-            assert await entries.get("c") == (False, None)  # use this process's own entry
-            assert entries.degraded and entries.fallbacks >= 1
+        assert await entries.get("c") == (False, None)  # use this process's own entry
+        assert entries.degraded and entries.fallbacks >= 1
 
-            async def work() -> str:
-                return "alone"
+        async def work() -> str:
+            return "alone"
 
-            async def never() -> str | None:
-                return None
+        async def never() -> str | None:
+            return None
 
-            assert await entries.run_once("c", work, never) == ("alone", False)
-            server.start()  # empty: no persistence
-            await wait_until(lambda: entries.active, "time to try Redis again")
-            assert await entries.get("c") == (True, None)
-            assert not entries.degraded
+        assert await entries.run_once("c", work, never) == ("alone", False)
+        own_redis.start()  # empty: no persistence
+        await wait_until(lambda: entries.active, "time to try Redis again")
+        assert await entries.get("c") == (True, None)
+        assert not entries.degraded
 
 
 def test_an_entry_of_five_passages_with_384_dimension_vectors_is_about_16_kb() -> None:

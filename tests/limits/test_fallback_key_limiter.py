@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
@@ -14,19 +13,12 @@ from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.errors import RateLimited
 from rag_service.limits import FallbackKeyLimiter, InMemoryKeyLimiter
 from rag_service.settings import KeyLimitSettings, RedisSettings
-from tests.conftest import free_port
 from tests.fakes.retrieval import ManualClock
 from tests.limits.conftest import ID_A
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 RETRY_INTERVAL_S = 5.0
 LIMITS = KeyLimitSettings(streams=1, requests_per_s=1000.0, burst=1000)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path, free_port()) as server:
-        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ from rag_service.adapters.redis_key_limiter import RedisKeyLimiter
 from rag_service.errors import RateLimited, StateStoreUnavailable
 from rag_service.ports import StreamSlot
 from rag_service.settings import KeyLimitSettings, RedisSettings
-from tests.conftest import free_port
 from tests.fakes.retrieval import ManualClock
 from tests.limits.conftest import ID_A, ID_B, WAIT_LIMIT_S
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 LEASE_S = 30.0
 SHORT_LEASE_S = 3.0  # the smallest allowed: renewed every second
@@ -185,49 +183,47 @@ async def test_the_holder_renews_in_the_background_and_a_dead_ones_lease_lapses(
 
 
 async def test_a_redis_restarted_empty_relearns_the_running_streams(
-    replicas: Replicas, tmp_path: Path
+    replicas: Replicas, own_redis: RedisServer
 ) -> None:
-    with running_redis(tmp_path, free_port()) as server:
-        holder = replicas(url=server.url, streams=1)
-        other = replicas(url=server.url, streams=1)
-        await holder.admit(ID_A)
-        server.stop()
-        server.start()  # no persistence: every slot is gone
-        await other.admit(ID_B)  # connected to the new server, which knows nothing of A's
+    holder = replicas(url=own_redis.url, streams=1)
+    other = replicas(url=own_redis.url, streams=1)
+    await holder.admit(ID_A)
+    own_redis.stop()
+    own_redis.start()  # no persistence: every slot is gone
+    await other.admit(ID_B)  # connected to the new server, which knows nothing of A's
 
-        await holder.renew_leases()
+    await holder.renew_leases()
 
-        assert await refusal_reason(other) == "streams"
+    assert await refusal_reason(other) == "streams"
 
 
 # -- Redis down -----------------------------------------------------------------------------------
 
 
 async def test_redis_stopped_mid_run_raises_a_clear_domain_error_and_recovers(
-    replicas: Replicas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    replicas: Replicas, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    with running_redis(tmp_path, free_port()) as server:
-        secret_url = server.url.replace("redis://", "redis://:not-a-real-password@")
-        limiter = replicas(url=server.url, streams=2)
-        slot = await limiter.admit(ID_A)
-        server.stop()
+    secret_url = own_redis.url.replace("redis://", "redis://:not-a-real-password@")
+    limiter = replicas(url=own_redis.url, streams=2)
+    slot = await limiter.admit(ID_A)
+    own_redis.stop()
 
-        with pytest.raises(StateStoreUnavailable) as down:
-            await limiter.admit(ID_A)
-        slot.release()  # never raises; the lease lapses instead
-        with pytest.raises(StateStoreUnavailable):
-            await limiter.admit(ID_A)  # the release in flight has failed quietly
-        with pytest.raises(StateStoreUnavailable):
-            await replicas(url=secret_url).admit(ID_A)
+    with pytest.raises(StateStoreUnavailable) as down:
+        await limiter.admit(ID_A)
+    slot.release()  # never raises; the lease lapses instead
+    with pytest.raises(StateStoreUnavailable):
+        await limiter.admit(ID_A)  # the release in flight has failed quietly
+    with pytest.raises(StateStoreUnavailable):
+        await replicas(url=secret_url).admit(ID_A)
 
-        error = down.value
-        assert (error.code, error.http_status, error.retryable) == (
-            "state_store_unavailable",
-            503,
-            True,
-        )
-        assert "Redis" in error.message
-        assert "not-a-real-password" not in caplog.text
-        server.start()
-        await limiter.admit(ID_A)  # back, with the pool's new connections
+    error = down.value
+    assert (error.code, error.http_status, error.retryable) == (
+        "state_store_unavailable",
+        503,
+        True,
+    )
+    assert "Redis" in error.message
+    assert "not-a-real-password" not in caplog.text
+    own_redis.start()
+    await limiter.admit(ID_A)  # back, with the pool's new connections
