@@ -36,6 +36,13 @@ def stored_count(store: ChromaStore) -> int:
     return store.records(state.records_collection).count()
 
 
+def ingested(pipeline: IngestPipeline, tmp_path: Path, count: int) -> Path:
+    """``p.jsonl`` with the first ``count`` products, ingested once; its path."""
+    catalog = write_products(tmp_path / "p.jsonl", [product(i) for i in range(count)])
+    pipeline.run([catalog])
+    return catalog
+
+
 def test_first_ingest_adds_everything_and_publishes_version_1(
     pipeline: IngestPipeline, store: ChromaStore, embedder: HashingEmbedder, tmp_path: Path
 ) -> None:
@@ -53,8 +60,7 @@ def test_first_ingest_adds_everything_and_publishes_version_1(
 def test_unchanged_reingest_embeds_nothing_and_keeps_the_version(
     pipeline: IngestPipeline, store: ChromaStore, embedder: HashingEmbedder, tmp_path: Path
 ) -> None:
-    catalog = write_products(tmp_path / "p.jsonl", [product(i) for i in range(20)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 20)
     embedded = embedder.texts_embedded
     report = pipeline.run([catalog])
     assert (report.added, report.updated, report.unchanged, report.deleted) == (0, 0, 20, 0)
@@ -66,9 +72,7 @@ def test_unchanged_reingest_embeds_nothing_and_keeps_the_version(
 def test_changed_document_is_reembedded_alone(
     pipeline: IngestPipeline, store: ChromaStore, embedder: HashingEmbedder, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(20)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 20)
     before = embedder.texts_embedded
     changed = [product(i) for i in range(20)]
     changed[3]["description"] = "Now with a completely new waterproof membrane."
@@ -84,9 +88,7 @@ def test_changed_document_is_reembedded_alone(
 def test_identical_text_reuses_the_stored_vector(
     pipeline: IngestPipeline, store: ChromaStore, embedder: HashingEmbedder, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(5)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 5)
     before = embedder.texts_embedded
     # Moved to another file: the stored record changes (source), the embedded text does not.
     catalog.unlink()
@@ -100,9 +102,7 @@ def test_identical_text_reuses_the_stored_vector(
 def test_sync_mode_deletes_missing_documents_and_append_keeps_them(
     pipeline: IngestPipeline, store: ChromaStore, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(10)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 10)
     write_products(catalog, [product(i) for i in range(8)])
     appended = pipeline.run([catalog], append=True)
     assert appended.kept == 2 and appended.deleted == 0 and not appended.published
@@ -116,9 +116,7 @@ def test_sync_mode_deletes_missing_documents_and_append_keeps_them(
 def test_load_errors_skip_the_record_but_protect_its_file_from_deletions(
     pipeline: IngestPipeline, store: ChromaStore, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(5)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 5)
     lines = catalog.read_text().splitlines()
     lines[2] = '{"sku": "SKU-00002", "name": '  # malformed JSON where SKU-00002 was
     lines.append('{"sku": "SKU-00099"}')  # missing fields
@@ -132,9 +130,7 @@ def test_load_errors_skip_the_record_but_protect_its_file_from_deletions(
 def test_strict_mode_aborts_and_leaves_the_live_catalog_untouched(
     pipeline: IngestPipeline, store: ChromaStore, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(5)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 5)
     before = visible_ids(store)
     write_products(catalog, [product(i, description="changed") for i in range(5)])
     with catalog.open("a") as f:
@@ -149,8 +145,7 @@ def test_strict_mode_aborts_and_leaves_the_live_catalog_untouched(
 def test_an_empty_catalog_never_wipes_the_live_one(
     pipeline: IngestPipeline, store: ChromaStore, tmp_path: Path
 ) -> None:
-    catalog = write_products(tmp_path / "p.jsonl", [product(i) for i in range(3)])
-    pipeline.run([catalog])
+    ingested(pipeline, tmp_path, 3)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(InvalidInput, match="no documents found"):
@@ -161,9 +156,7 @@ def test_an_empty_catalog_never_wipes_the_live_one(
 def test_dry_run_reports_changes_and_writes_nothing(
     pipeline: IngestPipeline, store: ChromaStore, embedder: HashingEmbedder, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "p.jsonl"
-    write_products(catalog, [product(i) for i in range(6)])
-    pipeline.run([catalog])
+    catalog = ingested(pipeline, tmp_path, 6)
     count, embedded = stored_count(store), embedder.texts_embedded
     write_products(catalog, [product(i, price=1.0) for i in range(4)] + [product(50)])
     report = pipeline.run([catalog], dry_run=True)
