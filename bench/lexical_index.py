@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.result_output import command_line, print_result, results_file
+from bench.result_output import quick_or_full, results_file
 from bench.retrieval_catalogs import generated_products, write_generated_catalog
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
@@ -237,15 +237,7 @@ def run(quick: bool = False) -> LexicalBenchResult:
 
 
 def main(argv: list[str]) -> int:
-    parser = command_line(
-        "bench.lexical_index",
-        __doc__.split("\n\n")[0],
-        quick="320 and 2,000 products only",
-        output=RESULTS_FILE,
-    )
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    return print_result(result, args.output)
+    return quick_or_full(argv, run, quick="320 and 2,000 products only", output=RESULTS_FILE)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,3 +67,16 @@ def print_result(result: BenchResult, output: Path) -> int:
     """Hand over a result from a benchmark's command line; its exit status (0)."""
     write_and_print(result.markdown, result.data, output)
     return 0
+
+
+def quick_or_full(
+    argv: list[str] | None, run: Callable[[bool], BenchResult], *, quick: str, output: Path
+) -> int:
+    """The whole ``main`` of a benchmark whose only options are ``--quick`` and ``--output``: its
+    usage names the module ``run`` comes from (also when run as ``python -m``), its description
+    is the first paragraph of that module's docstring."""
+    module = sys.modules[run.__module__]
+    name = module.__spec__.name if module.__spec__ is not None else run.__module__
+    description = (module.__doc__ or "").split("\n\n")[0] or None
+    args = command_line(name, description, quick=quick, output=output).parse_args(argv)
+    return print_result(run(args.quick), args.output)

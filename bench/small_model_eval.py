@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from bench.repo_paths import SAMPLE_CATALOG
-from bench.result_output import command_line, log_to_stderr, print_result, results_file
+from bench.result_output import log_to_stderr, quick_or_full, results_file
 from ingest.chunking import chunk_documents
 from ingest.loaders import load_catalog
 from rag_service.adapters.sentence_transformer_embedder import SentenceTransformerEmbedder
@@ -410,12 +410,7 @@ def _params_text(params: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = command_line(
-        "bench.small_model_eval", __doc__, quick=f"{QUICK_QUESTIONS} questions", output=RESULTS_FILE
-    )
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    return print_result(result, args.output)
+    return quick_or_full(argv, run, quick=f"{QUICK_QUESTIONS} questions", output=RESULTS_FILE)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import redis
 from pydantic import SecretStr
 
 from bench.latency_stats import summarise_ms
-from bench.result_output import command_line, print_result, results_file
+from bench.result_output import quick_or_full, results_file
 from bench.stream_replicas_report import StreamReplicasResult
 from bench.stream_replicas_resume import resume_times, written
 from bench.stream_replicas_setup import (
@@ -362,14 +362,7 @@ def run(quick: bool = False, shape: Shape | None = None) -> StreamReplicasResult
 
 
 def main(argv: list[str]) -> int:
-    parser = command_line(
-        "bench.stream_replicas",
-        __doc__.split("\n\n")[0],
-        quick="100 streams of 64 deltas",
-        output=RESULTS_FILE,
-    )
-    args = parser.parse_args(argv)
-    return print_result(run(quick=args.quick), args.output)
+    return quick_or_full(argv, run, quick="100 streams of 64 deltas", output=RESULTS_FILE)
 
 
 if __name__ == "__main__":
