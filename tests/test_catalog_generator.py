@@ -84,19 +84,42 @@ def test_reordering_a_list_changes_the_catalog(tmp_path: Path) -> None:
     assert catalog_sha256(320, 7, tmp_path, reordered) != PINNED_SHA256[(320, 7)]
 
 
-def test_an_unknown_key_is_refused_with_its_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "old", "new", "refusal"),
+    [
+        pytest.param(
+            "lighting.toml",
+            "\nadjectives = ",
+            "\nadjective = ",
+            r"lighting\.toml: .*unknown keys \['adjective'\]",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "cooking.toml", 'prefix = "STV"\n', "", r"cooking\.toml: .*prefix", id="missing-key"
+        ),
+        pytest.param(
+            "jackets.toml",
+            'slug = "jackets"',
+            'slug = "coats"',
+            r"jackets\.toml: slug is 'coats'",
+            id="another-categorys-slug",
+        ),
+        pytest.param(
+            "jackets.toml",
+            'sizing = "apparel"',
+            'sizing = "tailored"',
+            r"jackets\.toml: .*unknown sizing 'tailored'",
+            id="unknown-sizing",
+        ),
+    ],
+)
+def test_a_broken_vocabulary_file_is_refused_naming_it(
+    tmp_path: Path, name: str, old: str, new: str, refusal: str
+) -> None:
     folder = vocabulary_copy(tmp_path)
-    edit(folder / "lighting.toml", "\nadjectives = ", "\nadjective = ")
+    edit(folder / name, old, new)
 
-    with pytest.raises(ValueError, match=r"lighting\.toml: .*unknown keys \['adjective'\]"):
-        GEN["load_vocabulary"](folder)
-
-
-def test_a_missing_key_is_refused_with_its_file(tmp_path: Path) -> None:
-    folder = vocabulary_copy(tmp_path)
-    edit(folder / "cooking.toml", 'prefix = "STV"\n', "")
-
-    with pytest.raises(ValueError, match=r"cooking\.toml: .*prefix"):
+    with pytest.raises(ValueError, match=refusal):
         GEN["load_vocabulary"](folder)
 
 
@@ -105,22 +128,6 @@ def test_a_category_file_the_order_does_not_list_is_refused(tmp_path: Path) -> N
     shutil.copy(folder / "tents.toml", folder / "hammocks.toml")
 
     with pytest.raises(ValueError, match=r"not listed in shared\.toml: \['hammocks'\]"):
-        GEN["load_vocabulary"](folder)
-
-
-def test_a_category_file_must_hold_its_own_slug(tmp_path: Path) -> None:
-    folder = vocabulary_copy(tmp_path)
-    edit(folder / "jackets.toml", 'slug = "jackets"', 'slug = "coats"')
-
-    with pytest.raises(ValueError, match=r"jackets\.toml: slug is 'coats'"):
-        GEN["load_vocabulary"](folder)
-
-
-def test_an_unknown_sizing_is_refused(tmp_path: Path) -> None:
-    folder = vocabulary_copy(tmp_path)
-    edit(folder / "jackets.toml", 'sizing = "apparel"', 'sizing = "tailored"')
-
-    with pytest.raises(ValueError, match=r"jackets\.toml: .*unknown sizing 'tailored'"):
         GEN["load_vocabulary"](folder)
 
 
