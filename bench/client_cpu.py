@@ -36,8 +36,8 @@ from bench.result_output import (
     command_line,
     goals_and_notes,
     log_to_stderr,
-    print_result,
     results_file,
+    run_with_options,
 )
 from bench.service_process import child_env, token_upstream
 
@@ -89,7 +89,24 @@ class ClientCpuResult:
 
     @property
     def markdown(self) -> str:
-        return render_markdown(self)
+        lines = [
+            f"{self.streams} concurrent streams x {self.tokens} tokens, {len(self.rounds)} "
+            "round(s); CPU of the client's process per token received.",
+            "",
+            "| client | µs per token (median) | user / system µs | each round (µs) | × bare aiohttp "
+            "| pass wall s (median) | client cores |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in CONTENDERS:
+            each = " / ".join(str(r[name]["us_per_token"]) for r in self.rounds)
+            lines.append(
+                f"| {LABELS[name]} | {self.median(name)} "
+                f"| {self.median(name, 'user_us_per_token')} / "
+                f"{self.median(name, 'system_us_per_token')} | {each} | {self.ratio(name)} "
+                f"| {self.median(name, 'wall_s')} | {self.median(name, 'cores')} |"
+            )
+        lines += goals_and_notes(self.goals, self.notes, heading="Goal")
+        return "\n".join(lines)
 
 
 def run(
@@ -181,27 +198,6 @@ async def run_child(
     raise RuntimeError(f"client {name} ended without a result (exit {child.returncode}):\n{tail}")
 
 
-def render_markdown(result: ClientCpuResult) -> str:
-    lines = [
-        f"{result.streams} concurrent streams x {result.tokens} tokens, {len(result.rounds)} "
-        "round(s); CPU of the client's process per token received.",
-        "",
-        "| client | µs per token (median) | user / system µs | each round (µs) | × bare aiohttp "
-        "| pass wall s (median) | client cores |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in CONTENDERS:
-        each = " / ".join(str(r[name]["us_per_token"]) for r in result.rounds)
-        lines.append(
-            f"| {LABELS[name]} | {result.median(name)} "
-            f"| {result.median(name, 'user_us_per_token')} / "
-            f"{result.median(name, 'system_us_per_token')} | {each} | {result.ratio(name)} "
-            f"| {result.median(name, 'wall_s')} | {result.median(name, 'cores')} |"
-        )
-    lines += goals_and_notes(result.goals, result.notes, heading="Goal")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = command_line(
         "bench.client_cpu", __doc__, quick="100 streams x 40 tokens, 1 round", output=RESULTS_FILE
@@ -210,15 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=None, help="tokens per answer")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--connect-delay-ms", type=float, default=0.0, help="0: no proxy")
-    args = parser.parse_args(argv)
-    result = run(
-        args.quick,
-        streams=args.streams,
-        tokens=args.tokens,
-        rounds=args.rounds,
-        connect_delay_ms=args.connect_delay_ms,
-    )
-    return print_result(result, args.output)
+    return run_with_options(parser, argv, run)
 
 
 if __name__ == "__main__":

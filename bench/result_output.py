@@ -69,6 +69,17 @@ def print_result(result: BenchResult, output: Path) -> int:
     return 0
 
 
+def run_with_options(
+    parser: argparse.ArgumentParser, argv: list[str] | None, run: Callable[..., BenchResult]
+) -> int:
+    """Parse ``argv``, call ``run`` with every option but ``--output`` as the keyword argument of
+    the same name (``--quick`` as ``quick``), and hand the result over: for a benchmark whose
+    options are the arguments of its ``run``."""
+    options = vars(parser.parse_args(argv))
+    output = options.pop("output")
+    return print_result(run(**options), output)
+
+
 def quick_or_full(
     argv: list[str] | None, run: Callable[[bool], BenchResult], *, quick: str, output: Path
 ) -> int:
@@ -78,5 +89,4 @@ def quick_or_full(
     module = sys.modules[run.__module__]
     name = module.__spec__.name if module.__spec__ is not None else run.__module__
     description = (module.__doc__ or "").split("\n\n")[0] or None
-    args = command_line(name, description, quick=quick, output=output).parse_args(argv)
-    return print_result(run(args.quick), args.output)
+    return run_with_options(command_line(name, description, quick=quick, output=output), argv, run)

@@ -45,8 +45,8 @@ from bench.result_output import (
     command_line,
     goals_and_notes,
     log_to_stderr,
-    print_result,
     results_file,
+    run_with_options,
 )
 from bench.service_process import (
     ChildProcess,
@@ -283,14 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "--connect-delay-ms", type=float, default=CONNECT_DELAY_MS, help="0: no proxy"
     )
     parser.add_argument("--store", type=Path, default=None, help="an already ingested store")
-    args = parser.parse_args(argv)
-    result = run(
-        args.quick,
-        requests=args.requests,
-        connect_delay_ms=args.connect_delay_ms,
-        store=args.store,
-    )
-    return print_result(result, args.output)
+    return run_with_options(parser, argv, run)
 
 
 if __name__ == "__main__":
