@@ -46,6 +46,7 @@ import uvloop
 from bench.answer_prose import answer_text
 from bench.stream_children import raise_open_file_limit
 from rag_service.domain import ChatMessage, ChatRequest, Failed, Role, TextDelta
+from rag_service.errors import RagServiceError
 from rag_service.ports import UpstreamEvent
 from rag_service.settings import UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
@@ -93,7 +94,7 @@ class Ours:
 
     async def one(self, messages: Messages) -> tuple[str, int]:
         parts: list[str] = []
-        failures: list[Failed] = []
+        failures: list[Failed[RagServiceError]] = []
 
         def sink(item: UpstreamEvent) -> None:
             if isinstance(item, TextDelta):
