@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from rag_service.domain import ChatMessage, ChatRequest, Completed, Failed, Resumed, TextDelta
-from rag_service.ports import UpstreamEvent
+from rag_service.domain import ChatMessage, ChatRequest, Failed, Resumed
 from rag_service.settings import ContinuationStrategy, RetrySettings, UpstreamSettings
 from rag_service.upstream import OpenAICompatibleUpstream
 from tests.fixture_servers.fault_proxy import CutPlan, FaultProxy
 from tests.streaming.sse_spec import iter_sse_events
+from tests.upstream.conftest import Answer, collect
 
 pytestmark = pytest.mark.llm
 
@@ -75,27 +75,25 @@ def client_for(base_url: str) -> OpenAICompatibleUpstream:
 
 async def stream_through_proxy(
     local_llm_url: str, plans: list[CutPlan]
-) -> tuple[list[UpstreamEvent], FaultProxy]:
+) -> tuple[Answer, FaultProxy]:
     target = urlsplit(local_llm_url)
     assert target.hostname is not None and target.port is not None
     async with FaultProxy(target.hostname, target.port, plans=plans) as proxy:
         upstream = client_for(proxy.url("/v1"))
         try:
-            items = [item async for item in upstream.stream(REQUEST)]
+            items = await collect(upstream.stream(REQUEST))
         finally:
             await upstream.aclose()
     return items, proxy
 
 
-def delivered_text(items: list[UpstreamEvent]) -> str:
-    return "".join(item.text for item in items if isinstance(item, TextDelta))
-
-
-def terminal(items: list[UpstreamEvent]) -> Completed:
-    last = items[-1]
+def assert_delivered_once(items: Answer, reference_answer: str, *, attempts: int) -> None:
+    """The stream completed in ``attempts`` attempts with the reference answer, each character
+    delivered exactly once."""
+    last = items.terminal
     assert not isinstance(last, Failed), f"stream failed: {last.error.to_payload()}"
-    assert isinstance(last, Completed)
-    return last
+    assert items.text == reference_answer
+    assert last.attempts == attempts
 
 
 async def test_first_attempt_cut_after_a_few_events_delivers_the_answer_once(
@@ -103,14 +101,11 @@ async def test_first_attempt_cut_after_a_few_events_delivers_the_answer_once(
 ) -> None:
     # Event 1 is the role-only delta; events 2-6 carry the answer's first tokens.
     items, proxy = await stream_through_proxy(local_llm_url, [CutPlan(after_events=6)])
-    completed = terminal(items)
-    assert delivered_text(items) == reference_answer
-    assert completed.attempts == 2
+    assert_delivered_once(items, reference_answer, attempts=2)
     assert [item.attempt for item in items if isinstance(item, Resumed)] == [2]
     assert (proxy.cuts, proxy.records[0].events) == (1, 6)
-    first_cut_text = delivered_text(
-        items[: items.index(next(i for i in items if isinstance(i, Resumed)))]
-    )
+    resumed_at = next(index for index, item in enumerate(items) if isinstance(item, Resumed))
+    first_cut_text = Answer(items[:resumed_at]).text
     assert 0 < len(first_cut_text) < len(reference_answer)
 
 
@@ -119,9 +114,7 @@ async def test_first_and_second_attempts_cut_still_deliver_the_answer_once(
 ) -> None:
     plans = [CutPlan(after_events=4), CutPlan(after_events=14)]
     items, proxy = await stream_through_proxy(local_llm_url, plans)
-    completed = terminal(items)
-    assert delivered_text(items) == reference_answer
-    assert completed.attempts == 3
+    assert_delivered_once(items, reference_answer, attempts=3)
     assert [item.attempt for item in items if isinstance(item, Resumed)] == [2, 3]
     assert proxy.cuts == 2
 
@@ -131,7 +124,5 @@ async def test_cut_in_the_middle_of_an_sse_event_loses_and_repeats_nothing(
 ) -> None:
     # 1,500 bytes: the HTTP head and a few events, ending inside a `data:` line.
     items, proxy = await stream_through_proxy(local_llm_url, [CutPlan(after_response_bytes=1500)])
-    completed = terminal(items)
-    assert delivered_text(items) == reference_answer
-    assert completed.attempts == 2
+    assert_delivered_once(items, reference_answer, attempts=2)
     assert proxy.records[0].cut and proxy.records[0].response_bytes == 1500
