@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rag_service.domain import ContextState
+from rag_service.domain import ContextState, ResolvedContext
 from rag_service.errors import VectorStoreUnavailable
 from rag_service.retrieval import ContextService
 from rag_service.retrieval.single_flight import SingleFlight
@@ -14,6 +14,17 @@ from tests.fakes.retrieval import HashingEmbedder, InMemoryPassageSearch, Manual
 from tests.retrieval.conftest import wait_until
 
 QUESTION = "Is the two person tent waterproof?"
+
+
+async def joined_to_one_retrieval(
+    service: ContextService, embedder: HashingEmbedder, count: int, context_id: str = "c1"
+) -> list[asyncio.Task[ResolvedContext]]:
+    """``count`` resolves of ``context_id``, all joined to one retrieval held in its embedding
+    (the embedder's gate is closed; a test opens it)."""
+    embedder.gate.close()
+    tasks = [asyncio.create_task(service.resolve(context_id, QUESTION)) for _ in range(count)]
+    await wait_until(lambda: service.stats().coalesced == count - 1 and embedder.gate.waiting == 1)
+    return tasks
 
 
 async def test_200_concurrent_resolves_of_a_stale_context_retrieve_once(
@@ -24,12 +35,10 @@ async def test_200_concurrent_resolves_of_a_stale_context_retrieve_once(
 ) -> None:
     await service.resolve("hot", QUESTION)
     clock.advance(301)  # expired; the version check is due too
-    embedder.gate.close()
 
-    tasks = [asyncio.create_task(service.resolve("hot", QUESTION)) for _ in range(200)]
     # Hold the retrieval until every request has joined it; with no single flight the
     # count of joined requests would never reach 199 and this would time out.
-    await wait_until(lambda: service.stats().coalesced == 199 and embedder.gate.waiting == 1)
+    tasks = await joined_to_one_retrieval(service, embedder, 200, context_id="hot")
     embedder.gate.open()
     results = await asyncio.gather(*tasks)
 
@@ -71,10 +80,7 @@ async def test_different_context_ids_are_not_merged(
 async def test_a_cancelled_waiter_does_not_disturb_the_others(
     service: ContextService, embedder: HashingEmbedder
 ) -> None:
-    embedder.gate.close()
-    leader = asyncio.create_task(service.resolve("c1", QUESTION))
-    waiters = [asyncio.create_task(service.resolve("c1", QUESTION)) for _ in range(3)]
-    await wait_until(lambda: service.stats().coalesced == 3 and embedder.gate.waiting == 1)
+    leader, *waiters = await joined_to_one_retrieval(service, embedder, 4)
 
     waiters[0].cancel()
     await asyncio.sleep(0)
@@ -89,10 +95,7 @@ async def test_a_cancelled_waiter_does_not_disturb_the_others(
 async def test_a_cancelled_leader_does_not_cancel_the_shared_retrieval(
     service: ContextService, embedder: HashingEmbedder
 ) -> None:
-    embedder.gate.close()
-    leader = asyncio.create_task(service.resolve("c1", QUESTION))
-    waiter = asyncio.create_task(service.resolve("c1", QUESTION))
-    await wait_until(lambda: service.stats().coalesced == 1 and embedder.gate.waiting == 1)
+    leader, waiter = await joined_to_one_retrieval(service, embedder, 2)
 
     leader.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -107,9 +110,7 @@ async def test_a_cancelled_leader_does_not_cancel_the_shared_retrieval(
 async def test_work_completes_and_is_cached_when_every_caller_left(
     service: ContextService, embedder: HashingEmbedder
 ) -> None:
-    embedder.gate.close()
-    only = asyncio.create_task(service.resolve("c1", QUESTION))
-    await wait_until(lambda: embedder.gate.waiting == 1)
+    [only] = await joined_to_one_retrieval(service, embedder, 1)
     only.cancel()
     embedder.gate.open()
     await wait_until(lambda: service.stats().in_flight == 0)
@@ -124,9 +125,7 @@ async def test_a_shared_failure_reaches_every_waiter_as_fallback(
     service: ContextService, embedder: HashingEmbedder, store: InMemoryPassageSearch
 ) -> None:
     store.fail_search = True
-    embedder.gate.close()
-    tasks = [asyncio.create_task(service.resolve("c1", QUESTION)) for _ in range(10)]
-    await wait_until(lambda: service.stats().coalesced == 9)
+    tasks = await joined_to_one_retrieval(service, embedder, 10)
     embedder.gate.open()
 
     results = await asyncio.gather(*tasks)
