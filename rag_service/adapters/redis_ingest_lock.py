@@ -23,12 +23,13 @@ import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
+from rag_service.cancellation import cancel_until_done
 from rag_service.errors import IngestInProgress, StateStoreUnavailable
 from rag_service.settings import Settings
 
@@ -112,9 +113,9 @@ class RedisIngestLease:
     async def release(self) -> None:
         """Stop renewing and delete the key if it is still this holding's; a Redis that does
         not answer is logged (the lease then runs out on its own)."""
-        self._renewing.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._renewing
+        # Again and again: a renewal that took its cancellation while sending its command
+        # would renew on (rag_service.cancellation), and this release wait for it forever.
+        await cancel_until_done(lambda: (self._renewing,))
         try:
             await self._lock.release(self._value)
         except StateStoreUnavailable as error:

@@ -44,6 +44,7 @@ import uuid
 from redis.asyncio import Redis
 
 from rag_service.adapters.redis_connection import RedisError, as_text, redis_client, unavailable
+from rag_service.cancellation import cancel_until_done
 from rag_service.domain import KeyLimitStats
 from rag_service.errors import StateStoreUnavailable
 from rag_service.ports import Clock, Refusals, StreamSlot, limits_by_key
@@ -253,8 +254,10 @@ class RedisKeyLimiter:
         """Stop renewing, let releases in flight finish, close the client. Slots still held
         are left to lapse (a process stopping ends its generations, which release them)."""
         if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
+            # Again and again: a renewal that took its cancellation while sending its pipeline
+            # would renew on (rag_service.cancellation), and shutdown wait for it forever.
+            renewer = self._renewer
+            await cancel_until_done(lambda: (renewer,))
             self._renewer = None
         if self._releasing:
             await asyncio.wait(set(self._releasing))

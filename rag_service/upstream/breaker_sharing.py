@@ -25,6 +25,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from rag_service.cancellation import cancel_until_done
 from rag_service.domain import BreakerNews, BreakerState
 from rag_service.errors import StateStoreUnavailable
 from rag_service.ports import BreakerBoard
@@ -103,10 +104,9 @@ class BreakerSharing:
         return claimed
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Again and again: a sync that took its cancellation while sending a command would
+        # loop on (rag_service.cancellation), and shutdown wait for it forever.
+        await cancel_until_done(lambda: self._tasks)
 
     def _transitioned(self, state: BreakerState) -> None:
         if self._breaker.adopting or state is BreakerState.half_open:
