@@ -406,6 +406,7 @@ def _key_limiter(
         settings.limits,
         key_prefix=settings.redis.key_prefix,
         lease_s=settings.redis.slot_lease_s,
+        owns_client=False,  # the app's client, closed after every adapter that uses it
     )
     stack.push_async_callback(shared.aclose)  # stops renewing its leases
     limiter = FallbackKeyLimiter(shared, local, retry_interval_s=settings.redis.retry_interval_s)

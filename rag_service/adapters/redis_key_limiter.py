@@ -136,8 +136,11 @@ class RedisKeyLimiter:
         lease_s: float = 30.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        owns_client: bool = True,
     ) -> None:
         self._client = client
+        # False for a client shared with other adapters (the app's): its owner closes it last.
+        self._owns_client = owns_client
         self._default, self._overrides = limits_by_key(settings)
         self._prefix = key_prefix
         self._lease_s = lease_s
@@ -251,8 +254,9 @@ class RedisKeyLimiter:
             raise unavailable(error) from error
 
     async def aclose(self) -> None:
-        """Stop renewing, let releases in flight finish, close the client. Slots still held
-        are left to lapse (a process stopping ends its generations, which release them)."""
+        """Stop renewing, let releases in flight finish, close the client if it is this
+        limiter's own (``owns_client``). Slots still held are left to lapse (a process stopping
+        ends its generations, which release them)."""
         if self._renewer is not None:
             # Again and again: a renewal that took its cancellation while sending its pipeline
             # would renew on (rag_service.cancellation), and shutdown wait for it forever.
@@ -261,7 +265,8 @@ class RedisKeyLimiter:
             self._renewer = None
         if self._releasing:
             await asyncio.wait(set(self._releasing))
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     async def _renew_forever(self) -> None:
         failing = False

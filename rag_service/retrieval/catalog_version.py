@@ -28,13 +28,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from rag_service.cancellation import cancel_until_done
 from rag_service.errors import StateStoreUnavailable, VectorStoreUnavailable
 from rag_service.ports import CatalogVersionChannel, Clock, PassageSearch
 from rag_service.retrieval.catalog_channel import InProcessCatalogChannel
 
 logger = logging.getLogger(__name__)
-
-CANCEL_RETRY_S = 0.1
 
 # (version read, publish generation when the read started)
 _Reading = tuple[int, int]
@@ -150,11 +149,9 @@ class CatalogVersionWatch:
         # Python 3.11's wait_for (in ``refresh``) can swallow a cancellation that arrives as the
         # store answers; the loop would then run on and shutdown wait for it forever. So the
         # cancel is repeated until the task has ended.
-        while self._loop_task is not None and not self._loop_task.done():
-            self._loop_task.cancel()
-            await asyncio.wait({self._loop_task}, timeout=CANCEL_RETRY_S)
-        if self._loop_task is not None and not self._loop_task.cancelled():
-            self._loop_task.exception()  # retrieved, so asyncio does not report it as lost
+        loop_task = self._loop_task
+        if loop_task is not None:
+            await cancel_until_done(lambda: (loop_task,))
 
     async def _run(self) -> None:
         while True:
