@@ -200,10 +200,10 @@ class RedisKeyLimiter:
         # it lapses with its first lease.)
         status, tokens = as_text(status), as_text(tokens)
         if status == "streams":
-            raise self._refusals.at_stream_limit(key_id, limits, time.monotonic())
+            raise self._refusals.at_stream_limit(key_id, limits, self._local_now())
         if status == "rate":
             wait_s = (1.0 - float(tokens)) / limits.requests_per_s
-            raise self._refusals.out_of_requests(key_id, limits, wait_s, time.monotonic())
+            raise self._refusals.out_of_requests(key_id, limits, wait_s, self._local_now())
         self._held.setdefault(key_id, set()).add(slot_id)
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_forever(), name="key-slot-leases")
@@ -296,3 +296,7 @@ class RedisKeyLimiter:
 
     def _now(self) -> str:
         return "" if self._clock is None else repr(self._clock())
+
+    def _local_now(self) -> float:
+        """This process's time, for spacing its refusal log lines: the injected clock's if any."""
+        return time.monotonic() if self._clock is None else self._clock()

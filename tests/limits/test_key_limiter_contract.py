@@ -6,6 +6,7 @@ Time is a ``ManualClock``: refill is shown by advancing it, never by waiting.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from typing import Any
@@ -22,6 +23,8 @@ from tests.limits.conftest import ID_A, ID_B, LimiterFactory
 
 # Plenty of everything but what a test is about.
 ROOMY = {"streams": 1000, "requests_per_s": 1000.0, "burst": 1000}
+REFUSALS_LOGGER = "rag_service.ports.key_limits"
+REFUSAL_LOG_INTERVAL_S = 60.0  # rag_service.ports.key_limits: one line per key per minute
 
 
 def make(
@@ -205,3 +208,30 @@ async def test_memory_forgets_a_key_that_stopped_calling_once_its_bucket_is_full
     clock.advance(SWEEP_INTERVAL_S)
     await limiter.admit(ID_A)
     assert limiter.stats().keys_tracked == 1  # B, idle with a full bucket, is forgotten
+
+
+async def test_a_key_refused_again_and_again_is_logged_once_per_interval(
+    limiter_factory: LimiterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of refusals must not become a flood of log lines: one per key per interval."""
+    clock = ManualClock()
+    # Out of requests for far longer than the interval: a token per 1,000 s, a burst of one.
+    limiter = make(limiter_factory, clock, requests_per_s=0.001, burst=1)
+    await admit_all(limiter, ID_A, 1)
+    await admit_all(limiter, ID_B, 1)
+
+    def lines(key_id: str) -> int:
+        return sum(
+            record.name == REFUSALS_LOGGER and key_id in record.getMessage()
+            for record in caplog.records
+        )
+
+    with caplog.at_level(logging.WARNING, logger=REFUSALS_LOGGER):
+        for _ in range(5):
+            await refusal(limiter, ID_A)
+        assert lines(ID_A) == 1
+        await refusal(limiter, ID_B)  # another key has its own line
+        assert lines(ID_B) == 1
+        clock.advance(REFUSAL_LOG_INTERVAL_S)
+        await refusal(limiter, ID_A)
+        assert lines(ID_A) == 2
